@@ -1,0 +1,71 @@
+package coordinator
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Config is the coordinator's YAML file (see README "Coordinator configuration"); flags override it.
+type Config struct {
+	// DataDir holds the pebble store. Default /var/lib/tmwarden.
+	DataDir string `yaml:"data_dir"`
+	// GRPCAddr is where agents connect. Default :9710.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// HTTPAddr serves the API, /healthz, /readyz and /metrics. Default :9711.
+	HTTPAddr string `yaml:"http_addr"`
+	// MissedIntervals is how many report intervals a node may stay silent before it is
+	// unreachable. Default 3.
+	MissedIntervals int `yaml:"missed_intervals"`
+	// DefaultInterval is assumed for agents that do not announce theirs. Default 5s.
+	DefaultInterval time.Duration `yaml:"default_interval"`
+	// MaxMessageBytes caps one gRPC message from an agent. Default 16777216 (16 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "/var/lib/tmwarden",
+		GRPCAddr:        ":9710",
+		HTTPAddr:        ":9711",
+		MissedIntervals: 3,
+		DefaultInterval: 5 * time.Second,
+		MaxMessageBytes: 16 << 20,
+		LogLevel:        "info",
+	}
+}
+
+// BindFlags registers the coordinator's flags with cfg's fields as their targets.
+func BindFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded pebble store")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listen address for agents")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for the API, health and metrics")
+	fs.IntVar(&cfg.MissedIntervals, "missed-intervals", cfg.MissedIntervals, "silent report intervals before a node is unreachable")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest gRPC message accepted from an agent")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+}
+
+// Validate checks the configuration and names every problem it finds.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty"))
+	}
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("grpc_addr: empty"))
+	}
+	if c.MissedIntervals < 1 {
+		errs = append(errs, fmt.Errorf("missed_intervals %d: must be at least 1", c.MissedIntervals))
+	}
+	if c.DefaultInterval <= 0 {
+		errs = append(errs, fmt.Errorf("default_interval %v: must be positive", c.DefaultInterval))
+	}
+	if c.MaxMessageBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,352 @@
+// Package coordinator is tmwarden's control plane: it takes the agents' report streams, keeps the
+// registry of nodes in its durable store, and serves the HTTP API. Detection, decisions and
+// actuators read the registry through the report observers and act through the agents' streams.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/store"
+	"github.com/tmwarden/tmwarden/telemetry"
+)
+
+// Version is the coordinator's version, set at build time with -ldflags.
+var Version = "dev"
+
+// ReportObserver is told about every report the coordinator stores, in sequence order per node.
+// It runs on the ingest path, so it must be quick and must not keep r beyond the call unless it
+// treats it as read-only.
+type ReportObserver func(node string, at time.Time, r *tmwardenv1.Report)
+
+// Option changes how a Coordinator is built.
+type Option func(*Coordinator)
+
+// WithClock replaces time.Now (the simulator runs the coordinator in simulated time).
+func WithClock(now func() time.Time) Option { return func(c *Coordinator) { c.now = now } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *Coordinator) { c.log = l } }
+
+// WithTelemetry sets where the coordinator's own metrics go (default: a private Prometheus registry).
+func WithTelemetry(p *telemetry.Provider) Option { return func(c *Coordinator) { c.tel = p } }
+
+// WithReportObserver adds an observer of stored reports.
+func WithReportObserver(o ReportObserver) Option {
+	return func(c *Coordinator) { c.observers = append(c.observers, o) }
+}
+
+// Coordinator is safe for concurrent use. Build it with New, bind with Listen, run with Serve.
+type Coordinator struct {
+	tmwardenv1.UnimplementedAgentServiceServer
+
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	tel       *telemetry.Provider
+	ownTel    bool
+	st        *store.Store
+	observers []ReportObserver
+	started   time.Time
+
+	mu       sync.RWMutex
+	nodes    map[string]*nodeState
+	sessions map[string]*session
+
+	grpcLn, httpLn net.Listener
+	ready          atomic.Bool
+	sessionSeq     atomic.Uint64
+	m              coordMetrics
+}
+
+type nodeState struct {
+	mu   sync.Mutex
+	rec  store.NodeRecord
+	last *tmwardenv1.Report
+	// collectors are the statuses from the last report or Hello.
+	collectors []*tmwardenv1.CollectorStatus
+}
+
+type coordMetrics struct {
+	reports  metric.Int64Counter
+	sessions metric.Int64UpDownCounter
+}
+
+var (
+	attrStored    = metric.WithAttributes(attribute.String("outcome", "stored"))
+	attrDuplicate = metric.WithAttributes(attribute.String("outcome", "duplicate"))
+	attrRejected  = metric.WithAttributes(attribute.String("outcome", "rejected"))
+)
+
+// New opens the store under cfg.DataDir and loads the nodes it knows.
+func New(cfg Config, opts ...Option) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid coordinator configuration: %w", err)
+	}
+	c := &Coordinator{cfg: cfg, log: slog.Default(), now: time.Now, nodes: map[string]*nodeState{}, sessions: map[string]*session{}}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.tel == nil {
+		p, err := telemetry.New("tmwarden-coordinator", Version)
+		if err != nil {
+			return nil, err
+		}
+		c.tel, c.ownTel = p, true
+	}
+	if err := c.initMetrics(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	c.st = st
+	recs, err := st.Nodes()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("loading nodes: %w", err)
+	}
+	for _, rec := range recs {
+		ns := &nodeState{rec: rec}
+		if b, err := st.LastReport(rec.Name); err == nil {
+			r := &tmwardenv1.Report{}
+			if err := proto.Unmarshal(b, r); err == nil {
+				ns.last, ns.collectors = r, r.Collectors
+			}
+		}
+		c.nodes[rec.Name] = ns
+	}
+	c.started = c.now()
+	c.log.Info("coordinator store open", "data_dir", cfg.DataDir, "nodes", len(recs))
+	return c, nil
+}
+
+func (c *Coordinator) initMetrics() error {
+	m := c.tel.Meters.Meter("github.com/tmwarden/tmwarden/coordinator")
+	var err1, err2, err3 error
+	c.m.reports, err1 = m.Int64Counter("tmwarden.coordinator.reports", metric.WithUnit("{report}"),
+		metric.WithDescription("Reports received from agents, by outcome (stored, duplicate, rejected)."))
+	c.m.sessions, err2 = m.Int64UpDownCounter("tmwarden.coordinator.sessions", metric.WithUnit("{session}"),
+		metric.WithDescription("Agent streams open now."))
+	_, err3 = m.Int64ObservableGauge("tmwarden.coordinator.nodes", metric.WithUnit("{node}"),
+		metric.WithDescription("Known nodes by reachability."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			var up, down int64
+			c.mu.RLock()
+			for _, ns := range c.nodes {
+				ns.mu.Lock()
+				if ns.rec.Reachable {
+					up++
+				} else {
+					down++
+				}
+				ns.mu.Unlock()
+			}
+			c.mu.RUnlock()
+			o.Observe(up, metric.WithAttributes(attribute.String("state", "reachable")))
+			o.Observe(down, metric.WithAttributes(attribute.String("state", "unreachable")))
+			return nil
+		}))
+	return errors.Join(err1, err2, err3)
+}
+
+// Listen binds the gRPC and HTTP addresses, so that a taken port fails before anything runs.
+func (c *Coordinator) Listen() error {
+	var err error
+	if c.grpcLn, err = net.Listen("tcp", c.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("coordinator grpc listen on %s: %w", c.cfg.GRPCAddr, err)
+	}
+	if c.cfg.HTTPAddr != "" {
+		if c.httpLn, err = net.Listen("tcp", c.cfg.HTTPAddr); err != nil {
+			c.grpcLn.Close()
+			return fmt.Errorf("coordinator http listen on %s: %w", c.cfg.HTTPAddr, err)
+		}
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address (after Listen).
+func (c *Coordinator) GRPCAddr() string { return c.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address (after Listen), or "" when HTTP is off.
+func (c *Coordinator) HTTPAddr() string {
+	if c.httpLn == nil {
+		return ""
+	}
+	return c.httpLn.Addr().String()
+}
+
+// Serve runs the gRPC and HTTP servers and the reachability loop until ctx is cancelled, then
+// stops them gracefully and closes the store. Listen must have been called.
+func (c *Coordinator) Serve(ctx context.Context) error {
+	if c.grpcLn == nil {
+		return errors.New("coordinator: Serve before Listen")
+	}
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(c.cfg.MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	)
+	tmwardenv1.RegisterAgentServiceServer(gs, c)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := gs.Serve(c.grpcLn); err != nil {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	var hs *http.Server
+	if c.httpLn != nil {
+		hs = &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := hs.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		c.ready.Store(false)
+		c.stopSessions()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			gs.Stop()
+		}
+		if hs != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		}
+		return nil
+	})
+	c.ready.Store(true)
+	c.log.Info("coordinator serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "version", Version)
+	err := g.Wait()
+	if cerr := c.st.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if c.ownTel {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.tel.Shutdown(sctx)
+	}
+	c.log.Info("coordinator stopped")
+	return err
+}
+
+// Run is Listen followed by Serve.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if err := c.Listen(); err != nil {
+		c.st.Close()
+		return err
+	}
+	return c.Serve(ctx)
+}
+
+// Close releases the store of a coordinator that was never served (tests, the simulator).
+func (c *Coordinator) Close() error { return c.st.Close() }
+
+// Store exposes the durable store to the parts built on top of the coordinator.
+func (c *Coordinator) Store() *store.Store { return c.st }
+
+// event appends to the durable event log and logs it; a failed append is logged, not fatal,
+// because the event log must never stop ingest.
+func (c *Coordinator) event(node, typ, msg string, attrs map[string]string) {
+	ev, err := c.st.AppendEvent(store.Event{Time: c.now().UTC(), Node: node, Type: typ, Message: msg, Attrs: attrs})
+	if err != nil {
+		c.log.Error("cannot append event", "node", node, "type", typ, "err", err)
+		return
+	}
+	c.log.Info(msg, "event", ev.ID, "type", typ, "node", node)
+}
+
+// reachabilityLoop marks nodes unreachable after MissedIntervals silent intervals.
+func (c *Coordinator) reachabilityLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.CheckReachability()
+		}
+	}
+}
+
+// CheckReachability runs one reachability pass now (the loop calls it every second; the
+// simulator calls it in simulated time).
+func (c *Coordinator) CheckReachability() {
+	now := c.now()
+	for _, ns := range c.nodeStates() {
+		ns.mu.Lock()
+		interval := c.intervalOf(&ns.rec)
+		silentFor := now.Sub(ns.rec.LastSeen)
+		// After a restart, give every node a full grace window before calling it lost.
+		inGrace := now.Sub(c.started) < time.Duration(c.cfg.MissedIntervals)*interval
+		lost := ns.rec.Reachable && !inGrace && silentFor > time.Duration(c.cfg.MissedIntervals)*interval
+		if lost {
+			ns.rec.Reachable = false
+			c.persist(ns, nil, store.Durable)
+		}
+		name := ns.rec.Name
+		ns.mu.Unlock()
+		if lost {
+			c.event(name, "node_unreachable", fmt.Sprintf("node %s unreachable: silent for %s (%d intervals of %s)",
+				name, silentFor.Round(time.Second), c.cfg.MissedIntervals, interval), nil)
+		}
+	}
+}
+
+func (c *Coordinator) intervalOf(rec *store.NodeRecord) time.Duration {
+	if rec.IntervalSeconds > 0 {
+		return time.Duration(rec.IntervalSeconds * float64(time.Second))
+	}
+	return c.cfg.DefaultInterval
+}
+
+func (c *Coordinator) persist(ns *nodeState, report *tmwardenv1.Report, sync store.Sync) {
+	var b []byte
+	if report != nil {
+		var err error
+		if b, err = proto.Marshal(report); err != nil {
+			c.log.Error("cannot encode report", "node", ns.rec.Name, "err", err)
+		}
+	}
+	if err := c.st.PutNode(ns.rec, b, sync); err != nil {
+		c.log.Error("cannot store node", "node", ns.rec.Name, "err", err)
+	}
+}
+
+func (c *Coordinator) nodeStates() []*nodeState {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*nodeState, 0, len(c.nodes))
+	for _, ns := range c.nodes {
+		out = append(out, ns)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Name < out[j].rec.Name })
+	return out
+}

@@ -1,0 +1,168 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+)
+
+// Handler serves the HTTP API under /api/v1/, /healthz, /readyz and /metrics.
+func (c *Coordinator) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "not ready: not serving agents yet, or shutting down"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", c.tel.Handler)
+	mux.HandleFunc("GET /api/v1/nodes", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, httpv1.NodeList{Nodes: c.Nodes()})
+	})
+	mux.HandleFunc("GET /api/v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		d, ok := c.NodeDetail(r.PathValue("name"))
+		if !ok {
+			writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no node named " + strconv.Quote(r.PathValue("name"))})
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		limit := 100
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 10000 {
+				writeJSON(w, http.StatusBadRequest, httpv1.Error{Error: "limit: want a whole number from 1 to 10000"})
+				return
+			}
+			limit = n
+		}
+		evs, err := c.st.LatestEvents(limit, r.URL.Query().Get("node"))
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, httpv1.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, httpv1.EventList{Events: nonNil(evs)})
+	})
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+// Nodes returns every known node's summary, sorted by name.
+func (c *Coordinator) Nodes() []httpv1.Node {
+	states := c.nodeStates()
+	out := make([]httpv1.Node, 0, len(states))
+	for _, ns := range states {
+		out = append(out, c.summary(ns))
+	}
+	return out
+}
+
+// NodeDetail returns one node's summary, last report and recent events.
+func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
+	c.mu.RLock()
+	ns := c.nodes[name]
+	c.mu.RUnlock()
+	if ns == nil {
+		return httpv1.NodeDetail{}, false
+	}
+	d := httpv1.NodeDetail{Node: c.summary(ns)}
+	ns.mu.Lock()
+	last := ns.last
+	ns.mu.Unlock()
+	if last != nil {
+		// Reports are never modified after ingest, so marshalling outside the lock is safe.
+		d.LastReport, _ = protojson.MarshalOptions{UseProtoNames: true}.Marshal(last)
+	}
+	evs, err := c.st.LatestEvents(50, name)
+	if err != nil {
+		c.log.Warn("reading node events", "node", name, "err", err)
+	}
+	d.Events = nonNil(evs)
+	return d, true
+}
+
+func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
+	c.mu.RLock()
+	_, connected := c.sessions[ns.rec.Name]
+	c.mu.RUnlock()
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	rec := ns.rec
+	n := httpv1.Node{
+		Name: rec.Name, State: httpv1.StateUnreachable, Connected: connected, AgentVersion: rec.AgentVersion,
+		InstanceID: rec.InstanceID, Hostname: rec.Hostname, Labels: rec.Labels, IntervalSeconds: rec.IntervalSeconds,
+		FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen, LastSequence: rec.LastSequence, ReportsReceived: rec.ReportsReceived,
+		SequenceGaps: rec.SequenceGaps, DroppedByAgent: rec.DroppedByAgent, Collectors: []httpv1.Collector{},
+	}
+	if rec.Reachable {
+		n.State = httpv1.StateReachable
+	}
+	if !rec.LastReportAt.IsZero() {
+		t := rec.LastReportAt
+		n.LastReportAt = &t
+	}
+	for _, cs := range ns.collectors {
+		n.Collectors = append(n.Collectors, httpv1.Collector{Name: cs.Name, State: collectorState(cs.State), Reason: cs.Reason})
+	}
+	if r := ns.last; r != nil {
+		n.Host = hostSummary(r.Host)
+		n.TaskManagers = len(r.TaskManagers)
+		for _, tm := range r.TaskManagers {
+			n.Subtasks += len(tm.Subtasks)
+		}
+	}
+	return n
+}
+
+func hostSummary(h *tmwardenv1.HostSignals) *httpv1.HostSummary {
+	if h == nil {
+		return nil
+	}
+	s := &httpv1.HostSummary{NumCPUs: h.NumCpus, Load1: h.Load1}
+	if cpu := h.Cpu; cpu != nil {
+		s.CPUBusy = 1 - cpu.Idle - cpu.Iowait
+		s.CPUSteal, s.CPUIOWait = cpu.Steal, cpu.Iowait
+	}
+	if m := h.Memory; m != nil && m.TotalBytes > 0 {
+		s.MemUsedRatio = 1 - float64(m.AvailableBytes)/float64(m.TotalBytes)
+	}
+	if h.Tcp != nil {
+		s.TCPRetransmit = h.Tcp.RetransmitsPerSecond
+	}
+	return s
+}
+
+// collectorState turns STATE_DEGRADED into "degraded".
+func collectorState(s tmwardenv1.CollectorStatus_State) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_"))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	// A client that went away mid-answer is not the server's error; nothing more to do.
+	_ = enc.Encode(v)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+

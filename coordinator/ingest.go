@@ -1,0 +1,281 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/store"
+)
+
+// ErrNotConnected is returned when a command is sent to a node without an open stream.
+var ErrNotConnected = errors.New("node has no open stream")
+
+// session is one agent's open stream.
+type session struct {
+	id     uint64
+	node   string
+	out    chan *tmwardenv1.CoordinatorMessage
+	cancel context.CancelCauseFunc
+}
+
+// Connect serves one agent's stream. Protocol violations end only that stream, with a status
+// that names the problem; every other agent keeps being served.
+func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Errorf(codes.FailedPrecondition, "the first message on a stream must be Hello, got %s", msgKind(first))
+	}
+	if err := validateHello(hello); err != nil {
+		c.log.Warn("refused agent hello", "node", hello.NodeName, "err", err)
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	sess, last := c.openSession(hello, cancel)
+	defer c.closeSession(sess)
+	c.m.sessions.Add(ctx, 1)
+	defer c.m.sessions.Add(context.Background(), -1)
+
+	if err := stream.Send(&tmwardenv1.CoordinatorMessage{Msg: &tmwardenv1.CoordinatorMessage_Welcome{Welcome: &tmwardenv1.Welcome{
+		CoordinatorVersion: Version, ProtocolVersion: uint32(tmwardenv1.ProtocolVersion_PROTOCOL_VERSION_1),
+		LastSequence: last, SessionId: fmt.Sprint(sess.id),
+	}}}); err != nil {
+		return err
+	}
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- sendLoop(ctx, stream, sess.out) }()
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- c.receiveLoop(ctx, stream, sess) }()
+	select {
+	case err = <-recvErr:
+	case err = <-sendErr:
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	cancel(err)
+	return err
+}
+
+// receiveLoop ingests the agent's messages until the stream ends or breaks the protocol.
+func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], sess *session) error {
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch msg := m.Msg.(type) {
+		case *tmwardenv1.AgentMessage_Report:
+			if err := validateReport(msg.Report); err != nil {
+				c.m.reports.Add(ctx, 1, attrRejected)
+				c.log.Warn("refused report", "node", sess.node, "err", err)
+				return err
+			}
+			if _, err := c.Ingest(sess.node, msg.Report); err != nil {
+				return status.Errorf(codes.Internal, "storing report %d: %v", msg.Report.Sequence, err)
+			}
+			ack := &tmwardenv1.CoordinatorMessage{Msg: &tmwardenv1.CoordinatorMessage_ReportAck{ReportAck: &tmwardenv1.ReportAck{Sequence: msg.Report.Sequence}}}
+			select {
+			case sess.out <- ack:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		case *tmwardenv1.AgentMessage_Hello:
+			return status.Error(codes.FailedPrecondition, "Hello sent twice on one stream; open a new stream to start a new session")
+		case *tmwardenv1.AgentMessage_CommandAck:
+			a := msg.CommandAck
+			attrs := map[string]string{"command": a.CommandId, "accepted": fmt.Sprint(a.Accepted)}
+			if a.Error != "" {
+				attrs["error"] = a.Error
+			}
+			c.event(sess.node, "command_ack", fmt.Sprintf("agent acknowledged command %s (accepted=%v)", a.CommandId, a.Accepted), attrs)
+		case *tmwardenv1.AgentMessage_CommandProgress:
+			p := msg.CommandProgress
+			if p.State == tmwardenv1.CommandProgress_STATE_SUCCEEDED || p.State == tmwardenv1.CommandProgress_STATE_FAILED {
+				c.event(sess.node, "command_done", fmt.Sprintf("command %s ended: %s %s", p.CommandId, p.State, p.Message),
+					map[string]string{"command": p.CommandId, "state": p.State.String()})
+			}
+		default:
+			return status.Errorf(codes.InvalidArgument, "unknown message kind %s", msgKind(m))
+		}
+	}
+}
+
+func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], out <-chan *tmwardenv1.CoordinatorMessage) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case m := <-out:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// openSession registers the agent and returns the last sequence already stored for its instance.
+// A newer stream for the same node replaces an older one, which is closed: one node, one voice.
+func (c *Coordinator) openSession(h *tmwardenv1.Hello, cancel context.CancelCauseFunc) (*session, uint64) {
+	now := c.now()
+	sess := &session{id: c.sessionSeq.Add(1), node: h.NodeName, out: make(chan *tmwardenv1.CoordinatorMessage, 64), cancel: cancel}
+	c.mu.Lock()
+	if old := c.sessions[h.NodeName]; old != nil {
+		old.cancel(status.Error(codes.Aborted, "replaced by a newer stream from the same node"))
+	}
+	c.sessions[h.NodeName] = sess
+	ns, known := c.nodes[h.NodeName]
+	if !known {
+		ns = &nodeState{rec: store.NodeRecord{Name: h.NodeName, FirstSeen: now}}
+		c.nodes[h.NodeName] = ns
+	}
+	c.mu.Unlock()
+
+	ns.mu.Lock()
+	restarted := known && ns.rec.InstanceID != h.InstanceId
+	if restarted || !known {
+		ns.rec.LastSequence = 0
+	}
+	ns.rec.AgentVersion, ns.rec.InstanceID, ns.rec.Hostname, ns.rec.BootID = h.AgentVersion, h.InstanceId, h.Hostname, h.BootId
+	ns.rec.Labels, ns.rec.Capabilities, ns.rec.IntervalSeconds = h.Labels, h.Capabilities, h.ReportIntervalSeconds
+	ns.rec.LastSeen = now
+	ns.collectors = h.Collectors
+	last := ns.rec.LastSequence
+	c.persist(ns, nil, store.Durable)
+	ns.mu.Unlock()
+
+	attrs := map[string]string{"agent_version": h.AgentVersion, "instance": h.InstanceId, "session": fmt.Sprint(sess.id)}
+	switch {
+	case !known:
+		c.event(h.NodeName, "node_registered", fmt.Sprintf("node %s registered (agent %s)", h.NodeName, h.AgentVersion), attrs)
+	case restarted:
+		c.event(h.NodeName, "agent_restarted", fmt.Sprintf("agent on %s restarted (new instance %s)", h.NodeName, h.InstanceId), attrs)
+	default:
+		c.event(h.NodeName, "agent_connected", fmt.Sprintf("agent on %s reconnected, resuming after report %d", h.NodeName, last), attrs)
+	}
+	return sess, last
+}
+
+func (c *Coordinator) closeSession(sess *session) {
+	c.mu.Lock()
+	current := c.sessions[sess.node] == sess
+	if current {
+		delete(c.sessions, sess.node)
+	}
+	c.mu.Unlock()
+	if current {
+		c.event(sess.node, "agent_disconnected", fmt.Sprintf("agent on %s disconnected", sess.node), map[string]string{"session": fmt.Sprint(sess.id)})
+	}
+}
+
+func (c *Coordinator) stopSessions() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sessions {
+		s.cancel(status.Error(codes.Unavailable, "coordinator shutting down"))
+	}
+}
+
+// Ingest stores one report of node, unless it was stored before (same agent instance, sequence
+// not newer), and tells the observers. It reports whether the report was new. The gRPC stream
+// calls it after Hello; the simulator calls it directly.
+func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
+	now := c.now()
+	c.mu.RLock()
+	ns := c.nodes[node]
+	c.mu.RUnlock()
+	if ns == nil {
+		return false, fmt.Errorf("report from node %q that never said hello", node)
+	}
+	ns.mu.Lock()
+	if r.Sequence <= ns.rec.LastSequence {
+		ns.mu.Unlock()
+		c.m.reports.Add(context.Background(), 1, attrDuplicate)
+		return false, nil
+	}
+	if ns.rec.LastSequence > 0 && r.Sequence > ns.rec.LastSequence+1 {
+		ns.rec.SequenceGaps += r.Sequence - ns.rec.LastSequence - 1
+	}
+	becameReachable := !ns.rec.Reachable
+	ns.rec.LastSequence = r.Sequence
+	ns.rec.ReportsReceived++
+	ns.rec.DroppedByAgent = r.DroppedReports
+	ns.rec.LastSeen, ns.rec.LastReportAt, ns.rec.Reachable = now, now, true
+	ns.last = r
+	ns.collectors = r.Collectors
+	c.persist(ns, r, store.Buffered)
+	ns.mu.Unlock()
+	c.m.reports.Add(context.Background(), 1, attrStored)
+	if becameReachable {
+		c.event(node, "node_reachable", fmt.Sprintf("node %s is reporting", node), map[string]string{"sequence": fmt.Sprint(r.Sequence)})
+	}
+	for _, o := range c.observers {
+		o(node, now, r)
+	}
+	return true, nil
+}
+
+// SendCommand queues cmd on node's open stream.
+func (c *Coordinator) SendCommand(ctx context.Context, node string, cmd *tmwardenv1.Command) error {
+	c.mu.RLock()
+	sess := c.sessions[node]
+	c.mu.RUnlock()
+	if sess == nil {
+		return fmt.Errorf("sending command %s to %s: %w", cmd.Id, node, ErrNotConnected)
+	}
+	select {
+	case sess.out <- &tmwardenv1.CoordinatorMessage{Msg: &tmwardenv1.CoordinatorMessage_Command{Command: cmd}}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("sending command %s to %s: stream is not draining", cmd.Id, node)
+	}
+}
+
+func validateHello(h *tmwardenv1.Hello) error {
+	if err := tmwardenv1.ValidateHello(h); err != nil {
+		if errors.Is(err, tmwardenv1.ErrProtocolVersion) {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+func validateReport(r *tmwardenv1.Report) error {
+	if err := tmwardenv1.ValidateReport(r); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+func msgKind(m *tmwardenv1.AgentMessage) string {
+	switch m.Msg.(type) {
+	case *tmwardenv1.AgentMessage_Hello:
+		return "Hello"
+	case *tmwardenv1.AgentMessage_Report:
+		return "Report"
+	case *tmwardenv1.AgentMessage_CommandAck:
+		return "CommandAck"
+	case *tmwardenv1.AgentMessage_CommandProgress:
+		return "CommandProgress"
+	default:
+		return "an empty message"
+	}
+}

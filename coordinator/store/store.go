@@ -1,0 +1,299 @@
+// Package store is the coordinator's embedded durable store: node records, last reports and an
+// append-only event log in pebble under --data-dir. Later parts (decisions, audit log) keep their
+// records here too, each under its own key prefix.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
+)
+
+// Key prefixes. Keys sort within a prefix; event ids are big-endian so they sort numerically.
+const (
+	prefixNode   = "node/"
+	prefixReport = "report/"
+	prefixEvent  = "event/"
+)
+
+// ErrNotFound is returned when a key is absent.
+var ErrNotFound = errors.New("not found")
+
+// Store is safe for concurrent use.
+type Store struct {
+	db *pebble.DB
+
+	eventMu   sync.Mutex
+	nextEvent uint64
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
+	}
+	s := &Store{db: db, nextEvent: 1}
+	if err := s.loadEventCursor(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Flush(); err != nil {
+		s.db.Close()
+		return fmt.Errorf("flushing store: %w", err)
+	}
+	return s.db.Close()
+}
+
+func (s *Store) loadEventCursor() error {
+	it, err := s.db.NewIter(prefixBounds(prefixEvent))
+	if err != nil {
+		return fmt.Errorf("reading event log: %w", err)
+	}
+	defer it.Close()
+	if it.Last() {
+		k := it.Key()
+		if len(k) != len(prefixEvent)+8 {
+			return fmt.Errorf("event log: malformed key %q", k)
+		}
+		s.nextEvent = binary.BigEndian.Uint64(k[len(prefixEvent):]) + 1
+	}
+	return it.Error()
+}
+
+// NodeRecord is what the coordinator remembers about a node across restarts.
+type NodeRecord struct {
+	Name            string            `json:"name"`
+	AgentVersion    string            `json:"agent_version"`
+	InstanceID      string            `json:"instance_id"`
+	Hostname        string            `json:"hostname"`
+	BootID          string            `json:"boot_id"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Capabilities    []string          `json:"capabilities,omitempty"`
+	IntervalSeconds float64           `json:"interval_seconds"`
+	FirstSeen       time.Time         `json:"first_seen"`
+	LastSeen        time.Time         `json:"last_seen"`
+	LastReportAt    time.Time         `json:"last_report_at"`
+	// LastSequence is the highest report sequence stored for InstanceID.
+	LastSequence    uint64 `json:"last_sequence"`
+	ReportsReceived uint64 `json:"reports_received"`
+	// SequenceGaps counts sequence numbers that never arrived (dropped by the agent's buffer).
+	SequenceGaps   uint64 `json:"sequence_gaps"`
+	DroppedByAgent uint64 `json:"dropped_by_agent"`
+	Reachable      bool   `json:"reachable"`
+}
+
+// Sync says whether a write must reach the disk before it returns. Node updates on the report
+// path use NoSync: pebble's WAL still has them, so a killed process loses nothing, and a power
+// loss costs at most the last reports, which the agents resend from their buffers.
+type Sync bool
+
+const (
+	// Durable waits for fsync.
+	Durable Sync = true
+	// Buffered returns after the WAL write.
+	Buffered Sync = false
+)
+
+func (s Sync) opts() *pebble.WriteOptions {
+	if s {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// PutNode stores a node record and, if report is not nil, its last report (marshalled protobuf).
+func (s *Store) PutNode(rec NodeRecord, report []byte, sync Sync) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding node %s: %w", rec.Name, err)
+	}
+	if err := b.Set([]byte(prefixNode+rec.Name), v, nil); err != nil {
+		return err
+	}
+	if report != nil {
+		if err := b.Set([]byte(prefixReport+rec.Name), report, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(sync.opts()); err != nil {
+		return fmt.Errorf("storing node %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// Nodes returns every node record, sorted by name.
+func (s *Store) Nodes() ([]NodeRecord, error) {
+	var out []NodeRecord
+	err := s.scan(prefixNode, func(k, v []byte) error {
+		var rec NodeRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decoding %s: %w", k, err)
+		}
+		out = append(out, rec)
+		return nil
+	})
+	return out, err
+}
+
+// LastReport returns a node's last stored report (marshalled protobuf).
+func (s *Store) LastReport(node string) ([]byte, error) {
+	return s.get(prefixReport + node)
+}
+
+// Event is one entry of the append-only event log; it is stored as the API shows it.
+type Event = httpv1.Event
+
+// AppendEvent gives ev the next id and writes it durably.
+func (s *Store) AppendEvent(ev Event) (Event, error) {
+	s.eventMu.Lock()
+	defer s.eventMu.Unlock()
+	ev.ID = s.nextEvent
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return ev, fmt.Errorf("encoding event: %w", err)
+	}
+	if err := s.db.Set(eventKey(ev.ID), v, pebble.Sync); err != nil {
+		return ev, fmt.Errorf("appending event: %w", err)
+	}
+	s.nextEvent++
+	return ev, nil
+}
+
+// Events returns up to limit events with id > after, oldest first; node filters when not empty.
+func (s *Store) Events(after uint64, limit int, node string) ([]Event, error) {
+	var out []Event
+	lower := eventKey(after + 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixUpper(prefixEvent)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
+		var ev Event
+		if err := json.Unmarshal(it.Value(), &ev); err != nil {
+			return out, fmt.Errorf("decoding event %x: %w", it.Key(), err)
+		}
+		if node == "" || ev.Node == node {
+			out = append(out, ev)
+		}
+	}
+	return out, it.Error()
+}
+
+// LatestEvents returns the newest limit events (optionally of one node), oldest first.
+func (s *Store) LatestEvents(limit int, node string) ([]Event, error) {
+	var rev []Event
+	it, err := s.db.NewIter(prefixBounds(prefixEvent))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok && len(rev) < limit; ok = it.Prev() {
+		var ev Event
+		if err := json.Unmarshal(it.Value(), &ev); err != nil {
+			return nil, fmt.Errorf("decoding event %x: %w", it.Key(), err)
+		}
+		if node == "" || ev.Node == node {
+			rev = append(rev, ev)
+		}
+	}
+	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
+		rev[i], rev[j] = rev[j], rev[i]
+	}
+	return rev, it.Error()
+}
+
+// PutJSON stores v as JSON under key; for the parts that keep their own records.
+func (s *Store) PutJSON(key string, v any, sync Sync) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	return s.db.Set([]byte(key), b, sync.opts())
+}
+
+// GetJSON decodes the JSON under key into v; ErrNotFound when absent.
+func (s *Store) GetJSON(key string, v any) error {
+	b, err := s.get(key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// ScanJSON calls fn with every key under prefix and its raw JSON, in key order.
+func (s *Store) ScanJSON(prefix string, fn func(key string, raw []byte) error) error {
+	return s.scan(prefix, func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (s *Store) get(key string) ([]byte, error) {
+	v, closer, err := s.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
+}
+
+func (s *Store) scan(prefix string, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(prefixBounds(prefix))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func eventKey(id uint64) []byte {
+	k := make([]byte, len(prefixEvent)+8)
+	copy(k, prefixEvent)
+	binary.BigEndian.PutUint64(k[len(prefixEvent):], id)
+	return k
+}
+
+func prefixBounds(p string) *pebble.IterOptions {
+	return &pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixUpper(p)}
+}
+
+// prefixUpper is the smallest key after every key with prefix p (p ends in '/', so bump it).
+func prefixUpper(p string) []byte {
+	u := []byte(p)
+	u[len(u)-1]++
+	return u
+}
+
+// quietLogger keeps pebble's informational chatter out of the daemon's structured log.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,245 @@
+// Package demo runs tmwarden end to end in one process: a coordinator on the default ports, a
+// real agent profiling this machine and simulated agents, with a fault injected along the way.
+// `tmwardenctl demo` (and so `make demo`) is a thin wrapper around Run.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tmwarden/tmwarden/agent"
+	"github.com/tmwarden/tmwarden/api/httpv1"
+	"github.com/tmwarden/tmwarden/coordinator"
+	"github.com/tmwarden/tmwarden/telemetry"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Duration ends the demo by itself; 0 runs until ctx is cancelled (Ctrl-C).
+	Duration time.Duration
+	// SimNodes is how many simulated nodes join the real one.
+	SimNodes int
+	// Interval is every agent's report interval.
+	Interval time.Duration
+	// FaultAfter is when the fault is injected; 0 picks a third of Duration (or 15 s).
+	FaultAfter time.Duration
+	// GRPCAddr and HTTPAddr are the coordinator's addresses; AgentHTTPAddr the real agent's.
+	GRPCAddr, HTTPAddr, AgentHTTPAddr string
+	// DataDir keeps the coordinator's store; empty uses a temporary directory removed at the end.
+	DataDir string
+	// Out receives the live table and the summary; Live redraws in place (a terminal).
+	Out  io.Writer
+	Live bool
+	// Render draws the nodes table (tmwardenctl passes the same renderer as `tmwardenctl nodes`).
+	Render func(io.Writer, []httpv1.Node, time.Time)
+}
+
+// Summary is what the demo saw.
+type Summary struct {
+	Duration       time.Duration
+	Nodes          []httpv1.Node
+	Events         []httpv1.Event
+	RealNode       string
+	Degraded       []httpv1.Collector
+	FaultsInjected []string
+	LogFile        string
+}
+
+// Run runs the demo until opts.Duration passes or ctx is cancelled.
+func Run(ctx context.Context, opts Options) (*Summary, error) {
+	if opts.SimNodes < 0 || opts.Interval <= 0 || opts.Render == nil || opts.Out == nil {
+		return nil, errors.New("demo: need SimNodes >= 0, Interval > 0, Out and Render")
+	}
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		d, err := os.MkdirTemp("", "tmwarden-demo-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dataDir = d
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	// Component logs would tear the live table apart, so they go to a file that outlives the run.
+	logFile, err := os.CreateTemp("", "tmwarden-demo-*.log")
+	if err != nil {
+		return nil, err
+	}
+	logPath := logFile.Name()
+	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	if opts.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+		defer cancel()
+	}
+	faultAfter := opts.FaultAfter
+	if faultAfter == 0 {
+		faultAfter = 15 * time.Second
+		if opts.Duration > 0 {
+			faultAfter = opts.Duration / 3
+		}
+	}
+
+	ccfg := coordinator.DefaultConfig()
+	ccfg.DataDir = filepath.Join(dataDir, "coordinator")
+	ccfg.GRPCAddr, ccfg.HTTPAddr = opts.GRPCAddr, opts.HTTPAddr
+	ccfg.DefaultInterval = opts.Interval
+	coord, err := coordinator.New(ccfg, coordinator.WithLogger(log.With("component", "coordinator")))
+	if err != nil {
+		return nil, err
+	}
+	if err := coord.Listen(); err != nil {
+		coord.Close()
+		return nil, fmt.Errorf("%w (is another tmwarden running? pass --grpc-addr/--http-addr)", err)
+	}
+
+	var wg sync.WaitGroup
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- coord.Serve(runCtx) }()
+
+	// The real agent: this machine, the collector table, its own HTTP port.
+	acfg := agent.DefaultConfig()
+	acfg.Coordinator, acfg.Interval, acfg.HTTPAddr = coord.GRPCAddr(), opts.Interval, opts.AgentHTTPAddr
+	acfg.BackoffInitial, acfg.BackoffMax = 200*time.Millisecond, 2*time.Second
+	real, err := agent.New(acfg, agent.WithLogger(log.With("component", "agent")))
+	if err != nil {
+		stopAll()
+		<-coordDone
+		return nil, err
+	}
+	realErr := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); realErr <- real.Run(runCtx) }()
+
+	cluster := newSyntheticCluster(opts.SimNodes, opts.Interval)
+	simCancel := map[string]context.CancelFunc{}
+	for _, name := range cluster.Nodes() {
+		scfg := acfg
+		scfg.NodeName, scfg.HTTPAddr = name, ""
+		sa, err := agent.New(scfg, agent.WithCollectors(cluster.Collectors(name)...),
+			agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(log.With("component", "sim-agent")))
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		actx, cancel := context.WithCancel(runCtx)
+		simCancel[name] = cancel
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = sa.Run(actx) }()
+	}
+
+	sum := &Summary{RealNode: acfg.NodeName, LogFile: logPath}
+	start := time.Now()
+	faultTimer := time.NewTimer(faultAfter)
+	defer faultTimer.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	draw := func(status string) {
+		if opts.Live {
+			fmt.Fprint(opts.Out, "\x1b[H\x1b[2J")
+		}
+		fmt.Fprintf(opts.Out, "tmwarden demo — %s elapsed — coordinator grpc %s, api http://%s — %s\n\n",
+			time.Since(start).Round(time.Second), coord.GRPCAddr(), coord.HTTPAddr(), status)
+		opts.Render(opts.Out, coord.Nodes(), time.Now())
+		fmt.Fprintln(opts.Out)
+	}
+	status := fmt.Sprintf("fault in %s", faultAfter)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-realErr:
+			stopAll()
+			wg.Wait()
+			<-coordDone
+			return nil, fmt.Errorf("real agent: %w", err)
+		case <-faultTimer.C:
+			if victim, ok := cluster.InjectCPUSteal(); ok {
+				sum.FaultsInjected = append(sum.FaultsInjected, fmt.Sprintf("%s: noisy neighbour, CPU steal ~35%%", victim))
+			}
+			if lost := cluster.LastNode(); lost != "" {
+				simCancel[lost]()
+				sum.FaultsInjected = append(sum.FaultsInjected, fmt.Sprintf("%s: agent lost (expect unreachable after %d intervals)", lost, ccfg.MissedIntervals))
+			}
+			status = "faults injected: " + strings.Join(sum.FaultsInjected, "; ")
+		case <-tick.C:
+			if opts.Live {
+				draw(status)
+			} else if int(time.Since(start).Seconds())%5 == 0 {
+				draw(status)
+			}
+		}
+	}
+	sum.Duration = time.Since(start).Round(time.Second)
+	sum.Nodes = coord.Nodes()
+	if d, ok := coord.NodeDetail(sum.RealNode); ok {
+		for _, c := range d.Collectors {
+			if c.State != "ok" {
+				sum.Degraded = append(sum.Degraded, c)
+			}
+		}
+	}
+	evs, _ := coord.Store().LatestEvents(1000, "")
+	sum.Events = evs
+	stopAll()
+	wg.Wait()
+	if err := <-coordDone; err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// Print writes the summary.
+func (s *Summary) Print(w io.Writer, render func(io.Writer, []httpv1.Node, time.Time)) {
+	fmt.Fprintf(w, "tmwarden demo finished after %s.\n\n", s.Duration)
+	render(w, s.Nodes, time.Now())
+	fmt.Fprintln(w)
+	if len(s.FaultsInjected) > 0 {
+		fmt.Fprintln(w, "Faults injected:")
+		for _, f := range s.FaultsInjected {
+			fmt.Fprintln(w, "  -", f)
+		}
+	}
+	fmt.Fprintf(w, "Collectors on this machine (%s) that are not fully available:\n", s.RealNode)
+	if len(s.Degraded) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, c := range s.Degraded {
+		fmt.Fprintf(w, "  - %s: %s: %s\n", c.Name, c.State, c.Reason)
+	}
+	counts := map[string]int{}
+	for _, e := range s.Events {
+		counts[e.Type]++
+	}
+	types := make([]string, 0, len(counts))
+	for t := range counts {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	fmt.Fprintln(w, "Events in the coordinator's log:")
+	for _, t := range types {
+		fmt.Fprintf(w, "  %-22s %d\n", t, counts[t])
+	}
+	for _, e := range s.Events {
+		if e.Type == "node_unreachable" {
+			fmt.Fprintf(w, "  -> %s\n", e.Message)
+		}
+	}
+	fmt.Fprintf(w, "Component logs: %s\n", s.LogFile)
+}

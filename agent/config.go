@@ -118,8 +118,8 @@ func (c Config) Validate() error {
 	if c.Coordinator == "" {
 		errs = append(errs, errors.New("coordinator: address is empty"))
 	}
-	if c.Interval < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("interval %v: must be at least 100ms", c.Interval))
+	if c.Interval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("interval %v: must be at least 10ms", c.Interval))
 	}
 	if c.BufferSize < 1 {
 		errs = append(errs, fmt.Errorf("buffer_size %d: must be at least 1", c.BufferSize))

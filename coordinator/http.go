@@ -165,4 +165,3 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-

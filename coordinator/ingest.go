@@ -132,13 +132,28 @@ func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.Ag
 // openSession registers the agent and returns the last sequence already stored for its instance.
 // A newer stream for the same node replaces an older one, which is closed: one node, one voice.
 func (c *Coordinator) openSession(h *tmwardenv1.Hello, cancel context.CancelCauseFunc) (*session, uint64) {
-	now := c.now()
 	sess := &session{id: c.sessionSeq.Add(1), node: h.NodeName, out: make(chan *tmwardenv1.CoordinatorMessage, 64), cancel: cancel}
 	c.mu.Lock()
 	if old := c.sessions[h.NodeName]; old != nil {
 		old.cancel(status.Error(codes.Aborted, "replaced by a newer stream from the same node"))
 	}
 	c.sessions[h.NodeName] = sess
+	c.mu.Unlock()
+	return sess, c.register(h, fmt.Sprint(sess.id))
+}
+
+// Register records a node's Hello without a stream (the simulator feeds reports through Ingest
+// directly) and returns the last sequence already stored for its agent instance.
+func (c *Coordinator) Register(h *tmwardenv1.Hello) (uint64, error) {
+	if err := tmwardenv1.ValidateHello(h); err != nil {
+		return 0, err
+	}
+	return c.register(h, ""), nil
+}
+
+func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
+	now := c.now()
+	c.mu.Lock()
 	ns, known := c.nodes[h.NodeName]
 	if !known {
 		ns = &nodeState{rec: store.NodeRecord{Name: h.NodeName, FirstSeen: now}}
@@ -159,7 +174,10 @@ func (c *Coordinator) openSession(h *tmwardenv1.Hello, cancel context.CancelCaus
 	c.persist(ns, nil, store.Durable)
 	ns.mu.Unlock()
 
-	attrs := map[string]string{"agent_version": h.AgentVersion, "instance": h.InstanceId, "session": fmt.Sprint(sess.id)}
+	attrs := map[string]string{"agent_version": h.AgentVersion, "instance": h.InstanceId}
+	if sessionID != "" {
+		attrs["session"] = sessionID
+	}
 	switch {
 	case !known:
 		c.event(h.NodeName, "node_registered", fmt.Sprintf("node %s registered (agent %s)", h.NodeName, h.AgentVersion), attrs)
@@ -168,7 +186,7 @@ func (c *Coordinator) openSession(h *tmwardenv1.Hello, cancel context.CancelCaus
 	default:
 		c.event(h.NodeName, "agent_connected", fmt.Sprintf("agent on %s reconnected, resuming after report %d", h.NodeName, last), attrs)
 	}
-	return sess, last
+	return last
 }
 
 func (c *Coordinator) closeSession(sess *session) {

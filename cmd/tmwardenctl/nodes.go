@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,13 +24,13 @@ func newNodesCommand(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeRaw(os.Stdout, raw)
+				return writeRaw(cmd.OutOrStdout(), raw)
 			}
 			nodes, err := c.Nodes(cmd.Context())
 			if err != nil {
 				return err
 			}
-			printNodes(os.Stdout, nodes, time.Now())
+			printNodes(cmd.OutOrStdout(), nodes, time.Now())
 			return nil
 		},
 	}
@@ -49,13 +48,13 @@ func newNodeCommand(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeRaw(os.Stdout, raw)
+				return writeRaw(cmd.OutOrStdout(), raw)
 			}
 			d, err := c.Node(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			printNode(os.Stdout, d, time.Now())
+			printNode(cmd.OutOrStdout(), d, time.Now())
 			return nil
 		},
 	}
@@ -151,7 +150,7 @@ func newVersionCommand() *cobra.Command {
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Println("tmwardenctl", version) },
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "tmwardenctl", version) },
 	}
 }
 

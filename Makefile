@@ -9,7 +9,7 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build demo test test-deps generate generate-proto lint fmt-check vet bench clean
+.PHONY: help build demo test test-deps generate generate-proto lint fmt-check vet bench bench-node clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,8 +36,25 @@ vet:
 bench: ## coordinator ingest benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./coordinator/...
 
-generate: generate-proto ## regenerate committed code (protobuf, bpf2go)
+bench-node: ## agent CPU and peak RSS over 60 s beside prometheus-node-exporter (root: eBPF probes on)
+	@bash hack/bench-overhead.sh
+
+generate: generate-proto generate-bpf-deps ## regenerate committed code (protobuf, bpf2go)
 	$(GO) generate ./...
+
+# bpf2go (pinned in go.mod) compiles ebpf/*.c with clang against libbpf's headers and the committed
+# ebpf/include/vmlinux.h; `make generate-vmlinux` dumps that header again from this kernel's BTF.
+.PHONY: generate-bpf-deps generate-vmlinux bench-probes
+generate-bpf-deps:
+	@command -v clang >/dev/null && command -v llvm-strip >/dev/null && command -v bpftool >/dev/null && \
+		[ -f /usr/include/bpf/bpf_helpers.h ] || { apt-get update -qq && apt-get install -y -qq clang llvm libbpf-dev bpftool; }
+
+generate-vmlinux: generate-bpf-deps ## dump ebpf/include/vmlinux.h from /sys/kernel/btf/vmlinux with bpftool
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > ebpf/include/vmlinux.h
+
+bench-probes: ## eBPF probe cost on a pipe ping-pong: attached vs detached, ns per event, beside bpftrace (root)
+	@command -v bpftrace >/dev/null || { apt-get update -qq && apt-get install -y -qq bpftrace; }
+	$(GO) run ./ebpf/probebench $(PROBEBENCH_ARGS)
 
 generate-proto:
 	@mkdir -p $(TOOLS)

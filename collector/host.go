@@ -1,8 +1,16 @@
 package collector
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,21 +28,47 @@ import (
 // hostCollector reads machine-wide counters through gopsutil and reports them as rates over the
 // interval, because the coordinator compares nodes, and cumulative counters are not comparable.
 type hostCollector struct {
-	env  common.EnvMap
-	prev *hostSample
+	env        common.EnvMap
+	proc       string
+	diskIgnore *regexp.Regexp
+	netIgnore  *regexp.Regexp
+	now        func() time.Time
+	prev       *hostSample
 }
 
 type hostSample struct {
-	at    time.Time
-	cpu   cpu.TimesStat
-	ctxt  uint64
-	disks map[string]disk.IOCountersStat
-	nets  map[string]net.IOCountersStat
-	tcp   map[string]int64
+	at              time.Time
+	cpu             cpu.TimesStat
+	stat            procStat
+	swapIn, swapOut uint64
+	majFaults       uint64
+	haveVM          bool
+	listenDrops     uint64
+	haveNetstat     bool
+	disks           map[string]disk.IOCountersStat
+	nets            map[string]net.IOCountersStat
+	tcp             map[string]int64
 }
 
+// Defaults of HostConfig.
+const (
+	// DefaultDiskIgnore leaves out pseudo devices (ram, zram, loop, floppy) and partitions.
+	DefaultDiskIgnore = `^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`
+	// DefaultNetIgnore leaves out loopback and the host ends of per-pod veth pairs.
+	DefaultNetIgnore = `^(lo|veth.*|cali.*|lxc.*)$`
+)
+
 func newHostCollector(o Options) (Collector, error) {
-	return &hostCollector{env: hostEnv(o.Config.Paths)}, nil
+	cfg := o.Config.Host
+	dre, err := regexp.Compile(orDefault(cfg.DiskIgnore, DefaultDiskIgnore))
+	if err != nil {
+		return nil, fmt.Errorf("collectors.host.disk_ignore: %w", err)
+	}
+	nre, err := regexp.Compile(orDefault(cfg.NetIgnore, DefaultNetIgnore))
+	if err != nil {
+		return nil, fmt.Errorf("collectors.host.net_ignore: %w", err)
+	}
+	return &hostCollector{env: hostEnv(o.Config.Paths), proc: procRoot(o.Config.Paths), diskIgnore: dre, netIgnore: nre, now: time.Now}, nil
 }
 
 // hostEnv points gopsutil at the configured host paths instead of its process environment.
@@ -55,7 +89,7 @@ func hostEnv(p Paths) common.EnvMap {
 func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
 	ctx = context.WithValue(ctx, common.EnvKey, h.env)
 	var missing []string
-	cur := &hostSample{at: time.Now()}
+	cur := &hostSample{at: h.now()}
 	hs := &tmwardenv1.HostSignals{}
 
 	if t, err := cpu.TimesWithContext(ctx, false); err != nil || len(t) == 0 {
@@ -63,19 +97,18 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 	} else {
 		cur.cpu = t[0]
 	}
-	if n, err := cpu.CountsWithContext(ctx, true); err == nil {
-		hs.NumCpus = uint32(n)
-	}
 	if l, err := load.AvgWithContext(ctx); err != nil {
 		missing = append(missing, fmt.Sprintf("load: %v", err))
 	} else {
 		hs.Load1, hs.Load5, hs.Load15 = l.Load1, l.Load5, l.Load15
 	}
-	if m, err := load.MiscWithContext(ctx); err != nil {
-		missing = append(missing, fmt.Sprintf("procs and context switches: %v", err))
+	// /proc/stat directly: gopsutil's load.Misc lacks interrupts and lists all of /proc to count processes.
+	if st, err := readProcStat(filepath.Join(h.proc, "stat")); err != nil {
+		missing = append(missing, fmt.Sprintf("procs, interrupts and context switches: %v", err))
 	} else {
-		cur.ctxt = uint64(m.Ctxt)
-		hs.ProcsRunning, hs.ProcsBlocked = uint32(m.ProcsRunning), uint32(m.ProcsBlocked)
+		cur.stat = st
+		hs.NumCpus = uint32(st.cpus) // counted here: gopsutil's count reads all of /proc/cpuinfo
+		hs.ProcsRunning, hs.ProcsBlocked = uint32(st.procsRunning), uint32(st.procsBlocked)
 	}
 	if vm, err := mem.VirtualMemoryWithContext(ctx); err != nil {
 		missing = append(missing, fmt.Sprintf("memory: %v", err))
@@ -83,12 +116,23 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 		hs.Memory = &tmwardenv1.Memory{TotalBytes: vm.Total, AvailableBytes: vm.Available, UsedBytes: vm.Used, CachedBytes: vm.Cached,
 			SwapTotalBytes: vm.SwapTotal, SwapUsedBytes: vm.SwapTotal - vm.SwapFree}
 	}
+	if sw, err := mem.SwapMemoryWithContext(ctx); err != nil {
+		missing = append(missing, fmt.Sprintf("swap and page faults: %v", err))
+	} else {
+		// gopsutil scales these /proc/vmstat page counts by 4 KiB whatever the page size; undo it.
+		cur.swapIn, cur.swapOut, cur.majFaults, cur.haveVM = sw.Sin/4096, sw.Sout/4096, sw.PgMajFault/4096, true
+	}
 	if up, err := host.UptimeWithContext(ctx); err == nil {
 		hs.UptimeSeconds = float64(up)
 	}
 	if d, err := disk.IOCountersWithContext(ctx); err != nil {
 		missing = append(missing, fmt.Sprintf("disk counters: %v", err))
 	} else {
+		for name := range d {
+			if h.diskIgnore.MatchString(name) {
+				delete(d, name)
+			}
+		}
 		cur.disks = d
 	}
 	if n, err := net.IOCountersWithContext(ctx, true); err != nil {
@@ -96,7 +140,9 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 	} else {
 		cur.nets = make(map[string]net.IOCountersStat, len(n))
 		for _, s := range n {
-			cur.nets[s.Name] = s
+			if !h.netIgnore.MatchString(s.Name) {
+				cur.nets[s.Name] = s
+			}
 		}
 	}
 	if p, err := net.ProtoCountersWithContext(ctx, []string{"tcp"}); err != nil || len(p) == 0 {
@@ -104,6 +150,12 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 	} else {
 		cur.tcp = p[0].Stats
 		hs.Tcp = &tmwardenv1.TcpStats{Established: uint32(max(p[0].Stats["CurrEstab"], 0))}
+	}
+	// ListenDrops (accept queue overflows) is in TcpExt of /proc/net/netstat, which gopsutil does not read.
+	if ns, err := readNetstat(filepath.Join(h.proc, "net", "netstat"), "TcpExt"); err != nil {
+		missing = append(missing, fmt.Sprintf("tcp listen drops: %v", err))
+	} else if v, ok := ns["ListenDrops"]; ok {
+		cur.listenDrops, cur.haveNetstat = v, true
 	}
 
 	if h.prev != nil {
@@ -140,11 +192,21 @@ func (h *hostCollector) fillRates(hs *tmwardenv1.HostSignals, a, b *hostSample) 
 			Guest: share(a.cpu.Guest, b.cpu.Guest),
 		}
 	}
-	hs.ContextSwitchesPerSecond = rate(a.ctxt, b.ctxt)
-	for name, d := range b.disks {
+	hs.ContextSwitchesPerSecond = rate(a.stat.ctxt, b.stat.ctxt)
+	hs.InterruptsPerSecond = rate(a.stat.intr, b.stat.intr)
+	if a.haveVM && b.haveVM && hs.Memory != nil {
+		hs.Memory.SwapInPagesPerSecond = rate(a.swapIn, b.swapIn)
+		hs.Memory.SwapOutPagesPerSecond = rate(a.swapOut, b.swapOut)
+		hs.Memory.MajorFaultsPerSecond = rate(a.majFaults, b.majFaults)
+	}
+	for _, name := range slices.Sorted(maps.Keys(b.disks)) {
+		d := b.disks[name]
 		p, ok := a.disks[name]
 		if !ok {
 			continue
+		}
+		if d.ReadCount < p.ReadCount || d.WriteCount < p.WriteCount {
+			continue // counters went back: the device was replaced
 		}
 		ios := (d.ReadCount - p.ReadCount) + (d.WriteCount - p.WriteCount)
 		ds := &tmwardenv1.DiskStats{
@@ -157,7 +219,8 @@ func (h *hostCollector) fillRates(hs *tmwardenv1.HostSignals, a, b *hostSample) 
 		}
 		hs.Disks = append(hs.Disks, ds)
 	}
-	for name, n := range b.nets {
+	for _, name := range slices.Sorted(maps.Keys(b.nets)) {
+		n := b.nets[name]
 		p, ok := a.nets[name]
 		if !ok {
 			continue
@@ -174,4 +237,120 @@ func (h *hostCollector) fillRates(hs *tmwardenv1.HostSignals, a, b *hostSample) 
 		hs.Tcp.RetransmitsPerSecond = c("RetransSegs")
 		hs.Tcp.OutSegmentsPerSecond = c("OutSegs")
 	}
+	if a.haveNetstat && b.haveNetstat && hs.Tcp != nil {
+		hs.Tcp.ListenDropsPerSecond = rate(a.listenDrops, b.listenDrops)
+	}
+}
+
+// procStat holds the /proc/stat counters the host collector reads besides CPU time.
+type procStat struct {
+	ctxt, intr                 uint64
+	procsRunning, procsBlocked uint64
+	cpus                       int
+}
+
+// parseProcStat reads the "ctxt", "intr" (its first number is the total), "procs_running" and
+// "procs_blocked" lines of /proc/stat, and counts the online CPUs ("cpuN" lines).
+func parseProcStat(r io.Reader) (procStat, error) {
+	var st procStat
+	found := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 4<<20) // the intr line is long on big machines
+	for sc.Scan() {
+		line := sc.Text()
+		if len(line) > 3 && line[:3] == "cpu" && line[3] >= '0' && line[3] <= '9' {
+			st.cpus++
+			continue
+		}
+		key, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch key {
+		case "ctxt":
+			dst = &st.ctxt
+		case "intr":
+			dst = &st.intr
+			rest, _, _ = strings.Cut(rest, " ")
+		case "procs_running":
+			dst = &st.procsRunning
+		case "procs_blocked":
+			dst = &st.procsBlocked
+		default:
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("stat: %s: %w", key, err)
+		}
+		*dst = v
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("reading stat: %w", err)
+	}
+	if found < 4 {
+		return st, fmt.Errorf("stat: only %d of ctxt, intr, procs_running, procs_blocked found", found)
+	}
+	return st, nil
+}
+
+func readProcStat(path string) (procStat, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return procStat{}, err
+	}
+	defer f.Close()
+	return parseProcStat(f)
+}
+
+// parseNetstat reads the section want ("TcpExt", "IpExt", ...) of /proc/net/netstat (or
+// /proc/net/snmp): pairs of lines, a header "Prefix: Name1 Name2 ..." followed by
+// "Prefix: v1 v2 ...". Negative values (some snmp gauges) are skipped. A missing section gives
+// an empty map.
+func parseNetstat(r io.Reader, want string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 16*1024), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		header := sc.Text()
+		if strings.TrimSpace(header) == "" {
+			continue
+		}
+		if !sc.Scan() {
+			return nil, fmt.Errorf("netstat line %d: header without values", n)
+		}
+		n++
+		hp, names, ok1 := strings.Cut(header, ":")
+		vp, values, ok2 := strings.Cut(sc.Text(), ":")
+		if !ok1 || !ok2 || hp != vp {
+			return nil, fmt.Errorf("netstat line %d: values do not follow header %q", n, hp)
+		}
+		if hp != want {
+			continue
+		}
+		nf, vf := strings.Fields(names), strings.Fields(values)
+		if len(nf) != len(vf) {
+			return nil, fmt.Errorf("netstat line %d: %s has %d names but %d values", n, hp, len(nf), len(vf))
+		}
+		for i, name := range nf {
+			if v, err := strconv.ParseUint(vf[i], 10, 64); err == nil {
+				out[name] = v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading netstat: %w", err)
+	}
+	return out, nil
+}
+
+func readNetstat(path, want string) (map[string]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseNetstat(f, want)
 }

@@ -10,6 +10,13 @@ import (
 // Adding a collector is one new file and one row here.
 var table = []Registration{
 	{Name: "host", DefaultEnabled: true, Help: "CPU, load, memory, disks, network and TCP from /proc via gopsutil", New: newHostCollector},
+	{Name: "pressure", DefaultEnabled: true, Help: "machine-wide PSI for cpu, memory and io (some and full)", New: newPressureCollector},
+	{Name: "taskmanagers", DefaultEnabled: true, Help: "Flink TaskManager JVMs found in /proc, plus static targets", New: newTaskManagerCollector},
+	{Name: "flink", DefaultEnabled: true, Help: "per-subtask and JVM metrics scraped from each TaskManager's PrometheusReporter", New: newFlinkCollector},
+	{Name: "cgroups", DefaultEnabled: true, Help: "CPU, throttling, memory and PSI of the TaskManagers' cgroups (v1 and v2)", New: newCgroupCollector},
+	{Name: "ebpf_runqueue", DefaultEnabled: true, Help: "eBPF run-queue latency histogram per cgroup (sched_wakeup/sched_switch)", New: newEBPFRunQueueCollector},
+	{Name: "ebpf_blockio", DefaultEnabled: true, Help: "eBPF block-IO latency histogram per disk (block_rq_issue/block_rq_complete)", New: newEBPFBlockIOCollector},
+	{Name: "ebpf_tcpretrans", DefaultEnabled: true, Help: "eBPF TCP retransmits per remote address (tcp_retransmit_skb)", New: newEBPFTCPRetransCollector},
 }
 
 // Registrations returns the collector table in run order.

@@ -1,0 +1,269 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/flink/promscrape"
+)
+
+// FlinkConfig is the `collectors.flink:` section.
+type FlinkConfig struct {
+	// ScrapeTimeout bounds one TaskManager's scrape, connect to last byte. Default 3s.
+	ScrapeTimeout time.Duration `yaml:"scrape_timeout"`
+	// MaxConcurrent caps the scrapes in flight at once. Default 8.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxBodyBytes caps one /metrics body; a bigger body is an error. Default 64 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// FilterFamilies asks the reporter (with ?name[]=) for only the families tmwarden reads,
+	// which cuts the body and the agent's parse cost several times on busy TaskManagers. Off by
+	// default: a reporter behind a proxy that drops the query would then return everything,
+	// which still works, but a JVM whose GC collector is not in the known list loses its GC
+	// figures before Flink 1.19.
+	FilterFamilies bool `yaml:"filter_families"`
+}
+
+func (c FlinkConfig) withDefaults() FlinkConfig {
+	if c.ScrapeTimeout <= 0 {
+		c.ScrapeTimeout = 3 * time.Second
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 8
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 20
+	}
+	return c
+}
+
+// flinkCollector scrapes the PrometheusReporter of every TaskManager the discovery collector
+// put into the report, concurrently, and fills in its subtasks and JVM figures. One TaskManager
+// failing only sets that TaskManager's scrape_error.
+type flinkCollector struct {
+	cfg    FlinkConfig
+	client *http.Client
+	log    *slog.Logger
+	// prev keeps each endpoint's last JVM counters for GC rates; only Collect touches it and
+	// Collect never runs concurrently with itself.
+	prev map[string]jvmSample
+}
+
+type jvmSample struct {
+	at  time.Time
+	jvm promscrape.JVM
+}
+
+func newFlinkCollector(o Options) (Collector, error) {
+	return newFlinkCollectorWith(o.Config.Flink, o.Logger), nil
+}
+
+func newFlinkCollectorWith(cfg FlinkConfig, log *slog.Logger) *flinkCollector {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 2
+	return &flinkCollector{
+		cfg:    cfg,
+		client: &http.Client{Transport: tr},
+		log:    log,
+		prev:   map[string]jvmSample{},
+	}
+}
+
+func (f *flinkCollector) Close() error {
+	f.client.CloseIdleConnections()
+	return nil
+}
+
+type scrapeResult struct {
+	scrape *promscrape.Scrape
+	at     time.Time
+	err    error
+}
+
+func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
+	var targets []*tmwardenv1.TaskManager
+	for _, tm := range r.GetTaskManagers() {
+		if tm.GetMetricsEndpoint() != "" {
+			targets = append(targets, tm)
+		}
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	results := make([]scrapeResult, len(targets))
+	sem := make(chan struct{}, f.cfg.MaxConcurrent)
+	var wg sync.WaitGroup
+	for i, tm := range targets {
+		wg.Add(1)
+		// Each scrape goroutine is owned by this Collect call, which waits for all of them; the
+		// per-scrape context ends them on timeout or when ctx is cancelled.
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				results[i].err = fmt.Errorf("scrape %s: %w", tm.GetMetricsEndpoint(), ctx.Err())
+				return
+			}
+			s, err := f.scrape(ctx, tm.GetMetricsEndpoint())
+			results[i] = scrapeResult{scrape: s, at: time.Now(), err: err}
+		}()
+	}
+	wg.Wait()
+
+	var failed []string
+	seen := make(map[string]bool, len(targets))
+	for i, tm := range targets {
+		ep := tm.GetMetricsEndpoint()
+		seen[ep] = true
+		res := results[i]
+		if res.err != nil {
+			tm.ScrapeError = res.err.Error()
+			tm.Subtasks, tm.Jvm = nil, nil
+			failed = append(failed, ep)
+			f.log.Debug("flink scrape failed", "endpoint", ep, "err", res.err)
+			continue
+		}
+		f.apply(tm, ep, res)
+	}
+	for ep := range f.prev {
+		if !seen[ep] {
+			delete(f.prev, ep)
+		}
+	}
+	if len(failed) > 0 {
+		return Degradedf("%d of %d TaskManager scrapes failed (%s); see each TaskManager's scrape_error",
+			len(failed), len(targets), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func (f *flinkCollector) apply(tm *tmwardenv1.TaskManager, ep string, res scrapeResult) {
+	s := res.scrape
+	tm.ScrapeError = ""
+	tm.Subtasks = s.Subtasks
+	var prev *promscrape.JVM
+	var elapsed time.Duration
+	if p, ok := f.prev[ep]; ok {
+		prev, elapsed = &p.jvm, res.at.Sub(p.at)
+	}
+	tm.Jvm = s.JVM.Stats(prev, elapsed)
+	f.prev[ep] = jvmSample{at: res.at, jvm: s.JVM}
+	// Discovery may not know the ResourceID (static targets); the scrape does. Both sides of
+	// the join use the sanitised form, which is what the reporter's labels carry.
+	if tm.ResourceId == "" {
+		tm.ResourceId = s.TaskManagerID
+	} else if s.TaskManagerID != "" && promscrape.SanitizeLabelValue(tm.ResourceId) != s.TaskManagerID {
+		f.log.Warn("TaskManager at endpoint reports another resource id",
+			"endpoint", ep, "discovered", tm.ResourceId, "scraped", s.TaskManagerID)
+	}
+	if tm.Host == "" {
+		tm.Host = s.Host
+	}
+}
+
+// familyQuery is the ?name[]= filter for FilterFamilies, built once.
+var familyQuery = func() string {
+	q := url.Values{"name[]": promscrape.Families()}
+	return q.Encode()
+}()
+
+// scrapeURL accepts what discovery and static targets give: "host:port", or a full URL.
+func scrapeURL(endpoint string) (string, error) {
+	if !strings.Contains(endpoint, "://") {
+		endpoint = "http://" + endpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", fmt.Errorf("bad metrics endpoint %q: %w", endpoint, err)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("bad metrics endpoint %q: no host", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/metrics"
+	}
+	return u.String(), nil
+}
+
+func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscrape.Scrape, error) {
+	target, err := scrapeURL(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if f.cfg.FilterFamilies {
+		target += "?" + familyQuery
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.ScrapeTimeout)
+	defer cancel()
+	timedOut := func(err error) error {
+		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+			return fmt.Errorf("scrape %s: no complete answer within %s: %w", target, f.cfg.ScrapeTimeout, err)
+		}
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", target, err)
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		if te := timedOut(err); te != nil {
+			return nil, te
+		}
+		return nil, fmt.Errorf("scrape %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return nil, fmt.Errorf("scrape %s: HTTP %s: %q", target, resp.Status, strings.TrimSpace(string(snippet)))
+	}
+	body := &limitedReader{r: resp.Body, left: f.cfg.MaxBodyBytes}
+	s, err := promscrape.Parse(body)
+	if err != nil {
+		if body.over {
+			return nil, fmt.Errorf("scrape %s: body larger than %d bytes", target, f.cfg.MaxBodyBytes)
+		}
+		if te := timedOut(err); te != nil {
+			return nil, te
+		}
+		return nil, fmt.Errorf("scrape %s: %w", target, err)
+	}
+	return s, nil
+}
+
+// limitedReader fails (instead of io.LimitReader's silent EOF) when the body exceeds the cap,
+// so a cut-off body is never mistaken for a complete one.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		l.over = true
+		return 0, fmt.Errorf("body exceeds the size limit")
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}

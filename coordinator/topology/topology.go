@@ -1,0 +1,596 @@
+// Package topology keeps the coordinator's map job → vertex → subtask → TaskManager → node,
+// joined from agent reports (which TaskManagers run on which node, and the subtasks each one's
+// metrics show) and JobManager REST data (each subtask's TaskManager id and host).
+// It is pure: callers feed it observations and read snapshots; it does no IO.
+package topology
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/flink/promscrape"
+)
+
+// Key identifies a subtask across attempts (attempt ids change on every failover).
+type Key struct {
+	JobID    string `json:"jobId"`
+	VertexID string `json:"vertexId"`
+	Index    int    `json:"subtaskIndex"`
+}
+
+// RESTJob is one job as the JobManager REST API describes it (see FromREST).
+type RESTJob struct {
+	ID, Name, State string
+	Vertices        []RESTVertex
+}
+
+// RESTVertex is one job vertex with its subtasks.
+type RESTVertex struct {
+	ID, Name    string
+	Parallelism int
+	Subtasks    []RESTSubtask
+}
+
+// RESTSubtask is where REST says a subtask runs.
+type RESTSubtask struct {
+	Index, Attempt int
+	Status         string
+	// TaskManagerID is REST's taskmanager-id, unsanitised.
+	TaskManagerID string
+	// Host is the 1.x host field or the host part of the 2.x endpoint.
+	Host string
+}
+
+// RESTTaskManager is one entry of GET /taskmanagers.
+type RESTTaskManager struct {
+	ID string
+	// RPCHost is the host of the RPC address, the value of the PrometheusReporter's host label.
+	RPCHost string
+}
+
+// Options tune a Topology.
+type Options struct {
+	// StaleAfter drops an agent's or REST's placement of a subtask not confirmed for this long.
+	// Default 1 minute.
+	StaleAfter time.Duration
+	// MaxMoves is how many recent moves the snapshot keeps. Default 200.
+	MaxMoves int
+}
+
+// Placement is where one subtask runs, as resolved from all sources.
+type Placement struct {
+	Key
+	JobName    string `json:"jobName,omitempty"`
+	VertexName string `json:"vertexName,omitempty"`
+	Attempt    int    `json:"attempt"`
+	// TaskManagerID is the sanitised ResourceID (the form the PrometheusReporter uses).
+	TaskManagerID string `json:"taskManagerId,omitempty"`
+	Host          string `json:"host,omitempty"`
+	// Node is "" while no agent has reported the TaskManager.
+	Node string `json:"node,omitempty"`
+	// Source says which sides agree on this placement: "rest", "agent" or "rest+agent".
+	Source string `json:"source"`
+	// Since is when the subtask was first seen on this TaskManager.
+	Since time.Time `json:"since"`
+}
+
+// Move is a subtask changing TaskManager (a failover, rescale or a migration).
+type Move struct {
+	Key
+	FromTaskManager string    `json:"fromTaskManager"`
+	FromNode        string    `json:"fromNode,omitempty"`
+	ToTaskManager   string    `json:"toTaskManager"`
+	ToNode          string    `json:"toNode,omitempty"`
+	At              time.Time `json:"at"`
+}
+
+type agentTM struct {
+	node, host, rawID string
+	seen              time.Time
+}
+
+type agentSubtask struct {
+	tm, node, jobName, vertexName string
+	attempt                       int
+	seen                          time.Time
+}
+
+type restSubtask struct {
+	RESTSubtask
+	seen time.Time
+}
+
+type restVertex struct {
+	id, name    string
+	parallelism int
+}
+
+type restJob struct {
+	id, name, state string
+	vertices        []restVertex
+	seen            time.Time
+}
+
+// Topology is the joined model. All methods are safe for concurrent use.
+type Topology struct {
+	mu   sync.RWMutex
+	opts Options
+
+	tms       map[string]*agentTM // sanitised resource id → agent view
+	hostNode  map[string]string   // sanitised host → node (from agent reports)
+	nodeTMs   map[string][]string // node → sanitised resource ids in its last report
+	agentSubs map[Key]*agentSubtask
+	nodeSubs  map[string][]Key // node → keys its last report showed
+	restJobs  map[string]*restJob
+	restSubs  map[Key]*restSubtask
+	restByTM  map[string]map[Key]bool    // sanitised id → keys REST places there
+	restTMs   map[string]RESTTaskManager // sanitised id → REST view
+
+	current map[Key]*Placement
+	moves   []Move
+	last    time.Time
+}
+
+// New returns an empty Topology.
+func New(o Options) *Topology {
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = time.Minute
+	}
+	if o.MaxMoves <= 0 {
+		o.MaxMoves = 200
+	}
+	return &Topology{
+		opts: o, tms: map[string]*agentTM{}, hostNode: map[string]string{}, nodeTMs: map[string][]string{},
+		agentSubs: map[Key]*agentSubtask{}, nodeSubs: map[string][]Key{}, restJobs: map[string]*restJob{},
+		restSubs: map[Key]*restSubtask{}, restByTM: map[string]map[Key]bool{}, restTMs: map[string]RESTTaskManager{},
+		current: map[Key]*Placement{},
+	}
+}
+
+func sanitize(s string) string { return promscrape.SanitizeLabelValue(s) }
+
+// ObserveReport takes one node's report. The report lists every TaskManager on the node, so
+// TaskManagers and subtasks the node reported before and not now are gone from it.
+func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.touch(at)
+	affected := map[Key]bool{}
+	touchedTMs := map[string]bool{}
+	for _, id := range t.nodeTMs[node] {
+		if tm := t.tms[id]; tm != nil && tm.node == node {
+			delete(t.tms, id)
+			touchedTMs[id] = true
+		}
+	}
+	for _, k := range t.nodeSubs[node] {
+		if s := t.agentSubs[k]; s != nil && s.node == node {
+			delete(t.agentSubs, k)
+			affected[k] = true
+		}
+	}
+	var ids []string
+	var keys []Key
+	for _, tm := range r.GetTaskManagers() {
+		id := sanitize(tm.GetResourceId())
+		host := sanitize(tm.GetHost())
+		if host != "" && t.hostNode[host] != node {
+			// A new host mapping can place REST subtasks known only by host; it is rare (a
+			// TaskManager appearing), so re-resolving them all is cheap enough.
+			t.hostNode[host] = node
+			for k := range t.restSubs {
+				affected[k] = true
+			}
+		}
+		if id == "" {
+			continue // not identified yet (scrape failed and discovery had no id)
+		}
+		ids = append(ids, id)
+		touchedTMs[id] = true
+		t.tms[id] = &agentTM{node: node, host: host, rawID: tm.GetResourceId(), seen: at}
+		for _, st := range tm.GetSubtasks() {
+			k := Key{JobID: st.GetJobId(), VertexID: st.GetVertexId(), Index: int(st.GetSubtaskIndex())}
+			// A TaskManager can briefly show a subtask that already moved; the newest attempt wins.
+			if prev := t.agentSubs[k]; prev != nil && prev.attempt > int(st.GetAttemptNumber()) {
+				continue
+			}
+			t.agentSubs[k] = &agentSubtask{
+				tm: id, node: node, jobName: st.GetJobName(), vertexName: st.GetVertexName(),
+				attempt: int(st.GetAttemptNumber()), seen: at,
+			}
+			keys = append(keys, k)
+			affected[k] = true
+		}
+	}
+	t.nodeTMs[node] = ids
+	t.nodeSubs[node] = keys
+	// Subtasks REST places on this node's TaskManagers (old or new) may resolve differently now.
+	for id := range touchedTMs {
+		for k := range t.restByTM[id] {
+			affected[k] = true
+		}
+	}
+	for k := range affected {
+		t.resolve(k, at)
+	}
+}
+
+// ForgetNode drops a node (its agent disconnected for good).
+func (t *Topology) ForgetNode(node string, at time.Time) {
+	t.ObserveReport(node, &tmwardenv1.Report{}, at)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.nodeTMs, node)
+	delete(t.nodeSubs, node)
+	for h, n := range t.hostNode {
+		if n == node {
+			delete(t.hostNode, h)
+		}
+	}
+}
+
+// ObserveREST takes a complete REST view: the running jobs with their vertices and subtasks,
+// and the registered TaskManagers. Jobs missing from it are gone.
+func (t *Topology) ObserveREST(jobs []RESTJob, tms []RESTTaskManager, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.touch(at)
+	t.restTMs = make(map[string]RESTTaskManager, len(tms))
+	for _, tm := range tms {
+		t.restTMs[sanitize(tm.ID)] = tm
+	}
+	affected := map[Key]bool{}
+	for k := range t.restSubs {
+		affected[k] = true
+	}
+	t.restJobs = make(map[string]*restJob, len(jobs))
+	t.restSubs = map[Key]*restSubtask{}
+	t.restByTM = map[string]map[Key]bool{}
+	for _, j := range jobs {
+		t.putRESTJob(j, at, affected)
+	}
+	for k := range affected {
+		t.resolve(k, at)
+	}
+}
+
+// ObserveRESTJob updates one job (e.g. polled alone after a migration) without touching the rest.
+func (t *Topology) ObserveRESTJob(j RESTJob, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.touch(at)
+	affected := map[Key]bool{}
+	if old := t.restJobs[j.ID]; old != nil {
+		for _, v := range old.vertices {
+			for i := 0; i < v.parallelism; i++ {
+				k := Key{JobID: j.ID, VertexID: v.id, Index: i}
+				if rs := t.restSubs[k]; rs != nil {
+					delete(t.restByTM[sanitize(rs.TaskManagerID)], k)
+					delete(t.restSubs, k)
+					affected[k] = true
+				}
+			}
+		}
+	}
+	t.putRESTJob(j, at, affected)
+	for k := range affected {
+		t.resolve(k, at)
+	}
+}
+
+func (t *Topology) putRESTJob(j RESTJob, at time.Time, affected map[Key]bool) {
+	rj := &restJob{id: j.ID, name: j.Name, state: j.State, seen: at}
+	for _, v := range j.Vertices {
+		par := max(v.Parallelism, len(v.Subtasks))
+		rj.vertices = append(rj.vertices, restVertex{id: v.ID, name: v.Name, parallelism: par})
+		for _, s := range v.Subtasks {
+			if s.TaskManagerID == "" {
+				continue // not deployed yet
+			}
+			k := Key{JobID: j.ID, VertexID: v.ID, Index: s.Index}
+			t.restSubs[k] = &restSubtask{RESTSubtask: s, seen: at}
+			id := sanitize(s.TaskManagerID)
+			if t.restByTM[id] == nil {
+				t.restByTM[id] = map[Key]bool{}
+			}
+			t.restByTM[id][k] = true
+			affected[k] = true
+		}
+	}
+	t.restJobs[j.ID] = rj
+}
+
+func (t *Topology) touch(at time.Time) {
+	if at.After(t.last) {
+		t.last = at
+	}
+}
+
+func (t *Topology) fresh(seen time.Time) bool {
+	return t.last.Sub(seen) <= t.opts.StaleAfter
+}
+
+// nodeFor finds the node of a TaskManager: by its id in agent reports, else by its RPC host
+// (REST /taskmanagers), else by the host REST shows for the subtask.
+func (t *Topology) nodeFor(tmID, subtaskHost string) (node, host string) {
+	if tm := t.tms[tmID]; tm != nil {
+		return tm.node, tm.host
+	}
+	if rt, ok := t.restTMs[tmID]; ok && rt.RPCHost != "" {
+		h := sanitize(rt.RPCHost)
+		if n, ok := t.hostNode[h]; ok {
+			return n, h
+		}
+	}
+	h := sanitize(subtaskHost)
+	return t.hostNode[h], h
+}
+
+// resolve recomputes one subtask's placement and records a move when its TaskManager changed.
+func (t *Topology) resolve(k Key, at time.Time) {
+	var p *Placement
+	rs := t.restSubs[k]
+	as := t.agentSubs[k]
+	if rs != nil && !t.fresh(rs.seen) {
+		rs = nil
+	}
+	if as != nil && !t.fresh(as.seen) {
+		as = nil
+	}
+	switch {
+	case rs != nil:
+		id := sanitize(rs.TaskManagerID)
+		node, host := t.nodeFor(id, rs.Host)
+		p = &Placement{Key: k, Attempt: rs.Attempt, TaskManagerID: id, Host: host, Node: node, Source: "rest"}
+		if as != nil {
+			switch {
+			case as.tm == id:
+				p.Source = "rest+agent"
+			case as.seen.After(rs.seen):
+				// The agent saw the subtask elsewhere after REST was polled: it moved since.
+				p = agentPlacement(k, as, t.tms[as.tm])
+			}
+			p.JobName, p.VertexName = as.jobName, as.vertexName
+		}
+	case as != nil:
+		p = agentPlacement(k, as, t.tms[as.tm])
+	}
+	if rj := t.restJobs[k.JobID]; rj != nil && p != nil {
+		p.JobName = rj.name
+		for _, v := range rj.vertices {
+			if v.id == k.VertexID {
+				p.VertexName = v.name
+			}
+		}
+	}
+	old := t.current[k]
+	if p == nil {
+		delete(t.current, k)
+		return
+	}
+	p.Since = at
+	if old != nil && old.TaskManagerID == p.TaskManagerID {
+		p.Since = old.Since
+	}
+	if old != nil && old.TaskManagerID != p.TaskManagerID {
+		t.moves = append(t.moves, Move{Key: k, FromTaskManager: old.TaskManagerID, FromNode: old.Node,
+			ToTaskManager: p.TaskManagerID, ToNode: p.Node, At: at})
+		if len(t.moves) > t.opts.MaxMoves {
+			t.moves = slices.Delete(t.moves, 0, len(t.moves)-t.opts.MaxMoves)
+		}
+	}
+	t.current[k] = p
+}
+
+func agentPlacement(k Key, as *agentSubtask, tm *agentTM) *Placement {
+	p := &Placement{Key: k, Attempt: as.attempt, TaskManagerID: as.tm, Node: as.node, Source: "agent",
+		JobName: as.jobName, VertexName: as.vertexName}
+	if tm != nil {
+		p.Host = tm.host
+	}
+	return p
+}
+
+// Locate returns where a subtask runs.
+func (t *Topology) Locate(k Key) (Placement, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	p, ok := t.current[k]
+	if !ok || !t.placementFresh(k) {
+		return Placement{}, false
+	}
+	return *p, true
+}
+
+// placementFresh re-checks staleness at read time, since nothing may have been observed since.
+func (t *Topology) placementFresh(k Key) bool {
+	if rs := t.restSubs[k]; rs != nil && t.fresh(rs.seen) {
+		return true
+	}
+	if as := t.agentSubs[k]; as != nil && t.fresh(as.seen) {
+		return true
+	}
+	return false
+}
+
+// NodeOf returns the node a TaskManager (raw or sanitised ResourceID) was last reported on.
+func (t *Topology) NodeOf(taskManagerID string) (string, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	tm := t.tms[sanitize(taskManagerID)]
+	if tm == nil {
+		return "", false
+	}
+	return tm.node, true
+}
+
+// Peers returns the placements of every subtask of a vertex, sorted by index: the group the
+// detector compares a subtask with.
+func (t *Topology) Peers(jobID, vertexID string) []Placement {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []Placement
+	for k, p := range t.current {
+		if k.JobID == jobID && k.VertexID == vertexID && t.placementFresh(k) {
+			out = append(out, *p)
+		}
+	}
+	slices.SortFunc(out, func(a, b Placement) int { return cmp.Compare(a.Index, b.Index) })
+	return out
+}
+
+// OnNode returns the placements of every subtask running on node.
+func (t *Topology) OnNode(node string) []Placement {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []Placement
+	for k, p := range t.current {
+		if p.Node == node && t.placementFresh(k) {
+			out = append(out, *p)
+		}
+	}
+	sortPlacements(out)
+	return out
+}
+
+func sortPlacements(ps []Placement) {
+	slices.SortFunc(ps, func(a, b Placement) int {
+		return cmp.Or(cmp.Compare(a.JobID, b.JobID), cmp.Compare(a.VertexID, b.VertexID), cmp.Compare(a.Index, b.Index))
+	})
+}
+
+// Snapshot is the whole topology, ready to serve as JSON.
+type Snapshot struct {
+	At           time.Time         `json:"at"`
+	Jobs         []JobView         `json:"jobs"`
+	Nodes        []NodeView        `json:"nodes"`
+	TaskManagers []TaskManagerView `json:"taskManagers"`
+	// Unplaced counts subtasks whose TaskManager no agent has reported (no node known).
+	Unplaced int    `json:"unplaced"`
+	Moves    []Move `json:"recentMoves"`
+}
+
+// JobView is one job with its vertices.
+type JobView struct {
+	ID       string       `json:"id"`
+	Name     string       `json:"name,omitempty"`
+	State    string       `json:"state,omitempty"`
+	Vertices []VertexView `json:"vertices"`
+}
+
+// VertexView is one vertex with its subtasks' placements.
+type VertexView struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name,omitempty"`
+	Parallelism int         `json:"parallelism"`
+	Subtasks    []Placement `json:"subtasks"`
+}
+
+// NodeView lists a node's TaskManagers and how many subtasks run there.
+type NodeView struct {
+	Name         string   `json:"name"`
+	TaskManagers []string `json:"taskManagers"`
+	Subtasks     int      `json:"subtasks"`
+}
+
+// TaskManagerView is one TaskManager known from agents or REST.
+type TaskManagerView struct {
+	ID       string    `json:"id"`
+	RawID    string    `json:"rawId,omitempty"`
+	Node     string    `json:"node,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Subtasks int       `json:"subtasks"`
+	LastSeen time.Time `json:"lastSeen,omitzero"`
+}
+
+// Snapshot copies the current topology.
+func (t *Topology) Snapshot() Snapshot {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := Snapshot{At: t.last, Jobs: []JobView{}, Nodes: []NodeView{}, TaskManagers: []TaskManagerView{}, Moves: slices.Clone(t.moves)}
+	if s.Moves == nil {
+		s.Moves = []Move{}
+	}
+	jobs := map[string]*JobView{}
+	vertices := map[[2]string]bool{}
+	for _, rj := range t.restJobs {
+		j := &JobView{ID: rj.id, Name: rj.name, State: rj.state}
+		jobs[rj.id] = j
+		for _, v := range rj.vertices {
+			j.Vertices = append(j.Vertices, VertexView{ID: v.id, Name: v.name, Parallelism: v.parallelism})
+		}
+	}
+	tmCount := map[string]int{}
+	nodeCount := map[string]int{}
+	for k, p := range t.current {
+		if !t.placementFresh(k) {
+			continue
+		}
+		j := jobs[k.JobID]
+		if j == nil {
+			j = &JobView{ID: k.JobID, Name: p.JobName}
+			jobs[k.JobID] = j
+		}
+		vk := [2]string{k.JobID, k.VertexID}
+		if !vertices[vk] {
+			vertices[vk] = true
+			if !slices.ContainsFunc(j.Vertices, func(v VertexView) bool { return v.ID == k.VertexID }) {
+				j.Vertices = append(j.Vertices, VertexView{ID: k.VertexID, Name: p.VertexName})
+			}
+		}
+		tmCount[p.TaskManagerID]++
+		if p.Node == "" {
+			s.Unplaced++
+		} else {
+			nodeCount[p.Node]++
+		}
+	}
+	byVertex := map[[2]string][]Placement{}
+	for k, p := range t.current {
+		if t.placementFresh(k) {
+			vk := [2]string{k.JobID, k.VertexID}
+			byVertex[vk] = append(byVertex[vk], *p)
+		}
+	}
+	for _, j := range jobs {
+		for i := range j.Vertices {
+			v := &j.Vertices[i]
+			v.Subtasks = byVertex[[2]string{j.ID, v.ID}]
+			slices.SortFunc(v.Subtasks, func(a, b Placement) int { return cmp.Compare(a.Index, b.Index) })
+			if v.Parallelism == 0 {
+				v.Parallelism = len(v.Subtasks)
+			}
+			if v.Subtasks == nil {
+				v.Subtasks = []Placement{}
+			}
+		}
+		s.Jobs = append(s.Jobs, *j)
+	}
+	slices.SortFunc(s.Jobs, func(a, b JobView) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+
+	seenTM := map[string]bool{}
+	for id, tm := range t.tms {
+		seenTM[id] = true
+		s.TaskManagers = append(s.TaskManagers, TaskManagerView{ID: id, RawID: tm.rawID, Node: tm.node, Host: tm.host, Subtasks: tmCount[id], LastSeen: tm.seen})
+	}
+	for id, rt := range t.restTMs {
+		if !seenTM[id] {
+			s.TaskManagers = append(s.TaskManagers, TaskManagerView{ID: id, RawID: rt.ID, Host: sanitize(rt.RPCHost), Subtasks: tmCount[id]})
+		}
+	}
+	slices.SortFunc(s.TaskManagers, func(a, b TaskManagerView) int { return cmp.Compare(a.ID, b.ID) })
+	for node, ids := range t.nodeTMs {
+		s.Nodes = append(s.Nodes, NodeView{Name: node, TaskManagers: slices.Sorted(slices.Values(ids)), Subtasks: nodeCount[node]})
+	}
+	slices.SortFunc(s.Nodes, func(a, b NodeView) int { return strings.Compare(a.Name, b.Name) })
+	for i := range s.Nodes {
+		if s.Nodes[i].TaskManagers == nil {
+			s.Nodes[i].TaskManagers = []string{}
+		}
+	}
+	return s
+}

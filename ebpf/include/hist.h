@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared log2 latency histogram for the tmwarden probes. The layout is mirrored in Go (Histogram). */
+#ifndef __TMWARDEN_HIST_H
+#define __TMWARDEN_HIST_H
+
+/* 27 log2 slots of microseconds: the last one holds everything from 2^26 us (about 67 s) up. */
+#define MAX_SLOTS 27
+
+/* The event count is the sum of the slots; user space adds them up, which saves the kernel one
+ * atomic add per event. */
+struct hist {
+	__u64 slots[MAX_SLOTS];
+	__u64 sum_ns;
+};
+
+static __always_inline __u64 log2_u32(__u32 v)
+{
+	__u32 shift, r;
+
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline __u64 log2_u64(__u64 v)
+{
+	__u32 hi = v >> 32;
+
+	if (hi)
+		return log2_u32(hi) + 32;
+	return log2_u32(v);
+}
+
+/* hist_add counts one latency with atomic adds, so all CPUs share one value per key instead of
+ * a per-CPU copy: per-CPU values would multiply the map's memory by the number of CPUs. */
+static __always_inline void hist_add(struct hist *h, __u64 delta_ns)
+{
+	__u64 slot = log2_u64(delta_ns / 1000);
+
+	if (slot >= MAX_SLOTS)
+		slot = MAX_SLOTS - 1;
+	__sync_fetch_and_add(&h->slots[slot], 1);
+	__sync_fetch_and_add(&h->sum_ns, delta_ns);
+}
+
+/* hist_lookup_or_init returns the histogram for key, creating a zeroed one on first use. It
+ * returns NULL when the map is full: that event is dropped rather than evicting another key. */
+static __always_inline struct hist *hist_lookup_or_init(void *map, const void *key)
+{
+	struct hist *h = bpf_map_lookup_elem(map, key);
+
+	if (h)
+		return h;
+	struct hist zero;
+	__builtin_memset(&zero, 0, sizeof(zero));
+	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+#endif /* __TMWARDEN_HIST_H */

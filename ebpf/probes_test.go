@@ -1,0 +1,374 @@
+package ebpf
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// These tests load the real probes into the running kernel. They skip only when the kernel or
+// the test's privileges forbid loading, and say which.
+
+func skipIfForbidden(t *testing.T, err error) {
+	t.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotPermitted):
+		t.Skipf("privileges forbid it (run as root, or with CAP_BPF and CAP_PERFMON): %v", err)
+	case errors.Is(err, ErrKernelUnsupported):
+		t.Skipf("the kernel forbids it: %v", err)
+	default:
+		t.Fatal(err)
+	}
+}
+
+// forEachMode runs f with tp_btf and with the raw_tp fallback forced.
+func forEachMode(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, mode := range []string{ModeTPBTF, ModeRawTP} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == ModeRawTP {
+				modesOverride = []string{ModeRawTP}
+				t.Cleanup(func() { modesOverride = nil })
+			} else if ms, _, err := modes(); err == nil && ms[0] != ModeTPBTF {
+				t.Skipf("the kernel forbids tp_btf here: %v", ms)
+			}
+			f(t, mode)
+		})
+	}
+}
+
+func TestRunQueueSeesContentionInOwnCgroup(t *testing.T) {
+	hier, err := DetectCgroupHierarchy("/sys")
+	if err != nil {
+		t.Skipf("the kernel has no cgroup hierarchy mounted: %v", err)
+	}
+	cgPath := joinOwnCgroup(t, hier)
+	cgDir := filepath.Join(hier.Root, cgPath)
+	id, err := CgroupID(cgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	forEachMode(t, func(t *testing.T, mode string) {
+		rq, err := LoadRunQueue(RunQueueOptions{CgroupV1CPU: hier.V1CPU})
+		skipIfForbidden(t, err)
+		defer rq.Close()
+		if st := rq.Status(); st.State != StateLoaded || st.Mode != mode {
+			t.Fatalf("status %v, want loaded with %s", st, mode)
+		}
+
+		before, err := rq.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		contend(t, 4, 600*time.Millisecond)
+		after, err := rq.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		d := after[id].Sub(before[id])
+		top := -1
+		for i, n := range d.Buckets {
+			if n > 0 {
+				top = i
+			}
+		}
+		t.Logf("cgroup %s (id %d): %d waits, %.0f us total, buckets %v", cgPath, id, d.Count, float64(d.SumNs)/1e3, d.TrimmedBuckets())
+		if d.Count < 20 {
+			t.Errorf("cgroup %s saw %d run-queue waits while 4 threads shared one CPU, want at least 20", cgPath, d.Count)
+		}
+		// Four spinning threads on one CPU each wait about a time slice for their turn.
+		if top < 9 {
+			t.Errorf("longest run-queue wait is in bucket %d (< %d us), want waits of a time slice (>= 512 us)", top, 1<<(top+1))
+		}
+
+		// Forget frees the entry of a cgroup; what the test's threads did since starts over.
+		if err := rq.Forget(id); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := rq.Read(); err != nil || again[id].Count >= after[id].Count {
+			t.Errorf("after Forget the cgroup still holds %d waits (had %d), err %v", again[id].Count, after[id].Count, err)
+		}
+
+		res := NewCgroupResolver(hier.Root)
+		if err := res.Rescan(); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := res.Path(id); !ok || got != cgPath {
+			t.Errorf("resolver maps id %d to %q, %v; want %q", id, got, ok, cgPath)
+		}
+	})
+}
+
+// joinOwnCgroup moves the test process into a fresh cgroup so the histogram under test is
+// its own alone, and moves it back at cleanup. Where cgroupfs is read-only (an unprivileged
+// container) it stays in the cgroup it is in, and says so.
+func joinOwnCgroup(t *testing.T, hier CgroupHierarchy) string {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := ParseProcCgroup(f, hier.V1CPU)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("/tmwarden-ebpf-test-%d", os.Getpid())
+	dir := filepath.Join(hier.Root, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Logf("cannot create a cgroup (%v); measuring the test's current cgroup %s", err, orig)
+		return orig
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		os.Remove(dir)
+		t.Logf("cannot join a new cgroup (%v); measuring the test's current cgroup %s", err, orig)
+		return orig
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(filepath.Join(hier.Root, orig, "cgroup.procs"), pid, 0); err != nil {
+			t.Errorf("move back to %s: %v", orig, err)
+		}
+		for range 50 {
+			if err = os.Remove(dir); err == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Errorf("remove test cgroup: %v", err)
+	})
+	return name
+}
+
+// contend pins n spinning threads to one CPU, so each waits in the run queue for the others.
+func contend(t *testing.T, n int, d time.Duration) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for ; cpu < 1024 && !set.IsSet(cpu); cpu++ {
+	}
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			// The thread is never unlocked, so it exits with the goroutine instead of going
+			// back to the runtime pinned to one CPU.
+			runtime.LockOSThread()
+			var one unix.CPUSet
+			one.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &one); err != nil {
+				errs <- err
+				return
+			}
+			x := 0
+			for time.Now().Before(deadline) {
+				for range 1000 {
+					x++
+				}
+			}
+			_ = x
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("pin thread to CPU %d: %v", cpu, err)
+	}
+}
+
+func TestBlockRqIssuePrototypeOfThisKernel(t *testing.T) {
+	kspec, err := kernelBTF(BlockIOProbe)
+	skipIfForbidden(t, err)
+	typ, err := kspec.AnyTypeByName("btf_trace_block_rq_issue")
+	if err != nil {
+		t.Skipf("the kernel has no block_rq_issue tracepoint: %v", err)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	release := unix.ByteSliceToString(uts.Release[:])
+	var major, minor int
+	fmt.Sscanf(release, "%d.%d", &major, &minor)
+	want := 1
+	if major < 5 || major == 5 && minor < 11 {
+		want = 2
+	}
+	if got := tracepointArgs(typ); got != want {
+		t.Errorf("kernel %s: block_rq_issue has %d args, want %d", release, got, want)
+	}
+}
+
+func TestBlockIOSeesFsyncedWrites(t *testing.T) {
+	dir, devs := dirOnBlockDevice(t)
+	forEachMode(t, func(t *testing.T, mode string) {
+		bio, err := LoadBlockIO()
+		skipIfForbidden(t, err)
+		defer bio.Close()
+		if st := bio.Status(); st.State != StateLoaded || st.Mode != mode {
+			t.Fatalf("status %v, want loaded with %s", st, mode)
+		}
+		before, err := bio.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		f, err := os.CreateTemp(dir, "tmwarden-biolat-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		buf := make([]byte, 64<<10)
+		const writes = 32
+		for range writes {
+			rand.Read(buf)
+			if _, err := f.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		after, err := bio.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		for _, d := range devs {
+			delta := after[d].Sub(before[d])
+			t.Logf("%s (%s): %d requests, buckets %v", DeviceName("/sys", d), d, delta.Count, delta.TrimmedBuckets())
+			got += delta.Count
+		}
+		if got < writes {
+			t.Errorf("%d fsynced writes in %s produced %d completed requests on %v, want at least %d", writes, dir, got, devs, writes)
+		}
+	})
+}
+
+// dirOnBlockDevice finds a writable directory backed by a block device and the disks whose
+// requests carry its IO (the disk itself, the disk of a partition, or the members of a
+// device-mapper device).
+func dirOnBlockDevice(t *testing.T) (string, []Dev) {
+	wd, _ := os.Getwd()
+	for _, dir := range []string{t.TempDir(), wd} {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			continue
+		}
+		maj, min := unix.Major(st.Dev), unix.Minor(st.Dev)
+		sys := fmt.Sprintf("/sys/dev/block/%d:%d", maj, min)
+		if _, err := os.Stat(sys); err != nil {
+			continue
+		}
+		if devs := diskDevs(t, sys); len(devs) > 0 {
+			return dir, devs
+		}
+	}
+	t.Skip("the machine has no writable directory on a block device (tmpfs or overlay only), so no block IO to observe")
+	return "", nil
+}
+
+func diskDevs(t *testing.T, sys string) []Dev {
+	real, err := filepath.EvalSymlinks(sys)
+	if err != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(real, "partition")); err == nil {
+		real = filepath.Dir(real)
+	}
+	if slaves, _ := os.ReadDir(filepath.Join(real, "slaves")); len(slaves) > 0 {
+		var out []Dev
+		for _, s := range slaves {
+			out = append(out, diskDevs(t, filepath.Join(real, "slaves", s.Name()))...)
+		}
+		return out
+	}
+	b, err := os.ReadFile(filepath.Join(real, "dev"))
+	if err != nil {
+		return nil
+	}
+	var maj, min uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d:%d", &maj, &min); err != nil {
+		t.Fatalf("parse %s/dev: %v", real, err)
+	}
+	return []Dev{Dev(maj<<20 | min)}
+}
+
+func TestTCPRetransmitsSeesDroppedSYN(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode string) {
+		tr, err := LoadTCPRetransmits()
+		skipIfForbidden(t, err)
+		defer tr.Close()
+		if st := tr.Status(); st.State != StateLoaded || st.Mode != mode {
+			t.Fatalf("status %v, want loaded with %s", st, mode)
+		}
+		addr := fullListener(t)
+		before, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// The listener's accept queue is full, so the kernel drops this SYN and the client
+		// retransmits it after its initial 1 s timeout.
+		c, err := net.DialTimeout("tcp", addr.String(), 1500*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+
+		after, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := after[addr.Addr()] - before[addr.Addr()]
+		t.Logf("retransmits to %s: %d (dial: %v)", addr.Addr(), got, err)
+		if got < 1 {
+			t.Errorf("no retransmit counted for %s after a dropped SYN; counts %v", addr.Addr(), after)
+		}
+	})
+}
+
+// fullListener listens on a fresh loopback address with a zero backlog and fills its accept
+// queue with one connection that is never accepted.
+func fullListener(t *testing.T) netip.AddrPort {
+	var b [2]byte
+	rand.Read(b[:])
+	ip := netip.AddrFrom4([4]byte{127, 100 + b[0]%100, b[1], 1 + b[1]%250})
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ip.As4()}); err != nil {
+		t.Fatalf("bind %s: %v", ip, err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(ip, uint16(sa.(*unix.SockaddrInet4).Port))
+	c, err := net.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatalf("first connection to %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return addr
+}

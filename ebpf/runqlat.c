@@ -1,0 +1,219 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+// Run-queue latency: the time a task waits between becoming runnable (wakeup, or preemption while
+// still runnable) and getting a CPU, as a log2 histogram per cgroup, aggregated in the kernel.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "hist.h"
+
+#define TASK_RUNNING 0
+#define MAX_QUEUED 16384
+#define MAX_CGROUPS 4096
+
+char LICENSE[] SEC("license") = "GPL";
+
+// cgroup_v1_cpu keys the histograms by the task's cgroup in the v1 cpu hierarchy instead of the
+// unified (v2) one: on hybrid hosts every task sits in the v2 root, and the cpu controller's
+// hierarchy is where the container runtime places pods. Set by the loader before load.
+const volatile bool cgroup_v1_cpu = false;
+
+// runq_task holds each runnable thread's enqueue time in the thread itself (task-local
+// storage): no hash lookup, no bound on threads, and it goes away with the thread. Used by the
+// tp_btf programs, which get typed task pointers.
+struct runq_ts {
+	u64 ts;
+	// The thread's cgroup id, cached with the css_set it was read from: following the cgroup
+	// pointers on every switch costs more than the rest of the program, and a thread's css_set
+	// only changes when it moves between cgroups.
+	u64 cset;
+	u64 cgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct runq_ts);
+} runq_task SEC(".maps");
+
+// runq_start holds the enqueue time by thread id for the raw_tp fallback, whose untyped
+// arguments cannot index task storage.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_QUEUED);
+	__type(key, u32);
+	__type(value, u64);
+} runq_start SEC(".maps");
+
+// runq_hists holds one cumulative histogram per cgroup id; user space reads deltas.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CGROUPS);
+	__type(key, u64);
+	__type(value, struct hist);
+} runq_hists SEC(".maps");
+
+// task_struct___o is the layout before 5.14, when state was renamed __state.
+struct task_struct___o {
+	volatile long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline void record(u64 cgid, u64 delta)
+{
+	struct hist *h;
+
+	if ((s64)delta < 0)
+		return;
+	h = hist_lookup_or_init(&runq_hists, &cgid);
+	if (h)
+		hist_add(h, delta);
+}
+
+// tp_btf: the arguments are typed kernel pointers, read with plain loads.
+
+static __always_inline long btf_task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return t->__state;
+	return ((struct task_struct___o *)t)->state;
+}
+
+static __always_inline u64 btf_cgroup_id(struct css_set *cset)
+{
+	if (!cgroup_v1_cpu)
+		return cset->dfl_cgrp->kn->id;
+	// The cpu controller's slot differs between kernel configs: the index is relocated.
+	u32 idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
+	if (idx >= CGROUP_SUBSYS_COUNT)
+		return 0;
+	struct cgroup_subsys_state *css = cset->subsys[idx];
+	if (!css)
+		return 0;
+	return css->cgroup->kn->id;
+}
+
+static __always_inline void btf_enqueue(struct task_struct *t)
+{
+	struct runq_ts *s;
+
+	if (!t->pid)
+		return;
+	s = bpf_task_storage_get(&runq_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (s)
+		s->ts = bpf_ktime_get_ns();
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(tp_sched_wakeup, struct task_struct *p)
+{
+	btf_enqueue(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(tp_sched_wakeup_new, struct task_struct *p)
+{
+	btf_enqueue(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct runq_ts *s;
+	struct css_set *cset;
+	u64 ts;
+
+	// A preempted thread stays runnable: it starts waiting again right now.
+	if (btf_task_state(prev) == TASK_RUNNING)
+		btf_enqueue(prev);
+	if (!next->pid)
+		return 0;
+	s = bpf_task_storage_get(&runq_task, next, 0, 0);
+	if (!s || !s->ts)
+		return 0;
+	ts = s->ts;
+	s->ts = 0;
+	cset = next->cgroups;
+	if ((u64)cset != s->cset) {
+		s->cgid = btf_cgroup_id(cset);
+		s->cset = (u64)cset;
+	}
+	record(s->cgid, bpf_ktime_get_ns() - ts);
+	return 0;
+}
+
+// raw_tp: the fallback where tracing programs cannot be loaded. Same arguments, untyped, read
+// through bpf_probe_read_kernel.
+
+static __always_inline long raw_task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___o *)t, state);
+}
+
+static __always_inline u64 raw_cgroup_id(struct task_struct *t)
+{
+	struct css_set *cset = BPF_CORE_READ(t, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+
+	if (!cgroup_v1_cpu)
+		return BPF_CORE_READ(cset, dfl_cgrp, kn, id);
+	u32 idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
+	if (idx >= CGROUP_SUBSYS_COUNT)
+		return 0;
+	bpf_probe_read_kernel(&css, sizeof(css),
+			      (void *)cset + bpf_core_field_offset(struct css_set, subsys) + idx * sizeof(void *));
+	if (!css)
+		return 0;
+	return BPF_CORE_READ(css, cgroup, kn, id);
+}
+
+static __always_inline void raw_enqueue(struct task_struct *t)
+{
+	u32 pid = BPF_CORE_READ(t, pid);
+	u64 ts;
+
+	if (!pid)
+		return;
+	ts = bpf_ktime_get_ns();
+	bpf_map_update_elem(&runq_start, &pid, &ts, BPF_ANY);
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(raw_sched_wakeup, struct task_struct *p)
+{
+	raw_enqueue(p);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup_new")
+int BPF_PROG(raw_sched_wakeup_new, struct task_struct *p)
+{
+	raw_enqueue(p);
+	return 0;
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(raw_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	u32 pid;
+	u64 *tsp, ts;
+
+	if (raw_task_state(prev) == TASK_RUNNING)
+		raw_enqueue(prev);
+	pid = BPF_CORE_READ(next, pid);
+	if (!pid)
+		return 0;
+	tsp = bpf_map_lookup_elem(&runq_start, &pid);
+	if (!tsp)
+		return 0;
+	ts = *tsp;
+	bpf_map_delete_elem(&runq_start, &pid);
+	record(raw_cgroup_id(next), bpf_ktime_get_ns() - ts);
+	return 0;
+}

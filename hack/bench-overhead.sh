@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Agent overhead benchmark (issue 3, benchmark 1): tmwarden-agent at default settings with every
+# collector and probe on, side by side with Debian's prometheus-node-exporter scraped at the same
+# interval, in one run. Prints CPU as a share of one core (from /proc/PID/stat utime+stime) and
+# peak RSS (VmHWM from /proc/PID/status) for both, and their ratios.
+#
+# The agent runs against an unreachable coordinator (a free loopback port nobody listens on), so
+# it keeps collecting and buffering as it would during an outage. Run as root: the eBPF probes
+# need it (without root they report themselves degraded and the figures leave them out).
+#
+# Environment: DURATION (seconds measured, default 60, at least 60 unless BENCH_SHORT=1),
+# INTERVAL (seconds, default 5), WARMUP (seconds before measuring, default 10).
+set -euo pipefail
+
+DURATION=${DURATION:-60}
+INTERVAL=${INTERVAL:-5}
+WARMUP=${WARMUP:-10}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/bin
+WORK=$(mktemp -d -t tmwarden-bench.XXXXXX)
+HZ=$(getconf CLK_TCK)
+
+if ((DURATION < 60)) && [[ ${BENCH_SHORT:-} != 1 ]]; then
+	echo "bench-node: DURATION=$DURATION is below the 60 s the benchmark requires (set BENCH_SHORT=1 for a smoke run)" >&2
+	exit 2
+fi
+
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# free_port prints a loopback TCP port nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "bench-node: no free loopback port found" >&2
+	exit 1
+}
+
+# cpu_ticks prints utime+stime of a process in clock ticks. The command name in field 2 may
+# contain spaces, so fields are counted after its closing parenthesis.
+cpu_ticks() {
+	local stat
+	stat=$(<"/proc/$1/stat")
+	stat=${stat##*") "}
+	# after "comm) ": state is field 1, utime field 12, stime field 13
+	awk '{print $12 + $13}' <<<"$stat"
+}
+
+# run_ns prints the nanoseconds the threads of a process ran on a CPU (the sum of
+# /proc/PID/task/*/schedstat), a finer cross-check of the tick-based figure. Threads that exited
+# are missing from it, so it can read low; 0 when the kernel lacks schedstats.
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+echo "== building tmwarden-agent"
+if ! (cd "$ROOT" && go build -o "$BIN/" ./cmd/tmwarden-agent) >"$WORK/build.log" 2>&1; then
+	echo "bench-node: tmwarden-agent does not build yet, so there is nothing to measure:" >&2
+	sed 's/^/    /' "$WORK/build.log" >&2
+	exit 2
+fi
+
+NODE_EXPORTER=$(command -v prometheus-node-exporter || true)
+if [[ -z $NODE_EXPORTER ]]; then
+	echo "== installing Debian's prometheus-node-exporter"
+	if [[ $EUID -ne 0 ]]; then
+		echo "bench-node: prometheus-node-exporter is missing and installing it needs root" >&2
+		exit 2
+	fi
+	apt-get install -y -qq prometheus-node-exporter >/dev/null 2>"$WORK/apt.log" ||
+		{ apt-get update -qq && apt-get install -y -qq prometheus-node-exporter >/dev/null; }
+	NODE_EXPORTER=$(command -v prometheus-node-exporter)
+fi
+NE_VERSION=$("$NODE_EXPORTER" --version 2>&1 | head -1)
+
+if [[ $EUID -ne 0 ]]; then
+	echo "bench-node: not root: the eBPF probes will be degraded and their cost is not in the figures" >&2
+fi
+
+COORD_PORT=$(free_port)
+AGENT_PORT=$(free_port)
+NE_PORT=$(free_port)
+while [[ $NE_PORT == "$AGENT_PORT" || $NE_PORT == "$COORD_PORT" ]]; do NE_PORT=$(free_port); done
+
+# Every collector on, whatever its default: the agent lists them as --collector.NAME flags.
+mapfile -t collectors < <("$BIN/tmwarden-agent" -h 2>&1 | grep -oE -- '-collector\.[a-z0-9_]+' | sort -u)
+enable=()
+for c in "${collectors[@]}"; do enable+=("-$c=true"); done
+
+echo "== starting tmwarden-agent (coordinator 127.0.0.1:$COORD_PORT, unreachable) and node_exporter on 127.0.0.1:$NE_PORT"
+"$BIN/tmwarden-agent" --node-name bench-node --coordinator "127.0.0.1:$COORD_PORT" \
+	--interval "${INTERVAL}s" --http-addr "127.0.0.1:$AGENT_PORT" "${enable[@]}" >"$WORK/agent.log" 2>&1 &
+AGENT_PID=$!
+pids+=("$AGENT_PID")
+"$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NE_PORT" >"$WORK/node_exporter.log" 2>&1 &
+NE_PID=$!
+pids+=("$NE_PID")
+
+# Prometheus scrapes both at the report interval: node_exporter does its work on scrape, the
+# agent serves its own /metrics besides collecting on its interval.
+(
+	while sleep "$INTERVAL"; do
+		curl -s -o /dev/null --max-time "$INTERVAL" "http://127.0.0.1:$NE_PORT/metrics" || true
+		curl -s -o /dev/null --max-time "$INTERVAL" "http://127.0.0.1:$AGENT_PORT/metrics" || true
+	done
+) &
+pids+=("$!")
+
+sleep "$WARMUP"
+for p in "$AGENT_PID" "$NE_PID"; do
+	if ! kill -0 "$p" 2>/dev/null; then
+		echo "bench-node: a measured process exited during warm-up; its log:" >&2
+		tail -20 "$WORK/agent.log" "$WORK/node_exporter.log" >&2
+		exit 1
+	fi
+done
+
+a0=$(cpu_ticks "$AGENT_PID")
+n0=$(cpu_ticks "$NE_PID")
+as0=$(run_ns "$AGENT_PID")
+ns0=$(run_ns "$NE_PID")
+t0=$(date +%s.%N)
+echo "== measuring for ${DURATION}s (interval ${INTERVAL}s, after ${WARMUP}s warm-up)"
+sleep "$DURATION"
+a1=$(cpu_ticks "$AGENT_PID")
+n1=$(cpu_ticks "$NE_PID")
+as1=$(run_ns "$AGENT_PID")
+ns1=$(run_ns "$NE_PID")
+t1=$(date +%s.%N)
+a_hwm=$(status_kib "$AGENT_PID" VmHWM)
+n_hwm=$(status_kib "$NE_PID" VmHWM)
+a_rss=$(status_kib "$AGENT_PID" VmRSS)
+n_rss=$(status_kib "$NE_PID" VmRSS)
+
+if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+	echo "bench-node: the agent died while its coordinator was unreachable" >&2
+	tail -20 "$WORK/agent.log" >&2
+	exit 1
+fi
+
+# Collector states, to show which probes ran (degraded ones name their reason).
+status=$(curl -s --max-time 5 "http://127.0.0.1:$AGENT_PORT/debug/status" || true)
+
+awk -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v a0="$a0" -v a1="$a1" -v n0="$n0" -v n1="$n1" \
+	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v ne="$NE_VERSION" -v iv="$INTERVAL" '
+BEGIN {
+	secs = t1 - t0
+	acpu = (a1 - a0) / hz / secs * 100
+	ncpu = (n1 - n0) / hz / secs * 100
+	printf "\nagent overhead over %.1f s, %s s interval (CPU %% of one core; %d ticks/s)\n", secs, iv, hz
+	printf "%-26s %9s %7s %16s %14s %9s\n", "process", "CPU %", "ticks", "CPU % schedstat", "peak RSS MiB", "RSS MiB"
+	printf "%-26s %9.3f %7d %16.3f %14.1f %9.1f\n", "tmwarden-agent", acpu, a1 - a0, (as1 - as0) / 1e7 / secs, ah / 1024, ar / 1024
+	printf "%-26s %9.3f %7d %16.3f %14.1f %9.1f\n", "prometheus-node-exporter", ncpu, n1 - n0, (ns1 - ns0) / 1e7 / secs, nh / 1024, nr / 1024
+	printf "(%s)\n", ne
+	if (ncpu > 0) printf "ratio agent / node_exporter: CPU %.2fx", acpu / ncpu; else printf "ratio agent / node_exporter: CPU n/a (node_exporter used no measurable CPU)"
+	printf ", peak RSS %.2fx\n", ah / nh
+	printf "goal CPU <= node_exporter: %s; goal peak RSS <= 50 MiB: %s\n", (acpu <= ncpu ? "met" : "NOT met"), (ah / 1024 <= 50 ? "met" : "NOT met")
+}'
+if [[ -n $status ]]; then
+	echo
+	echo "collector states (/debug/status):"
+	if command -v jq >/dev/null; then
+		jq -r '.. | objects | select(has("name") and has("state")) | "  \(.name): \(.state) \(.reason // "")"' <<<"$status" 2>/dev/null | sort -u ||
+			echo "  $status" | head -c 2000
+	else
+		echo "  $status" | head -c 2000
+		echo
+	fi
+fi

@@ -49,3 +49,13 @@ func ValidateEnabled(c Config) error {
 	}
 	return nil
 }
+
+// New builds the named collector from the table (the demo assembles simulated nodes this way).
+func New(name string, o Options) (Collector, error) {
+	for _, r := range table {
+		if r.Name == name {
+			return r.New(o)
+		}
+	}
+	return nil, fmt.Errorf("unknown collector %q (known: %v)", name, Names())
+}

@@ -24,6 +24,8 @@ type Config struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+	// Flink lists the JobManagers to poll for the topology (see FlinkConfig).
+	Flink FlinkConfig `yaml:"flink"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -36,6 +38,7 @@ func DefaultConfig() Config {
 		DefaultInterval: 5 * time.Second,
 		MaxMessageBytes: 16 << 20,
 		LogLevel:        "info",
+		Flink:           FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
 	}
 }
 
@@ -66,6 +69,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	if c.Flink.PollInterval <= 0 || c.Flink.StaleAfter <= 0 {
+		errs = append(errs, fmt.Errorf("flink.poll_interval %v / flink.stale_after %v: must be positive", c.Flink.PollInterval, c.Flink.StaleAfter))
+	}
+	for i, jm := range c.Flink.JobManagers {
+		if jm.URL == "" {
+			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].url: empty", i))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -24,6 +24,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/store"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -68,6 +69,9 @@ type Coordinator struct {
 	mu       sync.RWMutex
 	nodes    map[string]*nodeState
 	sessions map[string]*session
+
+	topo   *topology.Topology
+	poller *jobManagerPoller
 
 	grpcLn, httpLn net.Listener
 	ready          atomic.Bool
@@ -132,6 +136,12 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 			}
 		}
 		c.nodes[rec.Name] = ns
+	}
+	c.topo = topology.New(topology.Options{StaleAfter: cfg.Flink.StaleAfter})
+	c.observers = append([]ReportObserver{func(node string, at time.Time, r *tmwardenv1.Report) { c.topo.ObserveReport(node, r, at) }}, c.observers...)
+	if c.poller, err = newJobManagerPoller(c, cfg.Flink); err != nil {
+		st.Close()
+		return nil, err
 	}
 	c.started = c.now()
 	c.log.Info("coordinator store open", "data_dir", cfg.DataDir, "nodes", len(recs))
@@ -223,6 +233,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
+	g.Go(func() error { c.poller.run(gctx, c.cfg.Flink.PollInterval); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		c.ready.Store(false)

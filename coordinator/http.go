@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ func (c *Coordinator) Handler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("GET /api/v1/topology", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, c.topo.Snapshot())
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
 		limit := 100
@@ -91,7 +95,47 @@ func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
 		c.log.Warn("reading node events", "node", name, "err", err)
 	}
 	d.Events = nonNil(evs)
+	d.TaskManagerList = taskManagers(last)
 	return d, true
+}
+
+// taskManagers turns the report's TaskManagers into the API's view.
+func taskManagers(r *tmwardenv1.Report) []httpv1.TaskManager {
+	out := []httpv1.TaskManager{}
+	if r == nil {
+		return out
+	}
+	for _, tm := range r.TaskManagers {
+		v := httpv1.TaskManager{ResourceID: tm.ResourceId, PID: tm.Pid, Pod: tm.PodName, Namespace: tm.PodNamespace,
+			MetricsEndpoint: tm.MetricsEndpoint, ScrapeError: tm.ScrapeError, Subtasks: []httpv1.Subtask{}}
+		if j := tm.Jvm; j != nil {
+			v.CPULoad, v.HeapUsedBytes, v.HeapMaxBytes, v.GCTimeMsPerSec = finite(j.CpuLoad), j.HeapUsedBytes, j.HeapMaxBytes, finite(j.GcTimeMsPerSecond)
+		}
+		for _, s := range tm.Subtasks {
+			st := httpv1.Subtask{JobID: s.JobId, JobName: s.JobName, VertexID: s.VertexId, VertexName: s.VertexName, Index: s.SubtaskIndex,
+				BusyMsPerSecond: finite(s.BusyMsPerSecond), BackPressuredMsPerSec: finite(s.BackpressuredMsPerSecond),
+				RecordsInPerSecond: finite(s.RecordsInPerSecond), RecordsOutPerSecond: finite(s.RecordsOutPerSecond)}
+			// Sources have no records in; what they emit is what they process.
+			records := s.RecordsInPerSecond
+			if s.IsSource {
+				records = s.RecordsOutPerSecond
+			}
+			if s.BusyMsPerSecond > 0 {
+				st.TrueProcessingRate = finite(records / (s.BusyMsPerSecond / 1000))
+			}
+			v.Subtasks = append(v.Subtasks, st)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// finite returns nil for NaN and infinities, which JSON cannot carry.
+func finite(f float64) *float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return &f
 }
 
 func (c *Coordinator) summary(ns *nodeState) httpv1.Node {

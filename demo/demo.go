@@ -18,6 +18,7 @@ import (
 
 	"github.com/tmwarden/tmwarden/agent"
 	"github.com/tmwarden/tmwarden/api/httpv1"
+	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/coordinator"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -93,10 +94,20 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 
+	cluster, err := startSimulatedCluster(ctx, opts.SimNodes)
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.Close()
+
 	ccfg := coordinator.DefaultConfig()
 	ccfg.DataDir = filepath.Join(dataDir, "coordinator")
 	ccfg.GRPCAddr, ccfg.HTTPAddr = opts.GRPCAddr, opts.HTTPAddr
 	ccfg.DefaultInterval = opts.Interval
+	if u := cluster.RESTURL(); u != "" {
+		ccfg.Flink.JobManagers = []coordinator.JobManagerConfig{{URL: u}}
+		ccfg.Flink.PollInterval = 2 * opts.Interval
+	}
 	coord, err := coordinator.New(ccfg, coordinator.WithLogger(log.With("component", "coordinator")))
 	if err != nil {
 		return nil, err
@@ -107,7 +118,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 
 	var wg sync.WaitGroup
-	runCtx, stopAll := context.WithCancel(ctx)
+	// The components outlive ctx's deadline by a moment, so the summary sees them still running.
+	runCtx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAll()
 	coordDone := make(chan error, 1)
 	go func() { coordDone <- coord.Serve(runCtx) }()
@@ -126,12 +138,18 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); realErr <- real.Run(runCtx) }()
 
-	cluster := newSyntheticCluster(opts.SimNodes, opts.Interval)
 	simCancel := map[string]context.CancelFunc{}
 	for _, name := range cluster.Nodes() {
 		scfg := acfg
 		scfg.NodeName, scfg.HTTPAddr = name, ""
-		sa, err := agent.New(scfg, agent.WithCollectors(cluster.Collectors(name)...),
+		cols, err := cluster.Collectors(name, func(c string) collector.Options {
+			return collector.Options{Logger: log.With("component", "sim-agent", "node", name, "collector", c)}
+		})
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		sa, err := agent.New(scfg, agent.WithCollectors(cols...),
 			agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(log.With("component", "sim-agent")))
 		if err != nil {
 			stopAll()
@@ -170,8 +188,8 @@ loop:
 			<-coordDone
 			return nil, fmt.Errorf("real agent: %w", err)
 		case <-faultTimer.C:
-			if victim, ok := cluster.InjectCPUSteal(); ok {
-				sum.FaultsInjected = append(sum.FaultsInjected, fmt.Sprintf("%s: noisy neighbour, CPU steal ~35%%", victim))
+			if victim, err := cluster.InjectNoisyNeighbour(); err == nil {
+				sum.FaultsInjected = append(sum.FaultsInjected, fmt.Sprintf("%s: noisy neighbour, CPU steal ~35%%, its TaskManager at 30%% speed", victim))
 			}
 			if lost := cluster.LastNode(); lost != "" {
 				simCancel[lost]()

@@ -36,8 +36,8 @@ func TestDemoShowsTheInjectedFault(t *testing.T) {
 	for _, n := range sum.Nodes {
 		states[n.Name] = n.State
 	}
-	if states["sim-node-04"] != httpv1.StateUnreachable {
-		t.Errorf("lost agent's node is %q, want unreachable", states["sim-node-04"])
+	if states["node-4"] != httpv1.StateUnreachable {
+		t.Errorf("lost agent's node is %q, want unreachable", states["node-4"])
 	}
 	if states[sum.RealNode] != httpv1.StateReachable {
 		t.Errorf("this machine's node %q is %q, want reachable", sum.RealNode, states[sum.RealNode])

@@ -5,63 +5,108 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"time"
 
 	"github.com/tmwarden/tmwarden/agent"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/collector"
+	flinksim "github.com/tmwarden/tmwarden/sim/flink"
 )
 
-// syntheticCluster is the demo's stand-in for machines it does not have: each simulated node
-// reports plausible host signals through a real agent, and faults change what it reports.
-// The cluster simulator (sim/) replaces it with full Flink workloads.
-type syntheticCluster struct {
-	interval time.Duration
-	names    []string
-	mu       sync.Mutex
-	steal    map[string]float64
+// simulatedCluster is the demo's stand-in for machines it does not have: a Flink cluster from
+// sim/flink (TaskManagers serving real PrometheusReporter endpoints, a JobManager serving the
+// REST API) on loopback, and per node a real agent whose Flink collectors scrape those
+// endpoints over HTTP while a synthetic host collector plays the machine.
+type simulatedCluster struct {
+	flink *flinksim.Cluster
+	mu    sync.Mutex
+	steal map[string]float64
 }
 
-func newSyntheticCluster(n int, interval time.Duration) *syntheticCluster {
-	c := &syntheticCluster{interval: interval, steal: map[string]float64{}}
-	for i := 1; i <= n; i++ {
-		c.names = append(c.names, fmt.Sprintf("sim-node-%02d", i))
+func startSimulatedCluster(ctx context.Context, nodes int) (*simulatedCluster, error) {
+	if nodes == 0 {
+		return &simulatedCluster{steal: map[string]float64{}}, nil
 	}
-	return c
+	fc, err := flinksim.Start(ctx, flinksim.DemoConfig(nodes, 2))
+	if err != nil {
+		return nil, fmt.Errorf("starting the simulated Flink cluster: %w", err)
+	}
+	return &simulatedCluster{flink: fc, steal: map[string]float64{}}, nil
 }
 
 // Nodes returns the simulated node names.
-func (c *syntheticCluster) Nodes() []string { return c.names }
+func (c *simulatedCluster) Nodes() []string {
+	if c.flink == nil {
+		return nil
+	}
+	return c.flink.Nodes()
+}
 
-// LastNode is the node whose agent the demo takes away.
-func (c *syntheticCluster) LastNode() string {
-	if len(c.names) < 3 {
+// RESTURL is the simulated JobManager's REST address ("" without Flink).
+func (c *simulatedCluster) RESTURL() string {
+	if c.flink == nil {
 		return ""
 	}
-	return c.names[len(c.names)-1]
+	return c.flink.RESTURL()
 }
 
-// InjectCPUSteal gives the second node a noisy neighbour.
-func (c *syntheticCluster) InjectCPUSteal() (string, bool) {
-	if len(c.names) < 2 {
-		return "", false
+// Close stops the simulated Flink servers.
+func (c *simulatedCluster) Close() {
+	if c.flink != nil {
+		_ = c.flink.Close()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.steal[c.names[1]] = 0.35
-	return c.names[1], true
 }
 
-// Collectors returns the collectors of one simulated node.
-func (c *syntheticCluster) Collectors(node string) []agent.NamedCollector {
-	seed := uint64(len(node))
+// LastNode is the node whose agent the demo takes away.
+func (c *simulatedCluster) LastNode() string {
+	n := c.Nodes()
+	if len(n) < 3 {
+		return ""
+	}
+	return n[len(n)-1]
+}
+
+// InjectNoisyNeighbour makes the second node slow: CPU steal on the machine and its
+// TaskManager processing at 30% speed, so its subtasks fall behind their peers.
+func (c *simulatedCluster) InjectNoisyNeighbour() (string, error) {
+	n := c.Nodes()
+	if len(n) < 2 {
+		return "", fmt.Errorf("need at least 2 simulated nodes")
+	}
+	victim := n[1]
+	c.mu.Lock()
+	c.steal[victim] = 0.35
+	c.mu.Unlock()
+	return victim, c.flink.SetNodeSlowness(victim, 0.3)
+}
+
+// Collectors returns the collectors of one simulated node: the synthetic host, then the real
+// TaskManager discovery (static targets) and the real Flink scrape.
+func (c *simulatedCluster) Collectors(node string, log func(string) collector.Options) ([]agent.NamedCollector, error) {
+	seed := uint64(0)
 	for _, b := range []byte(node) {
 		seed = seed*31 + uint64(b)
 	}
-	return []agent.NamedCollector{{Name: "host", Collector: &syntheticHost{cluster: c, node: node, rng: rand.New(rand.NewPCG(seed, 7))}}}
+	out := []agent.NamedCollector{{Name: "host", Collector: &syntheticHost{cluster: c, node: node, rng: rand.New(rand.NewPCG(seed, 7))}}}
+	cfg := collector.DefaultConfig()
+	off := false
+	cfg.TaskManagers.ScanProc = &off
+	for _, tm := range c.flink.TaskManagersOn(node) {
+		cfg.TaskManagers.Static = append(cfg.TaskManagers.Static, collector.StaticTaskManager{Endpoint: tm.MetricsAddr, ResourceID: tm.ID})
+	}
+	for _, name := range []string{"taskmanagers", "flink"} {
+		o := log(name)
+		o.Config = cfg
+		col, err := collector.New(name, o)
+		if err != nil {
+			return nil, fmt.Errorf("simulated node %s: collector %s: %w", node, name, err)
+		}
+		out = append(out, agent.NamedCollector{Name: name, Collector: col})
+	}
+	return out, nil
 }
 
 type syntheticHost struct {
-	cluster *syntheticCluster
+	cluster *simulatedCluster
 	node    string
 	rng     *rand.Rand
 }
@@ -82,3 +127,4 @@ func (h *syntheticHost) Collect(_ context.Context, r *tmwardenv1.Report) error {
 	}
 	return nil
 }
+

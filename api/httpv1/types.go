@@ -63,8 +63,9 @@ type HostSummary struct {
 type NodeDetail struct {
 	Node
 	// LastReport is the last report in protobuf JSON form.
-	LastReport json.RawMessage `json:"last_report,omitempty"`
-	Events     []Event         `json:"events"`
+	LastReport      json.RawMessage `json:"last_report,omitempty"`
+	TaskManagerList []TaskManager   `json:"task_manager_list"`
+	Events          []Event         `json:"events"`
 }
 
 // EventList is GET /api/v1/events.
@@ -85,4 +86,34 @@ type Event struct {
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// TaskManager is one Flink TaskManager on a node, from the node's last report.
+type TaskManager struct {
+	ResourceID      string    `json:"resource_id"`
+	PID             int32     `json:"pid,omitempty"`
+	Pod             string    `json:"pod,omitempty"`
+	Namespace       string    `json:"namespace,omitempty"`
+	MetricsEndpoint string    `json:"metrics_endpoint,omitempty"`
+	ScrapeError     string    `json:"scrape_error,omitempty"`
+	CPULoad         *float64  `json:"cpu_load,omitempty"`
+	HeapUsedBytes   uint64    `json:"heap_used_bytes,omitempty"`
+	HeapMaxBytes    uint64    `json:"heap_max_bytes,omitempty"`
+	GCTimeMsPerSec  *float64  `json:"gc_time_ms_per_second,omitempty"`
+	Subtasks        []Subtask `json:"subtasks"`
+}
+
+// Subtask is one subtask's headline metrics. A nil number means Flink did not measure it.
+type Subtask struct {
+	JobID                 string   `json:"job_id"`
+	JobName               string   `json:"job_name,omitempty"`
+	VertexID              string   `json:"vertex_id"`
+	VertexName            string   `json:"vertex_name,omitempty"`
+	Index                 int32    `json:"index"`
+	BusyMsPerSecond       *float64 `json:"busy_ms_per_second,omitempty"`
+	BackPressuredMsPerSec *float64 `json:"backpressured_ms_per_second,omitempty"`
+	RecordsInPerSecond    *float64 `json:"records_in_per_second,omitempty"`
+	RecordsOutPerSecond   *float64 `json:"records_out_per_second,omitempty"`
+	// TrueProcessingRate is records processed per second of busy time (DS2's model).
+	TrueProcessingRate *float64 `json:"true_processing_rate,omitempty"`
 }

@@ -101,6 +101,21 @@ func printNode(w io.Writer, d httpv1.NodeDetail, now time.Time) {
 	}
 	fmt.Fprintf(tw, "Flink:\t%d TaskManagers, %d subtasks\n", d.TaskManagers, d.Subtasks)
 	tw.Flush()
+	if len(d.TaskManagerList) > 0 {
+		fmt.Fprintln(w, "\nTaskManagers and subtasks (TPR: records per busy second):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TASKMANAGER\tJOB\tVERTEX\t#\tBUSY ms/s\tBACKPR ms/s\tIN/s\tOUT/s\tTPR")
+		for _, tm := range d.TaskManagerList {
+			if tm.ScrapeError != "" {
+				fmt.Fprintf(tw, "  %s\tscrape failed: %s\n", tm.ResourceID, tm.ScrapeError)
+			}
+			for _, s := range tm.Subtasks {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", tm.ResourceID, first(s.JobName, s.JobID), first(s.VertexName, s.VertexID),
+					s.Index, num(s.BusyMsPerSecond), num(s.BackPressuredMsPerSec), num(s.RecordsInPerSecond), num(s.RecordsOutPerSecond), num(s.TrueProcessingRate))
+			}
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(w, "\nCollectors and probes:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NAME\tSTATE\tREASON")
@@ -130,6 +145,20 @@ func collectorsBrief(cs []httpv1.Collector) string {
 		return fmt.Sprintf("%d ok", ok)
 	}
 	return fmt.Sprintf("%d ok, %s", ok, strings.Join(bad, " "))
+}
+
+func num(f *float64) string {
+	if f == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", *f)
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.0f%%", f*100) }

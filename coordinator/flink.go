@@ -1,0 +1,130 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/tmwarden/tmwarden/coordinator/topology"
+	"github.com/tmwarden/tmwarden/flink/rest"
+)
+
+// FlinkConfig is the `flink:` section: the JobManagers whose jobs the coordinator maps onto nodes.
+// Without any, the topology comes from the agents' scrapes alone (job, vertex and subtask ids
+// and names are in the PrometheusReporter labels); REST adds parallelism, placement of subtasks
+// whose TaskManager no agent sees yet, and checkpoints.
+type FlinkConfig struct {
+	// JobManagers to poll. Default none.
+	JobManagers []JobManagerConfig `yaml:"jobmanagers"`
+	// PollInterval between REST polls of every JobManager. Default 15s.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// StaleAfter drops a placement nobody confirmed for this long. Default 1m.
+	StaleAfter time.Duration `yaml:"stale_after"`
+}
+
+// JobManagerConfig is one JobManager's REST endpoint.
+type JobManagerConfig struct {
+	// URL of the REST API, e.g. http://flink-jobmanager:8081. Required.
+	URL string `yaml:"url"`
+	// Timeout of one request. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// CAFile is a PEM bundle to verify an https JobManager. Default: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// Headers are sent with every request (e.g. Authorization for a proxy). Default none.
+	Headers map[string]string `yaml:"headers"`
+}
+
+func (j JobManagerConfig) client() (*rest.Client, error) {
+	o := rest.Options{BaseURL: j.URL, Timeout: j.Timeout, Headers: http.Header{}}
+	for k, v := range j.Headers {
+		o.Headers.Set(k, v)
+	}
+	if j.CAFile != "" {
+		pem, err := os.ReadFile(j.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("jobmanager %s: ca_file: %w", j.URL, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("jobmanager %s: ca_file %s holds no PEM certificate", j.URL, j.CAFile)
+		}
+		o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	c, err := rest.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("jobmanager %s: %w", j.URL, err)
+	}
+	return c, nil
+}
+
+// jobManagerPoller keeps the topology's REST side current. A JobManager that fails a poll keeps
+// its last good view, so an unreachable JobManager never looks like all its jobs stopped.
+type jobManagerPoller struct {
+	c        *Coordinator
+	clients  []*rest.Client
+	urls     []string
+	lastGood []*rest.ClusterPlacement
+}
+
+func newJobManagerPoller(c *Coordinator, cfg FlinkConfig) (*jobManagerPoller, error) {
+	p := &jobManagerPoller{c: c}
+	var errs []error
+	for _, jm := range cfg.JobManagers {
+		cl, err := jm.client()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.clients, p.urls = append(p.clients, cl), append(p.urls, jm.URL)
+	}
+	p.lastGood = make([]*rest.ClusterPlacement, len(p.clients))
+	return p, errors.Join(errs...)
+}
+
+func (p *jobManagerPoller) run(ctx context.Context, every time.Duration) {
+	if len(p.clients) == 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		p.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// poll reads every JobManager once and hands the combined view to the topology.
+func (p *jobManagerPoller) poll(ctx context.Context) {
+	for i, cl := range p.clients {
+		cp, err := cl.Placement(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.c.log.Warn("polling jobmanager", "url", p.urls[i], "err", err)
+			}
+			continue
+		}
+		p.lastGood[i] = cp
+	}
+	var jobs []topology.RESTJob
+	var tms []topology.RESTTaskManager
+	for _, cp := range p.lastGood {
+		if cp == nil {
+			continue
+		}
+		j, t := topology.FromREST(cp)
+		jobs, tms = append(jobs, j...), append(tms, t...)
+	}
+	p.c.topo.ObserveREST(jobs, tms, p.c.now())
+}
+
+// Topology returns the joined job → vertex → subtask → TaskManager → node model.
+func (c *Coordinator) Topology() *topology.Topology { return c.topo }

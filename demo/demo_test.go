@@ -23,7 +23,7 @@ func render(w io.Writer, nodes []httpv1.Node, _ time.Time) {
 func TestDemoShowsTheInjectedFault(t *testing.T) {
 	var out bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Duration: 4 * time.Second, FaultAfter: time.Second, SimNodes: 4, Interval: 200 * time.Millisecond,
+		Duration: 10 * time.Second, FaultAfter: 2 * time.Second, SimNodes: 4, Interval: 250 * time.Millisecond,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0", Out: &out, Render: render,
 	})
 	if err != nil {

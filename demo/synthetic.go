@@ -127,4 +127,3 @@ func (h *syntheticHost) Collect(_ context.Context, r *tmwardenv1.Report) error {
 	}
 	return nil
 }
-

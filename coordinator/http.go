@@ -11,6 +11,7 @@ import (
 
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
 // Handler serves the HTTP API under /api/v1/, /healthz, /readyz and /metrics.
@@ -95,12 +96,14 @@ func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
 		c.log.Warn("reading node events", "node", name, "err", err)
 	}
 	d.Events = nonNil(evs)
-	d.TaskManagerList = taskManagers(last)
+	d.TaskManagerList = taskManagers(last, c.topo)
 	return d, true
 }
 
 // taskManagers turns the report's TaskManagers into the API's view.
-func taskManagers(r *tmwardenv1.Report) []httpv1.TaskManager {
+// Job and vertex names come from the topology when a JobManager told it: the scrape's labels
+// carry them sanitised ("Source: orders" arrives as "Source:_orders").
+func taskManagers(r *tmwardenv1.Report, topo *topology.Topology) []httpv1.TaskManager {
 	out := []httpv1.TaskManager{}
 	if r == nil {
 		return out
@@ -115,6 +118,9 @@ func taskManagers(r *tmwardenv1.Report) []httpv1.TaskManager {
 			st := httpv1.Subtask{JobID: s.JobId, JobName: s.JobName, VertexID: s.VertexId, VertexName: s.VertexName, Index: s.SubtaskIndex,
 				BusyMsPerSecond: finite(s.BusyMsPerSecond), BackPressuredMsPerSec: finite(s.BackpressuredMsPerSecond),
 				RecordsInPerSecond: finite(s.RecordsInPerSecond), RecordsOutPerSecond: finite(s.RecordsOutPerSecond)}
+			if p, ok := topo.Locate(topology.Key{JobID: s.JobId, VertexID: s.VertexId, Index: int(s.SubtaskIndex)}); ok {
+				st.JobName, st.VertexName = first(p.JobName, st.JobName), first(p.VertexName, st.VertexName)
+			}
 			// Sources have no records in; what they emit is what they process.
 			records := s.RecordsInPerSecond
 			if s.IsSource {
@@ -128,6 +134,13 @@ func taskManagers(r *tmwardenv1.Report) []httpv1.TaskManager {
 		out = append(out, v)
 	}
 	return out
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // finite returns nil for NaN and infinities, which JSON cannot carry.

@@ -9,6 +9,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/collector"
+	"github.com/tmwarden/tmwarden/mtls"
 )
 
 // Config is the agent's YAML file (see README "Agent configuration"); flags override it.
@@ -34,6 +35,9 @@ type Config struct {
 	Labels map[string]string `yaml:"labels"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+	// TLS secures the stream to the coordinator; with cert_file the agent presents a client
+	// certificate (mTLS). Certificates are reloaded when their files change. Default off.
+	TLS mtls.Config `yaml:"tls"`
 	// Collectors configures the collectors (see collector.Config).
 	Collectors collector.Config `yaml:"collectors"`
 }
@@ -129,6 +133,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	if err := c.TLS.Validate(false); err != nil {
+		errs = append(errs, err)
 	}
 	if err := collector.ValidateEnabled(c.Collectors); err != nil {
 		errs = append(errs, err)

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/mtls"
 )
 
 // Capabilities this agent announces in Hello.
@@ -23,8 +25,17 @@ var capabilities = []string{"reports.v1"}
 // streamLoop keeps one session with the coordinator open, reconnecting with jittered
 // exponential backoff, until ctx is cancelled.
 func (a *Agent) streamLoop(ctx context.Context) {
+	creds := insecure.NewCredentials()
+	if a.cfg.TLS.Enabled() {
+		tc, err := mtls.ClientConfig(a.cfg.TLS)
+		if err != nil {
+			a.log.Error("cannot set up TLS to the coordinator", "err", err)
+			return
+		}
+		creds = credentials.NewTLS(tc)
+	}
 	conn, err := grpc.NewClient(a.cfg.Coordinator,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(a.cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(a.cfg.MaxMessageBytes)),
 		// Pings find a coordinator that vanished without closing the connection (a partition).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/tmwarden/tmwarden/mtls"
 )
 
 // Config is the coordinator's YAML file (see README "Coordinator configuration"); flags override it.
@@ -24,6 +26,12 @@ type Config struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+	// TLS secures the agents' streams; with ca_file, agents must present a certificate signed
+	// by it (mTLS). Certificates are reloaded when their files change. Default off.
+	TLS mtls.Config `yaml:"tls"`
+	// APITokenFile holds a bearer token that the HTTP API requires for every mutating request
+	// (approvals); reads stay open. Default none (no token).
+	APITokenFile string `yaml:"api_token_file"`
 	// Flink lists the JobManagers to poll for the topology (see FlinkConfig).
 	Flink FlinkConfig `yaml:"flink"`
 }
@@ -49,6 +57,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for the API, health and metrics")
 	fs.IntVar(&cfg.MissedIntervals, "missed-intervals", cfg.MissedIntervals, "silent report intervals before a node is unreachable")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest gRPC message accepted from an agent")
+	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile, "file holding the bearer token required for mutating API requests")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 }
 
@@ -69,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	if err := c.TLS.Validate(true); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Flink.PollInterval <= 0 || c.Flink.StaleAfter <= 0 {
 		errs = append(errs, fmt.Errorf("flink.poll_interval %v / flink.stale_after %v: must be positive", c.Flink.PollInterval, c.Flink.StaleAfter))

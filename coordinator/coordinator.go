@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,12 +21,14 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/store"
 	"github.com/tmwarden/tmwarden/coordinator/topology"
+	"github.com/tmwarden/tmwarden/mtls"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -58,6 +62,7 @@ type Coordinator struct {
 	tmwardenv1.UnimplementedAgentServiceServer
 
 	cfg       Config
+	apiToken  string
 	log       *slog.Logger
 	now       func() time.Time
 	tel       *telemetry.Provider
@@ -116,6 +121,15 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	}
 	if err := c.initMetrics(); err != nil {
 		return nil, err
+	}
+	if cfg.APITokenFile != "" {
+		b, err := os.ReadFile(cfg.APITokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("api_token_file: %w", err)
+		}
+		if c.apiToken = strings.TrimSpace(string(b)); c.apiToken == "" {
+			return nil, fmt.Errorf("api_token_file %s is empty", cfg.APITokenFile)
+		}
 	}
 	st, err := store.Open(cfg.DataDir)
 	if err != nil {
@@ -209,11 +223,19 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	if c.grpcLn == nil {
 		return errors.New("coordinator: Serve before Listen")
 	}
-	gs := grpc.NewServer(
+	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(c.cfg.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	}
+	if c.cfg.TLS.Enabled() {
+		tc, err := mtls.ServerConfig(c.cfg.TLS)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	gs := grpc.NewServer(serverOpts...)
 	tmwardenv1.RegisterAgentServiceServer(gs, c)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

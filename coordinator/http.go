@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -62,7 +63,26 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
 	})
-	return mux
+	return c.requireToken(mux)
+}
+
+// requireToken guards every mutating request with the bearer token when one is configured.
+// Reads stay open: operators and dashboards look, only the holders of the token act.
+func (c *Coordinator) requireToken(next http.Handler) http.Handler {
+	if c.apiToken == "" {
+		return next
+	}
+	want := []byte("Bearer " + c.apiToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="tmwarden"`)
+				writeJSON(w, http.StatusUnauthorized, httpv1.Error{Error: "this request changes state and needs the API bearer token (Authorization: Bearer ...)"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Nodes returns every known node's summary, sorted by name.

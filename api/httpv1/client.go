@@ -16,6 +16,8 @@ type Client struct {
 	// Base is the coordinator's URL, e.g. http://127.0.0.1:9711.
 	Base string
 	HTTP *http.Client
+	// Token is sent as a bearer token (needed for mutating requests when the API has one).
+	Token string
 }
 
 // NewClient returns a client for base ("host:port" gets http:// in front).
@@ -51,6 +53,9 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
 	if err != nil {
 		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
 )
 
 func main() {
@@ -20,6 +22,14 @@ func main() {
 type globalOptions struct {
 	server string
 	output string
+	token  string
+}
+
+// client returns an API client for the chosen coordinator.
+func (g *globalOptions) client() *httpv1.Client {
+	c := httpv1.NewClient(g.server)
+	c.Token = g.token
+	return c
 }
 
 func newRootCommand() *cobra.Command {
@@ -41,6 +51,7 @@ func newRootCommand() *cobra.Command {
 		def = "http://127.0.0.1:9711"
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", def, "coordinator HTTP address (env TMWARDEN_SERVER)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("TMWARDEN_TOKEN"), "API bearer token for mutating requests (env TMWARDEN_TOKEN)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newNodesCommand(g), newNodeCommand(g), newDemoCommand(g), newVersionCommand())
 	return root

@@ -18,7 +18,7 @@ func newNodesCommand(g *globalOptions) *cobra.Command {
 		Short: "List the nodes the coordinator knows",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := httpv1.NewClient(g.server)
+			c := g.client()
 			if g.output == "json" {
 				raw, err := c.Raw(cmd.Context(), "/api/v1/nodes")
 				if err != nil {
@@ -42,7 +42,7 @@ func newNodeCommand(g *globalOptions) *cobra.Command {
 		Short: "Show one node: state, collectors and probes, host signals, recent events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := httpv1.NewClient(g.server)
+			c := g.client()
 			if g.output == "json" {
 				raw, err := c.Raw(cmd.Context(), "/api/v1/nodes/"+args[0])
 				if err != nil {

@@ -33,6 +33,17 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# Fuzz targets as package:Function; `make fuzz` runs each for FUZZTIME (seed corpora live in
+# each package's testdata/fuzz and also run as plain tests in `make test`).
+FUZZTIME ?= 1m
+FUZZ_TARGETS := api/tmwarden/v1:FuzzAgentMessage flink/promscrape:FuzzParse
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 1m) each
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; done
+
 bench: ## coordinator ingest benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./coordinator/...
 
@@ -67,3 +78,46 @@ generate-proto:
 
 clean:
 	rm -rf $(BIN) $(TOOLS)
+
+# Packaging: Helm chart, systemd units, deb/rpm and release artefacts. Tools are pinned and
+# installed with `go install` into ./.tools (hack/packaging-deps.sh; idempotent).
+HELM_VERSION := v3.19.0
+KUBECONFORM_VERSION := v0.8.0
+NFPM_VERSION := v2.48.0
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+RELEASE_ARCHES ?= amd64 arm64
+DIST := $(CURDIR)/dist
+.PHONY: packaging-deps lint-packaging lint-helm lint-systemd release
+
+PACKAGING_DEPS = HELM_VERSION=$(HELM_VERSION) KUBECONFORM_VERSION=$(KUBECONFORM_VERSION) NFPM_VERSION=$(NFPM_VERSION) \
+	TOOLS=$(TOOLS) bash hack/packaging-deps.sh
+
+packaging-deps: ## install helm and kubeconform (pinned, go install) into ./.tools, chromium and systemd with apt
+	@$(PACKAGING_DEPS) helm kubeconform chromium systemd
+
+lint-packaging: lint-helm lint-systemd ## helm lint + kubeconform on the rendered chart, systemd-analyze verify on the units
+
+lint-helm:
+	@$(PACKAGING_DEPS) helm kubeconform
+	@TOOLS=$(TOOLS) bash hack/lint-helm.sh
+
+lint-systemd:
+	@$(PACKAGING_DEPS) systemd
+	@bash hack/verify-systemd.sh
+
+release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
+	@$(PACKAGING_DEPS) nfpm
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for arch in $(RELEASE_ARCHES); do \
+		echo "building $(VERSION) for linux/$$arch"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w \
+			-X github.com/tmwarden/tmwarden/agent.Version=$(VERSION) \
+			-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION)" \
+			-o $(DIST)/bin/$$arch/ ./cmd/tmwarden-agent ./cmd/tmwarden-coordinator ./cmd/tmwardenctl; \
+		for f in tmwarden-agent tmwarden-coordinator tmwardenctl; do cp $(DIST)/bin/$$arch/$$f $(DIST)/$$f-linux-$$arch; done; \
+		for p in deb rpm; do \
+			v=$$(echo "$(VERSION)" | sed 's/^v//'); case "$$v" in [0-9]*) ;; *) v="0.0.0-dev+$$v";; esac; \
+			ARCH=$$arch VERSION=$$v $(TOOLS)/nfpm package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/; \
+		done; \
+	done
+	@cd $(DIST) && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS

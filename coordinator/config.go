@@ -24,6 +24,12 @@ type Config struct {
 	DefaultInterval time.Duration `yaml:"default_interval"`
 	// MaxMessageBytes caps one gRPC message from an agent. Default 16777216 (16 MiB).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxReportsPerSecond throttles one agent's stream: reports beyond it wait (the agent's
+	// buffer absorbs them) and the limit counter goes up. Default 20.
+	MaxReportsPerSecond float64 `yaml:"max_reports_per_second"`
+	// ReportBurst lets an agent that reconnects after an outage replay this many buffered reports
+	// at full speed before the rate applies. Default 1000.
+	ReportBurst int `yaml:"report_burst"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// TLS secures the agents' streams; with ca_file, agents must present a certificate signed
@@ -39,14 +45,16 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:         "/var/lib/tmwarden",
-		GRPCAddr:        ":9710",
-		HTTPAddr:        ":9711",
-		MissedIntervals: 3,
-		DefaultInterval: 5 * time.Second,
-		MaxMessageBytes: 16 << 20,
-		LogLevel:        "info",
-		Flink:           FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
+		DataDir:             "/var/lib/tmwarden",
+		GRPCAddr:            ":9710",
+		HTTPAddr:            ":9711",
+		MissedIntervals:     3,
+		DefaultInterval:     5 * time.Second,
+		MaxMessageBytes:     16 << 20,
+		MaxReportsPerSecond: 20,
+		ReportBurst:         1000,
+		LogLevel:            "info",
+		Flink:               FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
 	}
 }
 
@@ -78,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	if c.MaxReportsPerSecond <= 0 || c.ReportBurst < 1 {
+		errs = append(errs, fmt.Errorf("max_reports_per_second %v / report_burst %d: must be positive", c.MaxReportsPerSecond, c.ReportBurst))
 	}
 	if err := c.TLS.Validate(true); err != nil {
 		errs = append(errs, err)

@@ -95,12 +95,14 @@ type nodeState struct {
 type coordMetrics struct {
 	reports  metric.Int64Counter
 	sessions metric.Int64UpDownCounter
+	limits   metric.Int64Counter
 }
 
 var (
 	attrStored    = metric.WithAttributes(attribute.String("outcome", "stored"))
 	attrDuplicate = metric.WithAttributes(attribute.String("outcome", "duplicate"))
 	attrRejected  = metric.WithAttributes(attribute.String("outcome", "rejected"))
+	attrRateLimit = metric.WithAttributes(attribute.String("limit", "agent_report_rate"))
 )
 
 // New opens the store under cfg.DataDir and loads the nodes it knows.
@@ -164,7 +166,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 
 func (c *Coordinator) initMetrics() error {
 	m := c.tel.Meters.Meter("github.com/tmwarden/tmwarden/coordinator")
-	var err1, err2, err3 error
+	var err1, err2, err3, err4 error
+	c.m.limits, err4 = m.Int64Counter("tmwarden.coordinator.limits.hit", metric.WithUnit("{event}"),
+		metric.WithDescription("Times a limit was hit, by limit (agent_report_rate, ...)."))
 	c.m.reports, err1 = m.Int64Counter("tmwarden.coordinator.reports", metric.WithUnit("{report}"),
 		metric.WithDescription("Reports received from agents, by outcome (stored, duplicate, rejected)."))
 	c.m.sessions, err2 = m.Int64UpDownCounter("tmwarden.coordinator.sessions", metric.WithUnit("{session}"),
@@ -188,7 +192,7 @@ func (c *Coordinator) initMetrics() error {
 			o.Observe(down, metric.WithAttributes(attribute.String("state", "unreachable")))
 			return nil
 		}))
-	return errors.Join(err1, err2, err3)
+	return errors.Join(err1, err2, err3, err4)
 }
 
 // Listen binds the gRPC and HTTP addresses, so that a taken port fails before anything runs.

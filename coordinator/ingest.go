@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,6 +72,8 @@ func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMe
 
 // receiveLoop ingests the agent's messages until the stream ends or breaks the protocol.
 func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], sess *session) error {
+	limit := rate.NewLimiter(rate.Limit(c.cfg.MaxReportsPerSecond), c.cfg.ReportBurst)
+	var lastWarn time.Time
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -81,6 +84,21 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 		}
 		switch msg := m.Msg.(type) {
 		case *tmwardenv1.AgentMessage_Report:
+			// Throttle rather than refuse: the agent's buffer holds what waits, nothing is lost.
+			if res := limit.Reserve(); res.Delay() > 0 {
+				c.m.limits.Add(ctx, 1, attrRateLimit)
+				if time.Since(lastWarn) > time.Minute {
+					lastWarn = time.Now()
+					c.log.Warn("agent exceeds the report rate limit; throttling its stream", "node", sess.node,
+						"limit_per_second", c.cfg.MaxReportsPerSecond, "burst", c.cfg.ReportBurst)
+				}
+				select {
+				case <-time.After(res.Delay()):
+				case <-ctx.Done():
+					res.Cancel()
+					return context.Cause(ctx)
+				}
+			}
 			if err := validateReport(msg.Report); err != nil {
 				c.m.reports.Add(ctx, 1, attrRejected)
 				c.log.Warn("refused report", "node", sess.node, "err", err)

@@ -9,12 +9,22 @@ import (
 // reportBuffer holds reports until the coordinator acknowledges them. It is bounded: when full,
 // the oldest report is dropped, because during a long outage the newest state of the node is
 // worth more than its history.
+//
+// A dropped report that was never sent is lost. One that was sent but not acknowledged may have
+// been stored (the ack was cut off by the outage): it stays "in doubt" until the coordinator's
+// next Welcome says how far it got. So the drop count is exactly what the coordinator lacks.
 type reportBuffer struct {
-	mu      sync.Mutex
-	cap     int
-	items   []*tmwardenv1.Report // ordered by sequence
+	mu    sync.Mutex
+	cap   int
+	items []*tmwardenv1.Report // ordered by sequence
+	// lastSent is the highest sequence written to a stream.
+	lastSent uint64
+	// dropped counts reports known lost.
 	dropped uint64
-	notify  chan struct{}
+	// doubtLo..doubtHi are dropped reports that were sent but not acknowledged. Drops take the
+	// oldest reports and sends go in order, so they form one contiguous range.
+	doubtLo, doubtHi uint64
+	notify           chan struct{}
 }
 
 func newReportBuffer(capacity int) *reportBuffer {
@@ -24,11 +34,18 @@ func newReportBuffer(capacity int) *reportBuffer {
 // push appends r, dropping the oldest report if the buffer is full.
 func (b *reportBuffer) push(r *tmwardenv1.Report) {
 	b.mu.Lock()
-	if len(b.items) >= b.cap {
-		n := len(b.items) - b.cap + 1
-		clear(b.items[:n])
-		b.items = b.items[n:]
-		b.dropped += uint64(n)
+	for len(b.items) >= b.cap {
+		old := b.items[0]
+		b.items[0] = nil
+		b.items = b.items[1:]
+		if old.Sequence <= b.lastSent {
+			if b.doubtHi == 0 {
+				b.doubtLo = old.Sequence
+			}
+			b.doubtHi = old.Sequence
+		} else {
+			b.dropped++
+		}
 	}
 	b.items = append(b.items, r)
 	b.mu.Unlock()
@@ -38,8 +55,17 @@ func (b *reportBuffer) push(r *tmwardenv1.Report) {
 	}
 }
 
-// ack forgets every report with sequence <= seq.
-func (b *reportBuffer) ack(seq uint64) {
+// sent records that every report up to seq was written to the stream.
+func (b *reportBuffer) sent(seq uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastSent = max(b.lastSent, seq)
+}
+
+// ack records that the coordinator stored seq, and with it every report sent before it (one
+// stream delivers in order). With final (a Welcome, which ends the previous session), the
+// reports in doubt beyond seq are lost; otherwise they may still be acknowledged.
+func (b *reportBuffer) ack(seq uint64, final bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	i := 0
@@ -48,6 +74,19 @@ func (b *reportBuffer) ack(seq uint64) {
 	}
 	clear(b.items[:i])
 	b.items = b.items[i:]
+	if b.doubtHi > 0 && seq >= b.doubtLo {
+		b.doubtLo = seq + 1
+	}
+	if b.doubtHi > 0 && (final || b.doubtLo > b.doubtHi) {
+		if b.doubtLo <= b.doubtHi {
+			b.dropped += b.doubtHi - b.doubtLo + 1
+		}
+		b.doubtLo, b.doubtHi = 0, 0
+	}
+	if final {
+		// What was sent before the Welcome and not stored will be sent again.
+		b.lastSent = min(b.lastSent, seq)
+	}
 }
 
 // after returns the oldest buffered report with sequence > seq, or nil.
@@ -62,7 +101,7 @@ func (b *reportBuffer) after(seq uint64) *tmwardenv1.Report {
 	return nil
 }
 
-// stats returns how many reports wait and how many were dropped so far.
+// stats returns how many reports wait and how many are known lost so far.
 func (b *reportBuffer) stats() (pending int, dropped uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -88,7 +88,7 @@ func (a *Agent) session(ctx context.Context, client tmwardenv1.AgentServiceClien
 	if w == nil {
 		return false, fmt.Errorf("coordinator answered hello with %T, want welcome", first.GetMsg())
 	}
-	a.buf.ack(w.LastSequence)
+	a.buf.ack(w.LastSequence, true)
 	a.lastAckSeq.Store(w.LastSequence)
 	a.connected.Store(true)
 	defer a.connected.Store(false)
@@ -126,6 +126,7 @@ func (a *Agent) sendReports(ctx context.Context, send func(*tmwardenv1.AgentMess
 		if err := send(&tmwardenv1.AgentMessage{Msg: &tmwardenv1.AgentMessage_Report{Report: r}}); err != nil {
 			return fmt.Errorf("sending report %d: %w", r.Sequence, err)
 		}
+		a.buf.sent(r.Sequence)
 		a.m.sent.Add(ctx, 1)
 		lastSent = r.Sequence
 	}
@@ -145,7 +146,7 @@ func (a *Agent) receive(ctx context.Context, stream grpc.BidiStreamingClient[tmw
 		}
 		switch msg := m.Msg.(type) {
 		case *tmwardenv1.CoordinatorMessage_ReportAck:
-			a.buf.ack(msg.ReportAck.Sequence)
+			a.buf.ack(msg.ReportAck.Sequence, false)
 			a.lastAckSeq.Store(msg.ReportAck.Sequence)
 		case *tmwardenv1.CoordinatorMessage_Command:
 			wg.Add(1)

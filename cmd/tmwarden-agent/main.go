@@ -4,42 +4,24 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 
 	"github.com/tmwarden/tmwarden/agent"
-	"github.com/tmwarden/tmwarden/configfile"
-	"github.com/tmwarden/tmwarden/telemetry"
+	"github.com/tmwarden/tmwarden/daemon"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "tmwarden-agent:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
-	cfg, err := configfile.Load("tmwarden-agent", args, agent.DefaultConfig, agent.BindFlags)
-	if err != nil {
-		return err
-	}
-	log, err := telemetry.NewLogger(os.Stderr, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	a, err := agent.New(cfg, agent.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return a.Run(ctx)
+	daemon.Main(daemon.Spec[agent.Config]{
+		Name:     "tmwarden-agent",
+		Defaults: agent.DefaultConfig,
+		Bind:     agent.BindFlags,
+		LogLevel: func(c agent.Config) string { return c.LogLevel },
+		Run: func(ctx context.Context, cfg agent.Config, log *slog.Logger) error {
+			a, err := agent.New(cfg, agent.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	})
 }

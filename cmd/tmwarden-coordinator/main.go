@@ -4,42 +4,24 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 
-	"github.com/tmwarden/tmwarden/configfile"
 	"github.com/tmwarden/tmwarden/coordinator"
-	"github.com/tmwarden/tmwarden/telemetry"
+	"github.com/tmwarden/tmwarden/daemon"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "tmwarden-coordinator:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
-	cfg, err := configfile.Load("tmwarden-coordinator", args, coordinator.DefaultConfig, coordinator.BindFlags)
-	if err != nil {
-		return err
-	}
-	log, err := telemetry.NewLogger(os.Stderr, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	c, err := coordinator.New(cfg, coordinator.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return c.Run(ctx)
+	daemon.Main(daemon.Spec[coordinator.Config]{
+		Name:     "tmwarden-coordinator",
+		Defaults: coordinator.DefaultConfig,
+		Bind:     coordinator.BindFlags,
+		LogLevel: func(c coordinator.Config) string { return c.LogLevel },
+		Run: func(ctx context.Context, cfg coordinator.Config, log *slog.Logger) error {
+			c, err := coordinator.New(cfg, coordinator.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			return c.Run(ctx)
+		},
+	})
 }

@@ -1,0 +1,51 @@
+// Package daemon is the shared main of tmwarden's long-running binaries: configuration from a
+// YAML file and flags, a structured logger, and a context cancelled by SIGINT or SIGTERM.
+// Each cmd/ main is then one call with its config type and its run function.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tmwarden/tmwarden/configfile"
+	"github.com/tmwarden/tmwarden/telemetry"
+)
+
+// Spec describes one binary.
+type Spec[C any] struct {
+	Name     string
+	Defaults func() C
+	Bind     func(*flag.FlagSet, *C)
+	LogLevel func(C) string
+	// Run runs until ctx is cancelled (the process got SIGINT or SIGTERM).
+	Run func(ctx context.Context, cfg C, log *slog.Logger) error
+}
+
+// Main runs the binary with os.Args and exits: 0 on a clean stop or -help, 1 on an error.
+func Main[C any](s Spec[C]) {
+	err := run(s, os.Args[1:])
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", s.Name, err)
+		os.Exit(1)
+	}
+}
+
+func run[C any](s Spec[C], args []string) error {
+	cfg, err := configfile.Load(s.Name, args, s.Defaults, s.Bind)
+	if err != nil {
+		return err
+	}
+	log, err := telemetry.NewLogger(os.Stderr, s.LogLevel(cfg))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return s.Run(ctx, cfg, log)
+}

@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type cfg struct {
+	Level string `yaml:"log_level"`
+	Name  string `yaml:"name"`
+}
+
+func spec(ran *cfg) Spec[cfg] {
+	return Spec[cfg]{
+		Name:     "x",
+		Defaults: func() cfg { return cfg{Level: "info"} },
+		Bind:     func(fs *flag.FlagSet, c *cfg) { fs.StringVar(&c.Name, "name", c.Name, "") },
+		LogLevel: func(c cfg) string { return c.Level },
+		Run:      func(_ context.Context, c cfg, _ *slog.Logger) error { *ran = c; return nil },
+	}
+}
+
+func TestRunGetsFileAndFlags(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("name: file\nlog_level: debug\n"), 0o600)
+	var got cfg
+	if err := run(spec(&got), []string{"--config", p, "--name", "flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "flag" || got.Level != "debug" {
+		t.Errorf("got %+v", got)
+	}
+}
+
+func TestGarbledConfigAndBadLevelAreRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("name: [oops\n"), 0o600)
+	var got cfg
+	if err := run(spec(&got), []string{"--config", p}); err == nil || !strings.Contains(err.Error(), p) {
+		t.Errorf("garbled file: %v", err)
+	}
+	os.WriteFile(p, []byte("log_level: loud\n"), 0o600)
+	if err := run(spec(&got), []string{"--config", p}); err == nil || !strings.Contains(err.Error(), `log level "loud"`) {
+		t.Errorf("bad level: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -47,5 +48,26 @@ func TestGarbledConfigAndBadLevelAreRefused(t *testing.T) {
 	os.WriteFile(p, []byte("log_level: loud\n"), 0o600)
 	if err := run(spec(&got), []string{"--config", p}); err == nil || !strings.Contains(err.Error(), `log level "loud"`) {
 		t.Errorf("bad level: %v", err)
+	}
+}
+
+// TestSIGTERMCancelsRun sends this process SIGTERM: Run's context ends and Main's run returns
+// cleanly instead of the process dying.
+func TestSIGTERMCancelsRun(t *testing.T) {
+	s := spec(new(cfg))
+	started := make(chan struct{})
+	s.Run = func(ctx context.Context, _ cfg, _ *slog.Logger) error {
+		close(started)
+		<-ctx.Done()
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- run(s, nil) }()
+	<-started
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run after SIGTERM: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build demo test test-deps generate generate-proto lint fmt-check vet bench bench-node clean
+.PHONY: help build demo test test-deps generate generate-proto lint fmt-check vet bench bench-node clean bench-cache
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 1m) each
 bench: ## coordinator ingest benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./coordinator/...
 
+bench-cache: ## state cache: hit vs disk (drop_caches as root), restore warm/cold, lazy-load TTFB, peer prefetch
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./localstate/
+
 bench-node: ## agent CPU and peak RSS over 60 s beside prometheus-node-exporter (root: eBPF probes on)
 	@bash hack/bench-overhead.sh
 
@@ -83,7 +86,7 @@ clean:
 # installed with `go install` into ./.tools (hack/packaging-deps.sh; idempotent).
 HELM_VERSION := v3.19.0
 KUBECONFORM_VERSION := v0.8.0
-NFPM_VERSION := v2.48.0
+NFPM_VERSION := v2.45.0
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 RELEASE_ARCHES ?= amd64 arm64
 DIST := $(CURDIR)/dist
@@ -115,9 +118,10 @@ release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
 			-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION)" \
 			-o $(DIST)/bin/$$arch/ ./cmd/tmwarden-agent ./cmd/tmwarden-coordinator ./cmd/tmwardenctl; \
 		for f in tmwarden-agent tmwarden-coordinator tmwardenctl; do cp $(DIST)/bin/$$arch/$$f $(DIST)/$$f-linux-$$arch; done; \
+		rm -rf $(DIST)/stage && cp -r $(DIST)/bin/$$arch $(DIST)/stage; \
 		for p in deb rpm; do \
-			v=$$(echo "$(VERSION)" | sed 's/^v//'); case "$$v" in [0-9]*) ;; *) v="0.0.0-dev+$$v";; esac; \
+			v=$$(echo "$(VERSION)" | sed 's/^v//'); echo "$$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' || v="0.0.0-dev+$$v"; \
 			ARCH=$$arch VERSION=$$v $(TOOLS)/nfpm package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/; \
 		done; \
-	done
+	done; rm -rf $(DIST)/stage $(DIST)/bin
 	@cd $(DIST) && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS

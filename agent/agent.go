@@ -55,7 +55,8 @@ func WithTelemetry(p *telemetry.Provider) Option { return func(a *Agent) { a.tel
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(a *Agent) { a.log = l } }
 
-// WithCommandHandler sets what runs the coordinator's commands (default: refuse them).
+// WithCommandHandler sets what runs the coordinator's commands (default: the drain handler,
+// which runs the configured drain command and refuses everything else).
 func WithCommandHandler(h CommandHandler) Option { return func(a *Agent) { a.commands = h } }
 
 // Agent is one node's daemon. Build it with New and start it with Run.
@@ -117,6 +118,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err := a.initMetrics(); err != nil {
 		return nil, err
 	}
+	if a.commands == nil {
+		a.commands = NewDrainHandler(cfg.Drain, a.log.With("component", "drain"))
+	}
 	if a.useCustom {
 		for _, nc := range a.custom {
 			a.collectors = append(a.collectors, &runningCollector{name: nc.Name, c: nc.Collector,
@@ -164,6 +168,14 @@ func (a *Agent) initMetrics() error {
 	a.m.collectSuccess, errs[4] = m.Int64Gauge("tmwarden.collector.success", metric.WithDescription("1 when the collector's last round fully succeeded, else 0."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return fmt.Errorf("creating agent metrics: %w", err)
+	}
+	// The node's signals themselves, under semantic-convention names, from the latest report.
+	if err := telemetry.RegisterReportMetrics(m, func() *tmwardenv1.Report {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.lastReport
+	}); err != nil {
+		return fmt.Errorf("registering report metrics: %w", err)
 	}
 	_, err := m.Int64ObservableGauge("tmwarden.agent.buffer.reports", metric.WithUnit("{report}"),
 		metric.WithDescription("Reports waiting for the coordinator's acknowledgement."),

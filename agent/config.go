@@ -10,6 +10,7 @@ import (
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/mtls"
+	"github.com/tmwarden/tmwarden/telemetry"
 )
 
 // Config is the agent's YAML file (see README "Agent configuration"); flags override it.
@@ -38,8 +39,13 @@ type Config struct {
 	// TLS secures the stream to the coordinator; with cert_file the agent presents a client
 	// certificate (mTLS). Certificates are reloaded when their files change. Default off.
 	TLS mtls.Config `yaml:"tls"`
+	// Telemetry exports the agent's own metrics and traces over OTLP (see telemetry.Config);
+	// /metrics on http_addr is always on. Default: no OTLP.
+	Telemetry telemetry.Config `yaml:"telemetry"`
 	// Collectors configures the collectors (see collector.Config).
 	Collectors collector.Config `yaml:"collectors"`
+	// Drain is the command run when the coordinator asks this node to drain (see DrainConfig).
+	Drain DrainConfig `yaml:"drain"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -59,6 +65,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes: 16 << 20,
 		LogLevel:        "info",
 		Collectors:      collector.DefaultConfig(),
+		Drain:           DefaultDrainConfig(),
 	}
 }
 
@@ -133,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.TLS.Validate(false); err != nil {
 		errs = append(errs, err)

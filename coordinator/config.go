@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tmwarden/tmwarden/coordinator/actuate"
+	"github.com/tmwarden/tmwarden/coordinator/decisions"
 	"github.com/tmwarden/tmwarden/mtls"
+	"github.com/tmwarden/tmwarden/telemetry"
 )
 
 // Config is the coordinator's YAML file (see README "Coordinator configuration"); flags override it.
@@ -38,6 +41,16 @@ type Config struct {
 	// APITokenFile holds a bearer token that the HTTP API requires for every mutating request
 	// (approvals); reads stay open. Default none (no token).
 	APITokenFile string `yaml:"api_token_file"`
+	// Telemetry exports the coordinator's own metrics and traces over OTLP (see
+	// telemetry.Config); /metrics on http_addr is always on. Default: no OTLP.
+	Telemetry telemetry.Config `yaml:"telemetry"`
+	// Detection configures the model and the detector (see DetectionConfig).
+	Detection DetectionConfig `yaml:"detection"`
+	// Decisions configures the decision policy (mode dry-run, approve or auto; guardrails) and
+	// its executor. Default: dry-run.
+	Decisions decisions.Config `yaml:"decisions"`
+	// Actuator says how decisions are carried out: log (default), kubernetes, baremetal, webhook.
+	Actuator actuate.Config `yaml:"actuator"`
 	// Flink lists the JobManagers to poll for the topology (see FlinkConfig).
 	Flink FlinkConfig `yaml:"flink"`
 }
@@ -54,6 +67,9 @@ func DefaultConfig() Config {
 		MaxReportsPerSecond: 20,
 		ReportBurst:         1000,
 		LogLevel:            "info",
+		Detection:           defaultDetectionConfig(),
+		Decisions:           decisions.DefaultConfig(),
+		Actuator:            actuate.DefaultConfig(),
 		Flink:               FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
 	}
 }
@@ -89,6 +105,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxReportsPerSecond <= 0 || c.ReportBurst < 1 {
 		errs = append(errs, fmt.Errorf("max_reports_per_second %v / report_burst %d: must be positive", c.MaxReportsPerSecond, c.ReportBurst))
+	}
+	if c.Detection.Interval <= 0 || c.Detection.Window < 2 || c.Detection.ForgetAfter <= 0 {
+		errs = append(errs, fmt.Errorf("detection: interval %v, window %d, forget_after %v: need a positive interval, a window of 2 or more and a positive forget_after",
+			c.Detection.Interval, c.Detection.Window, c.Detection.ForgetAfter))
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.TLS.Validate(true); err != nil {
 		errs = append(errs, err)

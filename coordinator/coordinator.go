@@ -77,6 +77,7 @@ type Coordinator struct {
 
 	topo   *topology.Topology
 	poller *jobManagerPoller
+	eval   *evaluator
 
 	grpcLn, httpLn net.Listener
 	ready          atomic.Bool
@@ -154,11 +155,16 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		c.nodes[rec.Name] = ns
 	}
 	c.topo = topology.New(topology.Options{StaleAfter: cfg.Flink.StaleAfter})
-	c.observers = append([]ReportObserver{func(node string, at time.Time, r *tmwardenv1.Report) { c.topo.ObserveReport(node, r, at) }}, c.observers...)
 	if c.poller, err = newJobManagerPoller(c, cfg.Flink); err != nil {
 		st.Close()
 		return nil, err
 	}
+	if err := c.newEvaluator(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	// The coordinator's own observers come first, the ones given as options after them.
+	c.observers = append([]ReportObserver{c.eval.model.Observe, func(node string, at time.Time, r *tmwardenv1.Report) { c.topo.ObserveReport(node, r, at) }}, c.observers...)
 	c.started = c.now()
 	c.log.Info("coordinator store open", "data_dir", cfg.DataDir, "nodes", len(recs))
 	return c, nil
@@ -243,7 +249,8 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	tmwardenv1.RegisterAgentServiceServer(gs, c)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := gs.Serve(c.grpcLn); err != nil {
+		// ErrServerStopped: the coordinator was stopped before the server got going.
+		if err := gs.Serve(c.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc server: %w", err)
 		}
 		return nil
@@ -260,6 +267,8 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
 	g.Go(func() error { c.poller.run(gctx, c.cfg.Flink.PollInterval); return nil })
+	g.Go(func() error { c.evaluationLoop(gctx); return nil })
+	g.Go(func() error { return c.eval.decisions.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		c.ready.Store(false)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/flink/rest"
 )
@@ -128,3 +129,12 @@ func (p *jobManagerPoller) poll(ctx context.Context) {
 
 // Topology returns the joined job → vertex → subtask → TaskManager → node model.
 func (c *Coordinator) Topology() *topology.Topology { return c.topo }
+
+// checkpointer is the first JobManager's client, which the Kubernetes actuator uses to take a
+// checkpoint before it evicts TaskManagers (nil without JobManagers).
+func (p *jobManagerPoller) checkpointer() actuate.Checkpointer {
+	if len(p.clients) == 0 {
+		return nil
+	}
+	return p.clients[0]
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/statuspage"
 	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
@@ -60,6 +61,11 @@ func (c *Coordinator) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, httpv1.EventList{Events: nonNil(evs)})
 	})
+	dh := c.eval.decisions.Handler()
+	mux.Handle("/api/v1/decisions", dh)
+	mux.Handle("/api/v1/decisions/", dh)
+	// "/" without a method: "GET /" would conflict with "/api/" in the mux.
+	mux.Handle("/", statuspage.Handler())
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
 	})
@@ -117,6 +123,9 @@ func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
 	}
 	d.Events = nonNil(evs)
 	d.TaskManagerList = taskManagers(last, c.topo)
+	if ds, ok := c.eval.decisions.NodeDetail(name); ok {
+		d.Decision = &ds
+	}
 	return d, true
 }
 
@@ -175,6 +184,10 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 	c.mu.RLock()
 	_, connected := c.sessions[ns.rec.Name]
 	c.mu.RUnlock()
+	health, cause := "healthy", ""
+	if ds, ok := c.eval.decisions.NodeDetail(ns.rec.Name); ok {
+		health, cause = ds.State, ds.Cause
+	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	rec := ns.rec
@@ -183,6 +196,7 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 		InstanceID: rec.InstanceID, Hostname: rec.Hostname, Labels: rec.Labels, IntervalSeconds: rec.IntervalSeconds,
 		FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen, LastSequence: rec.LastSequence, ReportsReceived: rec.ReportsReceived,
 		SequenceGaps: rec.SequenceGaps, DroppedByAgent: rec.DroppedByAgent, Collectors: []httpv1.Collector{},
+		Health: health, Cause: cause,
 	}
 	if rec.Reachable {
 		n.State = httpv1.StateReachable

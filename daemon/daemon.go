@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/tmwarden/tmwarden/configfile"
 	"github.com/tmwarden/tmwarden/telemetry"
@@ -20,11 +23,15 @@ import (
 // Spec describes one binary.
 type Spec[C any] struct {
 	Name     string
+	Version  string
 	Defaults func() C
 	Bind     func(*flag.FlagSet, *C)
 	LogLevel func(C) string
+	// Telemetry picks the binary's telemetry section; the provider built from it is handed to
+	// Run and flushed when Run returns.
+	Telemetry func(C) telemetry.Config
 	// Run runs until ctx is cancelled (the process got SIGINT or SIGTERM).
-	Run func(ctx context.Context, cfg C, log *slog.Logger) error
+	Run func(ctx context.Context, cfg C, log *slog.Logger, tel *telemetry.Provider) error
 }
 
 // Main runs the binary with os.Args and exits: 0 on a clean stop or -help, 1 on an error.
@@ -47,5 +54,18 @@ func run[C any](s Spec[C], args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return s.Run(ctx, cfg, log)
+	host, _ := os.Hostname()
+	tel, err := telemetry.Setup(ctx, s.Telemetry(cfg), s.Name, s.Version, attribute.String("host.name", host))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what is still buffered for OTLP, within a bound: shutdown must not hang.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(fctx); err != nil {
+			log.Warn("flushing telemetry", "err", err)
+		}
+	}()
+	return s.Run(ctx, cfg, log, tel)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tmwarden/tmwarden/telemetry"
 )
 
 type cfg struct {
@@ -18,11 +20,12 @@ type cfg struct {
 
 func spec(ran *cfg) Spec[cfg] {
 	return Spec[cfg]{
-		Name:     "x",
-		Defaults: func() cfg { return cfg{Level: "info"} },
-		Bind:     func(fs *flag.FlagSet, c *cfg) { fs.StringVar(&c.Name, "name", c.Name, "") },
-		LogLevel: func(c cfg) string { return c.Level },
-		Run:      func(_ context.Context, c cfg, _ *slog.Logger) error { *ran = c; return nil },
+		Name:      "x",
+		Defaults:  func() cfg { return cfg{Level: "info"} },
+		Bind:      func(fs *flag.FlagSet, c *cfg) { fs.StringVar(&c.Name, "name", c.Name, "") },
+		LogLevel:  func(c cfg) string { return c.Level },
+		Telemetry: func(cfg) telemetry.Config { return telemetry.Config{} },
+		Run:       func(_ context.Context, c cfg, _ *slog.Logger, _ *telemetry.Provider) error { *ran = c; return nil },
 	}
 }
 
@@ -56,7 +59,7 @@ func TestGarbledConfigAndBadLevelAreRefused(t *testing.T) {
 func TestSIGTERMCancelsRun(t *testing.T) {
 	s := spec(new(cfg))
 	started := make(chan struct{})
-	s.Run = func(ctx context.Context, _ cfg, _ *slog.Logger) error {
+	s.Run = func(ctx context.Context, _ cfg, _ *slog.Logger, _ *telemetry.Provider) error {
 		close(started)
 		<-ctx.Done()
 		return nil

@@ -39,6 +39,10 @@ type Node struct {
 	Host            *HostSummary      `json:"host,omitempty"`
 	TaskManagers    int               `json:"task_managers"`
 	Subtasks        int               `json:"subtasks"`
+	// Health is the decision state: healthy, suspect, slow, migrating, quarantined, probation.
+	Health string `json:"health"`
+	// Cause is what detection blames when the node is not healthy (cpu, disk, network, ...).
+	Cause string `json:"cause,omitempty"`
 }
 
 // Collector is a collector's or probe's status as the agent last reported it.
@@ -65,7 +69,9 @@ type NodeDetail struct {
 	// LastReport is the last report in protobuf JSON form.
 	LastReport      json.RawMessage `json:"last_report,omitempty"`
 	TaskManagerList []TaskManager   `json:"task_manager_list"`
-	Events          []Event         `json:"events"`
+	// Decision is the node's state, verdict, cause and evidence.
+	Decision *NodeDecisionState `json:"decision,omitempty"`
+	Events   []Event            `json:"events"`
 }
 
 // EventList is GET /api/v1/events.

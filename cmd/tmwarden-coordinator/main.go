@@ -1,5 +1,6 @@
 // Command tmwarden-coordinator is the control plane: it takes the agents' report streams, keeps
-// the node registry in its embedded store and serves the HTTP API.
+// the node registry in its embedded store, detects slow nodes, decides and carries out
+// migrations, and serves the HTTP API and status page.
 package main
 
 import (
@@ -8,16 +9,19 @@ import (
 
 	"github.com/tmwarden/tmwarden/coordinator"
 	"github.com/tmwarden/tmwarden/daemon"
+	"github.com/tmwarden/tmwarden/telemetry"
 )
 
 func main() {
 	daemon.Main(daemon.Spec[coordinator.Config]{
-		Name:     "tmwarden-coordinator",
-		Defaults: coordinator.DefaultConfig,
-		Bind:     coordinator.BindFlags,
-		LogLevel: func(c coordinator.Config) string { return c.LogLevel },
-		Run: func(ctx context.Context, cfg coordinator.Config, log *slog.Logger) error {
-			c, err := coordinator.New(cfg, coordinator.WithLogger(log))
+		Name:      "tmwarden-coordinator",
+		Version:   coordinator.Version,
+		Defaults:  coordinator.DefaultConfig,
+		Bind:      coordinator.BindFlags,
+		LogLevel:  func(c coordinator.Config) string { return c.LogLevel },
+		Telemetry: func(c coordinator.Config) telemetry.Config { return c.Telemetry },
+		Run: func(ctx context.Context, cfg coordinator.Config, log *slog.Logger, tel *telemetry.Provider) error {
+			c, err := coordinator.New(cfg, coordinator.WithLogger(log), coordinator.WithTelemetry(tel))
 			if err != nil {
 				return err
 			}

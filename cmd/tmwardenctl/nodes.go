@@ -68,7 +68,7 @@ func writeRaw(w io.Writer, raw []byte) error {
 // printNodes writes the nodes table that `tmwardenctl nodes` and the demo show.
 func printNodes(w io.Writer, nodes []httpv1.Node, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tSTREAM\tLAST REPORT\tSEQ\tGAPS\tCPU\tSTEAL\tLOAD1\tMEM\tTMS\tSUBTASKS\tCOLLECTORS")
+	fmt.Fprintln(tw, "NAME\tHEALTH\tCAUSE\tSTATE\tSTREAM\tLAST REPORT\tSEQ\tGAPS\tCPU\tSTEAL\tLOAD1\tMEM\tTMS\tSUBTASKS\tCOLLECTORS")
 	for _, n := range nodes {
 		stream := "down"
 		if n.Connected {
@@ -78,7 +78,7 @@ func printNodes(w io.Writer, nodes []httpv1.Node, now time.Time) {
 		if h := n.Host; h != nil {
 			cpu, steal, load, mem = pct(h.CPUBusy), pct(h.CPUSteal), fmt.Sprintf("%.2f", h.Load1), pct(h.MemUsedRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, n.State, stream, ago(n.LastReportAt, now),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, first(n.Health, "-"), first(n.Cause, "-"), n.State, stream, ago(n.LastReportAt, now),
 			n.LastSequence, n.SequenceGaps, cpu, steal, load, mem, n.TaskManagers, n.Subtasks, collectorsBrief(n.Collectors))
 	}
 	tw.Flush()
@@ -100,7 +100,25 @@ func printNode(w io.Writer, d httpv1.NodeDetail, now time.Time) {
 			h.NumCPUs, pct(h.CPUBusy), pct(h.CPUSteal), pct(h.CPUIOWait), h.Load1, pct(h.MemUsedRatio), h.TCPRetransmit)
 	}
 	fmt.Fprintf(tw, "Flink:\t%d TaskManagers, %d subtasks\n", d.TaskManagers, d.Subtasks)
+	if ds := d.Decision; ds != nil {
+		fmt.Fprintf(tw, "Health:\t%s since %s\n", ds.State, ds.Since.Local().Format(time.DateTime))
+		if ds.Verdict != "" {
+			fmt.Fprintf(tw, "Verdict:\t%s, score %.2f, cause %s\n", ds.Verdict, ds.Score, first(ds.Cause, "-"))
+		}
+		if ds.OpenDecision != "" {
+			fmt.Fprintf(tw, "Decision:\t%s (tmwardenctl decisions %s)\n", ds.OpenDecision, ds.OpenDecision)
+		}
+		if ds.Note != "" {
+			fmt.Fprintf(tw, "Note:\t%s\n", ds.Note)
+		}
+	}
 	tw.Flush()
+	if d.Decision != nil && len(d.Decision.Evidence) > 0 {
+		fmt.Fprintln(w, "\nEvidence:")
+		for _, e := range d.Decision.Evidence {
+			fmt.Fprintln(w, "  -", evidenceLine(e))
+		}
+	}
 	if len(d.TaskManagerList) > 0 {
 		fmt.Fprintln(w, "\nTaskManagers and subtasks (TPR: records per busy second):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

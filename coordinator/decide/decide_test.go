@@ -1,0 +1,393 @@
+package decide
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tmwarden/tmwarden/coordinator/detect"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func cfg(mut func(*Config)) Config {
+	c, _ := Config{}.Normalize()
+	c.Mode = Auto
+	c.ConfirmRounds = 1
+	c.ClearRounds = 2
+	c.RecoveryRounds = 2
+	c.QuarantineMin = 3 * time.Minute
+	c.ProbationMin = 3 * time.Minute
+	c.MaxQuarantinedShare = 0.5
+	if mut != nil {
+		mut(&c)
+	}
+	return c
+}
+
+// cluster returns reachability for n nodes named n0..n(n-1).
+func cluster(n int) map[string]bool {
+	m := map[string]bool{}
+	for i := range n {
+		m[fmt.Sprintf("n%d", i)] = true
+	}
+	return m
+}
+
+func slow(node string, score float64, jobs ...string) Observation {
+	return Observation{Node: node, Slow: true, Score: score, Cause: "cpu_contention", Since: t0, Jobs: jobs,
+		Evidence: []detect.Evidence{{Kind: "host", Signal: "cpu_steal", Value: 0.4, PeerMedian: 0.01}}}
+}
+
+func suspect(node string) Observation {
+	return Observation{Node: node, Suspect: true, Score: 1, Since: t0}
+}
+
+func kinds(as []Action) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, string(a.Kind)+":"+a.Node)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestStateMachine(t *testing.T) {
+	type step struct {
+		obs    []Observation
+		finish Outcome // applied to the round's migrate/release action, if any
+		want   State   // n0's state after the step
+		acts   string
+	}
+	cases := []struct {
+		name  string
+		cfg   Config
+		steps []step
+	}{
+		{"suspect then clears", cfg(nil), []step{
+			{obs: []Observation{suspect("n0")}, want: Suspect},
+			{want: Suspect},
+			{want: Healthy},
+		}},
+		{"suspect escalates to slow and migrates", cfg(func(c *Config) { c.ConfirmRounds = 2 }), []step{
+			{obs: []Observation{suspect("n0")}, want: Suspect},
+			{obs: []Observation{slow("n0", 3)}, want: Slow},
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0"},
+		}},
+		{"full cycle back to healthy", cfg(nil), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
+			{want: Quarantined},
+			{want: Quarantined}, // clean rounds reached but QuarantineMin not yet
+			{want: Quarantined, acts: "release:n0", finish: Succeeded},
+			{want: Probation},
+			{want: Probation},
+			{want: Healthy},
+		}},
+		{"slow again on probation", cfg(nil), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
+			{want: Quarantined},
+			{want: Quarantined},
+			{want: Quarantined, acts: "release:n0", finish: Succeeded},
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0"},
+		}},
+		{"release failure keeps quarantine and retries", cfg(func(c *Config) { c.RetryAfter = 90 * time.Second }), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
+			{want: Quarantined},
+			{want: Quarantined},
+			{want: Quarantined, acts: "release:n0", finish: Failed},
+			{want: Quarantined},
+			{want: Quarantined, acts: "release:n0", finish: Succeeded},
+			{want: Probation},
+		}},
+		{"quarantined stays while still slow", cfg(nil), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
+			{obs: []Observation{slow("n0", 3)}, want: Quarantined},
+			{obs: []Observation{slow("n0", 3)}, want: Quarantined},
+			{obs: []Observation{slow("n0", 3)}, want: Quarantined},
+			{want: Quarantined},
+		}},
+		{"failed migration retries after RetryAfter", cfg(func(c *Config) { c.RetryAfter = 150 * time.Second }), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Failed},
+			{obs: []Observation{slow("n0", 3)}, want: Slow},
+			{obs: []Observation{slow("n0", 3)}, want: Slow},
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0"},
+		}},
+		{"dry-run walks the machine and marks actions", cfg(func(c *Config) { c.Mode = DryRun }), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
+			{want: Quarantined},
+		}},
+		{"node deleted mid-action is forgotten", cfg(nil), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: NodeGone},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(tc.cfg)
+			for i, s := range tc.steps {
+				now := t0.Add(time.Duration(i) * time.Minute)
+				acts := p.Round(now, s.obs, cluster(10))
+				if got := kinds(acts); got != s.acts {
+					t.Fatalf("step %d: actions %q, want %q", i, got, s.acts)
+				}
+				if ns, _ := p.Node("n0"); ns.State != s.want {
+					t.Fatalf("step %d: state %s, want %s (note %q)", i, ns.State, s.want, ns.Note)
+				}
+				for _, a := range acts {
+					if a.Kind == KindMigrate && tc.cfg.Mode == DryRun && !a.DryRun {
+						t.Fatalf("step %d: dry-run action not marked dry-run", i)
+					}
+					if a.Kind == KindMigrate && (a.Reason == "" || len(a.Evidence) == 0) {
+						t.Fatalf("step %d: migrate without reason or evidence: %+v", i, a)
+					}
+					if s.finish != "" && (a.Kind == KindMigrate || a.Kind == KindRelease) {
+						p.Finished(a.ID, s.finish, "test", now)
+					}
+				}
+				if ns, ok := p.Node("n0"); s.finish == NodeGone && ok {
+					t.Fatalf("step %d: deleted node still tracked: %+v", i, ns)
+				}
+			}
+		})
+	}
+}
+
+func TestGuardrails(t *testing.T) {
+	cases := []struct {
+		name   string
+		cfg    Config
+		nodes  int
+		prep   func(p *Policy) // runs before the round under test at t0+10m
+		obs    []Observation
+		reach  func(map[string]bool)
+		acts   string
+		holdOn string // node whose Note must name the guardrail
+		note   string
+	}{
+		{name: "one action per round, highest score first", cfg: cfg(func(c *Config) { c.MaxConcurrentMigrations = 5 }), nodes: 20,
+			obs: []Observation{slow("n1", 2), slow("n2", 5)}, acts: "migrate:n2"},
+		{name: "concurrency cap", cfg: cfg(nil), nodes: 20,
+			prep: func(p *Policy) { p.Round(t0, []Observation{slow("n1", 5)}, cluster(20)) },
+			obs:  []Observation{slow("n1", 5), slow("n2", 4)}, acts: "", holdOn: "n2", note: "in flight"},
+		{name: "quarantine share cap", cfg: cfg(func(c *Config) { c.MaxConcurrentMigrations = 5; c.MaxQuarantinedShare = 0.1 }), nodes: 10,
+			prep: func(p *Policy) {
+				a := p.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
+				p.Finished(a[0].ID, Succeeded, "", t0)
+			},
+			obs: []Observation{slow("n1", 5), slow("n2", 4)}, acts: "", holdOn: "n2", note: "migrating or quarantined (cap 1)"},
+		{name: "job cooldown", cfg: cfg(func(c *Config) { c.MaxConcurrentMigrations = 5; c.JobCooldown = time.Hour }), nodes: 10,
+			prep: func(p *Policy) {
+				a := p.Round(t0, []Observation{slow("n1", 5, "jobA")}, cluster(10))
+				p.Finished(a[0].ID, Succeeded, "", t0)
+			},
+			obs: []Observation{slow("n2", 4, "jobB", "jobA")}, acts: "", holdOn: "n2", note: "job jobA cooling down"},
+		{name: "cooldown spares other jobs", cfg: cfg(func(c *Config) { c.MaxConcurrentMigrations = 5; c.JobCooldown = time.Hour }), nodes: 10,
+			prep: func(p *Policy) {
+				a := p.Round(t0, []Observation{slow("n1", 5, "jobA")}, cluster(10))
+				p.Finished(a[0].ID, Succeeded, "", t0)
+			},
+			obs: []Observation{slow("n2", 4, "jobB")}, acts: "migrate:n2"},
+		{name: "cooldown expires", cfg: cfg(func(c *Config) { c.MaxConcurrentMigrations = 5; c.JobCooldown = 5 * time.Minute }), nodes: 10,
+			prep: func(p *Policy) {
+				a := p.Round(t0, []Observation{slow("n1", 5, "jobA")}, cluster(10))
+				p.Finished(a[0].ID, Succeeded, "", t0)
+			},
+			obs: []Observation{slow("n2", 4, "jobA")}, acts: "migrate:n2"},
+		{name: "breaker on many bad nodes", cfg: cfg(nil), nodes: 10,
+			obs:  []Observation{slow("n1", 5), slow("n2", 5), suspect("n3")},
+			acts: "alert:", holdOn: "n1", note: "circuit breaker open"},
+		{name: "breaker on vanished agents", cfg: cfg(nil), nodes: 10,
+			prep:  func(p *Policy) { p.Round(t0, nil, cluster(10)) },
+			obs:   []Observation{slow("n1", 5)},
+			reach: func(m map[string]bool) { m["n5"], m["n6"], m["n7"] = false, false, false },
+			acts:  "alert:", holdOn: "n1", note: "circuit breaker open"},
+		{name: "unreachable at start is not vanishing", cfg: cfg(nil), nodes: 10,
+			obs:   []Observation{slow("n1", 5)},
+			reach: func(m map[string]bool) { m["n5"], m["n6"], m["n7"] = false, false, false },
+			acts:  "migrate:n1"},
+		{name: "breaker share scales with the cluster", cfg: cfg(func(c *Config) { c.BreakerBadShare = 0.2 }), nodes: 100,
+			obs: []Observation{slow("n1", 5), slow("n2", 5), slow("n3", 4)}, acts: "migrate:n1"},
+		{name: "approve mode proposes and waits", cfg: cfg(func(c *Config) { c.Mode = Approve }), nodes: 10,
+			obs: []Observation{slow("n1", 5)}, acts: "migrate:n1", holdOn: "n1", note: "waiting for approval"},
+		{name: "unreachable slow node is not migrated", cfg: cfg(nil), nodes: 10,
+			prep:  func(p *Policy) { p.Round(t0, []Observation{slow("n1", 5)}, map[string]bool{"n1": false}) },
+			obs:   nil,
+			reach: func(m map[string]bool) { m["n1"] = false },
+			acts:  ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(tc.cfg)
+			if tc.prep != nil {
+				tc.prep(p)
+			}
+			r := cluster(tc.nodes)
+			if tc.reach != nil {
+				tc.reach(r)
+			}
+			acts := p.Round(t0.Add(10*time.Minute), tc.obs, r)
+			if got := kinds(acts); got != tc.acts {
+				t.Fatalf("actions %q, want %q", got, tc.acts)
+			}
+			if tc.holdOn != "" {
+				ns, _ := p.Node(tc.holdOn)
+				if !strings.Contains(ns.Note, tc.note) {
+					t.Fatalf("%s note %q, want it to contain %q", tc.holdOn, ns.Note, tc.note)
+				}
+			}
+		})
+	}
+}
+
+func TestApproveFlow(t *testing.T) {
+	c := cfg(func(c *Config) { c.Mode = Approve; c.ApprovalTTL = 5 * time.Minute })
+	p := New(c)
+	acts := p.Round(t0, []Observation{slow("n1", 5, "j")}, cluster(10))
+	if len(acts) != 1 || !acts[0].NeedsApproval {
+		t.Fatalf("want one proposal, got %+v", acts)
+	}
+	// A second round does not propose the same node again.
+	if acts := p.Round(t0.Add(time.Minute), []Observation{slow("n1", 5, "j")}, cluster(10)); len(acts) != 0 {
+		t.Fatalf("proposed twice: %s", kinds(acts))
+	}
+	a, err := p.Approve(acts[0].ID, t0.Add(time.Minute))
+	if err != nil || a.NeedsApproval {
+		t.Fatalf("approve: %v %+v", err, a)
+	}
+	if ns, _ := p.Node("n1"); ns.State != Migrating {
+		t.Fatalf("state %s after approval", ns.State)
+	}
+	if _, err := p.Approve("nope", t0); err == nil {
+		t.Fatal("approving an unknown id succeeded")
+	}
+
+	// An unapproved proposal expires and is withdrawn.
+	p2 := New(c)
+	first := p2.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
+	acts = p2.Round(t0.Add(6*time.Minute), []Observation{slow("n1", 5)}, cluster(10))
+	if kinds(acts) != "cancel:n1" || acts[0].Target != first[0].ID {
+		t.Fatalf("want a cancel of %s, got %+v", first[0].ID, acts)
+	}
+	// Approval is refused while the breaker is open.
+	p3 := New(c)
+	prop := p3.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
+	p3.Round(t0.Add(time.Minute), []Observation{slow("n1", 5), slow("n2", 5), slow("n3", 5)}, cluster(10))
+	if _, err := p3.Approve(prop[0].ID, t0.Add(time.Minute)); err == nil || !strings.Contains(err.Error(), "circuit breaker") {
+		t.Fatalf("approve with breaker open: %v", err)
+	}
+}
+
+func TestBreakerClosesAfterHold(t *testing.T) {
+	p := New(cfg(func(c *Config) { c.BreakerHold = 3 * time.Minute }))
+	bad := []Observation{slow("n1", 5), slow("n2", 5), slow("n3", 5)}
+	if got := kinds(p.Round(t0, bad, cluster(10))); got != "alert:" {
+		t.Fatalf("got %q", got)
+	}
+	if got := kinds(p.Round(t0.Add(time.Minute), bad[:1], cluster(10))); got != "" {
+		t.Fatalf("breaker let %q through while held", got)
+	}
+	got := kinds(p.Round(t0.Add(4*time.Minute), bad[:1], cluster(10)))
+	if got != "alert:,migrate:n1" {
+		t.Fatalf("after the hold: %q", got)
+	}
+}
+
+func TestSnapshotRestoreAndAdopt(t *testing.T) {
+	p := New(cfg(nil))
+	acts := p.Round(t0, []Observation{slow("n1", 5, "j")}, cluster(10))
+	snap := p.Snapshot()
+	q := New(cfg(nil))
+	q.Restore(snap)
+	if ns, _ := q.Node("n1"); ns.State != Migrating {
+		t.Fatalf("restored state %s", ns.State)
+	}
+	// Adopt on a policy that lost the action puts the node back in flight; twice is harmless.
+	r := New(cfg(nil))
+	r.Adopt(acts[0])
+	r.Adopt(acts[0])
+	if ns, _ := r.Node("n1"); ns.State != Migrating || ns.Action != acts[0].ID {
+		t.Fatalf("adopted state %+v", ns)
+	}
+	r.Finished(acts[0].ID, Succeeded, "", t0)
+	r.Finished(acts[0].ID, Failed, "replayed", t0)
+	if ns, _ := r.Node("n1"); ns.State != Quarantined {
+		t.Fatalf("replayed finish changed state: %s", ns.State)
+	}
+}
+
+func TestFromRound(t *testing.T) {
+	r := detect.Round{Verdicts: []detect.Verdict{
+		{Node: "a", Status: detect.StatusSlow, Score: 4, Cause: detect.CauseDisk, Since: t0,
+			Evidence: []detect.Evidence{{Kind: "subtask", JobID: "j2", TaskManager: "tm-1"}, {Kind: "subtask", JobID: "j1", TaskManager: "tm-1"}}},
+		{Node: "b", TaskManager: "tm-9", Status: detect.StatusSlow, Cause: detect.CauseGC},
+		{Node: "c", Status: detect.StatusUnreachable},
+	}}
+	obs, reach := FromRound(r)
+	if len(obs) != 2 || !obs[0].Slow || obs[0].Cause != "disk" || strings.Join(obs[0].Jobs, ",") != "j1,j2" || obs[0].TaskManagers[0] != "tm-1" {
+		t.Fatalf("obs %+v", obs)
+	}
+	if obs[1].Slow {
+		t.Fatal("a TaskManager-level verdict marked its node slow")
+	}
+	if reach["c"] || !reach["a"] {
+		t.Fatalf("reach %v", reach)
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	if _, err := (Config{Mode: "yolo"}).Normalize(); err == nil || !strings.Contains(err.Error(), "yolo") {
+		t.Fatalf("bad mode: %v", err)
+	}
+	c, err := Config{}.Normalize()
+	if err != nil || c.Mode != DryRun || c.MaxConcurrentMigrations != 1 {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+}
+
+func TestBreakerStaggeredVanishingAndExternalTrip(t *testing.T) {
+	p := New(cfg(func(c *Config) { c.BreakerVanishWindow = 3 * time.Minute }))
+	r := cluster(10)
+	p.Round(t0, nil, r)
+	// Agents drop out one per round: together they are "at once".
+	for i, n := range []string{"n5", "n6"} {
+		r[n] = false
+		if got := kinds(p.Round(t0.Add(time.Duration(i+1)*time.Minute), nil, r)); got != "" {
+			t.Fatalf("after %s vanished: %q", n, got)
+		}
+	}
+	r["n7"] = false
+	if got := kinds(p.Round(t0.Add(3*time.Minute), []Observation{slow("n1", 5)}, r)); got != "alert:" {
+		t.Fatalf("third vanished agent within the window: %q", got)
+	}
+
+	// Spread out beyond the window, vanishing does not trip it.
+	q := New(cfg(func(c *Config) { c.BreakerVanishWindow = time.Minute }))
+	r = cluster(10)
+	q.Round(t0, nil, r)
+	for i, n := range []string{"n5", "n6", "n7"} {
+		r[n] = false
+		if got := kinds(q.Round(t0.Add(time.Duration(i+1)*2*time.Minute), nil, r)); got != "" {
+			t.Fatalf("slowly vanishing %s: %q", n, got)
+		}
+	}
+
+	// Detection's own breaker holds migrations too.
+	e := New(cfg(nil))
+	e.TripBreaker("30% of nodes regressed against their baseline")
+	acts := e.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
+	if kinds(acts) != "alert:" || !strings.Contains(acts[0].Reason, "regressed") {
+		t.Fatalf("external trip: %+v", acts)
+	}
+}
+
+func TestSeqOf(t *testing.T) {
+	p := New(cfg(nil))
+	a := p.Round(t0, []Observation{slow("n1", 5)}, cluster(10))[0]
+	if SeqOf(a.ID) != 1 || SeqOf("garbage") != 0 {
+		t.Fatalf("SeqOf(%q) = %d", a.ID, SeqOf(a.ID))
+	}
+	q := New(cfg(nil))
+	q.AtLeastSeq(41)
+	if b := q.Round(t0, []Observation{slow("n1", 5)}, cluster(10))[0]; SeqOf(b.ID) != 42 || b.ID == a.ID {
+		t.Fatalf("id after AtLeastSeq: %s", b.ID)
+	}
+}

@@ -1,0 +1,658 @@
+// Package decisions is the durable side of the decision policy: it persists decisions, the
+// policy's node states and a per-step audit log in the coordinator's pebble store, and runs the
+// executor that carries decisions out through an actuator. Every step is written as an intent
+// before it runs and as done after, so a coordinator restarted at any point resumes each
+// decision where it stopped: no action lost, no completed step done again.
+package decisions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
+	"github.com/tmwarden/tmwarden/coordinator/actuate"
+	"github.com/tmwarden/tmwarden/coordinator/decide"
+	"github.com/tmwarden/tmwarden/coordinator/detect"
+	"github.com/tmwarden/tmwarden/coordinator/store"
+)
+
+// Key prefixes in the store.
+const (
+	prefixDecision = "decision/"
+	prefixAudit    = "decaudit/"
+	keyPolicy      = "decpolicy/state"
+)
+
+// Step statuses.
+const (
+	StepPending = "pending"
+	StepIntent  = "intent" // written before the actuator is called
+	StepDone    = "done"
+	StepFailed  = "failed"
+	StepSkipped = "skipped" // dry run
+)
+
+// Config configures the executor.
+type Config struct {
+	// Policy is the decision policy's configuration.
+	Policy decide.Config `yaml:"policy" json:"policy"`
+	// ExecInterval is how often the executor looks for work. Default 1s.
+	ExecInterval time.Duration `yaml:"exec_interval" json:"exec_interval"`
+	// StepTimeout bounds one actuator step. Default 10m.
+	StepTimeout time.Duration `yaml:"step_timeout" json:"step_timeout"`
+	// MaxPlanAttempts fails a decision whose plan cannot be made this many times. Default 5.
+	MaxPlanAttempts int `yaml:"max_plan_attempts" json:"max_plan_attempts"`
+	// BlockedTimeout fails a decision whose step has been asking to wait (a PodDisruptionBudget,
+	// a pod that will not terminate, an agent that does not answer) for this long. Default 1h.
+	BlockedTimeout time.Duration `yaml:"blocked_timeout" json:"blocked_timeout"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Policy: decide.DefaultConfig(), ExecInterval: time.Second, StepTimeout: 10 * time.Minute, MaxPlanAttempts: 5,
+		BlockedTimeout: time.Hour}
+}
+
+// StepRecord is one planned step and how far it got.
+type StepRecord struct {
+	actuate.Step
+	Status   string    `json:"status"`
+	Attempts int       `json:"attempts"`
+	Message  string    `json:"message,omitempty"`
+	FirstAt  time.Time `json:"first_at,omitempty"`
+	DoneAt   time.Time `json:"done_at,omitempty"`
+}
+
+// Decision is the durable record of one action.
+type Decision struct {
+	Action       decide.Action `json:"action"`
+	Status       string        `json:"status"`
+	Actuator     string        `json:"actuator,omitempty"`
+	Planned      bool          `json:"planned"`
+	PlanAttempts int           `json:"plan_attempts,omitempty"`
+	Steps        []StepRecord  `json:"steps,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+	ApprovedAt   time.Time     `json:"approved_at,omitempty"`
+	ApprovedBy   string        `json:"approved_by,omitempty"`
+	NextAttempt  time.Time     `json:"next_attempt,omitempty"`
+	Message      string        `json:"message,omitempty"`
+	Error        string        `json:"error,omitempty"`
+	// AuditN numbers this decision's audit entries.
+	AuditN int `json:"audit_n"`
+}
+
+func (d *Decision) open() bool {
+	switch d.Status {
+	case httpv1.DecisionProposed, httpv1.DecisionPending, httpv1.DecisionRunning, httpv1.DecisionBlocked:
+		return true
+	}
+	return false
+}
+
+func (d *Decision) runnable(now time.Time) bool {
+	switch d.Status {
+	case httpv1.DecisionPending, httpv1.DecisionRunning, httpv1.DecisionBlocked:
+		return !now.Before(d.NextAttempt)
+	}
+	return false
+}
+
+// Option changes a Manager.
+type Option func(*Manager)
+
+// WithClock sets the clock (tests, the simulator).
+func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// Manager owns the policy, the decision records and the executor.
+type Manager struct {
+	st  *store.Store
+	cfg Config
+	act actuate.Actuator
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.Mutex // guards pol and open
+	pol    *decide.Policy
+	open   map[string]*Decision
+	execMu sync.Mutex // one executor pass at a time
+	kick   chan struct{}
+}
+
+// New loads the policy's memory and the open decisions from st and reconciles them, so a
+// restarted coordinator carries on exactly where it stopped.
+func New(st *store.Store, cfg Config, act actuate.Actuator, opts ...Option) (*Manager, error) {
+	pc, err := cfg.Policy.Normalize()
+	if err != nil {
+		return nil, fmt.Errorf("decision policy: %w", err)
+	}
+	cfg.Policy = pc
+	d := DefaultConfig()
+	if cfg.ExecInterval <= 0 {
+		cfg.ExecInterval = d.ExecInterval
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = d.StepTimeout
+	}
+	if cfg.MaxPlanAttempts <= 0 {
+		cfg.MaxPlanAttempts = d.MaxPlanAttempts
+	}
+	if cfg.BlockedTimeout <= 0 {
+		cfg.BlockedTimeout = d.BlockedTimeout
+	}
+	if act == nil {
+		act = actuate.NewLog(nil)
+	}
+	m := &Manager{st: st, cfg: cfg, act: act, log: slog.Default(), now: time.Now, pol: decide.New(pc),
+		open: map[string]*Decision{}, kick: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(m)
+	}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) load() error {
+	var snap decide.Snapshot
+	switch err := m.st.GetJSON(keyPolicy, &snap); {
+	case err == nil:
+		m.pol.Restore(snap)
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		return fmt.Errorf("loading decision policy state: %w", err)
+	}
+	polOpen := map[string]bool{}
+	for _, a := range m.pol.Open() {
+		polOpen[a.ID] = true
+	}
+	now := m.now()
+	var changed bool
+	var maxSeq uint64
+	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
+		var d Decision
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("decoding %s: %w", key, err)
+		}
+		maxSeq = max(maxSeq, decide.SeqOf(d.Action.ID))
+		switch {
+		case d.open():
+			// Written before the crash, maybe not in the last snapshot: make the policy hold it.
+			if !polOpen[d.Action.ID] {
+				a := d.Action
+				a.NeedsApproval = d.Status == httpv1.DecisionProposed
+				m.pol.Adopt(a)
+				changed = true
+			}
+			m.open[d.Action.ID] = &d
+		case polOpen[d.Action.ID]:
+			// Finished before the crash, but the snapshot did not learn it.
+			m.pol.Finished(d.Action.ID, outcomeOf(d.Status), d.Error, now)
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading decisions: %w", err)
+	}
+	if maxSeq > m.pol.Seq() {
+		m.pol.AtLeastSeq(maxSeq)
+		changed = true
+	}
+	if changed {
+		return m.saveSnapshot()
+	}
+	return nil
+}
+
+func outcomeOf(status string) decide.Outcome {
+	switch status {
+	case httpv1.DecisionSucceeded, httpv1.DecisionDryRun:
+		return decide.Succeeded
+	case httpv1.DecisionNodeGone:
+		return decide.NodeGone
+	}
+	return decide.Failed
+}
+
+// saveSnapshot persists the policy's memory. Healthy nodes with nothing open carry no state
+// worth keeping (a restarted policy meets them again next round), so they are left out: at
+// 10,000 nodes that turns a megabytes-per-round write into a few kilobytes.
+func (m *Manager) saveSnapshot() error {
+	snap := m.pol.Snapshot()
+	for name, ns := range snap.Nodes {
+		if ns.State == decide.Healthy && ns.Action == "" && ns.Verdict == "healthy" {
+			delete(snap.Nodes, name)
+		}
+	}
+	if err := m.st.PutJSON(keyPolicy, snap, store.Durable); err != nil {
+		return fmt.Errorf("saving decision policy state: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) put(d *Decision) error {
+	d.UpdatedAt = m.now().UTC()
+	if err := m.st.PutJSON(prefixDecision+d.Action.ID, d, store.Durable); err != nil {
+		return fmt.Errorf("saving decision %s: %w", d.Action.ID, err)
+	}
+	return nil
+}
+
+func (m *Manager) audit(d *Decision, event, step, msg string) error {
+	d.AuditN++
+	e := httpv1.AuditEntry{Time: m.now().UTC(), Event: event, Step: step, Message: msg}
+	key := fmt.Sprintf("%s%s/%06d", prefixAudit, d.Action.ID, d.AuditN)
+	if err := m.st.PutJSON(key, e, store.Durable); err != nil {
+		return fmt.Errorf("writing audit entry for %s: %w", d.Action.ID, err)
+	}
+	return nil
+}
+
+// event mirrors the milestones of a decision into the coordinator's event log, where
+// `tmwardenctl node` shows them.
+func (m *Manager) event(d *Decision, typ, msg string) {
+	if _, err := m.st.AppendEvent(store.Event{Time: m.now().UTC(), Node: d.Action.Node, Type: typ, Message: msg,
+		Attrs: map[string]string{"decision": d.Action.ID, "kind": string(d.Action.Kind), "status": d.Status}}); err != nil {
+		m.log.Error("cannot append decision event", "decision", d.Action.ID, "err", err)
+	}
+}
+
+// RoundFromDetect runs a decision round on a detection round. known lists every node the
+// coordinator knows with whether it reports; nodes missing from it are taken from the verdicts.
+func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[string]bool) ([]Decision, error) {
+	obs, reach := decide.FromRound(r)
+	for n, up := range known {
+		if _, ok := reach[n]; !ok || !up {
+			reach[n] = up
+		}
+	}
+	if r.Breaker.Open {
+		m.mu.Lock()
+		m.pol.TripBreaker(r.Breaker.Reason)
+		m.mu.Unlock()
+	}
+	return m.Round(now, obs, reach)
+}
+
+// Round runs one policy round and records its actions durably before returning them.
+func (m *Manager) Round(now time.Time, obs []decide.Observation, reachable map[string]bool) ([]Decision, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	acts := m.pol.Round(now, obs, reachable)
+	var out []Decision
+	var errs []error
+	for _, a := range acts {
+		d := &Decision{Action: a, CreatedAt: now.UTC(), Actuator: m.act.Name()}
+		switch {
+		case a.Kind == decide.KindAlert || a.Kind == decide.KindCancel:
+			d.Status = httpv1.DecisionRecorded
+		case a.NeedsApproval:
+			d.Status = httpv1.DecisionProposed
+		default:
+			d.Status = httpv1.DecisionPending
+		}
+		if a.Kind == decide.KindCancel {
+			if t := m.open[a.Target]; t != nil {
+				t.Status, t.Message = httpv1.DecisionCancelled, a.Reason
+				errs = append(errs, m.audit(t, "cancelled", "", a.Reason), m.put(t))
+				m.event(t, "decision_cancelled", fmt.Sprintf("decision %s withdrawn: %s", t.Action.ID, a.Reason))
+				delete(m.open, a.Target)
+			}
+		}
+		errs = append(errs, m.audit(d, "created", "", a.Reason), m.put(d))
+		switch a.Kind {
+		case decide.KindAlert:
+			m.log.Warn("decision alert", "decision", a.ID, "reason", a.Reason)
+			m.event(d, "decision_alert", a.Reason)
+		case decide.KindMigrate, decide.KindRelease:
+			m.event(d, "decision", fmt.Sprintf("%s %s on %s (%s): %s", d.Status, a.Kind, a.Node, a.Mode, a.Reason))
+		}
+		if d.open() {
+			m.open[a.ID] = d
+		}
+		out = append(out, *d)
+	}
+	errs = append(errs, m.saveSnapshot())
+	if len(out) > 0 {
+		m.Kick()
+	}
+	return out, errors.Join(errs...)
+}
+
+// Kick wakes the executor.
+func (m *Manager) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ErrNotFound is returned for an unknown decision id.
+var ErrNotFound = errors.New("no such decision")
+
+// ErrNotApprovable is returned when a decision does not wait for approval.
+var ErrNotApprovable = errors.New("decision is not waiting for approval")
+
+// Approve lets a proposed migration run, if the guardrails allow it now.
+func (m *Manager) Approve(id, by string) (Decision, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.open[id]
+	if d == nil {
+		if _, err := m.get(id); err != nil {
+			return Decision{}, err
+		}
+		return Decision{}, fmt.Errorf("approving %s: %w", id, ErrNotApprovable)
+	}
+	if d.Status != httpv1.DecisionProposed {
+		return *d, fmt.Errorf("approving %s (status %s): %w", id, d.Status, ErrNotApprovable)
+	}
+	now := m.now()
+	a, err := m.pol.Approve(id, now)
+	if err != nil {
+		return *d, err
+	}
+	d.Action, d.Status, d.ApprovedAt, d.ApprovedBy = a, httpv1.DecisionPending, now.UTC(), by
+	errs := []error{m.audit(d, "approved", "", "approved by "+orAnon(by)), m.put(d), m.saveSnapshot()}
+	m.event(d, "decision_approved", fmt.Sprintf("decision %s approved by %s", id, orAnon(by)))
+	m.Kick()
+	return *d, errors.Join(errs...)
+}
+
+func orAnon(s string) string {
+	if s == "" {
+		return "an operator"
+	}
+	return s
+}
+
+func (m *Manager) get(id string) (Decision, error) {
+	var d Decision
+	if err := m.st.GetJSON(prefixDecision+id, &d); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return d, fmt.Errorf("decision %s: %w", id, ErrNotFound)
+		}
+		return d, err
+	}
+	return d, nil
+}
+
+// Decision returns one decision with its audit log.
+func (m *Manager) Decision(id string) (Decision, []httpv1.AuditEntry, error) {
+	d, err := m.get(id)
+	if err != nil {
+		return d, nil, err
+	}
+	var audit []httpv1.AuditEntry
+	err = m.st.ScanJSON(prefixAudit+id+"/", func(key string, raw []byte) error {
+		var e httpv1.AuditEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("decoding %s: %w", key, err)
+		}
+		audit = append(audit, e)
+		return nil
+	})
+	return d, audit, err
+}
+
+// Decisions returns up to limit decisions, newest first; node filters when not empty.
+func (m *Manager) Decisions(limit int, node string) ([]Decision, error) {
+	var all []Decision
+	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
+		var d Decision
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("decoding %s: %w", key, err)
+		}
+		if node == "" || d.Action.Node == node {
+			all = append(all, d)
+		}
+		return nil
+	})
+	sort.Slice(all, func(i, j int) bool { return all[i].Action.ID > all[j].Action.ID })
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all, err
+}
+
+// NodeState is the policy's view of one node.
+func (m *Manager) NodeState(name string) (decide.NodeState, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pol.Node(name)
+}
+
+// Breaker is the policy's circuit breaker.
+func (m *Manager) Breaker() decide.BreakerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pol.Breaker()
+}
+
+// Mode is the policy's mode.
+func (m *Manager) Mode() decide.Mode { return m.cfg.Policy.Mode }
+
+// Run is the executor loop: it carries runnable decisions out until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.ExecInterval)
+	defer t.Stop()
+	for {
+		if _, err := m.Execute(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("decision executor", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-m.kick:
+		}
+	}
+}
+
+// Execute makes one pass over the runnable decisions, oldest first, and returns how many steps
+// it completed. A step that must wait leaves its decision blocked until its retry time.
+func (m *Manager) Execute(ctx context.Context) (int, error) {
+	m.execMu.Lock()
+	defer m.execMu.Unlock()
+	m.mu.Lock()
+	now := m.now()
+	var ids []string
+	for id, d := range m.open {
+		if d.runnable(now) {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	sort.Strings(ids)
+	done := 0
+	var errs []error
+	for _, id := range ids {
+		n, err := m.execute(ctx, id)
+		done += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// execute carries one decision as far as it can go now.
+func (m *Manager) execute(ctx context.Context, id string) (int, error) {
+	m.mu.Lock()
+	d := m.open[id]
+	if d == nil || !d.runnable(m.now()) {
+		m.mu.Unlock()
+		return 0, nil
+	}
+	cp := *d
+	cp.Steps = append([]StepRecord(nil), d.Steps...)
+	m.mu.Unlock()
+	d = &cp
+	a := d.Action
+
+	if !d.Planned {
+		steps, err := m.act.Plan(ctx, a)
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		if err != nil {
+			if errors.Is(err, actuate.ErrNodeGone) {
+				return 0, m.finish(d, httpv1.DecisionNodeGone, err.Error())
+			}
+			d.PlanAttempts++
+			if d.PlanAttempts >= m.cfg.MaxPlanAttempts {
+				return 0, m.finish(d, httpv1.DecisionFailed, fmt.Sprintf("planning failed %d times: %v", d.PlanAttempts, err))
+			}
+			d.Status, d.Message, d.NextAttempt = httpv1.DecisionBlocked, "planning: "+err.Error(), m.now().Add(m.cfg.Policy.RetryAfter)
+			return 0, m.commit(d, m.audit(d, "plan_failed", "", err.Error()))
+		}
+		d.Planned, d.Status = true, httpv1.DecisionRunning
+		for _, s := range steps {
+			d.Steps = append(d.Steps, StepRecord{Step: s, Status: StepPending})
+		}
+		if err := m.commit(d, m.audit(d, "planned", "", planSummary(steps))); err != nil {
+			return 0, err
+		}
+		m.event(d, "decision_started", fmt.Sprintf("%s on %s: %s", a.Kind, a.Node, planSummary(steps)))
+	}
+
+	if a.DryRun {
+		for i := range d.Steps {
+			d.Steps[i].Status, d.Steps[i].Message = StepSkipped, "dry-run: would "+d.Steps[i].Name
+		}
+		d.Message = "dry-run: planned " + planSummary(stepsOf(d.Steps)) + "; nothing changed"
+		return 0, m.finish(d, httpv1.DecisionDryRun, "")
+	}
+
+	done := 0
+	for i := range d.Steps {
+		s := &d.Steps[i]
+		if s.Status == StepDone || s.Status == StepSkipped {
+			continue
+		}
+		// Write-ahead: the intent is durable before the actuator is called, so a crash during
+		// the call is visible on restart and the step is redone under the same key.
+		s.Status = StepIntent
+		s.Attempts++
+		if s.FirstAt.IsZero() {
+			s.FirstAt = m.now().UTC()
+		}
+		d.Status = httpv1.DecisionRunning
+		if err := m.commit(d, m.audit(d, "step_start", s.Name, fmt.Sprintf("attempt %d", s.Attempts))); err != nil {
+			return done, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
+		msg, err := m.act.Do(sctx, a, s.Step, a.ID+"/"+s.Name)
+		cancel()
+		if ctx.Err() != nil {
+			// Shutting down mid-step: record nothing; the intent makes the restart redo it.
+			return done, nil
+		}
+		var retry *actuate.RetryError
+		switch {
+		case err == nil:
+			s.Status, s.Message, s.DoneAt = StepDone, msg, m.now().UTC()
+			if err := m.commit(d, m.audit(d, "step_done", s.Name, msg)); err != nil {
+				return done, err
+			}
+			done++
+		case errors.As(err, &retry) && m.now().Sub(s.FirstAt) >= m.cfg.BlockedTimeout:
+			s.Status, s.Message = StepFailed, retry.Reason
+			why := fmt.Sprintf("step %s still waiting after %s: %s", s.Name, m.cfg.BlockedTimeout, retry.Reason)
+			if aerr := m.audit(d, "step_failed", s.Name, why); aerr != nil {
+				return done, aerr
+			}
+			return done, m.finish(d, httpv1.DecisionFailed, why)
+		case errors.As(err, &retry):
+			s.Status, s.Message = StepPending, retry.Reason
+			d.Status, d.Message, d.NextAttempt = httpv1.DecisionBlocked, retry.Reason, m.now().Add(retry.After)
+			return done, m.commit(d, m.audit(d, "step_blocked", s.Name, retry.Reason))
+		case errors.Is(err, actuate.ErrNodeGone):
+			s.Status, s.Message = StepFailed, err.Error()
+			if aerr := m.audit(d, "step_failed", s.Name, err.Error()); aerr != nil {
+				return done, aerr
+			}
+			return done, m.finish(d, httpv1.DecisionNodeGone, err.Error())
+		default:
+			s.Status, s.Message = StepFailed, err.Error()
+			if aerr := m.audit(d, "step_failed", s.Name, err.Error()); aerr != nil {
+				return done, aerr
+			}
+			return done, m.finish(d, httpv1.DecisionFailed, err.Error())
+		}
+	}
+	return done, m.finish(d, httpv1.DecisionSucceeded, "")
+}
+
+// commit stores d and makes it the in-memory copy.
+func (m *Manager) commit(d *Decision, auditErr error) error {
+	if auditErr != nil {
+		return auditErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.put(d); err != nil {
+		return err
+	}
+	cp := *d
+	cp.Steps = append([]StepRecord(nil), d.Steps...)
+	m.open[d.Action.ID] = &cp
+	return nil
+}
+
+// finish writes the decision's end first and the policy's new state second; load reconciles
+// a crash between the two.
+func (m *Manager) finish(d *Decision, status, errMsg string) error {
+	d.Status, d.Error, d.NextAttempt = status, errMsg, time.Time{}
+	if errMsg != "" {
+		d.Message = errMsg
+	}
+	errs := []error{m.audit(d, "finished", "", status+" "+errMsg)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	errs = append(errs, m.put(d))
+	delete(m.open, d.Action.ID)
+	m.pol.Finished(d.Action.ID, outcomeOf(status), errMsg, m.now())
+	errs = append(errs, m.saveSnapshot())
+	m.event(d, "decision_done", fmt.Sprintf("%s %s on %s: %s %s", d.Action.ID, d.Action.Kind, d.Action.Node, status, errMsg))
+	if status == httpv1.DecisionFailed {
+		m.log.Error("decision failed", "decision", d.Action.ID, "node", d.Action.Node, "err", errMsg)
+	} else {
+		m.log.Info("decision finished", "decision", d.Action.ID, "node", d.Action.Node, "status", status)
+	}
+	return errors.Join(errs...)
+}
+
+func stepsOf(rs []StepRecord) []actuate.Step {
+	out := make([]actuate.Step, len(rs))
+	for i, r := range rs {
+		out[i] = r.Step
+	}
+	return out
+}
+
+func planSummary(steps []actuate.Step) string {
+	if len(steps) == 0 {
+		return "no steps"
+	}
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.Name
+	}
+	return fmt.Sprintf("%d steps: %s", len(steps), strings.Join(names, ", "))
+}

@@ -1,0 +1,163 @@
+// Package detect holds the slow-node detection policies: each detector reads the cluster model
+// and returns verdicts with their evidence, never acting itself. tmwarden's peer-comparison
+// detector and the two baselines it is scored against live here side by side; a new detector is
+// one file and one line in Registry.
+package detect
+
+import (
+	"slices"
+	"time"
+
+	"github.com/tmwarden/tmwarden/coordinator/model"
+)
+
+// Status is a node's (or TaskManager's) detection state.
+type Status string
+
+const (
+	StatusHealthy     Status = "healthy"
+	StatusSuspect     Status = "suspect"
+	StatusSlow        Status = "slow"
+	StatusUnreachable Status = "unreachable"
+)
+
+// Cause names the likely reason a node is slow.
+type Cause string
+
+const (
+	CauseUnknown Cause = "unknown"
+	CauseCPU     Cause = "cpu_contention"
+	CauseDisk    Cause = "disk"
+	CauseNetwork Cause = "network"
+	CauseMemory  Cause = "memory"
+	CauseGC      Cause = "taskmanager_gc"
+)
+
+// Evidence is one observation behind a verdict.
+type Evidence struct {
+	// Kind is "subtask", "host" or "taskmanager".
+	Kind string `json:"kind"`
+
+	JobID      string `json:"job_id,omitempty"`
+	JobName    string `json:"job_name,omitempty"`
+	VertexID   string `json:"vertex_id,omitempty"`
+	VertexName string `json:"vertex_name,omitempty"`
+	Subtask    int    `json:"subtask,omitempty"`
+	// TPR and PeerMedianTPR are records per busy second; Slowdown is PeerMedianTPR / TPR.
+	TPR           float64 `json:"tpr,omitempty"`
+	PeerMedianTPR float64 `json:"peer_median_tpr,omitempty"`
+	Slowdown      float64 `json:"slowdown,omitempty"`
+
+	TaskManager string `json:"task_manager,omitempty"`
+	// Signal is a host or JVM signal name; Value is this node's, PeerMedian the cluster's.
+	Signal     string  `json:"signal,omitempty"`
+	Value      float64 `json:"value,omitempty"`
+	PeerMedian float64 `json:"peer_median,omitempty"`
+
+	Since time.Time `json:"since"`
+}
+
+// Verdict is a detector's judgement of one node, or of one TaskManager when TaskManager is set.
+type Verdict struct {
+	Node        string     `json:"node"`
+	TaskManager string     `json:"task_manager,omitempty"`
+	Status      Status     `json:"status"`
+	Score       float64    `json:"score"`
+	Cause       Cause      `json:"cause"`
+	Since       time.Time  `json:"since"`
+	Evidence    []Evidence `json:"evidence,omitempty"`
+}
+
+// Breaker is the circuit-breaker signal: when open, decisions must not migrate anything.
+type Breaker struct {
+	Open          bool      `json:"open"`
+	Reason        string    `json:"reason,omitempty"`
+	Since         time.Time `json:"since,omitempty"`
+	BadNodes      int       `json:"bad_nodes"`
+	VanishedNodes int       `json:"vanished_nodes"`
+	Reporting     int       `json:"reporting_nodes"`
+}
+
+// Round is the outcome of one evaluation round. Verdicts lists every node that is not healthy,
+// sorted by node and TaskManager.
+type Round struct {
+	At       time.Time `json:"at"`
+	Verdicts []Verdict `json:"verdicts"`
+	Breaker  Breaker   `json:"breaker"`
+}
+
+// Slow returns the verdicts whose status is slow.
+func (r Round) Slow() []Verdict {
+	var out []Verdict
+	for _, v := range r.Verdicts {
+		if v.Status == StatusSlow {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Detector is one detection policy. Evaluate is called once per round with a consistent view of
+// the model; a detector keeps its own memory between rounds (streaks, baselines) and is not safe
+// for concurrent rounds.
+type Detector interface {
+	Name() string
+	Evaluate(v model.View, now time.Time) Round
+}
+
+// Registration is one row of the detector table.
+type Registration struct {
+	Name string
+	Help string
+	// Baseline marks detectors kept only to be scored against.
+	Baseline bool
+	New      func() Detector
+}
+
+// Registry lists the detectors in the order they are reported.
+var Registry = []Registration{
+	{Name: "tmwarden", Help: "peer comparison of true processing rate, host signals and JVM GC, with persistence and a circuit breaker", New: func() Detector { return NewPeer(DefaultPeerConfig()) }},
+	{Name: "flink-slow-task", Baseline: true, Help: "Flink's batch slow-task rule applied to streaming: a subtask 1.5x slower per record than its vertex median for 3 windows marks its node", New: func() Detector { return NewFlinkSlowTask(1.5, 3) }},
+	{Name: "host-threshold", Baseline: true, Help: "fixed thresholds on CPU steal, iowait and run-queue latency for 2 windows", New: func() Detector { return NewHostThreshold(DefaultHostThresholds()) }},
+}
+
+// New builds the named detector, or returns nil.
+func New(name string) Detector {
+	for _, r := range Registry {
+		if r.Name == name {
+			return r.New()
+		}
+	}
+	return nil
+}
+
+func sortVerdicts(vs []Verdict) {
+	slices.SortFunc(vs, func(a, b Verdict) int {
+		if a.Node != b.Node {
+			if a.Node < b.Node {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.TaskManager < b.TaskManager:
+			return -1
+		case a.TaskManager > b.TaskManager:
+			return 1
+		}
+		return 0
+	})
+}
+
+// median returns the median of xs, reordering xs.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
+}

@@ -1,0 +1,337 @@
+package detect
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/model"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// cluster is a hand-built cluster: 8 nodes with 2 TaskManagers each, three vertices of
+// parallelism 16, subtask i on node i/2 and TaskManager i%2.
+type cluster struct {
+	m     *model.Model
+	tick  int
+	slow  map[string]float64 // TaskManager id -> TPR divisor
+	input map[string]float64 // TaskManager id -> input multiplier (skew)
+	gc    map[string]float64 // TaskManager id -> GC ms/s
+	runq  map[string]float64 // node -> mean run-queue latency
+	steal map[string]float64
+	gone  map[string]bool
+}
+
+func newCluster() *cluster {
+	return &cluster{m: model.New(model.DefaultConfig()), slow: map[string]float64{}, input: map[string]float64{},
+		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{}}
+}
+
+func node(i int) string    { return fmt.Sprintf("node-%d", i) }
+func tmOf(i, t int) string { return fmt.Sprintf("node-%d-tm-%d", i, t) }
+
+func (c *cluster) step() time.Time {
+	c.tick++
+	at := t0.Add(time.Duration(c.tick) * 5 * time.Second)
+	for n := range 8 {
+		if c.gone[node(n)] {
+			continue
+		}
+		runq := 20.0
+		if v, ok := c.runq[node(n)]; ok {
+			runq = v
+		}
+		r := &tmwardenv1.Report{Sequence: uint64(c.tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7 - c.steal[node(n)], Steal: c.steal[node(n)], Iowait: 0.003},
+				Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
+			Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * runq, Buckets: make([]uint64, 20)}},
+		}
+		for t := range 2 {
+			id := tmOf(n, t)
+			tm := &tmwardenv1.TaskManager{ResourceId: id, Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8 + c.gc[id]}}
+			for _, v := range []string{"A", "B", "C"} {
+				idx := n*2 + t
+				div, mul := 1.0, 1.0
+				if d, ok := c.slow[id]; ok {
+					div = d
+				}
+				if x, ok := c.input[id]; ok && v == "A" {
+					mul = x
+				}
+				// A little spread between subtasks, as real ones have.
+				jit := 1 + 0.03*float64((idx*7+c.tick)%5-2)
+				in := 4000 * mul
+				busy := min(1000, 400*mul*div*jit)
+				if busy == 1000 {
+					in = 1000 * 10000 / div / jit / 1000
+				}
+				tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: "job", JobName: "job", VertexId: v, VertexName: v,
+					SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: in, RecordsOutPerSecond: in})
+			}
+			r.TaskManagers = append(r.TaskManagers, tm)
+		}
+		c.m.Observe(node(n), at, r)
+	}
+	return at
+}
+
+func (c *cluster) eval(d Detector) Round {
+	at := c.step()
+	v := c.m.View()
+	defer v.Release()
+	return d.Evaluate(v, at)
+}
+
+func verdict(r Round, node, tm string) (Verdict, bool) {
+	for _, v := range r.Verdicts {
+		if v.Node == node && v.TaskManager == tm {
+			return v, true
+		}
+	}
+	return Verdict{}, false
+}
+
+func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	for range 3 {
+		if r := c.eval(p); len(r.Slow()) != 0 {
+			t.Fatalf("healthy cluster flagged: %+v", r.Slow())
+		}
+	}
+	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
+	c.runq[node(3)] = 4000
+	c.steal[node(3)] = 0.2
+	r := c.eval(p)
+	if v, _ := verdict(r, node(3), ""); v.Status != StatusSuspect {
+		t.Fatalf("one window of evidence makes a suspect, got %+v", v)
+	}
+	r = c.eval(p)
+	v, _ := verdict(r, node(3), "")
+	if v.Status != StatusSlow || v.Cause != CauseCPU {
+		t.Fatalf("two windows of app and host evidence make a slow node with a CPU cause, got %+v", v)
+	}
+	var subs, host int
+	for _, e := range v.Evidence {
+		switch e.Kind {
+		case "subtask":
+			subs++
+			if e.Slowdown < 1.8 || e.Slowdown > 2.2 || e.PeerMedianTPR < 9000 {
+				t.Errorf("subtask evidence should show about 2x slower than peers: %+v", e)
+			}
+		case "host":
+			host++
+			if e.Signal == "runqueue_mean_us" && (e.Value != 4000 || e.PeerMedian != 20) {
+				t.Errorf("host evidence wrong: %+v", e)
+			}
+		}
+	}
+	if subs != 6 || host == 0 {
+		t.Fatalf("want 6 subtask and some host evidence, got %d and %d", subs, host)
+	}
+	if len(r.Slow()) != 1 || r.Breaker.Open {
+		t.Fatalf("exactly one slow node and a closed breaker, got %+v breaker %+v", r.Slow(), r.Breaker)
+	}
+	// Recovery: slow until ClearWindows clean windows.
+	delete(c.slow, tmOf(3, 0))
+	delete(c.slow, tmOf(3, 1))
+	delete(c.runq, node(3))
+	delete(c.steal, node(3))
+	for i := range DefaultPeerConfig().ClearWindows {
+		r = c.eval(p)
+		v, _ := verdict(r, node(3), "")
+		if i < DefaultPeerConfig().ClearWindows-1 && v.Status != StatusSlow {
+			t.Fatalf("cleared too early at clean window %d", i+1)
+		}
+	}
+	if _, ok := verdict(r, node(3), ""); ok {
+		t.Fatal("node still listed after clearing")
+	}
+}
+
+func TestPeerAppOnlyNeedsMoreWindows(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.eval(p)
+	c.slow[tmOf(5, 0)], c.slow[tmOf(5, 1)] = 1.8, 1.8
+	for i := 1; i <= DefaultPeerConfig().WeakWindows; i++ {
+		v, _ := verdict(c.eval(p), node(5), "")
+		if slow := v.Status == StatusSlow; slow != (i == DefaultPeerConfig().WeakWindows) {
+			t.Fatalf("window %d: status %s", i, v.Status)
+		}
+	}
+}
+
+func TestPeerSkewIsNotSlowness(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	f := NewFlinkSlowTask(1.5, 3)
+	// Node 2's subtasks of vertex A get twice the input: busier, same rate per busy second.
+	c.input[tmOf(2, 0)], c.input[tmOf(2, 1)] = 2, 2
+	for range 10 {
+		at := c.step()
+		v := c.m.View()
+		for _, d := range []Detector{p, f} {
+			if r := d.Evaluate(v, at); len(r.Slow()) != 0 {
+				t.Fatalf("%s flagged input skew as a slow node: %+v", d.Name(), r.Slow())
+			}
+		}
+		v.Release()
+	}
+}
+
+func TestPeerGCStormIsATaskManagerProblem(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.eval(p)
+	c.slow[tmOf(6, 1)] = 2.5
+	c.gc[tmOf(6, 1)] = 600
+	var r Round
+	for range 3 {
+		r = c.eval(p)
+	}
+	v, ok := verdict(r, node(6), tmOf(6, 1))
+	if !ok || v.Status != StatusSlow || v.Cause != CauseGC {
+		t.Fatalf("want the TaskManager slow with a GC cause, got %+v", r.Verdicts)
+	}
+	if nv, ok := verdict(r, node(6), ""); ok && nv.Status == StatusSlow {
+		t.Fatalf("the node must not be blamed for one JVM: %+v", nv)
+	}
+	found := false
+	for _, e := range v.Evidence {
+		if e.Kind == "taskmanager" && e.Signal == "gc_time_ms_per_s" && e.Value == 608 {
+			found = true
+		}
+		if e.Kind == "subtask" && e.TaskManager != tmOf(6, 1) {
+			t.Errorf("evidence from another TaskManager: %+v", e)
+		}
+	}
+	if !found {
+		t.Errorf("GC evidence missing: %+v", v.Evidence)
+	}
+}
+
+func TestPeerHostOnly(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	// Mild: steal a little over the floor, subtasks as fast as their peers: only a suspect.
+	c.steal[node(1)] = 0.08
+	// Severe: far over its peers for long enough, even with no subtask feeling it yet.
+	c.steal[node(2)] = 0.3
+	cfg := DefaultPeerConfig()
+	for i := 1; i <= cfg.HostOnlyWindows+2; i++ {
+		r := c.eval(p)
+		v1, _ := verdict(r, node(1), "")
+		if v1.Status != StatusSuspect || v1.Cause != CauseCPU {
+			t.Fatalf("window %d: a mild host anomaly is a CPU suspect, got %+v", i, v1)
+		}
+		v2, _ := verdict(r, node(2), "")
+		if want := i >= cfg.HostOnlyWindows; (v2.Status == StatusSlow) != want {
+			t.Fatalf("window %d: severe host-only anomaly slow=%v, want %v", i, v2.Status == StatusSlow, want)
+		}
+	}
+}
+
+func TestPeerFlickeringEvidenceAddsUp(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.eval(p)
+	slowOn := []bool{true, true, false, true, true}
+	var v Verdict
+	for _, on := range slowOn {
+		if on {
+			c.slow[tmOf(5, 0)], c.slow[tmOf(5, 1)] = 1.8, 1.8
+		} else {
+			clear(c.slow)
+		}
+		v, _ = verdict(c.eval(p), node(5), "")
+	}
+	if v.Status != StatusSlow {
+		t.Fatalf("4 of 5 windows of app evidence should make the node slow, got %+v", v.Status)
+	}
+}
+
+func TestBreakerOnVanishedAgents(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.eval(p)
+	for _, n := range []int{0, 1, 2} {
+		c.gone[node(n)] = true
+	}
+	var r Round
+	for range 4 {
+		r = c.eval(p)
+	}
+	if !r.Breaker.Open || !strings.Contains(r.Breaker.Reason, "vanished") || r.Breaker.VanishedNodes != 3 {
+		t.Fatalf("three of eight agents gone at once should open the breaker: %+v", r.Breaker)
+	}
+	if v, _ := verdict(r, node(0), ""); v.Status != StatusUnreachable {
+		t.Fatalf("a vanished node is unreachable, got %+v", v)
+	}
+	clear(c.gone)
+	hold := int(DefaultPeerConfig().BreakerHold/(5*time.Second)) + 1
+	for range hold {
+		r = c.eval(p)
+	}
+	if r.Breaker.Open {
+		t.Fatalf("breaker should close after the hold: %+v", r.Breaker)
+	}
+}
+
+func TestBreakerOnManyBadNodes(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.eval(p)
+	for _, n := range []int{1, 4, 7} {
+		c.slow[tmOf(n, 0)], c.slow[tmOf(n, 1)] = 2, 2
+	}
+	r := c.eval(p)
+	if !r.Breaker.Open || r.Breaker.BadNodes != 3 {
+		t.Fatalf("three of eight nodes bad at once should open the breaker: %+v", r.Breaker)
+	}
+}
+
+func TestBaselines(t *testing.T) {
+	c := newCluster()
+	f := NewFlinkSlowTask(1.5, 3)
+	h := NewHostThreshold(DefaultHostThresholds())
+	c.slow[tmOf(4, 0)] = 2
+	c.steal[node(2)] = 0.2
+	var fr, hr Round
+	for i := 1; i <= 3; i++ {
+		at := c.step()
+		v := c.m.View()
+		fr, hr = f.Evaluate(v, at), h.Evaluate(v, at)
+		v.Release()
+		if i == 2 {
+			if len(fr.Slow()) != 0 {
+				t.Fatal("flink-slow-task needs 3 windows")
+			}
+			if s := hr.Slow(); len(s) != 1 || s[0].Node != node(2) || s[0].Cause != CauseCPU {
+				t.Fatalf("host-threshold should flag the stealing node after 2 windows: %+v", s)
+			}
+		}
+	}
+	if s := fr.Slow(); len(s) != 1 || s[0].Node != node(4) || len(s[0].Evidence) != 3 {
+		t.Fatalf("flink-slow-task should mark node-4 through its 3 slow subtasks: %+v", s)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range Registry {
+		d := New(r.Name)
+		if d == nil || d.Name() != r.Name || seen[r.Name] {
+			t.Fatalf("registry row %q broken", r.Name)
+		}
+		seen[r.Name] = true
+	}
+	if New("nope") != nil {
+		t.Fatal("unknown detector built")
+	}
+}

@@ -1,0 +1,676 @@
+package detect
+
+import (
+	"math/bits"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tmwarden/tmwarden/coordinator/model"
+)
+
+// PeerConfig tunes tmwarden's peer-comparison detector.
+type PeerConfig struct {
+	// MinBusyMs: subtasks busier than this per second have a meaningful true processing rate.
+	MinBusyMs float64
+	// MinPeers is the fewest measurable subtasks of a vertex worth comparing.
+	MinPeers int
+	// Slowdown is how many times below its vertex's median TPR a subtask must be to straggle.
+	Slowdown float64
+	// BackpressureExcessMs: a subtask backpressured this much more than its vertex's median is
+	// blocked on its own output (a slow network path), not on a slow consumer.
+	BackpressureExcessMs float64
+	// GCExcessMs: a JVM spending this much more time per second in GC than the cluster's
+	// median TaskManager (and 4x the median) stalls its tasks noticeably.
+	GCExcessMs float64
+	// SingleSlowdown: one straggler this much slower than its peers is app impact on its own.
+	SingleSlowdown float64
+	// NodeShare is the share of a node's measurable subtasks that must straggle, and
+	// MinVertices the distinct vertices they must span, for the node (not the data) to be slow.
+	NodeShare   float64
+	MinVertices int
+	// StrongWindows (app evidence and host corroboration) or WeakWindows (either alone, with
+	// some app impact) consecutive windows make a node slow; ClearWindows clean ones clear it.
+	StrongWindows, WeakWindows, ClearWindows int
+	// WeakOf is the span of windows WeakWindows are counted in.
+	WeakOf int
+	// A host anomaly SevereHostScore floors above the peer median, held HostOnlyWindows, makes
+	// a node slow even when no subtask shows it (a dying disk under stateless tasks).
+	SevereHostScore float64
+	HostOnlyWindows int
+	// The circuit breaker opens when at least max(BreakerMinNodes, share × nodes) nodes look bad,
+	// regressed against their own baseline, or vanished at once; it stays open BreakerHold.
+	BreakerMinNodes     int
+	BreakerBadShare     float64
+	BreakerRegressShare float64
+	BreakerVanishShare  float64
+	BreakerHold         time.Duration
+	// ForgetAfter: a node silent this long no longer counts as vanished, it is gone.
+	ForgetAfter time.Duration
+	// MaxEvidence bounds the subtask evidence kept per verdict (the strongest first).
+	MaxEvidence int
+}
+
+// DefaultPeerConfig is tuned on the public scenarios in sim/scenarios.
+func DefaultPeerConfig() PeerConfig {
+	return PeerConfig{
+		MinBusyMs: 50, MinPeers: 3, Slowdown: 1.3, BackpressureExcessMs: 250, SingleSlowdown: 1.5, GCExcessMs: 200,
+		NodeShare: 0.4, MinVertices: 2,
+		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, SevereHostScore: 2, HostOnlyWindows: 6,
+		BreakerMinNodes: 3, BreakerBadShare: 0.15, BreakerRegressShare: 0.3, BreakerVanishShare: 0.1,
+		BreakerHold: 2 * time.Minute, ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
+	}
+}
+
+// hostSignal is one host signal compared across nodes. A node is anomalous on it when its value
+// exceeds the cluster median by Floor and is Ratio times the median: both, so that a quiet
+// cluster's tiny median does not turn noise into anomalies.
+type hostSignal struct {
+	name  string
+	cause Cause
+	get   func(*model.HostDigest) float64
+	floor float64
+	ratio float64
+}
+
+var hostSignals = []hostSignal{
+	{"runqueue_mean_us", CauseCPU, func(h *model.HostDigest) float64 { return h.RunqMeanUS }, 300, 4},
+	{"cpu_steal", CauseCPU, func(h *model.HostDigest) float64 { return h.Steal }, 0.05, 3},
+	{"other_cpu_cores", CauseCPU, func(h *model.HostDigest) float64 { return h.OtherCPUCores }, 1, 3},
+	{"psi_cpu_some", CauseCPU, func(h *model.HostDigest) float64 { return h.PSICPU }, 0.15, 3},
+	{"disk_await_ms", CauseDisk, func(h *model.HostDigest) float64 { return h.DiskAwaitMS }, 10, 5},
+	{"cpu_iowait", CauseDisk, func(h *model.HostDigest) float64 { return h.IOWait }, 0.05, 3},
+	{"psi_io_some", CauseDisk, func(h *model.HostDigest) float64 { return h.PSIIO }, 0.15, 3},
+	{"tcp_retransmits_per_s", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransPerSec }, 20, 5},
+	{"tcp_retransmit_ratio", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransRatio }, 0.005, 5},
+	{"major_faults_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.MajorFaultsPerS }, 300, 5},
+	{"swap_in_pages_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.SwapInPerS }, 50, 5},
+	{"psi_memory_some", CauseMemory, func(h *model.HostDigest) float64 { return h.PSIMemory }, 0.08, 4},
+}
+
+// Peer is tmwarden's detector (DESIGN.md, data flow step 4).
+type Peer struct {
+	cfg     PeerConfig
+	tracks  map[target]*track
+	runqEW  map[string]float64
+	breaker Breaker
+	calmAt  time.Time
+	// interval is the model's report interval, taken at each round.
+	interval time.Duration
+}
+
+type target struct{ node, tm string }
+
+type track struct {
+	// strong and host are runs of consecutive windows; weakHist has one bit per window, newest
+	// lowest, so a weak signal that flickers still adds up.
+	strong, host, clean int
+	weakHist            uint32
+	status              Status
+	since, firstStrike  time.Time
+	seen                time.Time
+	last                Verdict
+}
+
+// NewPeer returns tmwarden's detector.
+func NewPeer(cfg PeerConfig) *Peer {
+	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}}
+}
+
+// Name implements Detector.
+func (p *Peer) Name() string { return "tmwarden" }
+
+type tmEval struct {
+	id                   string
+	measured, stragglers int
+	gc, gcMedian         float64
+	gcOutlier            bool
+}
+
+type nodeEval struct {
+	name       string
+	at         time.Time
+	measured   int
+	stragglers []Evidence
+	blocked    []Evidence
+	vertices   []model.VertexKey
+	// blockedVertices are the vertices of blocked; they count only with network trouble.
+	blockedVertices []model.VertexKey
+	tms             []*tmEval
+	host            []Evidence
+	hostCause       Cause
+	hostScore       float64
+	hostValid       bool
+	hd              model.HostDigest
+}
+
+func (e *nodeEval) tm(id string) *tmEval {
+	for _, t := range e.tms {
+		if t.id == id {
+			return t
+		}
+	}
+	t := &tmEval{id: id}
+	e.tms = append(e.tms, t)
+	return t
+}
+
+func (e *nodeEval) addVertex(k model.VertexKey) {
+	if !slices.Contains(e.vertices, k) {
+		e.vertices = append(e.vertices, k)
+	}
+}
+
+// Evaluate implements Detector.
+func (p *Peer) Evaluate(v model.View, now time.Time) Round {
+	interval := v.Config().Interval
+	p.interval = interval
+	evals := make([]*nodeEval, v.NodeCount())
+	var order []*nodeEval
+	vanished, reporting, regressed := 0, 0, 0
+	for _, name := range v.NodeNames() {
+		n := v.Node(name)
+		s, ok := n.Latest()
+		since := now.Sub(n.LastSeen)
+		if !ok || since > time.Duration(v.Config().StaleAfter)*interval {
+			if since <= p.cfg.ForgetAfter {
+				vanished++
+			}
+			continue
+		}
+		if now.Sub(s.At) > 2*interval {
+			// Reachable but only late reports (an agent replaying its buffer): no current view.
+			continue
+		}
+		reporting++
+		e := &nodeEval{name: name, at: s.At, hostValid: s.Host.Valid, hd: s.Host}
+		for _, tm := range s.TaskManagers {
+			e.tm(tm.ResourceID).gc = tm.GCMsPerSec
+		}
+		evals[n.Index] = e
+		order = append(order, e)
+		if s.Host.Valid && s.Host.RunqMeanUS > 0 {
+			ew, seen := p.runqEW[name]
+			if !seen {
+				ew = s.Host.RunqMeanUS
+			}
+			if s.Host.RunqMeanUS > 4*ew+300 {
+				regressed++
+			}
+			p.runqEW[name] = ew + 0.02*(s.Host.RunqMeanUS-ew)
+		}
+	}
+
+	if len(p.runqEW) > len(v.NodeNames()) {
+		// Nodes were pruned from the model: forget their baselines and verdicts.
+		for name := range p.runqEW {
+			if v.Node(name) == nil {
+				delete(p.runqEW, name)
+			}
+		}
+		for k := range p.tracks {
+			if v.Node(k.node) == nil {
+				delete(p.tracks, k)
+			}
+		}
+	}
+	p.hostAnomalies(order)
+	p.gcOutliers(order)
+	p.stragglers(v, now, evals)
+
+	r := Round{At: now}
+	bad := 0
+	for _, e := range order {
+		appSlow, impact := p.appEvidence(e)
+		if appSlow || len(e.host) > 0 {
+			bad++
+		}
+		p.judge(e, appSlow, impact, &r)
+	}
+	// Targets not evaluated this round (no fresh report) keep their state but are listed as
+	// unreachable when the node is.
+	for _, name := range v.NodeNames() {
+		if evals[v.Node(name).Index] != nil {
+			continue
+		}
+		if !v.Reachable(name, now) {
+			if now.Sub(v.Node(name).LastSeen) <= p.cfg.ForgetAfter {
+				r.Verdicts = append(r.Verdicts, Verdict{Node: name, Status: StatusUnreachable, Cause: CauseUnknown, Since: v.Node(name).LastSeen})
+			}
+			continue
+		}
+		for t, tr := range p.tracks {
+			if t.node == name && tr.status != StatusHealthy {
+				r.Verdicts = append(r.Verdicts, tr.last)
+			}
+		}
+	}
+	sortVerdicts(r.Verdicts)
+	p.updateBreaker(now, bad, regressed, vanished, reporting)
+	r.Breaker = p.breaker
+	return r
+}
+
+func (p *Peer) hostAnomalies(order []*nodeEval) {
+	vals := make([]float64, 0, len(order))
+	scores := map[Cause]float64{}
+	for _, sig := range hostSignals {
+		vals = vals[:0]
+		for _, e := range order {
+			if e.hostValid {
+				vals = append(vals, sig.get(&e.hd))
+			}
+		}
+		if len(vals) < 3 {
+			continue
+		}
+		med := median(vals)
+		for _, e := range order {
+			if !e.hostValid {
+				continue
+			}
+			x := sig.get(&e.hd)
+			if x > med+sig.floor && x > sig.ratio*med {
+				e.host = append(e.host, Evidence{Kind: "host", Signal: sig.name, Value: x, PeerMedian: med, Since: e.at})
+			}
+		}
+	}
+	for _, e := range order {
+		e.host = selfLoadExplained(e.host)
+		if len(e.host) == 0 {
+			continue
+		}
+		clear(scores)
+		for _, ev := range e.host {
+			for _, sig := range hostSignals {
+				if sig.name == ev.Signal {
+					x := (ev.Value - ev.PeerMedian) / sig.floor
+					scores[sig.cause] += x
+					e.hostScore += x
+				}
+			}
+		}
+		best := CauseUnknown
+		for _, c := range []Cause{CauseCPU, CauseDisk, CauseNetwork, CauseMemory} {
+			if scores[c] > scores[best] {
+				best = c
+			}
+		}
+		e.hostCause = best
+	}
+}
+
+// selfLoadExplained drops run-queue and CPU-pressure anomalies that neither steal nor CPU used
+// outside the TaskManagers explain: a node busy with its own subtasks queues threads too, and
+// that is load, not a neighbour taking the machine.
+func selfLoadExplained(host []Evidence) []Evidence {
+	for _, ev := range host {
+		if ev.Signal == "cpu_steal" || ev.Signal == "other_cpu_cores" {
+			return host
+		}
+	}
+	return slices.DeleteFunc(host, func(ev Evidence) bool {
+		return ev.Signal == "runqueue_mean_us" || ev.Signal == "psi_cpu_some"
+	})
+}
+
+// gcOutliers compares every TaskManager's GC time with all TaskManagers in the cluster.
+func (p *Peer) gcOutliers(order []*nodeEval) {
+	var gcs []float64
+	for _, e := range order {
+		for _, t := range e.tms {
+			gcs = append(gcs, t.gc)
+		}
+	}
+	if len(gcs) < 3 {
+		return
+	}
+	med := median(gcs)
+	for _, e := range order {
+		for _, t := range e.tms {
+			t.gcMedian = med
+			t.gcOutlier = t.gc > med+p.cfg.GCExcessMs && t.gc > 4*med
+		}
+	}
+}
+
+// stragglers compares each subtask's true processing rate and backpressure with its vertex peers.
+func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
+	var tprs, bps []float64
+	since := v.FreshSince(now)
+	for _, vx := range v.Vertices() {
+		tprs, bps = tprs[:0], bps[:0]
+		for _, st := range vx.Subtasks {
+			if st.At.Before(since) || evals[st.NodeIndex] == nil {
+				continue
+			}
+			bps = append(bps, st.Metrics.BackpressuredMs)
+			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok {
+				tprs = append(tprs, t)
+			}
+		}
+		if len(tprs) < p.cfg.MinPeers {
+			continue
+		}
+		medTPR := median(tprs)
+		medBP := median(bps)
+		for _, st := range vx.Subtasks {
+			if st.At.Before(since) {
+				continue
+			}
+			e := evals[st.NodeIndex]
+			if e == nil {
+				continue
+			}
+			t, ok := st.Metrics.TPR(p.cfg.MinBusyMs)
+			blocked := st.Metrics.BackpressuredMs > medBP+p.cfg.BackpressureExcessMs
+			if !ok && !blocked {
+				continue
+			}
+			e.measured++
+			tm := e.tm(st.TaskManager)
+			tm.measured++
+			ev := Evidence{Kind: "subtask", JobID: vx.Key.JobID, JobName: vx.JobName, VertexID: vx.Key.VertexID,
+				VertexName: vx.Name, Subtask: st.Index, TaskManager: st.TaskManager, TPR: t, PeerMedianTPR: medTPR, Since: st.At}
+			switch {
+			case ok && t*p.cfg.Slowdown < medTPR:
+				ev.Slowdown = medTPR / t
+				e.stragglers = append(e.stragglers, ev)
+				tm.stragglers++
+				e.addVertex(vx.Key)
+			case blocked:
+				// Blocked on its own output while its peers are not: a slow network path, or
+				// only more load behind one hot receiver; appEvidence decides which.
+				ev.Signal, ev.Value, ev.PeerMedian = "backpressured_ms_per_s", st.Metrics.BackpressuredMs, medBP
+				e.blocked = append(e.blocked, ev)
+				if !slices.Contains(e.blockedVertices, vx.Key) {
+					e.blockedVertices = append(e.blockedVertices, vx.Key)
+				}
+			}
+		}
+	}
+}
+
+// appEvidence says whether the node's subtasks, across vertices, are slower than their peers
+// (appSlow), and whether any of them is (impact).
+func (p *Peer) appEvidence(e *nodeEval) (appSlow, impact bool) {
+	k := len(e.stragglers)
+	vertices := len(e.vertices)
+	if e.networkTrouble() {
+		k += len(e.blocked)
+		for _, vk := range e.blockedVertices {
+			if !slices.Contains(e.vertices, vk) {
+				vertices++
+			}
+		}
+	} else {
+		e.blocked = nil
+	}
+	// One mildly odd subtask is noise or its own data; impact means at least two, all there
+	// are, or one clearly slower than its peers.
+	impact = k >= 2 || (k > 0 && k == e.measured)
+	for _, ev := range e.stragglers {
+		impact = impact || ev.Slowdown >= p.cfg.SingleSlowdown
+	}
+	if e.measured == 0 {
+		return false, impact
+	}
+	share := float64(k) / float64(e.measured)
+	return share >= p.cfg.NodeShare && vertices >= p.cfg.MinVertices, impact
+}
+
+// networkTrouble says whether the node retransmits far more than its peers.
+func (e *nodeEval) networkTrouble() bool {
+	for _, ev := range e.host {
+		if strings.HasPrefix(ev.Signal, "tcp_") {
+			return true
+		}
+	}
+	return false
+}
+
+// tmProblem finds a single TaskManager whose subtasks straggle while the node's others do not,
+// or whose JVM spends far more time in GC than its peers with the host itself quiet.
+func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
+	if !gcExplainsHost(e.host) {
+		// Disk, network, memory or a neighbour's CPU: the node is the problem, even if the
+		// subtasks of one TaskManager happen to show it first.
+		return nil
+	}
+	var gcBad []*tmEval
+	for _, t := range e.tms {
+		if t.gcOutlier {
+			gcBad = append(gcBad, t)
+		}
+	}
+	if !impact {
+		// A JVM spending a large share of its time in GC stalls its tasks even when they are
+		// too idle for their rates to show it.
+		if len(gcBad) == 1 {
+			return gcBad[0]
+		}
+		return nil
+	}
+	var bad, good []*tmEval
+	for _, t := range e.tms {
+		if t.measured == 0 {
+			continue
+		}
+		share := float64(t.stragglers) / float64(t.measured)
+		switch {
+		case share >= 0.5:
+			bad = append(bad, t)
+		case share <= 0.2:
+			good = append(good, t)
+		}
+	}
+	if len(bad) == 1 && len(good) > 0 {
+		return bad[0]
+	}
+	// With one TaskManager on the node, only the JVM's own GC tells them apart: its GC threads
+	// load the CPUs, so CPU signals may rise with it, but steal or disk, memory and network
+	// trouble point at the node.
+	if len(bad) == 1 && len(good) == 0 && len(e.tms) == 1 && bad[0].gcOutlier {
+		return bad[0]
+	}
+	return nil
+}
+
+func gcExplainsHost(host []Evidence) bool {
+	for _, ev := range host {
+		switch ev.Signal {
+		case "runqueue_mean_us", "psi_cpu_some":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// outcome is what one window says about a target.
+type outcome struct {
+	// strong: app and host evidence agree; weak: either, with some app impact; host: a severe
+	// host anomaly on its own.
+	strong, weak, host bool
+}
+
+func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
+	nodeKey := target{node: e.name}
+	tmBad := p.tmProblem(e, impact)
+	if tmBad != nil {
+		// One JVM's trouble: judged as that TaskManager, and the node itself stays clean.
+		o := outcome{weak: true, strong: tmBad.gcOutlier && tmBad.stragglers > 0}
+		p.step(target{node: e.name, tm: tmBad.id}, e, o, r, tmBad)
+		p.step(nodeKey, e, outcome{}, r, nil)
+		return
+	}
+	o := outcome{
+		strong: (appSlow || impact) && len(e.host) > 0,
+		weak:   appSlow || (len(e.host) > 0 && impact),
+		host:   len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
+	}
+	p.step(nodeKey, e, o, r, nil)
+	for t, tr := range p.tracks {
+		if t.node == e.name && t.tm != "" && tr.status != StatusHealthy {
+			p.step(t, e, outcome{}, r, nil)
+		}
+	}
+}
+
+func (p *Peer) step(k target, e *nodeEval, o outcome, r *Round, tm *tmEval) {
+	any := o.strong || o.weak || o.host
+	tr := p.tracks[k]
+	if tr == nil {
+		if !any && (k.tm != "" || len(e.host) == 0) {
+			return
+		}
+		tr = &track{status: StatusHealthy}
+		p.tracks[k] = tr
+	}
+	if gap := e.at.Sub(tr.seen); !tr.seen.IsZero() && gap > time.Duration(p.cfg.ClearWindows)*p.interval {
+		// The target was out of sight (a partition, an agent restart): what made it slow
+		// before is stale, so it starts over from this window.
+		*tr = track{status: StatusHealthy}
+	}
+	if e.at.After(tr.seen) {
+		tr.seen = e.at
+		tr.weakHist <<= 1
+		if o.weak || o.strong {
+			tr.weakHist |= 1
+		}
+		if any {
+			if tr.strong == 0 && tr.host == 0 && tr.clean > 0 || tr.firstStrike.IsZero() {
+				tr.firstStrike = e.at
+			}
+			tr.clean = 0
+		} else {
+			tr.clean++
+			if tr.clean >= p.cfg.ClearWindows {
+				tr.firstStrike = time.Time{}
+			}
+		}
+		tr.strong = count(o.strong, tr.strong)
+		tr.host = count(o.host, tr.host)
+	}
+	weak := bits.OnesCount32(tr.weakHist & (1<<p.cfg.WeakOf - 1))
+	switch {
+	case tr.status == StatusSlow && tr.clean < p.cfg.ClearWindows:
+	case tr.strong >= p.cfg.StrongWindows || weak >= p.cfg.WeakWindows || tr.host >= p.cfg.HostOnlyWindows:
+		if tr.status != StatusSlow {
+			tr.since = tr.firstStrike
+		}
+		tr.status = StatusSlow
+	case any || len(e.host) > 0:
+		if tr.status != StatusSuspect {
+			tr.since = e.at
+		}
+		tr.status = StatusSuspect
+	default:
+		tr.status = StatusHealthy
+	}
+	if tr.status == StatusHealthy {
+		if tr.weakHist&(1<<p.cfg.WeakOf-1) == 0 {
+			delete(p.tracks, k)
+		}
+		return
+	}
+	vd := Verdict{Node: k.node, TaskManager: k.tm, Status: tr.status, Since: tr.since}
+	if tr.clean > 0 && tr.status == StatusSlow {
+		// Clearing: keep the evidence that made it slow.
+		vd = tr.last
+		vd.Status = tr.status
+	} else {
+		p.fillEvidence(&vd, e, tm)
+	}
+	tr.last = vd
+	r.Verdicts = append(r.Verdicts, vd)
+}
+
+func count(hit bool, run int) int {
+	if hit {
+		return run + 1
+	}
+	return 0
+}
+
+func (p *Peer) fillEvidence(vd *Verdict, e *nodeEval, tm *tmEval) {
+	subs := make([]Evidence, 0, len(e.stragglers)+len(e.blocked))
+	for _, ev := range e.stragglers {
+		if tm == nil || ev.TaskManager == tm.id {
+			subs = append(subs, ev)
+		}
+	}
+	for _, ev := range e.blocked {
+		if tm == nil || ev.TaskManager == tm.id {
+			subs = append(subs, ev)
+		}
+	}
+	slices.SortStableFunc(subs, func(a, b Evidence) int {
+		switch {
+		case a.Slowdown > b.Slowdown:
+			return -1
+		case a.Slowdown < b.Slowdown:
+			return 1
+		}
+		return 0
+	})
+	measured := e.measured
+	if tm != nil {
+		measured = tm.measured
+	}
+	if measured > 0 {
+		vd.Score = float64(len(subs)) / float64(measured)
+	}
+	if len(subs) > p.cfg.MaxEvidence {
+		subs = subs[:p.cfg.MaxEvidence]
+	}
+	vd.Evidence = append(vd.Evidence, subs...)
+	switch {
+	case tm != nil:
+		vd.Cause = CauseUnknown
+		if tm.gcOutlier {
+			vd.Cause = CauseGC
+			vd.Evidence = append(vd.Evidence, Evidence{Kind: "taskmanager", TaskManager: tm.id, Signal: "gc_time_ms_per_s", Value: tm.gc, PeerMedian: tm.gcMedian, Since: e.at})
+		}
+	case len(e.host) > 0:
+		vd.Cause = e.hostCause
+		vd.Evidence = append(vd.Evidence, e.host...)
+		vd.Score += min(1, e.hostScore/10)
+	case len(e.blocked) > len(e.stragglers):
+		vd.Cause = CauseNetwork
+	default:
+		vd.Cause = CauseUnknown
+	}
+}
+
+func (p *Peer) updateBreaker(now time.Time, bad, regressed, vanished, reporting int) {
+	known := reporting + vanished
+	limit := func(share float64, of int) int { return max(p.cfg.BreakerMinNodes, int(share*float64(of)+0.999)) }
+	reason := ""
+	switch {
+	case vanished >= limit(p.cfg.BreakerVanishShare, known):
+		reason = "many agents vanished at once"
+	case bad >= limit(p.cfg.BreakerBadShare, reporting):
+		reason = "many nodes look bad at once"
+	case regressed >= limit(p.cfg.BreakerRegressShare, reporting):
+		reason = "cluster-wide regression against the nodes' own baselines"
+	}
+	p.breaker.BadNodes, p.breaker.VanishedNodes, p.breaker.Reporting = bad, vanished, reporting
+	if reason != "" {
+		if !p.breaker.Open {
+			p.breaker.Since = now
+		}
+		p.breaker.Open, p.breaker.Reason = true, reason
+		p.calmAt = time.Time{}
+		return
+	}
+	if !p.breaker.Open {
+		return
+	}
+	if p.calmAt.IsZero() {
+		p.calmAt = now
+	}
+	if now.Sub(p.calmAt) >= p.cfg.BreakerHold {
+		p.breaker = Breaker{BadNodes: bad, VanishedNodes: vanished, Reporting: reporting}
+	}
+}

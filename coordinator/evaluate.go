@@ -1,0 +1,224 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tmwarden/tmwarden/coordinator/actuate"
+	"github.com/tmwarden/tmwarden/coordinator/decide"
+	"github.com/tmwarden/tmwarden/coordinator/decisions"
+	"github.com/tmwarden/tmwarden/coordinator/detect"
+	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/telemetry"
+)
+
+// DetectionConfig is the `detection:` section.
+type DetectionConfig struct {
+	// Interval between evaluation rounds. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Detector names the detector whose verdicts drive decisions (see coordinator/detect's
+	// table). Default tmwarden.
+	Detector string `yaml:"detector"`
+	// Window is how many reports per node the model keeps. Default 12.
+	Window int `yaml:"window"`
+	// ForgetAfter drops subtasks and nodes not reported for this long from the model. Default 10m.
+	ForgetAfter time.Duration `yaml:"forget_after"`
+}
+
+func defaultDetectionConfig() DetectionConfig {
+	return DetectionConfig{Interval: 5 * time.Second, Detector: "tmwarden", Window: 12, ForgetAfter: 10 * time.Minute}
+}
+
+// evaluator is the policy side of the coordinator: the cluster model fed by ingest, the
+// detector that reads it, and the decision manager that acts on its verdicts. Collection,
+// evaluation and execution stay separate steps with separate types.
+type evaluator struct {
+	model     *model.Model
+	detector  detect.Detector
+	decisions *decisions.Manager
+	tracer    trace.Tracer
+
+	detections metric.Int64Counter
+	decided    metric.Int64Counter
+	migrations metric.Int64Counter
+	duration   metric.Float64Histogram
+
+	mu   sync.Mutex
+	last detect.Round
+}
+
+// initMetrics creates the instruments the Grafana dashboards query (telemetry/names.go).
+func (e *evaluator) initMetrics(c *Coordinator) error {
+	m := c.tel.Meters.Meter("github.com/tmwarden/tmwarden/coordinator")
+	var errs [7]error
+	e.detections, errs[0] = m.Int64Counter(telemetry.MetricDetections, metric.WithUnit("{verdict}"),
+		metric.WithDescription("Nodes newly judged slow, by cause."))
+	e.decided, errs[1] = m.Int64Counter(telemetry.MetricDecisions, metric.WithUnit("{decision}"),
+		metric.WithDescription("Decisions taken, by action, mode and outcome."))
+	e.migrations, errs[2] = m.Int64Counter(telemetry.MetricMigrations, metric.WithUnit("{migration}"),
+		metric.WithDescription("Migrations decided, by outcome (dry-run, proposed, pending)."))
+	e.duration, errs[3] = m.Float64Histogram(telemetry.MetricEvaluationDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time one evaluation round (detection and decisions) took."))
+	_, errs[4] = m.Float64ObservableGauge(telemetry.MetricNodeScore, metric.WithDescription("A node's slowness score from peer comparison."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			for _, v := range c.LastRound().Verdicts {
+				if v.TaskManager == "" {
+					o.Observe(v.Score, metric.WithAttributes(attribute.String("k8s.node.name", v.Node), attribute.String("cause", string(v.Cause))))
+				}
+			}
+			return nil
+		}))
+	_, errs[5] = m.Int64ObservableGauge(telemetry.MetricNodeState, metric.WithDescription("1 for the decision state a node is in."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for _, n := range c.Nodes() {
+				o.Observe(1, metric.WithAttributes(attribute.String("k8s.node.name", n.Name), attribute.String("state", n.Health)))
+			}
+			return nil
+		}))
+	_, errs[6] = m.Int64ObservableGauge(telemetry.MetricCircuitBreakerOpen, metric.WithDescription("1 while the circuit breaker holds all migrations."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			open := int64(0)
+			if c.LastRound().Breaker.Open {
+				open = 1
+			}
+			o.Observe(open)
+			return nil
+		}))
+	return errors.Join(errs[:]...)
+}
+
+func (c *Coordinator) newEvaluator() error {
+	cfg := c.cfg.Detection
+	mcfg := model.DefaultConfig()
+	mcfg.Window, mcfg.Interval, mcfg.StaleAfter = cfg.Window, c.cfg.DefaultInterval, c.cfg.MissedIntervals
+	var det detect.Detector
+	for _, r := range detect.Registry {
+		if r.Name == cfg.Detector {
+			det = r.New()
+		}
+	}
+	if det == nil {
+		return fmt.Errorf("detection.detector %q: no such detector", cfg.Detector)
+	}
+	act, err := actuate.Build(c.cfg.Actuator, actuate.Deps{
+		Checkpointer: c.poller.checkpointer(), Commands: c, Results: actuate.EventLogResults{Store: c.st},
+		Log: c.log.With("component", "actuator"),
+	})
+	if err != nil {
+		return fmt.Errorf("actuator: %w", err)
+	}
+	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithLogger(c.log.With("component", "decisions")))
+	if err != nil {
+		return fmt.Errorf("decisions: %w", err)
+	}
+	c.eval = &evaluator{model: model.New(mcfg), detector: det, decisions: mgr,
+		tracer: c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator")}
+	return c.eval.initMetrics(c)
+}
+
+// Evaluate runs one round now: the detector over the model, then the decision policy over its
+// verdicts. The loop calls it every detection interval; the simulator calls it in simulated time.
+func (c *Coordinator) Evaluate() (detect.Round, []decisions.Decision, error) {
+	return c.evaluate(context.Background())
+}
+
+func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.Decision, error) {
+	start := time.Now()
+	ctx, span := c.eval.tracer.Start(ctx, "evaluation round")
+	defer span.End()
+	now := c.now()
+	v := c.eval.model.View()
+	round := c.eval.detector.Evaluate(v, now)
+	v.Release()
+	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Bool("tmwarden.breaker_open", round.Breaker.Open))
+	known := map[string]bool{}
+	for _, ns := range c.nodeStates() {
+		ns.mu.Lock()
+		known[ns.rec.Name] = ns.rec.Reachable
+		ns.mu.Unlock()
+	}
+	ds, err := c.eval.decisions.RoundFromDetect(now, round, known)
+	c.eval.mu.Lock()
+	prev := c.eval.last
+	c.eval.last = round
+	c.eval.mu.Unlock()
+	c.recordRound(ctx, prev, round, ds)
+	c.eval.duration.Record(ctx, time.Since(start).Seconds())
+	prevOpen := prev.Breaker.Open
+	if round.Breaker.Open != prevOpen {
+		typ, msg := "breaker_closed", "circuit breaker closed: migrations allowed again"
+		if round.Breaker.Open {
+			typ, msg = "breaker_open", "circuit breaker open, nothing will be migrated: "+round.Breaker.Reason
+		}
+		c.event("", typ, msg, map[string]string{"bad_nodes": fmt.Sprint(round.Breaker.BadNodes), "vanished_nodes": fmt.Sprint(round.Breaker.VanishedNodes)})
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return round, ds, fmt.Errorf("decision round: %w", err)
+	}
+	return round, ds, nil
+}
+
+// recordRound counts new detections and the round's decisions, each decision with its span.
+func (c *Coordinator) recordRound(ctx context.Context, prev, round detect.Round, ds []decisions.Decision) {
+	wasSlow := map[string]bool{}
+	for _, v := range prev.Slow() {
+		wasSlow[v.Node+"/"+v.TaskManager] = true
+	}
+	for _, v := range round.Slow() {
+		if !wasSlow[v.Node+"/"+v.TaskManager] {
+			c.eval.detections.Add(ctx, 1, metric.WithAttributes(attribute.String("cause", string(v.Cause))))
+		}
+	}
+	for _, d := range ds {
+		a := d.Action
+		_, span := c.eval.tracer.Start(ctx, "decision", trace.WithAttributes(attribute.String("tmwarden.decision.id", a.ID),
+			attribute.String("tmwarden.decision.kind", string(a.Kind)), attribute.String("k8s.node.name", a.Node),
+			attribute.String("tmwarden.decision.mode", string(a.Mode)), attribute.String("tmwarden.decision.status", d.Status)))
+		span.End()
+		c.eval.decided.Add(ctx, 1, metric.WithAttributes(attribute.String("action", string(a.Kind)),
+			attribute.String("mode", string(a.Mode)), attribute.String("outcome", d.Status)))
+		if a.Kind == decide.KindMigrate {
+			c.eval.migrations.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", d.Status)))
+		}
+	}
+}
+
+// LastRound is the latest detection round.
+func (c *Coordinator) LastRound() detect.Round {
+	c.eval.mu.Lock()
+	defer c.eval.mu.Unlock()
+	return c.eval.last
+}
+
+// Decisions is the decision manager (its executor runs inside Serve).
+func (c *Coordinator) Decisions() *decisions.Manager { return c.eval.decisions }
+
+func (c *Coordinator) evaluationLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Detection.Interval)
+	defer t.Stop()
+	lastPrune := c.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, err := c.evaluate(ctx); err != nil {
+			c.log.Error("evaluation round failed", "err", err)
+		}
+		if now := c.now(); now.Sub(lastPrune) > time.Minute {
+			c.eval.model.Prune(now.Add(-c.cfg.Detection.ForgetAfter))
+			lastPrune = now
+		}
+	}
+}

@@ -1,0 +1,544 @@
+// Package model is the coordinator's picture of the cluster: a bounded rolling window of report
+// digests per node, the subtask index job → vertex → subtask → TaskManager → node, and node
+// reachability. Detectors read it; only ingest (Observe) writes it, so policy code never touches
+// the wire format of the reports beyond what is digested here.
+package model
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+)
+
+// Config bounds the model.
+type Config struct {
+	// Window is how many report digests are kept per node.
+	Window int
+	// Interval is the expected report interval; reachability and freshness are measured in it.
+	Interval time.Duration
+	// StaleAfter is how many intervals without a report make a node unreachable.
+	StaleAfter int
+}
+
+// DefaultConfig is what the coordinator uses unless configured otherwise.
+func DefaultConfig() Config {
+	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3}
+}
+
+// HostDigest is the part of HostSignals and the eBPF histograms that detection compares across
+// nodes. Rates are per second, shares in [0, 1], latencies in microseconds or milliseconds as named.
+type HostDigest struct {
+	Valid         bool
+	NumCPUs       uint32
+	CPUBusy       float64
+	Steal         float64
+	IOWait        float64
+	RunqMeanUS    float64
+	RunqP99US     float64
+	BlockIOMeanUS float64
+	DiskAwaitMS   float64
+	DiskUtil      float64
+	RetransPerSec float64
+	// RetransRatio is retransmitted over sent segments: loss, independent of how busy the link is.
+	RetransRatio     float64
+	RetransEvents    uint64
+	PSICPU           float64
+	PSIMemory        float64
+	PSIIO            float64
+	MajorFaultsPerS  float64
+	SwapInPerS       float64
+	MemAvailableFrac float64
+	// TaskManagerCPUCores is the CPU the TaskManagers' cgroups used; OtherCPUCores is the rest of
+	// the node's busy CPU: what neighbours (or the system) took.
+	TaskManagerCPUCores float64
+	OtherCPUCores       float64
+}
+
+// TaskManagerDigest is one TaskManager JVM as seen in one report.
+type TaskManagerDigest struct {
+	ResourceID string
+	GCMsPerSec float64
+	HeapFrac   float64
+	Subtasks   int
+}
+
+// Sample is the digest of one report.
+type Sample struct {
+	At           time.Time
+	Seq          uint64
+	Interval     time.Duration
+	Host         HostDigest
+	TaskManagers []TaskManagerDigest
+}
+
+// VertexKey names a vertex of a job.
+type VertexKey struct {
+	JobID    string
+	VertexID string
+}
+
+// SubtaskMetrics are the per-subtask rates detection needs.
+type SubtaskMetrics struct {
+	BusyMs          float64
+	BackpressuredMs float64
+	IdleMs          float64
+	RecordsIn       float64
+	RecordsOut      float64
+	OutPoolUsage    float64
+	IsSource        bool
+	KafkaLag        float64
+}
+
+// TPR is DS2's true processing rate: records in per second of busy time. ok is false when the
+// subtask was too idle for the figure to mean anything.
+func (s SubtaskMetrics) TPR(minBusyMs float64) (float64, bool) {
+	if math.IsNaN(s.BusyMs) || math.IsNaN(s.RecordsIn) || s.BusyMs < minBusyMs || s.RecordsIn <= 0 {
+		return 0, false
+	}
+	return s.RecordsIn / (s.BusyMs / 1000), true
+}
+
+// Subtask is the index entry of one subtask: where it runs and its latest metrics.
+type Subtask struct {
+	Index   int
+	Attempt int
+	Node    string
+	// NodeIndex is Node's Index, for detectors that keep per-node tables in slices.
+	NodeIndex   int
+	TaskManager string
+	At          time.Time
+	Metrics     SubtaskMetrics
+	vertex      *Vertex
+}
+
+// Vertex is one operator chain of one job with its subtasks ordered by index.
+type Vertex struct {
+	Key      VertexKey
+	JobName  string
+	Name     string
+	Subtasks []*Subtask
+	byIndex  map[int]*Subtask
+}
+
+// Node is one node's window and reachability.
+type Node struct {
+	Name string
+	// Index is below NodeCount and stable until the next Prune renumbers the nodes.
+	Index     int
+	FirstSeen time.Time
+	LastSeen  time.Time
+	// LastReportAt is the collected_at of the newest report (late reports do not move it back).
+	LastReportAt time.Time
+	// InstanceStarts counts agent restarts observed as a sequence going back.
+	InstanceStarts int
+	RestartedAt    time.Time
+	lastSeq        uint64
+	window         []Sample
+	next           int
+	full           bool
+	// last caches the index entries of the previous report's subtasks, in report order: agents
+	// send the same subtasks every round, so most reports need no map lookups.
+	last []*Subtask
+}
+
+// Window returns the node's samples, oldest first.
+func (n *Node) Window() []Sample {
+	if !n.full {
+		return n.window[:n.next]
+	}
+	out := make([]Sample, 0, len(n.window))
+	out = append(out, n.window[n.next:]...)
+	return append(out, n.window[:n.next]...)
+}
+
+// Latest returns the newest sample, if any.
+func (n *Node) Latest() (Sample, bool) {
+	if n.next == 0 && !n.full {
+		return Sample{}, false
+	}
+	i := n.next - 1
+	if i < 0 {
+		i = len(n.window) - 1
+	}
+	return n.window[i], true
+}
+
+// Model is safe for concurrent use: ingest writes, evaluation rounds read under the same lock
+// through View.
+type Model struct {
+	mu       sync.RWMutex
+	cfg      Config
+	nodes    map[string]*Node
+	vertices map[VertexKey]*Vertex
+	// sorted caches are rebuilt only when the key sets change, so rounds iterate in a stable order.
+	nodeOrder   []string
+	vertexOrder []VertexKey
+	dirtyOrder  bool
+}
+
+// New returns an empty model.
+func New(cfg Config) *Model {
+	d := DefaultConfig()
+	if cfg.Window <= 0 {
+		cfg.Window = d.Window
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = d.Interval
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = d.StaleAfter
+	}
+	return &Model{cfg: cfg, nodes: map[string]*Node{}, vertices: map[VertexKey]*Vertex{}}
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Observe digests one report from node, received at `at`. Reports may arrive late (an agent
+// resending its buffer after an outage): they enter the window but never move the subtask index
+// back to older metrics.
+func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
+	if r == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.nodes[node]
+	if n == nil {
+		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at, window: make([]Sample, m.cfg.Window)}
+		m.nodes[node] = n
+		m.dirtyOrder = true
+	}
+	if at.After(n.LastSeen) {
+		n.LastSeen = at
+	}
+	collected := at
+	if ts := r.GetCollectedAt(); ts != nil {
+		collected = ts.AsTime()
+	}
+	if r.GetSequence() < n.lastSeq {
+		n.InstanceStarts++
+		n.RestartedAt = at
+	}
+	n.lastSeq = r.GetSequence()
+	interval := m.cfg.Interval
+	if r.GetIntervalSeconds() > 0 {
+		interval = time.Duration(r.GetIntervalSeconds() * float64(time.Second))
+	}
+	s := Sample{At: collected, Seq: r.GetSequence(), Interval: interval, Host: digestHost(r)}
+	fresh := !collected.Before(n.LastReportAt)
+	if fresh {
+		n.LastReportAt = collected
+	}
+	s.TaskManagers = make([]TaskManagerDigest, 0, len(r.GetTaskManagers()))
+	pos := 0
+	for _, tm := range r.GetTaskManagers() {
+		d := TaskManagerDigest{ResourceID: tm.GetResourceId(), Subtasks: len(tm.GetSubtasks())}
+		if j := tm.GetJvm(); j != nil {
+			d.GCMsPerSec = j.GetGcTimeMsPerSecond()
+			if j.GetHeapMaxBytes() > 0 {
+				d.HeapFrac = float64(j.GetHeapUsedBytes()) / float64(j.GetHeapMaxBytes())
+			}
+		}
+		s.TaskManagers = append(s.TaskManagers, d)
+		if fresh {
+			pos = m.indexSubtasks(n, tm, collected, pos)
+		}
+	}
+	n.window[n.next] = s
+	n.next++
+	if n.next == len(n.window) {
+		n.next = 0
+		n.full = true
+	}
+}
+
+func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time, pos int) int {
+	for _, st := range tm.GetSubtasks() {
+		idx := int(st.GetSubtaskIndex())
+		var e *Subtask
+		if pos < len(n.last) {
+			c := n.last[pos]
+			if c.Index == idx && c.vertex.Key.VertexID == st.GetVertexId() && c.vertex.Key.JobID == st.GetJobId() {
+				e = c
+			}
+		}
+		if e == nil {
+			e = m.lookup(st, idx)
+			if pos < len(n.last) {
+				n.last[pos] = e
+			} else {
+				n.last = append(n.last, e)
+			}
+		}
+		pos++
+		if at.Before(e.At) {
+			continue
+		}
+		e.Attempt = int(st.GetAttemptNumber())
+		e.Node = n.Name
+		e.NodeIndex = n.Index
+		e.TaskManager = tm.GetResourceId()
+		e.At = at
+		e.Metrics = SubtaskMetrics{
+			BusyMs:          st.GetBusyMsPerSecond(),
+			BackpressuredMs: st.GetBackpressuredMsPerSecond(),
+			IdleMs:          st.GetIdleMsPerSecond(),
+			RecordsIn:       st.GetRecordsInPerSecond(),
+			RecordsOut:      st.GetRecordsOutPerSecond(),
+			OutPoolUsage:    st.GetOutputPoolUsage(),
+			IsSource:        st.GetIsSource(),
+			KafkaLag:        st.GetKafkaLag(),
+		}
+	}
+	return pos
+}
+
+func (m *Model) lookup(st *tmwardenv1.SubtaskMetrics, idx int) *Subtask {
+	k := VertexKey{JobID: st.GetJobId(), VertexID: st.GetVertexId()}
+	v := m.vertices[k]
+	if v == nil {
+		v = &Vertex{Key: k, JobName: st.GetJobName(), Name: st.GetVertexName(), byIndex: map[int]*Subtask{}}
+		m.vertices[k] = v
+		m.dirtyOrder = true
+	}
+	e := v.byIndex[idx]
+	if e == nil {
+		e = &Subtask{Index: idx, vertex: v}
+		v.byIndex[idx] = e
+		i, _ := slices.BinarySearchFunc(v.Subtasks, idx, func(a *Subtask, t int) int { return a.Index - t })
+		v.Subtasks = slices.Insert(v.Subtasks, i, e)
+	}
+	return e
+}
+
+// Prune forgets what has not been reported since before: subtasks of cancelled or rescaled
+// jobs, vertices left without subtasks, and nodes that are gone. A long-running coordinator calls
+// it now and then so the model stays bounded by the live cluster.
+func (m *Model) Prune(before time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range m.vertices {
+		v.Subtasks = slices.DeleteFunc(v.Subtasks, func(st *Subtask) bool {
+			if st.At.Before(before) {
+				delete(v.byIndex, st.Index)
+				return true
+			}
+			return false
+		})
+		if len(v.Subtasks) == 0 {
+			delete(m.vertices, k)
+			m.dirtyOrder = true
+		}
+	}
+	for name, n := range m.nodes {
+		if n.LastSeen.Before(before) {
+			delete(m.nodes, name)
+			m.dirtyOrder = true
+			continue
+		}
+		// The cache may point at pruned entries; it is rebuilt from the next report.
+		n.last = n.last[:0]
+	}
+	if m.dirtyOrder {
+		// Node indexes must stay below NodeCount: renumber the survivors in name order.
+		names := make([]string, 0, len(m.nodes))
+		for name := range m.nodes {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for i, name := range names {
+			m.nodes[name].Index = i
+		}
+		for _, v := range m.vertices {
+			for _, st := range v.Subtasks {
+				if n := m.nodes[st.Node]; n != nil {
+					st.NodeIndex = n.Index
+				}
+			}
+		}
+	}
+}
+
+func digestHost(r *tmwardenv1.Report) HostDigest {
+	var d HostDigest
+	h := r.GetHost()
+	if h != nil && h.GetCpu() != nil {
+		c := h.GetCpu()
+		total := c.GetUser() + c.GetSystem() + c.GetIdle() + c.GetIowait() + c.GetSteal() + c.GetIrq() + c.GetSoftirq() + c.GetNice()
+		// An agent's first round after a start has no previous counters and sends zero shares.
+		d.Valid = total > 0.5
+		d.NumCPUs = h.GetNumCpus()
+		d.CPUBusy = c.GetUser() + c.GetSystem() + c.GetNice() + c.GetIrq() + c.GetSoftirq()
+		d.Steal = c.GetSteal()
+		d.IOWait = c.GetIowait()
+	}
+	if h != nil {
+		for _, dk := range h.GetDisks() {
+			d.DiskAwaitMS = max(d.DiskAwaitMS, dk.GetAwaitMs())
+			d.DiskUtil = max(d.DiskUtil, dk.GetUtilization())
+		}
+		d.RetransPerSec = h.GetTcp().GetRetransmitsPerSecond()
+		if out := h.GetTcp().GetOutSegmentsPerSecond(); out > 0 {
+			d.RetransRatio = d.RetransPerSec / out
+		}
+		if p := h.GetPressure(); p.GetAvailable() {
+			d.PSICPU = p.GetCpu().GetSomeShare()
+			d.PSIMemory = p.GetMemory().GetSomeShare()
+			d.PSIIO = p.GetIo().GetSomeShare()
+		}
+		if mem := h.GetMemory(); mem != nil {
+			d.MajorFaultsPerS = mem.GetMajorFaultsPerSecond()
+			d.SwapInPerS = mem.GetSwapInPagesPerSecond()
+			if mem.GetTotalBytes() > 0 {
+				d.MemAvailableFrac = float64(mem.GetAvailableBytes()) / float64(mem.GetTotalBytes())
+			}
+		}
+	}
+	var rqCount, ioCount uint64
+	var rqSum, ioSum float64
+	var rqBuckets []uint64
+	for _, hg := range r.GetHistograms() {
+		switch hg.GetKind() {
+		case tmwardenv1.LatencyHistogram_KIND_RUNQUEUE:
+			// The root cgroup (or a node-wide histogram) would double count the per-cgroup ones.
+			if hg.GetTarget() == "/" && len(r.GetHistograms()) > 1 {
+				continue
+			}
+			rqCount += hg.GetCount()
+			rqSum += hg.GetSumMicroseconds()
+			if len(rqBuckets) < len(hg.GetBuckets()) {
+				rqBuckets = append(rqBuckets, make([]uint64, len(hg.GetBuckets())-len(rqBuckets))...)
+			}
+			for i, b := range hg.GetBuckets() {
+				rqBuckets[i] += b
+			}
+		case tmwardenv1.LatencyHistogram_KIND_BLOCK_IO:
+			ioCount += hg.GetCount()
+			ioSum += hg.GetSumMicroseconds()
+		}
+	}
+	if rqCount > 0 {
+		d.RunqMeanUS = rqSum / float64(rqCount)
+		d.RunqP99US = quantileLog2(rqBuckets, rqCount, 0.99)
+	}
+	if ioCount > 0 {
+		d.BlockIOMeanUS = ioSum / float64(ioCount)
+	}
+	for _, rt := range r.GetRetransmits() {
+		d.RetransEvents += rt.GetRetransmits()
+	}
+	if d.Valid && len(r.GetCgroups()) > 0 {
+		tmCgroups := map[string]bool{}
+		for _, tm := range r.GetTaskManagers() {
+			if tm.GetCgroup() != "" {
+				tmCgroups[tm.GetCgroup()] = true
+			}
+		}
+		for _, cg := range r.GetCgroups() {
+			if tmCgroups[cg.GetPath()] {
+				d.TaskManagerCPUCores += cg.GetCpuUsageCores()
+			}
+		}
+		d.OtherCPUCores = max(0, d.CPUBusy*float64(d.NumCPUs)-d.TaskManagerCPUCores)
+	}
+	return d
+}
+
+// quantileLog2 reads a quantile off a log2 histogram, interpolating inside the bucket.
+func quantileLog2(b []uint64, count uint64, q float64) float64 {
+	target := q * float64(count)
+	var cum float64
+	for i, c := range b {
+		if c == 0 {
+			continue
+		}
+		if cum+float64(c) >= target {
+			lo := math.Ldexp(1, i)
+			frac := (target - cum) / float64(c)
+			return lo + frac*lo
+		}
+		cum += float64(c)
+	}
+	return math.Ldexp(1, len(b))
+}
+
+// View is a read-only look at the model for one evaluation round. It holds the read lock until
+// Release, so a round sees one consistent state.
+type View struct {
+	m *Model
+}
+
+// View locks the model for reading; call Release when the round is done.
+func (m *Model) View() View {
+	m.mu.Lock()
+	if m.dirtyOrder {
+		m.nodeOrder = m.nodeOrder[:0]
+		for k := range m.nodes {
+			m.nodeOrder = append(m.nodeOrder, k)
+		}
+		slices.Sort(m.nodeOrder)
+		m.vertexOrder = m.vertexOrder[:0]
+		for k := range m.vertices {
+			m.vertexOrder = append(m.vertexOrder, k)
+		}
+		slices.SortFunc(m.vertexOrder, func(a, b VertexKey) int {
+			if c := strings.Compare(a.JobID, b.JobID); c != 0 {
+				return c
+			}
+			return strings.Compare(a.VertexID, b.VertexID)
+		})
+		m.dirtyOrder = false
+	}
+	m.mu.Unlock()
+	m.mu.RLock()
+	return View{m: m}
+}
+
+// Release ends the round's read lock.
+func (v View) Release() { v.m.mu.RUnlock() }
+
+// Config returns the model configuration.
+func (v View) Config() Config { return v.m.cfg }
+
+// NodeNames returns every node ever seen, sorted.
+func (v View) NodeNames() []string { return v.m.nodeOrder }
+
+// Node returns one node, or nil.
+func (v View) Node(name string) *Node { return v.m.nodes[name] }
+
+// Vertices returns every vertex, sorted by job and vertex id.
+func (v View) Vertices() []*Vertex {
+	out := make([]*Vertex, 0, len(v.m.vertexOrder))
+	for _, k := range v.m.vertexOrder {
+		out = append(out, v.m.vertices[k])
+	}
+	return out
+}
+
+// NodeCount is the number of nodes ever seen; Node.Index is below it.
+func (v View) NodeCount() int { return len(v.m.nodes) }
+
+// Reachable reports whether the node sent a report within StaleAfter intervals of now.
+func (v View) Reachable(name string, now time.Time) bool {
+	n := v.m.nodes[name]
+	if n == nil {
+		return false
+	}
+	return now.Sub(n.LastSeen) <= time.Duration(v.m.cfg.StaleAfter)*v.m.cfg.Interval
+}
+
+// Fresh reports whether a subtask's metrics are recent enough to compare with its peers'.
+func (v View) Fresh(s *Subtask, now time.Time) bool {
+	return !s.At.Before(v.FreshSince(now))
+}
+
+// FreshSince is the oldest collection time Fresh accepts at now; loops over many subtasks
+// compare with it directly.
+func (v View) FreshSince(now time.Time) time.Time {
+	return now.Add(-2 * v.m.cfg.Interval)
+}

@@ -1,0 +1,153 @@
+package model
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func report(seq uint64, at time.Time, tm string, subtasks ...*tmwardenv1.SubtaskMetrics) *tmwardenv1.Report {
+	return &tmwardenv1.Report{
+		Sequence: seq, CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+		Host: &tmwardenv1.HostSignals{NumCpus: 8, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.6, Steal: 0.1}},
+		Histograms: []*tmwardenv1.LatencyHistogram{
+			{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/a", Count: 10, SumMicroseconds: 100, Buckets: []uint64{0, 0, 0, 10}},
+			{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/b", Count: 10, SumMicroseconds: 300, Buckets: []uint64{0, 0, 0, 0, 10}},
+		},
+		TaskManagers: []*tmwardenv1.TaskManager{{ResourceId: tm, Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 12}, Subtasks: subtasks}},
+	}
+}
+
+func sub(job, vertex string, idx int32, busy, in float64) *tmwardenv1.SubtaskMetrics {
+	return &tmwardenv1.SubtaskMetrics{JobId: job, JobName: job, VertexId: vertex, VertexName: vertex, SubtaskIndex: idx, BusyMsPerSecond: busy, RecordsInPerSecond: in}
+}
+
+func TestWindowIsBounded(t *testing.T) {
+	m := New(Config{Window: 3, Interval: 5 * time.Second})
+	for i := range 5 {
+		at := t0.Add(time.Duration(i) * 5 * time.Second)
+		m.Observe("n1", at, report(uint64(i+1), at, "tm1"))
+	}
+	v := m.View()
+	defer v.Release()
+	w := v.Node("n1").Window()
+	if len(w) != 3 || w[0].Seq != 3 || w[2].Seq != 5 {
+		t.Fatalf("window should hold the last 3 reports oldest first, got %d starting at seq %d", len(w), w[0].Seq)
+	}
+	s, _ := v.Node("n1").Latest()
+	if s.Seq != 5 || s.Host.NumCPUs != 8 || !s.Host.Valid || s.Host.Steal != 0.1 {
+		t.Fatalf("latest digest wrong: %+v", s)
+	}
+	if s.Host.RunqMeanUS != 20 {
+		t.Fatalf("run-queue mean over both cgroups should be 400us/20 = 20us, got %g", s.Host.RunqMeanUS)
+	}
+	if s.Host.RunqP99US < 16 || s.Host.RunqP99US > 32 {
+		t.Fatalf("p99 should fall in the [16,32) bucket, got %g", s.Host.RunqP99US)
+	}
+}
+
+func TestSubtaskIndex(t *testing.T) {
+	m := New(DefaultConfig())
+	m.Observe("n1", t0, report(1, t0, "tm1", sub("j", "v", 1, 500, 1000), sub("j", "w", 0, 100, 10)))
+	m.Observe("n2", t0, report(1, t0, "tm2", sub("j", "v", 0, 250, 1000)))
+	v := m.View()
+	vs := v.Vertices()
+	if len(vs) != 2 || vs[0].Key.VertexID != "v" || vs[1].Key.VertexID != "w" {
+		t.Fatalf("vertices not indexed in order: %+v", vs)
+	}
+	subs := vs[0].Subtasks
+	if len(subs) != 2 || subs[0].Index != 0 || subs[0].Node != "n2" || subs[1].Node != "n1" || subs[1].TaskManager != "tm1" {
+		t.Fatalf("subtasks not indexed by index with their node: %+v %+v", subs[0], subs[1])
+	}
+	if tpr, ok := subs[0].Metrics.TPR(50); !ok || tpr != 4000 {
+		t.Fatalf("TPR = records in / busy seconds = 1000/0.25, got %g %v", tpr, ok)
+	}
+	if _, ok := vs[1].Subtasks[0].Metrics.TPR(150); ok {
+		t.Fatal("a subtask busy 100ms/s is below a 150ms/s floor")
+	}
+	v.Release()
+
+	// The subtask moves to n3 (a failover); a late report from n1 must not move it back.
+	t1 := t0.Add(5 * time.Second)
+	m.Observe("n3", t1, report(1, t1, "tm3", sub("j", "v", 1, 500, 1000)))
+	m.Observe("n1", t1.Add(time.Second), report(2, t0.Add(-5*time.Second), "tm1", sub("j", "v", 1, 900, 1000)))
+	v = m.View()
+	defer v.Release()
+	st := v.Vertices()[0].Subtasks[1]
+	if st.Node != "n3" || st.Metrics.BusyMs != 500 {
+		t.Fatalf("late report moved the subtask back: %+v", st)
+	}
+	if !v.Fresh(st, t1.Add(5*time.Second)) || v.Fresh(st, t1.Add(time.Minute)) {
+		t.Fatal("freshness is two intervals")
+	}
+}
+
+func TestReachabilityAndRestarts(t *testing.T) {
+	m := New(Config{Interval: 5 * time.Second, StaleAfter: 3})
+	m.Observe("n1", t0, report(7, t0, "tm1"))
+	m.Observe("n1", t0.Add(5*time.Second), report(1, t0.Add(5*time.Second), "tm1"))
+	v := m.View()
+	defer v.Release()
+	n := v.Node("n1")
+	if n.InstanceStarts != 1 {
+		t.Fatalf("a sequence going back is an agent restart, got %d", n.InstanceStarts)
+	}
+	if !v.Reachable("n1", t0.Add(20*time.Second)) || v.Reachable("n1", t0.Add(21*time.Second)) {
+		t.Fatal("a node is reachable for StaleAfter intervals after its last report")
+	}
+	if v.Reachable("nope", t0) {
+		t.Fatal("unknown nodes are not reachable")
+	}
+	if got := v.NodeNames(); len(got) != 1 || got[0] != "n1" || v.NodeCount() != 1 {
+		t.Fatalf("node names: %v", got)
+	}
+}
+
+func TestFirstRoundAfterStartIsNotValid(t *testing.T) {
+	m := New(DefaultConfig())
+	r := report(1, t0, "tm1")
+	r.Host.Cpu = &tmwardenv1.CpuShares{}
+	m.Observe("n1", t0, r)
+	v := m.View()
+	defer v.Release()
+	s, _ := v.Node("n1").Latest()
+	if s.Host.Valid {
+		t.Fatal("a report with all-zero CPU shares carries no host rates")
+	}
+}
+
+func TestPrune(t *testing.T) {
+	m := New(DefaultConfig())
+	m.Observe("old", t0, report(1, t0, "tm0", sub("gone", "v", 0, 100, 100)))
+	t1 := t0.Add(time.Hour)
+	m.Observe("n1", t1, report(1, t1, "tm1", sub("j", "v", 0, 100, 100)))
+	m.Observe("n2", t1, report(1, t1, "tm2", sub("j", "v", 1, 100, 100)))
+	m.Prune(t1.Add(-time.Minute))
+	v := m.View()
+	if got := v.NodeNames(); len(got) != 2 || got[0] != "n1" || v.NodeCount() != 2 {
+		t.Fatalf("nodes after prune: %v", got)
+	}
+	vs := v.Vertices()
+	if len(vs) != 1 || vs[0].Key.JobID != "j" || len(vs[0].Subtasks) != 2 {
+		t.Fatalf("vertices after prune: %+v", vs)
+	}
+	for _, st := range vs[0].Subtasks {
+		if n := v.Node(st.Node); n == nil || n.Index != st.NodeIndex || st.NodeIndex >= v.NodeCount() {
+			t.Fatalf("node index of %+v not renumbered", st)
+		}
+	}
+	v.Release()
+	// Reports keep flowing after a prune.
+	t2 := t1.Add(5 * time.Second)
+	m.Observe("n1", t2, report(2, t2, "tm1", sub("j", "v", 0, 200, 100)))
+	v = m.View()
+	defer v.Release()
+	if st := v.Vertices()[0].Subtasks[0]; st.Metrics.BusyMs != 200 || st.Node != "n1" {
+		t.Fatalf("subtask not updated after prune: %+v", st)
+	}
+}

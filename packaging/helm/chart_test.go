@@ -1,0 +1,192 @@
+// Package helm holds the tmwarden Helm chart; its test renders the chart with the pinned helm
+// and checks what the lint cannot: that the binaries accept the generated configuration and
+// that the agent keeps its least-privilege shape.
+package helm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tmwarden/tmwarden/agent"
+	"github.com/tmwarden/tmwarden/configfile"
+	"github.com/tmwarden/tmwarden/coordinator"
+)
+
+func render(t *testing.T, args ...string) []map[string]any {
+	t.Helper()
+	helm, err := filepath.Abs("../../.tools/helm")
+	if err == nil {
+		_, err = os.Stat(helm)
+	}
+	if err != nil {
+		if helm, err = exec.LookPath("helm"); err != nil {
+			t.Skip("helm is not installed: `make lint-helm` installs the pinned version into .tools")
+		}
+	}
+	cmd := exec.Command(helm, append([]string{"template", "t", "tmwarden", "--namespace", "tmwarden", "--kube-version", "1.33.0"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr.String())
+	}
+	var docs []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("rendered YAML: %v", err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+func find(t *testing.T, docs []map[string]any, kind, name string) map[string]any {
+	t.Helper()
+	for _, d := range docs {
+		if d["kind"] == kind && get(d, "metadata", "name") == name {
+			return d
+		}
+	}
+	t.Fatalf("no %s %s rendered", kind, name)
+	return nil
+}
+
+// get walks nested maps and lists (list indices as ints).
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func TestRenderedConfigsLoad(t *testing.T) {
+	docs := render(t)
+	acfg := agent.DefaultConfig()
+	body := get(find(t, docs, "ConfigMap", "t-tmwarden-agent"), "data", "agent.yaml").(string)
+	if err := configfile.Decode(strings.NewReader(body), "agent.yaml", &acfg); err != nil {
+		t.Fatalf("the agent rejects the chart's configuration: %v\n%s", err, body)
+	}
+	if acfg.Coordinator != "t-tmwarden-coordinator:9710" || acfg.Collectors.Paths.ProcFS != "/host/proc" {
+		t.Errorf("agent config: coordinator %q, procfs %q", acfg.Coordinator, acfg.Collectors.Paths.ProcFS)
+	}
+	ccfg := coordinator.DefaultConfig()
+	body = get(find(t, docs, "ConfigMap", "t-tmwarden-coordinator"), "data", "coordinator.yaml").(string)
+	if err := configfile.Decode(strings.NewReader(body), "coordinator.yaml", &ccfg); err != nil {
+		t.Fatalf("the coordinator rejects the chart's configuration: %v\n%s", err, body)
+	}
+	if err := ccfg.Validate(); err != nil {
+		t.Errorf("coordinator config invalid: %v", err)
+	}
+}
+
+func TestAgentLeastPrivilege(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		caps []string
+	}{
+		{nil, []string{"BPF", "PERFMON"}},
+		{[]string{"--set", "agent.sysResource=true"}, []string{"BPF", "PERFMON", "SYS_RESOURCE"}},
+	} {
+		ds := find(t, render(t, tc.args...), "DaemonSet", "t-tmwarden-agent")
+		pod := get(ds, "spec", "template", "spec")
+		sc := get(pod, "containers", 0, "securityContext")
+		if d := get(sc, "capabilities", "drop"); !slices.Equal(toStrings(d), []string{"ALL"}) {
+			t.Errorf("%v: capabilities.drop = %v, want [ALL]", tc.args, d)
+		}
+		if a := toStrings(get(sc, "capabilities", "add")); !slices.Equal(a, tc.caps) {
+			t.Errorf("%v: capabilities.add = %v, want %v", tc.args, a, tc.caps)
+		}
+		if get(sc, "readOnlyRootFilesystem") != true || get(sc, "privileged") != false || get(sc, "allowPrivilegeEscalation") != false {
+			t.Errorf("%v: securityContext %v", tc.args, sc)
+		}
+		if get(pod, "hostNetwork") == true || get(pod, "automountServiceAccountToken") != false {
+			t.Errorf("agent pod: hostNetwork %v, automountServiceAccountToken %v", get(pod, "hostNetwork"), get(pod, "automountServiceAccountToken"))
+		}
+		mounts := map[string]map[string]any{}
+		for _, m := range get(pod, "containers", 0, "volumeMounts").([]any) {
+			mm := m.(map[string]any)
+			mounts[mm["mountPath"].(string)] = mm
+		}
+		for _, p := range []string{"/host/proc", "/host/sys", "/etc/tmwarden"} {
+			if mounts[p] == nil || mounts[p]["readOnly"] != true {
+				t.Errorf("%s is not mounted read-only: %v", p, mounts[p])
+			}
+		}
+		if mounts["/var/lib/tmwarden/cache"] == nil {
+			t.Error("no cache mount")
+		}
+		if tol := get(pod, "tolerations", 0, "operator"); tol != "Exists" {
+			t.Errorf("agent tolerations: %v", get(pod, "tolerations"))
+		}
+	}
+}
+
+func TestCoordinatorRBACIsMinimal(t *testing.T) {
+	docs := render(t)
+	cr := find(t, docs, "ClusterRole", "t-tmwarden-coordinator")
+	got := map[string][]string{}
+	for _, r := range get(cr, "rules").([]any) {
+		for _, res := range toStrings(get(r, "resources")) {
+			got[res] = toStrings(get(r, "verbs"))
+		}
+	}
+	want := map[string][]string{
+		"nodes": {"get", "list", "watch", "patch", "update"}, "nodes/status": {"get", "patch", "update"},
+		"pods": {"get", "list", "watch"}, "pods/eviction": {"create"},
+	}
+	for res, verbs := range want {
+		if !slices.Equal(got[res], verbs) {
+			t.Errorf("ClusterRole %s verbs = %v, want %v", res, got[res], verbs)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("ClusterRole grants more resources than the actuators need: %v", got)
+	}
+	role := find(t, docs, "Role", "t-tmwarden-coordinator-leader")
+	if r := toStrings(get(role, "rules", 0, "resources")); !slices.Equal(r, []string{"leases"}) {
+		t.Errorf("leader Role resources = %v", r)
+	}
+	find(t, docs, "PodDisruptionBudget", "t-tmwarden-coordinator")
+	dep := find(t, docs, "Deployment", "t-tmwarden-coordinator")
+	if get(dep, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true {
+		t.Error("coordinator does not run as non-root")
+	}
+}
+
+func toStrings(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}

@@ -20,11 +20,12 @@ build: ## build the three binaries into ./bin
 demo: build ## run coordinator, a real agent and a simulated cluster in one process
 	$(BIN)/tmwardenctl demo $(DEMO_ARGS)
 
-test: test-deps fmt-check vet ## gofmt, go vet and every test with the race detector
+test: test-deps fmt-check vet ## gofmt, go vet, every test with the race detector, packaging checks
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory lint-packaging
 
 test-deps: ## install what the tests need (idempotent)
-	@bash hack/test-deps.sh
+	@HELM_VERSION=$(HELM_VERSION) KUBECONFORM_VERSION=$(KUBECONFORM_VERSION) TOOLS=$(TOOLS) bash hack/test-deps.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

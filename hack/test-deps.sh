@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh machine. Idempotent: it only acts on what is missing.
+#   - Go modules;
+#   - Debian's chromium (the status page is tested in headless Chromium) and systemd-analyze;
+#   - helm and kubeconform at pinned versions (packaging checks), via hack/packaging-deps.sh;
+#   - the S3 test tools (pinned `go install`s), via hack/s3-test-deps.sh when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go mod download
+bash hack/packaging-deps.sh chromium systemd helm kubeconform
+if [ -f hack/s3-test-deps.sh ]; then
+	bash hack/s3-test-deps.sh
+fi

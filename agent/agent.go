@@ -23,6 +23,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/collector"
+	"github.com/tmwarden/tmwarden/localstate"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -67,6 +68,8 @@ type Agent struct {
 	ownTel     bool
 	instanceID string
 	commands   CommandHandler
+
+	gateway *localstate.Gateway // nil when the state cache is off
 
 	custom     []NamedCollector
 	useCustom  bool
@@ -118,8 +121,19 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err := a.initMetrics(); err != nil {
 		return nil, err
 	}
+	if cfg.StateCache.Enabled {
+		gw, err := localstate.New(cfg.StateCache, a.log.With("component", "state-cache"))
+		if err != nil {
+			return nil, fmt.Errorf("state cache: %w", err)
+		}
+		a.gateway = gw
+	}
 	if a.commands == nil {
-		a.commands = NewDrainHandler(cfg.Drain, a.log.With("component", "drain"))
+		r := commandRouter{drain: NewDrainHandler(cfg.Drain, a.log.With("component", "drain"))}
+		if a.gateway != nil {
+			r.prefetch = a.gateway.PrefetchHandler()
+		}
+		a.commands = r
 	}
 	if a.useCustom {
 		for _, nc := range a.custom {
@@ -222,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		g.Go(func() error { return serveUntil(ctx, srv) })
 	}
+	if a.gateway != nil {
+		g.Go(func() error { return a.gateway.Run(ctx) })
+	}
 	g.Go(func() error { a.collectLoop(ctx); return nil })
 	g.Go(func() error { a.streamLoop(ctx); return nil })
 	err := g.Wait()
@@ -278,6 +295,9 @@ func (a *Agent) collectOnce(ctx context.Context) {
 		a.m.collectSuccess.Record(ctx, ok, attrs)
 	}
 	r.Collectors = a.collectorStatuses()
+	if a.gateway != nil {
+		r.Cache = a.gateway.Inventory()
+	}
 	_, r.DroppedReports = a.buf.stats()
 	a.buf.push(r)
 	a.m.collected.Add(ctx, 1)

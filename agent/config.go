@@ -9,6 +9,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/collector"
+	"github.com/tmwarden/tmwarden/localstate"
 	"github.com/tmwarden/tmwarden/mtls"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -42,6 +43,10 @@ type Config struct {
 	// Telemetry exports the agent's own metrics and traces over OTLP (see telemetry.Config);
 	// /metrics on http_addr is always on. Default: no OTLP.
 	Telemetry telemetry.Config `yaml:"telemetry"`
+	// StateCache is the node-local checkpoint-state cache: the S3 gateway Flink's checkpoint
+	// storage points at, with write-through, lazy load and prefetch (see localstate.Config).
+	// Default off.
+	StateCache localstate.Config `yaml:"state_cache"`
 	// Collectors configures the collectors (see collector.Config).
 	Collectors collector.Config `yaml:"collectors"`
 	// Drain is the command run when the coordinator asks this node to drain (see DrainConfig).

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tmwarden/tmwarden/localstate"
 )
 
 // listenHTTP binds addr now, so that a taken port fails the start instead of a goroutine later.
@@ -42,6 +44,9 @@ func (a *Agent) listenHTTP(addr string) (*httpServer, error) {
 			"sessions": st.Sessions, "pending_reports": st.Pending, "dropped_reports": st.Dropped, "last_sequence": st.LastSequence,
 			"last_acked": st.LastAcked, "collectors": cols, "last_report": last})
 	})
+	if a.gateway != nil {
+		mux.Handle(localstate.AdminPrefix, a.gateway.AdminHandler())
+	}
 	a.log.Info("agent http listening", "addr", ln.Addr().String())
 	return &httpServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
 }

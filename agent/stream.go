@@ -163,7 +163,7 @@ func (a *Agent) receive(ctx context.Context, stream grpc.BidiStreamingClient[tmw
 // runCommand acknowledges a command, runs it and reports how it ended.
 func (a *Agent) runCommand(ctx context.Context, cmd *tmwardenv1.Command, send func(*tmwardenv1.AgentMessage) error) {
 	log := a.log.With("command", cmd.Id, "reason", cmd.Reason)
-	if a.commands == nil {
+	if a.commands == nil { // only when a caller passed a nil handler explicitly
 		log.Warn("refusing command: this agent has no command handler configured")
 		_ = send(&tmwardenv1.AgentMessage{Msg: &tmwardenv1.AgentMessage_CommandAck{CommandAck: &tmwardenv1.CommandAck{
 			CommandId: cmd.Id, Error: "this agent has no command handler configured"}}})
@@ -193,7 +193,19 @@ func (a *Agent) hello() *tmwardenv1.Hello {
 		NodeName: a.cfg.NodeName, AgentVersion: Version, ProtocolVersion: uint32(tmwardenv1.ProtocolVersion_PROTOCOL_VERSION_1),
 		InstanceId: a.instanceID, Hostname: host, BootId: bootID(a.cfg.Collectors.Paths.ProcFS), Capabilities: capabilities,
 		Collectors: statuses, Labels: a.cfg.Labels, ReportIntervalSeconds: a.cfg.Interval.Seconds(),
+		GatewayEndpoint: a.gatewayEndpoint(),
 	}
+}
+
+// gatewayEndpoint is where peers fetch this node's cached state ("" when the cache is off).
+func (a *Agent) gatewayEndpoint() string {
+	if a.gateway == nil {
+		return ""
+	}
+	if addr := a.gateway.Addr(); addr != "" {
+		return addr
+	}
+	return a.cfg.StateCache.Listen
 }
 
 func bootID(procfs string) string {

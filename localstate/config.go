@@ -1,0 +1,166 @@
+// Package localstate is the agent's node-local cache of Flink checkpoint state: an S3-compatible
+// gateway (versitygw's S3 front end) that writes through to the real object store and serves
+// reads from local disk, lazily loading misses, plus prefetch, peer transfer and a janitor for
+// Flink's local-recovery and working directories.
+//
+// Flink's checkpoint storage points at the gateway (s3.endpoint, path-style); see docs/flink-s3.md.
+package localstate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the agent's `state_cache` section. Zero values take the defaults of DefaultConfig.
+type Config struct {
+	// Enabled turns the gateway on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is the S3 endpoint address Flink points s3.endpoint at. Default 127.0.0.1:9713.
+	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile enable TLS on Listen when both are set. Default: plain HTTP.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// Region is the SigV4 region clients sign for. Default us-east-1.
+	Region string `yaml:"region"`
+	// AccessKey and SecretKey are what Flink (s3.access-key/s3.secret-key) signs with. Required when enabled.
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// Dir holds cached objects (Dir/objects) and the pebble index (Dir/index). Default /var/lib/tmwarden/state-cache.
+	Dir string `yaml:"dir"`
+	// CapacityBytes is the cache quota; least recently used objects are evicted above it. Default 10 GiB.
+	CapacityBytes int64 `yaml:"capacity_bytes"`
+	// Upstream is the real object store the gateway writes through to.
+	Upstream UpstreamConfig `yaml:"upstream"`
+	// Peer is the credential agents use between themselves for peer transfer.
+	Peer PeerConfig `yaml:"peer"`
+	// FetchChunkBytes is the size of one ranged GET when loading a miss. Default 8 MiB.
+	FetchChunkBytes int64 `yaml:"fetch_chunk_bytes"`
+	// MaxConcurrentFetches caps upstream/peer GETs in flight for cache fills; on-demand reads
+	// are served before prefetches. Default 8.
+	MaxConcurrentFetches int `yaml:"max_concurrent_fetches"`
+	// PassthroughDistanceBytes: a ranged read this far beyond what a running fill has loaded is
+	// sent to the upstream directly instead of waiting. Default 32 MiB.
+	PassthroughDistanceBytes int64 `yaml:"passthrough_distance_bytes"`
+	// Janitor cleans Flink's local-recovery and working directories.
+	Janitor JanitorConfig `yaml:"janitor"`
+}
+
+// UpstreamConfig addresses the real object store.
+type UpstreamConfig struct {
+	// Endpoint is the object store URL, e.g. https://s3.eu-west-1.amazonaws.com or http://minio:9000. Required.
+	Endpoint string `yaml:"endpoint"`
+	// Region of the upstream. Default us-east-1.
+	Region string `yaml:"region"`
+	// AccessKey and SecretKey are the agent's own upstream credential. Required.
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// PathStyle addresses buckets as path segments. Default true.
+	PathStyle *bool `yaml:"path_style"`
+	// InsecureSkipVerify disables TLS verification towards the upstream. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Timeout bounds one upstream request (not a whole body transfer). Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// PeerConfig is the shared credential agents sign peer-transfer requests with (SigV4 against the
+// peer's gateway). Default: the gateway's own AccessKey/SecretKey.
+type PeerConfig struct {
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// TLS makes peer requests use https. Default false.
+	TLS bool `yaml:"tls"`
+}
+
+// JanitorConfig cleans Flink's task-local recovery and TaskManager working directories.
+type JanitorConfig struct {
+	// Enabled runs the janitor loop. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Dirs are local-recovery roots (execution.checkpointing.local-backup.dirs) and working-dir
+	// parents (process.taskmanager.working-dir). Default none.
+	Dirs []string `yaml:"dirs"`
+	// Interval between janitor rounds. Default 5m.
+	Interval time.Duration `yaml:"interval"`
+	// GracePeriod: a job's or allocation's directory is removed only after it has been unknown for this long
+	// and untouched for as long. Default 1h.
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// BudgetBytes caps the total size of Dirs; above it the oldest directories of unknown jobs go first. 0 = no budget. Default 0.
+	BudgetBytes int64 `yaml:"budget_bytes"`
+	// DryRun only reports what would be removed. Default true (dry-run first).
+	DryRun *bool `yaml:"dry_run"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	c := Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9713"
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Dir == "" {
+		c.Dir = "/var/lib/tmwarden/state-cache"
+	}
+	if c.CapacityBytes == 0 {
+		c.CapacityBytes = 10 << 30
+	}
+	if c.Upstream.Region == "" {
+		c.Upstream.Region = "us-east-1"
+	}
+	if c.Upstream.PathStyle == nil {
+		t := true
+		c.Upstream.PathStyle = &t
+	}
+	if c.Upstream.Timeout == 0 {
+		c.Upstream.Timeout = 30 * time.Second
+	}
+	if c.Peer.AccessKey == "" {
+		c.Peer.AccessKey, c.Peer.SecretKey = c.AccessKey, c.SecretKey
+	}
+	if c.FetchChunkBytes == 0 {
+		c.FetchChunkBytes = 8 << 20
+	}
+	if c.MaxConcurrentFetches == 0 {
+		c.MaxConcurrentFetches = 8
+	}
+	if c.PassthroughDistanceBytes == 0 {
+		c.PassthroughDistanceBytes = 32 << 20
+	}
+	if c.Janitor.Interval == 0 {
+		c.Janitor.Interval = 5 * time.Minute
+	}
+	if c.Janitor.GracePeriod == 0 {
+		c.Janitor.GracePeriod = time.Hour
+	}
+	if c.Janitor.DryRun == nil {
+		t := true
+		c.Janitor.DryRun = &t
+	}
+}
+
+// Validate reports the first problem in an enabled configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.AccessKey == "" || c.SecretKey == "" {
+		errs = append(errs, errors.New("state_cache: access_key and secret_key are required"))
+	}
+	if c.Upstream.Endpoint == "" {
+		errs = append(errs, errors.New("state_cache.upstream.endpoint is required"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("state_cache: tls_cert_file and tls_key_file go together"))
+	}
+	if c.CapacityBytes < 0 {
+		errs = append(errs, fmt.Errorf("state_cache.capacity_bytes %d is negative", c.CapacityBytes))
+	}
+	if c.FetchChunkBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("state_cache.fetch_chunk_bytes %d is below 64 KiB", c.FetchChunkBytes))
+	}
+	return errors.Join(errs...)
+}

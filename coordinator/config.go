@@ -8,6 +8,7 @@ import (
 
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
+	"github.com/tmwarden/tmwarden/coordinator/leader"
 	"github.com/tmwarden/tmwarden/mtls"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -53,6 +54,9 @@ type Config struct {
 	Actuator actuate.Config `yaml:"actuator"`
 	// Flink lists the JobManagers to poll for the topology (see FlinkConfig).
 	Flink FlinkConfig `yaml:"flink"`
+	// Leader elects the one acting replica on a Kubernetes Lease (see leader.Config). Default:
+	// on when lease_name or TMWARDEN_LEASE_NAME is set, otherwise this coordinator always acts.
+	Leader leader.Config `yaml:"leader"`
 }
 
 // DefaultConfig returns the documented defaults.

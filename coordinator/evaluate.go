@@ -207,6 +207,7 @@ func (c *Coordinator) evaluationLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.Detection.Interval)
 	defer t.Stop()
 	lastPrune := c.now()
+	warmer := newStateWarmer(c)
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,6 +217,7 @@ func (c *Coordinator) evaluationLoop(ctx context.Context) {
 		if _, _, err := c.evaluate(ctx); err != nil {
 			c.log.Error("evaluation round failed", "err", err)
 		}
+		warmer.round(ctx)
 		if now := c.now(); now.Sub(lastPrune) > time.Minute {
 			c.eval.model.Prune(now.Add(-c.cfg.Detection.ForgetAfter))
 			lastPrune = now

@@ -138,3 +138,27 @@ func (p *jobManagerPoller) checkpointer() actuate.Checkpointer {
 	}
 	return p.clients[0]
 }
+
+// latestCheckpoint returns the external path and id of a job's latest completed checkpoint,
+// asking the JobManager that runs the job ("" when there is none yet).
+func (p *jobManagerPoller) latestCheckpoint(ctx context.Context, jobID string) (string, int64, error) {
+	for i, cp := range p.lastGood {
+		if cp == nil {
+			continue
+		}
+		for _, j := range cp.Jobs {
+			if j.Job == nil || j.Job.ID != jobID {
+				continue
+			}
+			st, err := p.clients[i].Checkpoints(ctx, jobID)
+			if err != nil {
+				return "", 0, fmt.Errorf("checkpoints of job %s: %w", jobID, err)
+			}
+			if c := st.Latest.Completed; c != nil {
+				return c.ExternalPath, c.ID, nil
+			}
+			return "", 0, nil
+		}
+	}
+	return "", 0, nil
+}

@@ -186,6 +186,7 @@ func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
 	}
 	ns.rec.AgentVersion, ns.rec.InstanceID, ns.rec.Hostname, ns.rec.BootID = h.AgentVersion, h.InstanceId, h.Hostname, h.BootId
 	ns.rec.Labels, ns.rec.Capabilities, ns.rec.IntervalSeconds = h.Labels, h.Capabilities, h.ReportIntervalSeconds
+	ns.rec.GatewayEndpoint = h.GatewayEndpoint
 	ns.rec.LastSeen = now
 	ns.collectors = h.Collectors
 	last := ns.rec.LastSequence
@@ -314,4 +315,17 @@ func msgKind(m *tmwardenv1.AgentMessage) string {
 	default:
 		return "an empty message"
 	}
+}
+
+// nodeRecord returns a copy of a node's record.
+func (c *Coordinator) nodeRecord(name string) (store.NodeRecord, bool) {
+	c.mu.RLock()
+	ns := c.nodes[name]
+	c.mu.RUnlock()
+	if ns == nil {
+		return store.NodeRecord{}, false
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.rec, true
 }

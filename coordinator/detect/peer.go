@@ -29,8 +29,8 @@ type PeerConfig struct {
 	// MinVertices the distinct vertices they must span, for the node (not the data) to be slow.
 	NodeShare   float64
 	MinVertices int
-	// StrongWindows (app evidence and host corroboration) or WeakWindows (either alone, with
-	// some app impact) consecutive windows make a node slow; ClearWindows clean ones clear it.
+	// StrongWindows consecutive windows of host evidence with app impact, or WeakWindows of
+	// WeakOf windows with app evidence alone, make a node slow; ClearWindows clean ones clear it.
 	StrongWindows, WeakWindows, ClearWindows int
 	// WeakOf is the span of windows WeakWindows are counted in.
 	WeakOf int
@@ -489,8 +489,8 @@ func gcExplainsHost(host []Evidence) bool {
 
 // outcome is what one window says about a target.
 type outcome struct {
-	// strong: app and host evidence agree; weak: either, with some app impact; host: a severe
-	// host anomaly on its own.
+	// strong: host evidence and app impact agree; weak: the node's subtasks are slow across
+	// vertices, or host evidence comes with some app impact; host: a severe host anomaly alone.
 	strong, weak, host bool
 }
 

@@ -140,6 +140,8 @@ type Node struct {
 	window         []Sample
 	next           int
 	full           bool
+	latest         Sample
+	hasLatest      bool
 	// last caches the index entries of the previous report's subtasks, in report order: agents
 	// send the same subtasks every round, so most reports need no map lookups.
 	last []*Subtask
@@ -155,16 +157,10 @@ func (n *Node) Window() []Sample {
 	return append(out, n.window[:n.next]...)
 }
 
-// Latest returns the newest sample, if any.
+// Latest returns the most recently collected sample, if any: late reports replayed after an
+// outage enter the window but do not replace it.
 func (n *Node) Latest() (Sample, bool) {
-	if n.next == 0 && !n.full {
-		return Sample{}, false
-	}
-	i := n.next - 1
-	if i < 0 {
-		i = len(n.window) - 1
-	}
-	return n.window[i], true
+	return n.latest, n.hasLatest
 }
 
 // Model is safe for concurrent use: ingest writes, evaluation rounds read under the same lock
@@ -248,6 +244,9 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		if fresh {
 			pos = m.indexSubtasks(n, tm, collected, pos)
 		}
+	}
+	if fresh {
+		n.latest, n.hasLatest = s, true
 	}
 	n.window[n.next] = s
 	n.next++
@@ -439,12 +438,17 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 				tmCgroups[tm.GetCgroup()] = true
 			}
 		}
+		matched := false
 		for _, cg := range r.GetCgroups() {
 			if tmCgroups[cg.GetPath()] {
 				d.TaskManagerCPUCores += cg.GetCpuUsageCores()
+				matched = true
 			}
 		}
-		d.OtherCPUCores = max(0, d.CPUBusy*float64(d.NumCPUs)-d.TaskManagerCPUCores)
+		// Without the TaskManagers' own usage, all busy CPU would look like a neighbour's.
+		if matched {
+			d.OtherCPUCores = max(0, d.CPUBusy*float64(d.NumCPUs)-d.TaskManagerCPUCores)
+		}
 	}
 	return d
 }

@@ -151,3 +151,42 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("subtask not updated after prune: %+v", st)
 	}
 }
+
+func TestOtherCPU(t *testing.T) {
+	m := New(DefaultConfig())
+	r := report(1, t0, "tm1")
+	r.Host.Cpu = &tmwardenv1.CpuShares{User: 0.5, Idle: 0.5}
+	r.TaskManagers[0].Cgroup = "/kubepods/tm1"
+	r.Cgroups = []*tmwardenv1.CgroupStats{{Path: "/kubepods/tm1", CpuUsageCores: 1.5}, {Path: "/system.slice/backup", CpuUsageCores: 2}}
+	m.Observe("n1", t0, r)
+	r2 := report(1, t0, "tm2")
+	r2.Host.Cpu = &tmwardenv1.CpuShares{User: 0.5, Idle: 0.5}
+	r2.Cgroups = []*tmwardenv1.CgroupStats{{Path: "/elsewhere", CpuUsageCores: 3}}
+	m.Observe("n2", t0, r2)
+	v := m.View()
+	defer v.Release()
+	s, _ := v.Node("n1").Latest()
+	if s.Host.TaskManagerCPUCores != 1.5 || s.Host.OtherCPUCores != 2.5 {
+		t.Fatalf("8 CPUs half busy, 1.5 cores in the TaskManager: want 2.5 other cores, got %+v", s.Host)
+	}
+	s, _ = v.Node("n2").Latest()
+	if s.Host.OtherCPUCores != 0 {
+		t.Fatalf("no TaskManager cgroup matched: other CPU is unknown, not everything, got %g", s.Host.OtherCPUCores)
+	}
+}
+
+func TestLateReportDoesNotBecomeLatest(t *testing.T) {
+	m := New(DefaultConfig())
+	t1 := t0.Add(time.Minute)
+	m.Observe("n1", t1, report(9, t1, "tm1"))
+	m.Observe("n1", t1.Add(time.Second), report(3, t0, "tm1"))
+	v := m.View()
+	defer v.Release()
+	s, ok := v.Node("n1").Latest()
+	if !ok || s.Seq != 9 || !s.At.Equal(t1) {
+		t.Fatalf("latest should stay the newest collected report, got seq %d at %s", s.Seq, s.At)
+	}
+	if len(v.Node("n1").Window()) != 2 {
+		t.Fatal("the late report still belongs in the window")
+	}
+}

@@ -76,17 +76,19 @@ func (s *Store) loadEventCursor() error {
 
 // NodeRecord is what the coordinator remembers about a node across restarts.
 type NodeRecord struct {
-	Name            string            `json:"name"`
-	AgentVersion    string            `json:"agent_version"`
-	InstanceID      string            `json:"instance_id"`
-	Hostname        string            `json:"hostname"`
-	BootID          string            `json:"boot_id"`
-	Labels          map[string]string `json:"labels,omitempty"`
-	Capabilities    []string          `json:"capabilities,omitempty"`
-	IntervalSeconds float64           `json:"interval_seconds"`
-	FirstSeen       time.Time         `json:"first_seen"`
-	LastSeen        time.Time         `json:"last_seen"`
-	LastReportAt    time.Time         `json:"last_report_at"`
+	Name         string            `json:"name"`
+	AgentVersion string            `json:"agent_version"`
+	InstanceID   string            `json:"instance_id"`
+	Hostname     string            `json:"hostname"`
+	BootID       string            `json:"boot_id"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Capabilities []string          `json:"capabilities,omitempty"`
+	// GatewayEndpoint is where peers fetch the node's cached state ("" without a state cache).
+	GatewayEndpoint string    `json:"gateway_endpoint,omitempty"`
+	IntervalSeconds float64   `json:"interval_seconds"`
+	FirstSeen       time.Time `json:"first_seen"`
+	LastSeen        time.Time `json:"last_seen"`
+	LastReportAt    time.Time `json:"last_report_at"`
 	// LastSequence is the highest report sequence stored for InstanceID.
 	LastSequence    uint64 `json:"last_sequence"`
 	ReportsReceived uint64 `json:"reports_received"`

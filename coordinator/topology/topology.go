@@ -594,3 +594,16 @@ func (t *Topology) Snapshot() Snapshot {
 	}
 	return s
 }
+
+// MovesSince returns the recent moves that happened after the given time, oldest first.
+func (t *Topology) MovesSince(after time.Time) []Move {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []Move
+	for _, m := range t.moves {
+		if m.At.After(after) {
+			out = append(out, m)
+		}
+	}
+	return out
+}

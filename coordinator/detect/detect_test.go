@@ -111,6 +111,7 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 	if v, _ := verdict(r, node(3), ""); v.Status != StatusSuspect {
 		t.Fatalf("one window of evidence makes a suspect, got %+v", v)
 	}
+	firstAt := r.At
 	r = c.eval(p)
 	v, _ := verdict(r, node(3), "")
 	if v.Status != StatusSlow || v.Cause != CauseCPU {
@@ -123,6 +124,9 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 			subs++
 			if e.Slowdown < 1.8 || e.Slowdown > 2.2 || e.PeerMedianTPR < 9000 {
 				t.Errorf("subtask evidence should show about 2x slower than peers: %+v", e)
+			}
+			if !e.Since.Equal(firstAt) {
+				t.Errorf("subtask evidence should say it has been slow since %s, got %s", firstAt, e.Since)
 			}
 		case "host":
 			host++

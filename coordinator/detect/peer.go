@@ -97,6 +97,8 @@ type Peer struct {
 	calmAt  time.Time
 	// interval is the model's report interval, taken at each round.
 	interval time.Duration
+	// slowSince remembers since when each straggling subtask has been straggling.
+	slowSince map[*model.Subtask]time.Time
 }
 
 type target struct{ node, tm string }
@@ -114,7 +116,7 @@ type track struct {
 
 // NewPeer returns tmwarden's detector.
 func NewPeer(cfg PeerConfig) *Peer {
-	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}}
+	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}, slowSince: map[*model.Subtask]time.Time{}}
 }
 
 // Name implements Detector.
@@ -123,8 +125,10 @@ func (p *Peer) Name() string { return "tmwarden" }
 type tmEval struct {
 	id                   string
 	measured, stragglers int
-	gc, gcMedian         float64
-	gcOutlier            bool
+	// vertices of the stragglers: one slow subtask alone is as likely its own data (a hot key).
+	vertices     []model.VertexKey
+	gc, gcMedian float64
+	gcOutlier    bool
 }
 
 type nodeEval struct {
@@ -338,6 +342,15 @@ func (p *Peer) gcOutliers(order []*nodeEval) {
 func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 	var tprs, bps []float64
 	since := v.FreshSince(now)
+	straggling := map[*model.Subtask]bool{}
+	defer func() {
+		for st := range p.slowSince {
+			// Forget subtasks that recovered, and those with no fresh report this round.
+			if !straggling[st] {
+				delete(p.slowSince, st)
+			}
+		}
+	}()
 	for _, vx := range v.Vertices() {
 		tprs, bps = tprs[:0], bps[:0]
 		for _, st := range vx.Subtasks {
@@ -372,11 +385,22 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			tm.measured++
 			ev := Evidence{Kind: "subtask", JobID: vx.Key.JobID, JobName: vx.JobName, VertexID: vx.Key.VertexID,
 				VertexName: vx.Name, Subtask: st.Index, TaskManager: st.TaskManager, TPR: t, PeerMedianTPR: medTPR, Since: st.At}
+			if (ok && t*p.cfg.Slowdown < medTPR) || blocked {
+				if first, seen := p.slowSince[st]; seen {
+					ev.Since = first
+				} else {
+					p.slowSince[st] = st.At
+				}
+				straggling[st] = true
+			}
 			switch {
 			case ok && t*p.cfg.Slowdown < medTPR:
 				ev.Slowdown = medTPR / t
 				e.stragglers = append(e.stragglers, ev)
 				tm.stragglers++
+				if !slices.Contains(tm.vertices, vx.Key) {
+					tm.vertices = append(tm.vertices, vx.Key)
+				}
 				e.addVertex(vx.Key)
 			case blocked:
 				// Blocked on its own output while its peers are not: a slow network path, or
@@ -458,7 +482,7 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 		}
 		share := float64(t.stragglers) / float64(t.measured)
 		switch {
-		case share >= 0.5:
+		case share >= 0.5 && (t.gcOutlier || len(t.vertices) >= p.cfg.MinVertices):
 			bad = append(bad, t)
 		case share <= 0.2:
 			good = append(good, t)

@@ -1,0 +1,91 @@
+package runner
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/detect"
+	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/sim"
+	"github.com/tmwarden/tmwarden/sim/scenario"
+)
+
+// BenchmarkReplay500Nodes2h replays the 2-hour, 500-node public scenario through the model and
+// all three detectors and reports simulated seconds per wall second (goal: at least 120, i.e.
+// under a minute of wall time).
+func BenchmarkReplay500Nodes2h(b *testing.B) {
+	sc, err := scenario.LoadFile(filepath.Join("..", "scenarios", "mixed-faults-500.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if sc.Cluster.Nodes != 500 || sc.Duration.D() != 2*time.Hour {
+		b.Fatalf("benchmark scenario changed shape: %d nodes, %s", sc.Cluster.Nodes, sc.Duration.D())
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := Run(context.Background(), sc, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := time.Since(start).Seconds() / float64(b.N)
+	b.ReportMetric(sc.Duration.D().Seconds()/wall, "sim-s/wall-s")
+	b.ReportMetric(wall, "wall-s/replay")
+}
+
+// BenchmarkEvaluate10kNodes measures one evaluation round of each detector over a model fed by
+// 10,000 simulated nodes with 20 subtasks each (issue 6's coordinator scale).
+func BenchmarkEvaluate10kNodes(b *testing.B) {
+	sc, err := scenario.Load(strings.NewReader(`
+name: scale-10k
+seed: 10000
+duration: 10m
+cluster: {nodes: 10000, task_managers_per_node: 2, slots_per_task_manager: 2}
+jobs:
+  - name: etl
+    count: 1250
+    parallelism: 32
+    input: {rate: 150000}
+    operators:
+      - {name: src, cost_us: 15}
+      - {name: parse, edge: rebalance, cost_us: 40}
+      - {name: enrich, edge: hash, cost_us: 60, state: true}
+      - {name: agg, edge: hash, cost_us: 50, state: true}
+      - {name: sink, edge: rebalance, cost_us: 30}
+faults:
+  - {kind: cpu_contention, count: 5, start: 1m, duration: 5m, severity: 0.6}
+`), "scale-10k")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := sim.New(sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := model.DefaultConfig()
+	m := model.New(cfg)
+	reports := 0
+	observe := func(node string, at time.Time, r *tmwardenv1.Report) {
+		m.Observe(node, at, r)
+		reports++
+	}
+	for range 14 {
+		s.Step(observe)
+	}
+	b.ReportMetric(float64(reports)/14, "reports/round")
+	for _, reg := range detect.Registry {
+		b.Run(reg.Name, func(b *testing.B) {
+			d := reg.New()
+			now := s.Now()
+			for range b.N {
+				v := m.View()
+				d.Evaluate(v, now)
+				v.Release()
+			}
+		})
+	}
+}

@@ -1,0 +1,313 @@
+// Package runner replays scenarios through the coordinator's model and detectors in simulated
+// time and scores every detector against the scenario's ground truth. Its Result marshals to the
+// JSON of `tmwardenctl sim run -o json` and prints as the text table of `-o table`.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/detect"
+	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/sim"
+	"github.com/tmwarden/tmwarden/sim/scenario"
+)
+
+// GraceIntervals is how long after a fault ends a detector may still hold its slow verdict
+// (clearing takes a few clean windows) without that counting as a false verdict.
+const GraceIntervals = 6
+
+// DetectorScore is one detector's figures on one scenario, or over all of them in Totals.
+type DetectorScore struct {
+	Name            string  `json:"name"`
+	Precision       float64 `json:"precision"`
+	Recall          float64 `json:"recall"`
+	TTDMedianS      float64 `json:"ttd_median_s"`
+	TTDP95S         float64 `json:"ttd_p95_s"`
+	FalseMigrations int     `json:"false_migrations"`
+
+	// Counts behind the ratios, kept so totals pool episodes rather than average ratios.
+	TruePositives  int       `json:"-"`
+	FalsePositives int       `json:"-"`
+	Truths         int       `json:"-"`
+	Detected       int       `json:"-"`
+	TTDs           []float64 `json:"-"`
+}
+
+// ScenarioResult is one scenario's scores.
+type ScenarioResult struct {
+	Name      string          `json:"name"`
+	Nodes     int             `json:"nodes"`
+	DurationS float64         `json:"duration_s"`
+	Detectors []DetectorScore `json:"detectors"`
+
+	Negative bool `json:"-"`
+}
+
+// Totals pools every scenario.
+type Totals struct {
+	Detectors []DetectorScore `json:"detectors"`
+}
+
+// Result is the outcome of scoring one or more scenarios.
+type Result struct {
+	Scenarios []ScenarioResult `json:"scenarios"`
+	Totals    Totals           `json:"totals"`
+}
+
+// Options selects detectors; empty means every registered detector.
+type Options struct {
+	Detectors []string
+	// Observe, if set, sees every evaluation round (for the demo and for debugging).
+	Observe func(detector string, round detect.Round)
+}
+
+type targetKey struct{ node, tm string }
+
+type episode struct {
+	target     targetKey
+	start, end time.Time
+	// migrated: the breaker was closed at some point while the verdict was held, so a
+	// decision engine would have acted on it.
+	migrated bool
+}
+
+type tracker struct {
+	d        detect.Detector
+	open     map[targetKey]*episode
+	episodes []*episode
+}
+
+// Run replays one scenario and scores the detectors.
+func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResult, error) {
+	s, err := sim.New(sc)
+	if err != nil {
+		return ScenarioResult{}, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	names := opts.Detectors
+	if len(names) == 0 {
+		for _, r := range detect.Registry {
+			names = append(names, r.Name)
+		}
+	}
+	var trackers []*tracker
+	for _, n := range names {
+		d := detect.New(n)
+		if d == nil {
+			return ScenarioResult{}, fmt.Errorf("unknown detector %q", n)
+		}
+		trackers = append(trackers, &tracker{d: d, open: map[targetKey]*episode{}})
+	}
+	cfg := model.DefaultConfig()
+	cfg.Interval = sc.Interval.D()
+	m := model.New(cfg)
+	deliver := func(node string, at time.Time, r *tmwardenv1.Report) { m.Observe(node, at, r) }
+	for s.Step(deliver) {
+		if s.Tick()%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return ScenarioResult{}, fmt.Errorf("scenario %s: %w", sc.Name, err)
+			}
+		}
+		now := s.Now()
+		view := m.View()
+		for _, t := range trackers {
+			round := t.d.Evaluate(view, now)
+			if opts.Observe != nil {
+				opts.Observe(t.d.Name(), round)
+			}
+			t.record(round, now)
+		}
+		view.Release()
+	}
+	end := s.Now()
+	res := ScenarioResult{Name: sc.Name, Nodes: sc.Cluster.Nodes, DurationS: sc.Duration.D().Seconds(), Negative: sc.Negative}
+	for _, t := range trackers {
+		for _, e := range t.open {
+			e.end = end
+		}
+		res.Detectors = append(res.Detectors, score(t.d.Name(), t.episodes, sc))
+	}
+	return res, nil
+}
+
+func (t *tracker) record(r detect.Round, now time.Time) {
+	slow := map[targetKey]bool{}
+	for _, v := range r.Verdicts {
+		if v.Status != detect.StatusSlow {
+			continue
+		}
+		k := targetKey{v.Node, v.TaskManager}
+		slow[k] = true
+		e := t.open[k]
+		if e == nil {
+			e = &episode{target: k, start: now}
+			t.open[k] = e
+			t.episodes = append(t.episodes, e)
+		}
+		if !r.Breaker.Open {
+			e.migrated = true
+		}
+	}
+	for k, e := range t.open {
+		if !slow[k] {
+			e.end = now
+			delete(t.open, k)
+		}
+	}
+}
+
+func score(name string, eps []*episode, sc *scenario.Scenario) DetectorScore {
+	grace := time.Duration(GraceIntervals) * sc.Interval.D()
+	ds := DetectorScore{Name: name, Truths: len(sc.Truth)}
+	first := make([]time.Time, len(sc.Truth))
+	for _, e := range eps {
+		matched := false
+		for i, tr := range sc.Truth {
+			if tr.Node != e.target.node || tr.TaskManager != e.target.tm {
+				continue
+			}
+			from, to := sim.Epoch.Add(tr.From.D()), sim.Epoch.Add(tr.To.D()).Add(grace)
+			onset := from
+			if tr.Onset > 0 && tr.Onset < tr.From {
+				onset = sim.Epoch.Add(tr.Onset.D())
+			}
+			if e.start.After(to) || e.end.Before(onset) {
+				continue
+			}
+			matched = true
+			at := e.start
+			if at.Before(from) {
+				at = from
+			}
+			if first[i].IsZero() || at.Before(first[i]) {
+				first[i] = at
+			}
+		}
+		if matched {
+			ds.TruePositives++
+		} else {
+			ds.FalsePositives++
+			if e.migrated {
+				ds.FalseMigrations++
+			}
+		}
+	}
+	for i, tr := range sc.Truth {
+		if first[i].IsZero() {
+			continue
+		}
+		ds.Detected++
+		ds.TTDs = append(ds.TTDs, first[i].Sub(sim.Epoch.Add(tr.From.D())).Seconds())
+	}
+	ds.finish()
+	return ds
+}
+
+// finish computes the ratios from the counts. With nothing flagged precision is 1; with nothing
+// to find recall is 1; with nothing found the detection times are 0.
+func (ds *DetectorScore) finish() {
+	ds.Precision, ds.Recall = 1, 1
+	if n := ds.TruePositives + ds.FalsePositives; n > 0 {
+		ds.Precision = round4(float64(ds.TruePositives) / float64(n))
+	}
+	if ds.Truths > 0 {
+		ds.Recall = round4(float64(ds.Detected) / float64(ds.Truths))
+	}
+	ds.TTDMedianS, ds.TTDP95S = 0, 0
+	if len(ds.TTDs) > 0 {
+		t := slices.Clone(ds.TTDs)
+		slices.Sort(t)
+		ds.TTDMedianS = round4(quantile(t, 0.5))
+		ds.TTDP95S = round4(quantile(t, 0.95))
+	}
+}
+
+// quantile interpolates linearly between closest ranks of sorted xs.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	pos := q * float64(len(xs)-1)
+	lo := int(math.Floor(pos))
+	hi := min(lo+1, len(xs)-1)
+	return xs[lo] + (pos-float64(lo))*(xs[hi]-xs[lo])
+}
+
+func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
+
+// RunAll scores every scenario and pools the totals.
+func RunAll(ctx context.Context, scs []*scenario.Scenario, opts Options) (Result, error) {
+	var res Result
+	for _, sc := range scs {
+		r, err := Run(ctx, sc, opts)
+		if err != nil {
+			return res, err
+		}
+		res.Scenarios = append(res.Scenarios, r)
+	}
+	res.Totals = totals(res.Scenarios)
+	return res, nil
+}
+
+func totals(rs []ScenarioResult) Totals {
+	var t Totals
+	idx := map[string]int{}
+	for _, r := range rs {
+		for _, d := range r.Detectors {
+			i, ok := idx[d.Name]
+			if !ok {
+				i = len(t.Detectors)
+				idx[d.Name] = i
+				t.Detectors = append(t.Detectors, DetectorScore{Name: d.Name})
+			}
+			a := &t.Detectors[i]
+			a.TruePositives += d.TruePositives
+			a.FalsePositives += d.FalsePositives
+			a.Truths += d.Truths
+			a.Detected += d.Detected
+			a.FalseMigrations += d.FalseMigrations
+			a.TTDs = append(a.TTDs, d.TTDs...)
+		}
+	}
+	for i := range t.Detectors {
+		t.Detectors[i].finish()
+	}
+	return t
+}
+
+// WriteTable prints the result as an aligned text table with the totals last.
+func (r Result) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tnodes\tduration\tdetector\tprecision\trecall\tttd p50 (s)\tttd p95 (s)\tfalse migrations\t")
+	row := func(name, nodes, dur string, d DetectorScore) {
+		// Nothing detected means no detection time, not a zero one (the JSON says 0).
+		p50, p95 := "-", "-"
+		if d.Detected > 0 {
+			p50, p95 = fmt.Sprintf("%.0f", d.TTDMedianS), fmt.Sprintf("%.0f", d.TTDP95S)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%d\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, d.FalseMigrations)
+	}
+	for _, s := range r.Scenarios {
+		for i, d := range s.Detectors {
+			if i == 0 {
+				row(s.Name, fmt.Sprint(s.Nodes), (time.Duration(s.DurationS) * time.Second).String(), d)
+			} else {
+				row("", "", "", d)
+			}
+		}
+	}
+	for i, d := range r.Totals.Detectors {
+		if i == 0 {
+			row("TOTAL", "", "", d)
+		} else {
+			row("", "", "", d)
+		}
+	}
+	return tw.Flush()
+}

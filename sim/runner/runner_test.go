@@ -1,0 +1,186 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/tmwarden/tmwarden/sim"
+	"github.com/tmwarden/tmwarden/sim/scenario"
+)
+
+func publicScenarios(t testing.TB, maxNodes int) []*scenario.Scenario {
+	t.Helper()
+	all, err := scenario.LoadDir(filepath.Join("..", "scenarios"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*scenario.Scenario
+	for _, s := range all {
+		if s.Cluster.Nodes <= maxNodes {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func byName(ds []DetectorScore) map[string]DetectorScore {
+	m := map[string]DetectorScore{}
+	for _, d := range ds {
+		m[d.Name] = d
+	}
+	return m
+}
+
+// assertGoal checks issue 6's detection goal on a result.
+func assertGoal(t *testing.T, res Result, interval time.Duration) {
+	t.Helper()
+	for _, s := range res.Scenarios {
+		tw := byName(s.Detectors)["tmwarden"]
+		if s.Negative && tw.FalseMigrations != 0 {
+			t.Errorf("%s is a negative control, tmwarden migrated %d times", s.Name, tw.FalseMigrations)
+		}
+	}
+	tot := byName(res.Totals.Detectors)
+	tw := tot["tmwarden"]
+	if tw.Precision < 0.99 || tw.Recall < 0.95 {
+		t.Errorf("tmwarden precision %.3f recall %.3f, want >= 0.99 and >= 0.95", tw.Precision, tw.Recall)
+	}
+	if tw.TTDMedianS > 3*interval.Seconds() || tw.TTDP95S > 6*interval.Seconds() {
+		t.Errorf("tmwarden time to detect p50 %.0fs p95 %.0fs, want <= 3 and 6 intervals", tw.TTDMedianS, tw.TTDP95S)
+	}
+	for _, b := range []string{"flink-slow-task", "host-threshold"} {
+		d := tot[b]
+		if tw.Precision < d.Precision || tw.Recall < d.Recall || tw.FalseMigrations > d.FalseMigrations {
+			t.Errorf("tmwarden (p %.3f r %.3f fm %d) is not at least as good as %s (p %.3f r %.3f fm %d)",
+				tw.Precision, tw.Recall, tw.FalseMigrations, b, d.Precision, d.Recall, d.FalseMigrations)
+		}
+	}
+}
+
+// TestSmallScenarios replays the public scenarios of up to 50 nodes and holds tmwarden to the
+// detection goal on them.
+func TestSmallScenarios(t *testing.T) {
+	scs := publicScenarios(t, 50)
+	if len(scs) < 5 {
+		t.Fatalf("want at least 5 small scenarios, have %d", len(scs))
+	}
+	res, err := RunAll(context.Background(), scs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertGoal(t, res, 5*time.Second)
+	if t.Failed() {
+		var b []byte
+		b, _ = json.MarshalIndent(res, "", "  ")
+		t.Log(string(b))
+	}
+}
+
+func TestScoreEpisodes(t *testing.T) {
+	sc := &scenario.Scenario{Interval: scenario.Duration(5 * time.Second), Truth: []scenario.TruthEntry{
+		{Node: "a", From: scenario.Duration(time.Minute), To: scenario.Duration(3 * time.Minute)},
+		{Node: "b", TaskManager: "b-tm-0", From: scenario.Duration(time.Minute), To: scenario.Duration(2 * time.Minute)},
+		{Node: "c", From: scenario.Duration(time.Minute), To: scenario.Duration(2 * time.Minute)},
+		// a ramped fault: degrading from 4m, slow from 5m
+		{Node: "d", Onset: scenario.Duration(4 * time.Minute), From: scenario.Duration(5 * time.Minute), To: scenario.Duration(6 * time.Minute)},
+	}}
+	at := func(d time.Duration) time.Time { return sim.Epoch.Add(d) }
+	eps := []*episode{
+		// true, 10s after the fault started
+		{target: targetKey{"a", ""}, start: at(70 * time.Second), end: at(200 * time.Second), migrated: true},
+		// the node of a TaskManager fault: a false migration
+		{target: targetKey{"b", ""}, start: at(75 * time.Second), end: at(90 * time.Second), migrated: true},
+		// the TaskManager itself: true, 20s
+		{target: targetKey{"b", "b-tm-0"}, start: at(80 * time.Second), end: at(100 * time.Second)},
+		// after the grace period: false, but the breaker held it
+		{target: targetKey{"a", ""}, start: at(3*time.Minute + 31*time.Second), end: at(4 * time.Minute)},
+		// within the grace period after the fault: still true
+		{target: targetKey{"a", ""}, start: at(3*time.Minute + 20*time.Second), end: at(3*time.Minute + 25*time.Second)},
+		// flagged while degrading, before it counts as slow: early, not false; ttd 0
+		{target: targetKey{"d", ""}, start: at(4*time.Minute + 30*time.Second), end: at(5*time.Minute + 10*time.Second)},
+		// before the fault began at all: false
+		{target: targetKey{"d", ""}, start: at(3 * time.Minute), end: at(3*time.Minute + 50*time.Second)},
+	}
+	ds := score("x", eps, sc)
+	if ds.TruePositives != 4 || ds.FalsePositives != 3 || ds.FalseMigrations != 1 {
+		t.Fatalf("tp %d fp %d fm %d, want 4 3 1", ds.TruePositives, ds.FalsePositives, ds.FalseMigrations)
+	}
+	if ds.Precision != 0.5714 || ds.Recall != 0.75 {
+		t.Fatalf("precision %g recall %g", ds.Precision, ds.Recall)
+	}
+	// detections: a 10s, b-tm 20s, d 0s
+	if ds.TTDMedianS != 10 || ds.TTDP95S != 19 {
+		t.Fatalf("ttd p50 %g p95 %g, want 10 and 19", ds.TTDMedianS, ds.TTDP95S)
+	}
+}
+
+func TestJSONShape(t *testing.T) {
+	scs := publicScenarios(t, 10)[:1]
+	res, err := RunAll(context.Background(), scs, Options{Detectors: []string{"tmwarden"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	keys := func(m any) []string {
+		var k []string
+		for x := range m.(map[string]any) {
+			k = append(k, x)
+		}
+		sort.Strings(k)
+		return k
+	}
+	if got := keys(raw); !reflect.DeepEqual(got, []string{"scenarios", "totals"}) {
+		t.Fatalf("top-level keys %v", got)
+	}
+	s0 := raw["scenarios"].([]any)[0]
+	if got := keys(s0); !reflect.DeepEqual(got, []string{"detectors", "duration_s", "name", "nodes"}) {
+		t.Fatalf("scenario keys %v", got)
+	}
+	d := []string{"false_migrations", "name", "precision", "recall", "ttd_median_s", "ttd_p95_s"}
+	if got := keys(s0.(map[string]any)["detectors"].([]any)[0]); !reflect.DeepEqual(got, d) {
+		t.Fatalf("detector keys %v", got)
+	}
+	if got := keys(raw["totals"].(map[string]any)["detectors"].([]any)[0]); !reflect.DeepEqual(got, d) {
+		t.Fatalf("totals keys %v", got)
+	}
+}
+
+func TestRunIsDeterministic(t *testing.T) {
+	scs := publicScenarios(t, 20)
+	a, err := RunAll(context.Background(), scs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := RunAll(context.Background(), scs, Options{})
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Fatalf("two runs of the same scenarios scored differently:\n%s\n%s", ja, jb)
+	}
+}
+
+func TestUnknownDetector(t *testing.T) {
+	if _, err := RunAll(context.Background(), publicScenarios(t, 10)[:1], Options{Detectors: []string{"nope"}}); err == nil {
+		t.Fatal("want an error for an unknown detector")
+	}
+}
+
+func TestCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := RunAll(ctx, publicScenarios(t, 10)[:1], Options{}); err == nil {
+		t.Fatal("a cancelled run should stop with the context's error")
+	}
+}

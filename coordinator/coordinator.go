@@ -91,6 +91,8 @@ type nodeState struct {
 	last *tmwardenv1.Report
 	// collectors are the statuses from the last report or Hello.
 	collectors []*tmwardenv1.CollectorStatus
+	// reportPersisted is when last was last written to the store.
+	reportPersisted time.Time
 }
 
 type coordMetrics struct {

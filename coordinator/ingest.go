@@ -16,6 +16,9 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator/store"
 )
 
+// reportPersistEvery bounds how often a node's last report body is written to the store.
+const reportPersistEvery = 30 * time.Second
+
 // ErrNotConnected is returned when a command is sent to a node without an open stream.
 var ErrNotConnected = errors.New("node has no open stream")
 
@@ -255,7 +258,15 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	ns.rec.LastSeen, ns.rec.LastReportAt, ns.rec.Reachable = now, now, true
 	ns.last = r
 	ns.collectors = r.Collectors
-	c.persist(ns, r, store.Buffered)
+	// The record (sequence, counters) is written with every report, so a restarted coordinator
+	// never stores a report twice; the report body, the bulk of the bytes, at most every
+	// reportPersistEvery, which is all a restart needs to show the node again.
+	if now.Sub(ns.reportPersisted) >= reportPersistEvery {
+		ns.reportPersisted = now
+		c.persist(ns, r, store.Buffered)
+	} else {
+		c.persist(ns, nil, store.Buffered)
+	}
 	ns.mu.Unlock()
 	c.m.reports.Add(context.Background(), 1, attrStored)
 	if becameReachable {

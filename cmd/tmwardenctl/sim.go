@@ -21,14 +21,16 @@ func newSimCommand() *cobra.Command {
 	var (
 		file, dir, output string
 		detectors         []string
+		modelOnly         bool
 	)
 	run := &cobra.Command{
 		Use:   "run (--scenario FILE | --all DIR)",
-		Short: "Replay scenarios through the coordinator's model and detectors and print the scores",
+		Short: "Replay scenarios through the real coordinator and print the detectors' scores",
 		Long: "Replays each scenario in simulated time: the simulator emits the reports real agents send,\n" +
-			"the coordinator's model ingests them and every detector (tmwarden and the two baselines)\n" +
-			"evaluates each interval. Prints precision, recall, time to detect and false migrations per\n" +
-			"detector and scenario, and totals over all scenarios. Scenario files: docs/scenarios.md.",
+			"a real coordinator ingests them (registry, store, model), runs detection and its decision\n" +
+			"engine in dry-run with the executor each interval, and the two baselines are scored beside it.\n" +
+			"Prints precision, recall, time to detect and false migrations (migrate decisions for nodes that\n" +
+			"were not slow) per detector and scenario, and totals. Scenario files: docs/scenarios.md.",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if (file == "") == (dir == "") {
@@ -50,7 +52,7 @@ func newSimCommand() *cobra.Command {
 					return err
 				}
 			}
-			res, err := runner.RunAll(c.Context(), scs, runner.Options{Detectors: detectors})
+			res, err := runner.RunAll(c.Context(), scs, runner.Options{Detectors: detectors, ThroughCoordinator: !modelOnly})
 			if err != nil {
 				return err
 			}
@@ -66,6 +68,7 @@ func newSimCommand() *cobra.Command {
 	run.Flags().StringVar(&dir, "all", "", "directory: replay every *.yaml scenario in it and print totals")
 	run.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	run.Flags().StringSliceVar(&detectors, "detector", nil, "detectors to score (default: all registered)")
+	run.Flags().BoolVar(&modelOnly, "model-only", false, "feed the model directly instead of a whole coordinator (faster; no decision engine)")
 	cmd.AddCommand(run)
 	return cmd
 }

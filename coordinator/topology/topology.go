@@ -167,8 +167,18 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 			touchedTMs[id] = true
 		}
 	}
+	// Subtasks this node reported last time: forget them unless this report has them again.
+	listed := make(map[Key]bool, len(t.nodeSubs[node]))
+	for _, tm := range r.GetTaskManagers() {
+		if sanitize(tm.GetResourceId()) == "" {
+			continue
+		}
+		for _, st := range tm.GetSubtasks() {
+			listed[Key{JobID: st.GetJobId(), VertexID: st.GetVertexId(), Index: int(st.GetSubtaskIndex())}] = true
+		}
+	}
 	for _, k := range t.nodeSubs[node] {
-		if s := t.agentSubs[k]; s != nil && s.node == node {
+		if s := t.agentSubs[k]; s != nil && s.node == node && !listed[k] {
 			delete(t.agentSubs, k)
 			affected[k] = true
 		}
@@ -198,10 +208,15 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 			if prev := t.agentSubs[k]; prev != nil && prev.attempt > int(st.GetAttemptNumber()) {
 				continue
 			}
-			t.agentSubs[k] = &agentSubtask{
-				tm: id, node: node, jobName: st.GetJobName(), vertexName: st.GetVertexName(),
-				attempt: int(st.GetAttemptNumber()), seen: at,
+			// Reports repeat the same placements every interval: update in place, allocate only
+			// for subtasks new to the map.
+			as := t.agentSubs[k]
+			if as == nil {
+				as = &agentSubtask{}
+				t.agentSubs[k] = as
 			}
+			*as = agentSubtask{tm: id, node: node, jobName: st.GetJobName(), vertexName: st.GetVertexName(),
+				attempt: int(st.GetAttemptNumber()), seen: at}
 			keys = append(keys, k)
 			affected[k] = true
 		}
@@ -372,6 +387,9 @@ func (t *Topology) resolve(k Key, at time.Time) {
 		delete(t.current, k)
 		return
 	}
+	if old != nil && samePlacement(old, p) {
+		return // unchanged: keep the old value and its Since
+	}
 	p.Since = at
 	if old != nil && old.TaskManagerID == p.TaskManagerID {
 		p.Since = old.Since
@@ -384,6 +402,11 @@ func (t *Topology) resolve(k Key, at time.Time) {
 		}
 	}
 	t.current[k] = p
+}
+
+func samePlacement(a, b *Placement) bool {
+	return a.TaskManagerID == b.TaskManagerID && a.Node == b.Node && a.Source == b.Source && a.Attempt == b.Attempt &&
+		a.Host == b.Host && a.JobName == b.JobName && a.VertexName == b.VertexName
 }
 
 func agentPlacement(k Key, as *agentSubtask, tm *agentTM) *Placement {

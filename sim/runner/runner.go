@@ -66,6 +66,11 @@ type Options struct {
 	Detectors []string
 	// Observe, if set, sees every evaluation round (for the demo and for debugging).
 	Observe func(detector string, round detect.Round)
+	// ThroughCoordinator replays the reports through a real coordinator (ingest, store, model,
+	// detection, dry-run decisions and their executor) instead of the model alone. The
+	// coordinator's detector is then scored from its rounds, and its false migrations are the
+	// migrate decisions its decision engine took for nodes that were not slow.
+	ThroughCoordinator bool
 }
 
 type targetKey struct{ node, tm string }
@@ -108,6 +113,17 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 	cfg.Interval = sc.Interval.D()
 	m := model.New(cfg)
 	deliver := func(node string, at time.Time, r *tmwardenv1.Report) { m.Observe(node, at, r) }
+	var cr *coordinatorRun
+	if opts.ThroughCoordinator {
+		if cr, err = newCoordinatorRun(sc, s); err != nil {
+			return ScenarioResult{}, fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+		defer cr.close()
+		deliver = func(node string, at time.Time, r *tmwardenv1.Report) {
+			m.Observe(node, at, r)
+			cr.deliver(node, at, r)
+		}
+	}
 	for s.Step(deliver) {
 		if s.Tick()%64 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -117,7 +133,15 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		now := s.Now()
 		view := m.View()
 		for _, t := range trackers {
-			round := t.d.Evaluate(view, now)
+			var round detect.Round
+			if cr != nil && t.d.Name() == coordinatorDetector {
+				if round, err = cr.tick(ctx, now); err != nil {
+					view.Release()
+					return ScenarioResult{}, fmt.Errorf("scenario %s: coordinator round: %w", sc.Name, err)
+				}
+			} else {
+				round = t.d.Evaluate(view, now)
+			}
 			if opts.Observe != nil {
 				opts.Observe(t.d.Name(), round)
 			}
@@ -131,10 +155,22 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		for _, e := range t.open {
 			e.end = end
 		}
-		res.Detectors = append(res.Detectors, score(t.d.Name(), t.episodes, sc))
+		ds := score(t.d.Name(), t.episodes, sc)
+		if cr != nil && t.d.Name() == coordinatorDetector {
+			ds.FalseMigrations = cr.falseMigrations
+		}
+		res.Detectors = append(res.Detectors, ds)
+	}
+	if cr != nil {
+		if err := cr.close(); err != nil {
+			return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
 	}
 	return res, nil
 }
+
+// coordinatorDetector is the detector the coordinator runs by default.
+const coordinatorDetector = "tmwarden"
 
 func (t *tracker) record(r detect.Round, now time.Time) {
 	slow := map[targetKey]bool{}

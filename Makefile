@@ -45,6 +45,17 @@ fuzz: ## run every fuzz target for FUZZTIME (default 1m) each
 		echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; done
 
+# Chaos tests (build tag chaos, about 5 minutes): a real coordinator SIGKILLed CHAOS_KILLS (50)
+# times during decisions, down for CHAOS_OUTAGE (2m) under 1000 agents, cut off from its fleet.
+# No -race: the race detector caps goroutines below what 1000 agents need.
+.PHONY: chaos
+chaos: ## chaos tests: kill -9 during decisions, coordinator outage with 1000 agents, partition
+	$(GO) test -tags chaos -count=1 -v -timeout 30m ./chaos/
+
+.PHONY: bench-scale
+bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round time, RSS, drops
+	$(GO) run ./sim/scalebench $(SCALE_ARGS)
+
 bench: ## coordinator ingest benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./coordinator/...
 

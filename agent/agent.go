@@ -178,7 +178,8 @@ func (a *Agent) initMetrics() error {
 	a.m.collected, errs[0] = m.Int64Counter("tmwarden.agent.reports.collected", metric.WithUnit("{report}"), metric.WithDescription("Reports built by the collect loop."))
 	a.m.sent, errs[1] = m.Int64Counter("tmwarden.agent.reports.sent", metric.WithUnit("{report}"), metric.WithDescription("Reports written to the coordinator stream (resends included)."))
 	a.m.reconnects, errs[2] = m.Int64Counter("tmwarden.agent.stream.sessions", metric.WithUnit("{session}"), metric.WithDescription("Stream sessions the coordinator welcomed."))
-	a.m.collectDuration, errs[3] = m.Float64Histogram("tmwarden.collector.duration", metric.WithUnit("s"), metric.WithDescription("Time one collector took for one round."))
+	a.m.collectDuration, errs[3] = m.Float64Histogram("tmwarden.collector.duration", metric.WithUnit("s"), metric.WithDescription("Time one collector took for one round."),
+		metric.WithExplicitBucketBoundaries(telemetry.SecondsBuckets...))
 	a.m.collectSuccess, errs[4] = m.Int64Gauge("tmwarden.collector.success", metric.WithDescription("1 when the collector's last round fully succeeded, else 0."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return fmt.Errorf("creating agent metrics: %w", err)

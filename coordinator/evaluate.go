@@ -66,7 +66,8 @@ func (e *evaluator) initMetrics(c *Coordinator) error {
 	e.migrations, errs[2] = m.Int64Counter(telemetry.MetricMigrations, metric.WithUnit("{migration}"),
 		metric.WithDescription("Migrations decided, by outcome (dry-run, proposed, pending)."))
 	e.duration, errs[3] = m.Float64Histogram(telemetry.MetricEvaluationDuration, metric.WithUnit("s"),
-		metric.WithDescription("Time one evaluation round (detection and decisions) took."))
+		metric.WithDescription("Time one evaluation round (detection and decisions) took."),
+		metric.WithExplicitBucketBoundaries(telemetry.SecondsBuckets...))
 	_, errs[4] = m.Float64ObservableGauge(telemetry.MetricNodeScore, metric.WithDescription("A node's slowness score from peer comparison."),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
 			for _, v := range c.LastRound().Verdicts {

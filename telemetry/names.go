@@ -142,3 +142,7 @@ var Instruments = []Instrument{
 	{MetricPrefetchBytes, "By", "Bytes prefetches fetched [source=peer|upstream].", Counter},
 	{MetricPrefetchPending, "By", "Bytes prefetches still have to fetch.", Gauge},
 }
+
+// SecondsBuckets are the bucket bounds of duration histograms in seconds: the SDK's defaults
+// are meant for milliseconds and would put every round in the first buckets.
+var SecondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

@@ -239,7 +239,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		grpc.MaxRecvMsgSize(c.cfg.MaxMessageBytes),
 		// Thousands of agents keep a connection each; reports are a few KiB every few seconds,
 		// so small per-connection buffers save hundreds of MiB at fleet scale.
-		grpc.ReadBufferSize(8<<10), grpc.WriteBufferSize(8<<10),
+		grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(8 << 10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	}

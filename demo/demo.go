@@ -103,7 +103,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	ccfg := coordinator.DefaultConfig()
 	ccfg.DataDir = filepath.Join(dataDir, "coordinator")
 	ccfg.GRPCAddr, ccfg.HTTPAddr = opts.GRPCAddr, opts.HTTPAddr
-	ccfg.DefaultInterval = opts.Interval
+	ccfg.DefaultInterval, ccfg.Detection.Interval = opts.Interval, opts.Interval
 	if u := cluster.RESTURL(); u != "" {
 		ccfg.Flink.JobManagers = []coordinator.JobManagerConfig{{URL: u}}
 		ccfg.Flink.PollInterval = 2 * opts.Interval
@@ -255,9 +255,10 @@ func (s *Summary) Print(w io.Writer, render func(io.Writer, []httpv1.Node, time.
 		fmt.Fprintf(w, "  %-22s %d\n", t, counts[t])
 	}
 	for _, e := range s.Events {
-		if e.Type == "node_unreachable" {
+		if e.Type == "node_unreachable" || e.Type == "decision" || e.Type == "breaker_open" {
 			fmt.Fprintf(w, "  -> %s\n", e.Message)
 		}
 	}
 	fmt.Fprintf(w, "Component logs: %s\n", s.LogFile)
+	fmt.Fprintln(w, "While it runs: tmwardenctl nodes | node NAME | decisions, and the status page at the API address.")
 }

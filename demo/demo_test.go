@@ -23,21 +23,46 @@ func render(w io.Writer, nodes []httpv1.Node, _ time.Time) {
 func TestDemoShowsTheInjectedFault(t *testing.T) {
 	var out bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Duration: 10 * time.Second, FaultAfter: 2 * time.Second, SimNodes: 4, Interval: 250 * time.Millisecond,
+		Duration: 12 * time.Second, FaultAfter: 2 * time.Second, SimNodes: 5, Interval: 250 * time.Millisecond,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0", Out: &out, Render: render,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sum.Nodes) != 5 {
-		t.Fatalf("summary has %d nodes, want 5 (this machine and 4 simulated)", len(sum.Nodes))
+	if len(sum.Nodes) != 6 {
+		t.Fatalf("summary has %d nodes, want 6 (this machine and 5 simulated)", len(sum.Nodes))
 	}
 	states := map[string]string{}
 	for _, n := range sum.Nodes {
 		states[n.Name] = n.State
 	}
-	if states["node-4"] != httpv1.StateUnreachable {
-		t.Errorf("lost agent's node is %q, want unreachable", states["node-4"])
+	if states["node-5"] != httpv1.StateUnreachable {
+		t.Errorf("lost agent's node is %q, want unreachable", states["node-5"])
+	}
+	// The slowed node is detected and a (dry-run) migration is decided for it, nothing else.
+	var decided []string
+	for _, e := range sum.Events {
+		if e.Type == "decision" {
+			decided = append(decided, e.Node)
+		}
+	}
+	if len(decided) == 0 {
+		t.Errorf("no decision for node-2, the slowed node")
+	}
+	for _, node := range decided {
+		if node != "node-2" {
+			t.Errorf("a decision for %s; only node-2 was slowed", node)
+		}
+	}
+	// This machine's real node may look busy next to the synthetic ones (the test itself loads
+	// it), so only the simulated nodes are held to "healthy".
+	for _, n := range sum.Nodes {
+		if n.Name == "node-2" && n.Health == "healthy" {
+			t.Errorf("node-2 is still healthy after its fault")
+		}
+		if n.Name != "node-2" && n.Name != sum.RealNode && n.Health != "healthy" {
+			t.Errorf("%s is %s, only node-2 was slowed", n.Name, n.Health)
+		}
 	}
 	if states[sum.RealNode] != httpv1.StateReachable {
 		t.Errorf("this machine's node %q is %q, want reachable", sum.RealNode, states[sum.RealNode])

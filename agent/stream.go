@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -39,6 +40,10 @@ func (a *Agent) streamLoop(ctx context.Context) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(a.cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(a.cfg.MaxMessageBytes)),
 		// Pings find a coordinator that vanished without closing the connection (a partition).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// gRPC redials with its own backoff (up to 2 minutes) under ours; cap it at ours, or after a
+		// long outage agents come back minutes after the coordinator did.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: grpcbackoff.Config{BaseDelay: a.cfg.BackoffInitial, Multiplier: 1.6,
+			Jitter: 0.2, MaxDelay: a.cfg.BackoffMax}, MinConnectTimeout: 20 * time.Second}),
 	)
 	if err != nil {
 		// Only a malformed target gets here; Validate has checked it is not empty.

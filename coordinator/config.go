@@ -71,6 +71,7 @@ func DefaultConfig() Config {
 		MaxReportsPerSecond: 20,
 		ReportBurst:         1000,
 		LogLevel:            "info",
+		Leader:              leader.DefaultConfig(),
 		Detection:           defaultDetectionConfig(),
 		Decisions:           decisions.DefaultConfig(),
 		Actuator:            actuate.DefaultConfig(),
@@ -113,6 +114,9 @@ func (c Config) Validate() error {
 	if c.Detection.Interval <= 0 || c.Detection.Window < 2 || c.Detection.ForgetAfter <= 0 {
 		errs = append(errs, fmt.Errorf("detection: interval %v, window %d, forget_after %v: need a positive interval, a window of 2 or more and a positive forget_after",
 			c.Detection.Interval, c.Detection.Window, c.Detection.ForgetAfter))
+	}
+	if err := c.Leader.WithEnv().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Telemetry.Validate(); err != nil {
 		errs = append(errs, err)

@@ -24,8 +24,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/client-go/kubernetes"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/actuate"
+	"github.com/tmwarden/tmwarden/coordinator/leader"
 	"github.com/tmwarden/tmwarden/coordinator/store"
 	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/mtls"
@@ -52,6 +55,10 @@ func WithLogger(l *slog.Logger) Option { return func(c *Coordinator) { c.log = l
 // WithTelemetry sets where the coordinator's own metrics go (default: a private Prometheus registry).
 func WithTelemetry(p *telemetry.Provider) Option { return func(c *Coordinator) { c.tel = p } }
 
+// WithKubernetes sets the Kubernetes client of the leader election and the Kubernetes actuator
+// (default: built from the kubeconfig or the in-cluster service account when needed).
+func WithKubernetes(kube kubernetes.Interface) Option { return func(c *Coordinator) { c.kube = kube } }
+
 // WithReportObserver adds an observer of stored reports.
 func WithReportObserver(o ReportObserver) Option {
 	return func(c *Coordinator) { c.observers = append(c.observers, o) }
@@ -75,9 +82,11 @@ type Coordinator struct {
 	nodes    map[string]*nodeState
 	sessions map[string]*session
 
-	topo   *topology.Topology
-	poller *jobManagerPoller
-	eval   *evaluator
+	topo    *topology.Topology
+	poller  *jobManagerPoller
+	eval    *evaluator
+	elector *leader.Elector      // nil: a single replica, always acting
+	kube    kubernetes.Interface // set with the elector
 
 	grpcLn, httpLn net.Listener
 	ready          atomic.Bool
@@ -164,6 +173,18 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err := c.newEvaluator(); err != nil {
 		st.Close()
 		return nil, err
+	}
+	if le := cfg.Leader.WithEnv(); le.Enabled() {
+		if c.kube == nil {
+			c.kube, err = actuate.KubeClient(le.Kubeconfig)
+		}
+		if err == nil {
+			c.elector, err = leader.New(le, c.kube, c.log.With("component", "leader"))
+		}
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("leader election: %w", err)
+		}
 	}
 	// The coordinator's own observers come first, the ones given as options after them.
 	c.observers = append([]ReportObserver{c.eval.model.Observe, func(node string, at time.Time, r *tmwardenv1.Report) { c.topo.ObserveReport(node, r, at) }}, c.observers...)
@@ -272,8 +293,25 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
 	g.Go(func() error { c.poller.run(gctx, c.cfg.Flink.PollInterval); return nil })
-	g.Go(func() error { c.evaluationLoop(gctx); return nil })
-	g.Go(func() error { return c.eval.decisions.Run(gctx) })
+	if c.elector == nil {
+		g.Go(func() error { c.evaluationLoop(gctx); return nil })
+		g.Go(func() error { return c.eval.decisions.Run(gctx) })
+	} else {
+		// Only the leader evaluates and acts; a follower keeps its store and serves reads.
+		g.Go(func() error {
+			return c.elector.Run(gctx, func(term context.Context) {
+				if err := c.takeOver(term); err != nil {
+					c.log.Error("taking over as leader", "err", err)
+					return
+				}
+				var wg sync.WaitGroup
+				wg.Add(2)
+				go func() { defer wg.Done(); c.evaluationLoop(term) }()
+				go func() { defer wg.Done(); _ = c.eval.decisions.Run(term) }()
+				wg.Wait()
+			}, c.stopSessions) // agents reconnect, through the Service, to the new leader
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		c.ready.Store(false)
@@ -400,4 +438,24 @@ func (c *Coordinator) nodeStates() []*nodeState {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].rec.Name < out[j].rec.Name })
 	return out
+}
+
+// takeOver runs when this replica becomes the leader. Open decisions resume from the store by
+// themselves (under the same idempotency keys); what the store may not know is a node a
+// previous leader tainted, so the cluster is asked, and those nodes are adopted as quarantined:
+// never migrated again, released only after their recovery checks.
+func (c *Coordinator) takeOver(ctx context.Context) error {
+	c.event("", "leader_elected", fmt.Sprintf("%s is the leader (term %d)", c.elector.Identity(), c.elector.Terms()), nil)
+	if c.cfg.Actuator.Kind != "kubernetes" {
+		return nil
+	}
+	nodes, err := leader.QuarantinedNodes(ctx, c.kube, c.cfg.Actuator.Kubernetes.TaintKey)
+	if err != nil {
+		return fmt.Errorf("listing tainted nodes: %w", err)
+	}
+	adopted, err := c.eval.decisions.AdoptQuarantined(nodes, c.now())
+	if len(adopted) > 0 {
+		c.event("", "quarantine_adopted", fmt.Sprintf("adopted %d tainted nodes as quarantined: %v", len(adopted), adopted), nil)
+	}
+	return err
 }

@@ -27,6 +27,11 @@ func (c *Coordinator) Handler() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "not ready: not serving agents yet, or shutting down"})
 			return
 		}
+		// Followers refuse agents, so the Service must not send traffic their way.
+		if c.elector != nil && !c.elector.IsLeader() {
+			writeJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "follower: the leader is " + c.elector.Leader()})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", c.tel.Handler)
@@ -69,7 +74,11 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
 	})
-	return c.requireToken(mux)
+	h := http.Handler(mux)
+	if c.elector != nil {
+		h = c.elector.FollowerGuard(h) // mutating requests go to the leader
+	}
+	return c.requireToken(h)
 }
 
 // requireToken guards every mutating request with the bearer token when one is configured.

@@ -33,6 +33,9 @@ type session struct {
 // Connect serves one agent's stream. Protocol violations end only that stream, with a status
 // that names the problem; every other agent keeps being served.
 func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage]) error {
+	if c.elector != nil && !c.elector.IsLeader() {
+		return status.Errorf(codes.Unavailable, "this coordinator is a follower; the leader is %s", c.elector.Leader())
+	}
 	first, err := stream.Recv()
 	if err != nil {
 		return err

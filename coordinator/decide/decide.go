@@ -814,3 +814,21 @@ func (p *Policy) Open() []Action {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// MarkQuarantined adopts a node found quarantined outside the policy's memory (a previous
+// leader tainted it and this replica's store does not know): unless an action is open on it or
+// it is already migrating or quarantined, it becomes quarantined from now, so it is neither
+// migrated again nor trusted before its recovery checks. It reports whether anything changed.
+func (p *Policy) MarkQuarantined(node string, now time.Time) bool {
+	ns, ok := p.s.Nodes[node]
+	if ok && (ns.Action != "" || ns.State == Migrating || ns.State == Quarantined) {
+		return false
+	}
+	if !ok {
+		ns = NodeState{Node: node, Reachable: true}
+	}
+	ns.State, ns.Since, ns.CleanRounds, ns.SlowRounds = Quarantined, now, 0, 0
+	ns.Note = "found tainted by a previous leader: adopted as quarantined"
+	p.s.Nodes[node] = ns
+	return true
+}

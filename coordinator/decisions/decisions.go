@@ -656,3 +656,20 @@ func planSummary(steps []actuate.Step) string {
 	}
 	return fmt.Sprintf("%d steps: %s", len(steps), strings.Join(names, ", "))
 }
+
+// AdoptQuarantined takes over nodes a previous leader quarantined (the cluster says so: they
+// carry the taint) that this store does not know as such, and persists the policy's memory.
+func (m *Manager) AdoptQuarantined(nodes []string, now time.Time) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var adopted []string
+	for _, n := range nodes {
+		if m.pol.MarkQuarantined(n, now) {
+			adopted = append(adopted, n)
+		}
+	}
+	if len(adopted) == 0 {
+		return nil, nil
+	}
+	return adopted, m.saveSnapshot()
+}

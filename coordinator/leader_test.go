@@ -1,0 +1,84 @@
+package coordinator_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/tmwarden/tmwarden/coordinator"
+	"github.com/tmwarden/tmwarden/coordinator/leader"
+	"github.com/tmwarden/tmwarden/telemetry"
+)
+
+func readyz(t *testing.T, c *coordinator.Coordinator) int {
+	t.Helper()
+	resp, err := http.Get("http://" + c.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestOnlyTheLeaderActs runs two coordinator replicas electing a leader on a Lease. The
+// Kubernetes API is client-go's fake clientset (no API server runs here). The follower refuses
+// agents and is not ready; the leader adopts the node a previous leader had tainted as
+// quarantined; when the leader stops, the follower takes over.
+func TestOnlyTheLeaderActs(t *testing.T) {
+	t.Parallel()
+	kube := fake.NewSimpleClientset(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "tainted-node"},
+		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: "tmwarden.io/slow-node", Effect: corev1.TaintEffectNoSchedule}}},
+	})
+	start := func(id string) (*coordinator.Coordinator, context.CancelFunc, chan error) {
+		cfg := coordinator.DefaultConfig()
+		cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Actuator.Kind = "kubernetes"
+		cfg.Detection.Interval = 100 * time.Millisecond
+		cfg.Leader = leader.Config{LeaseName: "tmwarden-coordinator", Namespace: "tmwarden", Identity: id,
+			LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}
+		c, err := coordinator.New(cfg, coordinator.WithKubernetes(kube), coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Serve(ctx) }()
+		return c, cancel, done
+	}
+	a, stopA, doneA := start("replica-a")
+	waitFor(t, 20*time.Second, "replica-a to lead", func() bool { return readyz(t, a) == http.StatusOK })
+	b, stopB, doneB := start("replica-b")
+	defer func() { stopB(); <-doneB }()
+	time.Sleep(500 * time.Millisecond)
+	if code := readyz(t, b); code != http.StatusServiceUnavailable {
+		t.Errorf("follower /readyz: %d, want 503", code)
+	}
+	s := rawStream(t, b.GRPCAddr())
+	_ = s.Send(hello("some-node", 1))
+	if _, err := s.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("follower accepted an agent stream: %v, want Unavailable", err)
+	}
+	waitFor(t, 10*time.Second, "the leader to adopt the tainted node", func() bool {
+		st, ok := a.Decisions().NodeState("tainted-node")
+		return ok && st.State == "quarantined"
+	})
+
+	stopA()
+	<-doneA
+	waitFor(t, 20*time.Second, "replica-b to take over", func() bool { return readyz(t, b) == http.StatusOK })
+	waitFor(t, 10*time.Second, "the new leader to adopt the tainted node too", func() bool {
+		st, ok := b.Decisions().NodeState("tainted-node")
+		return ok && st.State == "quarantined"
+	})
+}

@@ -62,6 +62,9 @@ bench: ## coordinator ingest benchmark
 bench-cache: ## state cache: hit vs disk (drop_caches as root), restore warm/cold, lazy-load TTFB, peer prefetch
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./localstate/
 
+.PHONY: bench-agent
+bench-agent: bench-node bench-probes ## both agent benchmarks in one run: overhead beside node_exporter, then eBPF probe cost beside bpftrace (root)
+
 bench-node: ## agent CPU and peak RSS over 60 s beside prometheus-node-exporter (root: eBPF probes on)
 	@bash hack/bench-overhead.sh
 

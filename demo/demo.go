@@ -37,6 +37,11 @@ type Options struct {
 	GRPCAddr, HTTPAddr, AgentHTTPAddr string
 	// DataDir keeps the coordinator's store; empty uses a temporary directory removed at the end.
 	DataDir string
+	// Scenario, when set, takes the simulated nodes from this cluster-simulator scenario file
+	// instead of the Flink stand-in; its own schedule injects the faults.
+	Scenario string
+	// ScenarioSpeed is how many simulated ticks pass per Interval (default 1).
+	ScenarioSpeed int
 	// Out receives the live table and the summary; Live redraws in place (a terminal).
 	Out  io.Writer
 	Live bool
@@ -94,8 +99,16 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 
-	cluster, err := startSimulatedCluster(ctx, opts.SimNodes)
-	if err != nil {
+	var cluster *simulatedCluster
+	var scen *scenarioCluster
+	if opts.Scenario != "" {
+		sctx, stopScenario := context.WithCancel(ctx)
+		defer stopScenario()
+		if scen, err = startScenarioCluster(sctx, opts.Scenario, opts.Interval, opts.ScenarioSpeed); err != nil {
+			return nil, err
+		}
+		cluster = &simulatedCluster{steal: map[string]float64{}} // no Flink stand-in in this mode
+	} else if cluster, err = startSimulatedCluster(ctx, opts.SimNodes); err != nil {
 		return nil, err
 	}
 	defer cluster.Close()
@@ -139,13 +152,19 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	go func() { defer wg.Done(); realErr <- real.Run(runCtx) }()
 
 	simCancel := map[string]context.CancelFunc{}
-	for _, name := range cluster.Nodes() {
+	nodes := cluster.Nodes()
+	if scen != nil {
+		nodes = scen.Nodes()
+	}
+	for _, name := range nodes {
 		scfg := acfg
 		scfg.NodeName, scfg.HTTPAddr = name, ""
-		cols, err := cluster.Collectors(name, func(c string) collector.Options {
+		var cols []agent.NamedCollector
+		if scen != nil {
+			cols = scen.Collectors(name)
+		} else if cols, err = cluster.Collectors(name, func(c string) collector.Options {
 			return collector.Options{Logger: log.With("component", "sim-agent", "node", name, "collector", c)}
-		})
-		if err != nil {
+		}); err != nil {
 			stopAll()
 			return nil, err
 		}
@@ -177,6 +196,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		fmt.Fprintln(opts.Out)
 	}
 	status := fmt.Sprintf("fault in %s", faultAfter)
+	if scen != nil {
+		faultTimer.Stop() // the scenario's schedule injects its own faults
+		sum.FaultsInjected = scen.Faults(opts.Interval)
+		status = "scenario " + opts.Scenario + ": " + strings.Join(sum.FaultsInjected, "; ")
+	}
 loop:
 	for {
 		select {

@@ -78,3 +78,37 @@ func TestDemoShowsTheInjectedFault(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoFromAScenario takes the simulated nodes from the cluster simulator: a CPU-contention
+// scenario (10 nodes, one faulted from minute 10 to 20) played at 6 simulated ticks per interval.
+// The faulted node must be the one, and the only one, decided on.
+func TestDemoFromAScenario(t *testing.T) {
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), Options{
+		Duration: 14 * time.Second, SimNodes: 0, Interval: 250 * time.Millisecond, Scenario: "../sim/scenarios/cpu-contention-10.yaml",
+		ScenarioSpeed: 6, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0", Out: &out, Render: render,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Nodes) != 11 {
+		t.Fatalf("summary has %d nodes, want 11 (this machine and the scenario's 10)", len(sum.Nodes))
+	}
+	if len(sum.FaultsInjected) != 1 || !strings.Contains(sum.FaultsInjected[0], "cpu_contention") {
+		t.Fatalf("faults: %v", sum.FaultsInjected)
+	}
+	var decided []string
+	for _, e := range sum.Events {
+		if e.Type == "decision" {
+			decided = append(decided, e.Node)
+		}
+	}
+	if len(decided) == 0 {
+		t.Fatalf("no decision; the scenario faults a node from minute 10")
+	}
+	for _, n := range decided {
+		if !strings.Contains(sum.FaultsInjected[0], n) {
+			t.Errorf("a decision for %s, which the scenario did not fault (%s)", n, sum.FaultsInjected[0])
+		}
+	}
+}

@@ -42,5 +42,7 @@ privileges report themselves degraded, and the summary says why.`,
 	f.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:9711", "coordinator HTTP address (API, /metrics)")
 	f.StringVar(&o.AgentHTTPAddr, "agent-http-addr", "127.0.0.1:9712", "this machine's agent HTTP address")
 	f.StringVar(&o.DataDir, "data-dir", "", "keep the coordinator's store here (default: a temporary directory)")
+	f.StringVar(&o.Scenario, "scenario", "", "take the simulated nodes from this cluster-simulator scenario (sim/scenarios/*.yaml) instead of the Flink stand-in; its schedule injects the faults")
+	f.IntVar(&o.ScenarioSpeed, "scenario-speed", 1, "simulated ticks per --interval with --scenario")
 	return cmd
 }

@@ -37,7 +37,8 @@ vet:
 # Fuzz targets as package:Function; `make fuzz` runs each for FUZZTIME (seed corpora live in
 # each package's testdata/fuzz and also run as plain tests in `make test`).
 FUZZTIME ?= 1m
-FUZZ_TARGETS := api/tmwarden/v1:FuzzAgentMessage flink/promscrape:FuzzParse
+FUZZ_TARGETS := api/tmwarden/v1:FuzzAgentMessage flink/promscrape:FuzzParse \
+	localstate:FuzzS3Request localstate:FuzzAuthorizationHeader localstate:FuzzChunkedBody
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 1m) each

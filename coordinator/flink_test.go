@@ -33,30 +33,7 @@ func TestSubtasksLandOnTheirNodes(t *testing.T) {
 	defer c.stop(t)
 
 	for _, node := range fc.Nodes() {
-		cfg := collector.DefaultConfig()
-		off := false
-		cfg.TaskManagers.ScanProc = &off
-		for _, tm := range fc.TaskManagersOn(node) {
-			cfg.TaskManagers.Static = append(cfg.TaskManagers.Static, collector.StaticTaskManager{Endpoint: tm.MetricsAddr})
-		}
-		var cols []agent.NamedCollector
-		for _, name := range []string{"taskmanagers", "flink"} {
-			col, err := collector.New(name, collector.Options{Config: cfg, Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cols = append(cols, agent.NamedCollector{Name: name, Collector: col})
-		}
-		acfg := agent.DefaultConfig()
-		acfg.NodeName, acfg.Coordinator, acfg.Interval, acfg.HTTPAddr = node, c.GRPCAddr(), 100*time.Millisecond, ""
-		a, err := agent.New(acfg, agent.WithCollectors(cols...), agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(quiet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, acancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); _ = a.Run(actx) }()
-		t.Cleanup(func() { acancel(); <-done })
+		startFlinkAgent(t, ctx, fc, node, c.GRPCAddr(), nil)
 	}
 
 	want := map[string]string{} // "job/vertex/index" -> node
@@ -98,4 +75,40 @@ func TestSubtasksLandOnTheirNodes(t *testing.T) {
 		}
 		return n == len(want) && snap.Unplaced == 0
 	})
+}
+
+// startFlinkAgent runs a real agent for one node of the Flink stand-in: TaskManager discovery
+// with the node's TaskManagers as static targets and the real scrape, over loopback HTTP.
+// edit may change the agent's configuration and options before it starts.
+func startFlinkAgent(t *testing.T, ctx context.Context, fc *flinksim.Cluster, node, coordAddr string,
+	edit func(*agent.Config, *[]agent.Option)) {
+	t.Helper()
+	cfg := collector.DefaultConfig()
+	off := false
+	cfg.TaskManagers.ScanProc = &off
+	for _, tm := range fc.TaskManagersOn(node) {
+		cfg.TaskManagers.Static = append(cfg.TaskManagers.Static, collector.StaticTaskManager{Endpoint: tm.MetricsAddr})
+	}
+	var cols []agent.NamedCollector
+	for _, name := range []string{"taskmanagers", "flink"} {
+		col, err := collector.New(name, collector.Options{Config: cfg, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, agent.NamedCollector{Name: name, Collector: col})
+	}
+	acfg := agent.DefaultConfig()
+	acfg.NodeName, acfg.Coordinator, acfg.Interval, acfg.HTTPAddr = node, coordAddr, 100*time.Millisecond, ""
+	opts := []agent.Option{agent.WithCollectors(cols...), agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(quiet)}
+	if edit != nil {
+		edit(&acfg, &opts)
+	}
+	a, err := agent.New(acfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(actx) }()
+	t.Cleanup(func() { acancel(); <-done })
 }

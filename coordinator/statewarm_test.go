@@ -9,11 +9,9 @@ import (
 
 	"github.com/tmwarden/tmwarden/agent"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
-	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/coordinator"
 	"github.com/tmwarden/tmwarden/localstate"
 	flinksim "github.com/tmwarden/tmwarden/sim/flink"
-	"github.com/tmwarden/tmwarden/telemetry"
 )
 
 // commandLog records the commands an agent receives instead of running them.
@@ -63,35 +61,13 @@ func TestStateFollowsMovedTasks(t *testing.T) {
 
 	logs := map[string]*commandLog{}
 	for _, node := range fc.Nodes() {
-		cfg := collector.DefaultConfig()
-		off := false
-		cfg.TaskManagers.ScanProc = &off
-		for _, tm := range fc.TaskManagersOn(node) {
-			cfg.TaskManagers.Static = append(cfg.TaskManagers.Static, collector.StaticTaskManager{Endpoint: tm.MetricsAddr})
-		}
-		var cols []agent.NamedCollector
-		for _, name := range []string{"taskmanagers", "flink"} {
-			col, err := collector.New(name, collector.Options{Config: cfg, Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cols = append(cols, agent.NamedCollector{Name: name, Collector: col})
-		}
-		acfg := agent.DefaultConfig()
-		acfg.NodeName, acfg.Coordinator, acfg.Interval, acfg.HTTPAddr = node, c.GRPCAddr(), 100*time.Millisecond, ""
-		// A real state cache, so the agent announces its gateway; its upstream is not needed here.
-		acfg.StateCache = localstate.Config{Enabled: true, Listen: "127.0.0.1:0", AccessKey: "flink", SecretKey: "flink-secret-key",
-			Dir: t.TempDir(), Upstream: localstate.UpstreamConfig{Endpoint: "http://127.0.0.1:1", AccessKey: "up", SecretKey: "up-secret"}}
 		logs[node] = &commandLog{}
-		a, err := agent.New(acfg, agent.WithCollectors(cols...), agent.WithTelemetry(telemetry.Noop()),
-			agent.WithLogger(quiet), agent.WithCommandHandler(logs[node]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, acancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); _ = a.Run(actx) }()
-		t.Cleanup(func() { acancel(); <-done })
+		startFlinkAgent(t, ctx, fc, node, c.GRPCAddr(), func(cfg *agent.Config, opts *[]agent.Option) {
+			// A real state cache, so the agent announces its gateway; its upstream is not needed here.
+			cfg.StateCache = localstate.Config{Enabled: true, Listen: "127.0.0.1:0", AccessKey: "flink", SecretKey: "flink-secret-key",
+				Dir: t.TempDir(), Upstream: localstate.UpstreamConfig{Endpoint: "http://127.0.0.1:1", AccessKey: "up", SecretKey: "up-secret"}}
+			*opts = append(*opts, agent.WithCommandHandler(logs[node]))
+		})
 	}
 	from, to := fc.Nodes()[0], fc.Nodes()[1]
 	waitFor(t, 20*time.Second, "both nodes' subtasks placed and their gateways announced", func() bool {

@@ -1,8 +1,8 @@
 package coordinator
 
 import (
+	"cmp"
 	"crypto/subtle"
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -20,51 +20,51 @@ import (
 func (c *Coordinator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpv1.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !c.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "not ready: not serving agents yet, or shutting down"})
+			httpv1.WriteJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "not ready: not serving agents yet, or shutting down"})
 			return
 		}
 		// Followers refuse agents, so the Service must not send traffic their way.
 		if c.elector != nil && !c.elector.IsLeader() {
-			writeJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "follower: the leader is " + c.elector.Leader()})
+			httpv1.WriteJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "follower: the leader is " + c.elector.Leader()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		httpv1.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", c.tel.Handler)
 	mux.HandleFunc("GET /api/v1/nodes", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, httpv1.NodeList{Nodes: c.Nodes()})
+		httpv1.WriteJSON(w, http.StatusOK, httpv1.NodeList{Nodes: c.Nodes()})
 	})
 	mux.HandleFunc("GET /api/v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		d, ok := c.NodeDetail(r.PathValue("name"))
 		if !ok {
-			writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no node named " + strconv.Quote(r.PathValue("name"))})
+			httpv1.WriteJSON(w, http.StatusNotFound, httpv1.Error{Error: "no node named " + strconv.Quote(r.PathValue("name"))})
 			return
 		}
-		writeJSON(w, http.StatusOK, d)
+		httpv1.WriteJSON(w, http.StatusOK, d)
 	})
 	mux.HandleFunc("GET /api/v1/topology", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, c.topo.Snapshot())
+		httpv1.WriteJSON(w, http.StatusOK, c.topo.Snapshot())
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
 		limit := 100
 		if s := r.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > 10000 {
-				writeJSON(w, http.StatusBadRequest, httpv1.Error{Error: "limit: want a whole number from 1 to 10000"})
+				httpv1.WriteJSON(w, http.StatusBadRequest, httpv1.Error{Error: "limit: want a whole number from 1 to 10000"})
 				return
 			}
 			limit = n
 		}
 		evs, err := c.st.LatestEvents(limit, r.URL.Query().Get("node"))
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, httpv1.Error{Error: err.Error()})
+			httpv1.WriteJSON(w, http.StatusInternalServerError, httpv1.Error{Error: err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, httpv1.EventList{Events: nonNil(evs)})
+		httpv1.WriteJSON(w, http.StatusOK, httpv1.EventList{Events: nonNil(evs)})
 	})
 	dh := c.eval.decisions.Handler()
 	mux.Handle("/api/v1/decisions", dh)
@@ -72,7 +72,7 @@ func (c *Coordinator) Handler() http.Handler {
 	// "/" without a method: "GET /" would conflict with "/api/" in the mux.
 	mux.Handle("/", statuspage.Handler())
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
+		httpv1.WriteJSON(w, http.StatusNotFound, httpv1.Error{Error: "no such API path: " + r.Method + " " + r.URL.Path})
 	})
 	h := http.Handler(mux)
 	if c.elector != nil {
@@ -92,7 +92,7 @@ func (c *Coordinator) requireToken(next http.Handler) http.Handler {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="tmwarden"`)
-				writeJSON(w, http.StatusUnauthorized, httpv1.Error{Error: "this request changes state and needs the API bearer token (Authorization: Bearer ...)"})
+				httpv1.WriteJSON(w, http.StatusUnauthorized, httpv1.Error{Error: "this request changes state and needs the API bearer token (Authorization: Bearer ...)"})
 				return
 			}
 		}
@@ -157,7 +157,7 @@ func taskManagers(r *tmwardenv1.Report, topo *topology.Topology) []httpv1.TaskMa
 				BusyMsPerSecond: finite(s.BusyMsPerSecond), BackPressuredMsPerSec: finite(s.BackpressuredMsPerSecond),
 				RecordsInPerSecond: finite(s.RecordsInPerSecond), RecordsOutPerSecond: finite(s.RecordsOutPerSecond)}
 			if p, ok := topo.Locate(topology.Key{JobID: s.JobId, VertexID: s.VertexId, Index: int(s.SubtaskIndex)}); ok {
-				st.JobName, st.VertexName = first(p.JobName, st.JobName), first(p.VertexName, st.VertexName)
+				st.JobName, st.VertexName = cmp.Or(p.JobName, st.JobName), cmp.Or(p.VertexName, st.VertexName)
 			}
 			// Sources have no records in; what they emit is what they process.
 			records := s.RecordsInPerSecond
@@ -172,13 +172,6 @@ func taskManagers(r *tmwardenv1.Report, topo *topology.Topology) []httpv1.TaskMa
 		out = append(out, v)
 	}
 	return out
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // finite returns nil for NaN and infinities, which JSON cannot carry.
@@ -248,15 +241,6 @@ func hostSummary(h *tmwardenv1.HostSignals) *httpv1.HostSummary {
 // collectorState turns STATE_DEGRADED into "degraded".
 func collectorState(s tmwardenv1.CollectorStatus_State) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_"))
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	// A client that went away mid-answer is not the server's error; nothing more to do.
-	_ = enc.Encode(v)
 }
 
 func nonNil[T any](s []T) []T {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -78,7 +79,7 @@ func printNodes(w io.Writer, nodes []httpv1.Node, now time.Time) {
 		if h := n.Host; h != nil {
 			cpu, steal, load, mem = pct(h.CPUBusy), pct(h.CPUSteal), fmt.Sprintf("%.2f", h.Load1), pct(h.MemUsedRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, first(n.Health, "-"), first(n.Cause, "-"), n.State, stream, ago(n.LastReportAt, now),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, cmp.Or(n.Health, "-"), cmp.Or(n.Cause, "-"), n.State, stream, ago(n.LastReportAt, now),
 			n.LastSequence, n.SequenceGaps, cpu, steal, load, mem, n.TaskManagers, n.Subtasks, collectorsBrief(n.Collectors))
 	}
 	tw.Flush()
@@ -103,7 +104,7 @@ func printNode(w io.Writer, d httpv1.NodeDetail, now time.Time) {
 	if ds := d.Decision; ds != nil {
 		fmt.Fprintf(tw, "Health:\t%s since %s\n", ds.State, ds.Since.Local().Format(time.DateTime))
 		if ds.Verdict != "" {
-			fmt.Fprintf(tw, "Verdict:\t%s, score %.2f, cause %s\n", ds.Verdict, ds.Score, first(ds.Cause, "-"))
+			fmt.Fprintf(tw, "Verdict:\t%s, score %.2f, cause %s\n", ds.Verdict, ds.Score, cmp.Or(ds.Cause, "-"))
 		}
 		if ds.OpenDecision != "" {
 			fmt.Fprintf(tw, "Decision:\t%s (tmwardenctl decisions %s)\n", ds.OpenDecision, ds.OpenDecision)
@@ -128,7 +129,7 @@ func printNode(w io.Writer, d httpv1.NodeDetail, now time.Time) {
 				fmt.Fprintf(tw, "  %s\tscrape failed: %s\n", tm.ResourceID, tm.ScrapeError)
 			}
 			for _, s := range tm.Subtasks {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", tm.ResourceID, first(s.JobName, s.JobID), first(s.VertexName, s.VertexID),
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", tm.ResourceID, cmp.Or(s.JobName, s.JobID), cmp.Or(s.VertexName, s.VertexID),
 					s.Index, num(s.BusyMsPerSecond), num(s.BackPressuredMsPerSec), num(s.RecordsInPerSecond), num(s.RecordsOutPerSecond), num(s.TrueProcessingRate))
 			}
 		}
@@ -170,13 +171,6 @@ func num(f *float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f", *f)
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.0f%%", f*100) }

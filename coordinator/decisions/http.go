@@ -45,7 +45,7 @@ func (m *Manager) serveList(w http.ResponseWriter, r *http.Request) {
 	for _, d := range ds {
 		out.Decisions = append(out.Decisions, ToAPI(d, nil))
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpv1.WriteJSON(w, http.StatusOK, out)
 }
 
 func (m *Manager) serveOne(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +58,7 @@ func (m *Manager) serveOne(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, ToAPI(d, audit))
+	httpv1.WriteJSON(w, http.StatusOK, ToAPI(d, audit))
 }
 
 func (m *Manager) serveApprove(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +83,7 @@ func (m *Manager) serveApprove(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeErr(w, http.StatusInternalServerError, err.Error())
 	default:
-		writeJSON(w, http.StatusOK, ToAPI(d, nil))
+		httpv1.WriteJSON(w, http.StatusOK, ToAPI(d, nil))
 	}
 }
 
@@ -142,14 +142,6 @@ func evidenceToAPI(es []detect.Evidence) []httpv1.Evidence {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func writeErr(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, httpv1.Error{Error: msg})
+	httpv1.WriteJSON(w, code, httpv1.Error{Error: msg})
 }

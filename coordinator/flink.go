@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
@@ -66,9 +67,11 @@ func (j JobManagerConfig) client() (*rest.Client, error) {
 // jobManagerPoller keeps the topology's REST side current. A JobManager that fails a poll keeps
 // its last good view, so an unreachable JobManager never looks like all its jobs stopped.
 type jobManagerPoller struct {
-	c        *Coordinator
-	clients  []*rest.Client
-	urls     []string
+	c       *Coordinator
+	clients []*rest.Client
+	urls    []string
+
+	mu       sync.Mutex // guards lastGood: the poll writes it, the state warmer reads it
 	lastGood []*rest.ClusterPlacement
 }
 
@@ -113,10 +116,13 @@ func (p *jobManagerPoller) poll(ctx context.Context) {
 			}
 			continue
 		}
+		p.mu.Lock()
 		p.lastGood[i] = cp
+		p.mu.Unlock()
 	}
 	var jobs []topology.RESTJob
 	var tms []topology.RESTTaskManager
+	p.mu.Lock()
 	for _, cp := range p.lastGood {
 		if cp == nil {
 			continue
@@ -124,6 +130,7 @@ func (p *jobManagerPoller) poll(ctx context.Context) {
 		j, t := topology.FromREST(cp)
 		jobs, tms = append(jobs, j...), append(tms, t...)
 	}
+	p.mu.Unlock()
 	p.c.topo.ObserveREST(jobs, tms, p.c.now())
 }
 
@@ -142,23 +149,33 @@ func (p *jobManagerPoller) checkpointer() actuate.Checkpointer {
 // latestCheckpoint returns the external path and id of a job's latest completed checkpoint,
 // asking the JobManager that runs the job ("" when there is none yet).
 func (p *jobManagerPoller) latestCheckpoint(ctx context.Context, jobID string) (string, int64, error) {
+	client := p.clientOf(jobID)
+	if client == nil {
+		return "", 0, nil
+	}
+	st, err := client.Checkpoints(ctx, jobID)
+	if err != nil {
+		return "", 0, fmt.Errorf("checkpoints of job %s: %w", jobID, err)
+	}
+	if c := st.Latest.Completed; c != nil {
+		return c.ExternalPath, c.ID, nil
+	}
+	return "", 0, nil
+}
+
+// clientOf returns the client of the JobManager whose last good poll listed the job.
+func (p *jobManagerPoller) clientOf(jobID string) *rest.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i, cp := range p.lastGood {
 		if cp == nil {
 			continue
 		}
 		for _, j := range cp.Jobs {
-			if j.Job == nil || j.Job.ID != jobID {
-				continue
+			if j.Job != nil && j.Job.ID == jobID {
+				return p.clients[i]
 			}
-			st, err := p.clients[i].Checkpoints(ctx, jobID)
-			if err != nil {
-				return "", 0, fmt.Errorf("checkpoints of job %s: %w", jobID, err)
-			}
-			if c := st.Latest.Completed; c != nil {
-				return c.ExternalPath, c.ID, nil
-			}
-			return "", 0, nil
 		}
 	}
-	return "", 0, nil
+	return nil
 }

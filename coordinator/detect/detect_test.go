@@ -96,6 +96,42 @@ func verdict(r Round, node, tm string) (Verdict, bool) {
 	return Verdict{}, false
 }
 
+// Node-wide stragglers and a clear host anomaly in the same window are two independent
+// witnesses: the node is slow at once. Either witness alone is not enough.
+func TestPeerDecisiveWindow(t *testing.T) {
+	cases := []struct {
+		name       string
+		slow       bool
+		runq, stl  float64
+		wantStatus Status
+	}{
+		{"stragglers and a clear CPU anomaly", true, 4000, 0.2, StatusSlow},
+		{"stragglers and a mild CPU anomaly", true, 400, 0.1, StatusSuspect},
+		{"a clear CPU anomaly and no stragglers", false, 4000, 0.2, StatusSuspect},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster()
+			p := NewPeer(DefaultPeerConfig())
+			for range 3 {
+				c.eval(p)
+			}
+			if tc.slow {
+				c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
+			}
+			c.runq[node(3)], c.steal[node(3)] = tc.runq, tc.stl
+			r := c.eval(p)
+			v, _ := verdict(r, node(3), "")
+			if v.Status != tc.wantStatus {
+				t.Fatalf("after one window want %s, got %+v", tc.wantStatus, v)
+			}
+			if v.Status == StatusSlow && (v.Cause != CauseCPU || !v.Since.Equal(r.At)) {
+				t.Fatalf("a decisive verdict names its cause and starts at its window: %+v", v)
+			}
+		})
+	}
+}
+
 func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
@@ -104,12 +140,14 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 			t.Fatalf("healthy cluster flagged: %+v", r.Slow())
 		}
 	}
+	// A mild host anomaly: run-queue latency 20x the median and a little steal, each only one
+	// or two floors above the median.
 	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
-	c.runq[node(3)] = 4000
-	c.steal[node(3)] = 0.2
+	c.runq[node(3)] = 400
+	c.steal[node(3)] = 0.1
 	r := c.eval(p)
 	if v, _ := verdict(r, node(3), ""); v.Status != StatusSuspect {
-		t.Fatalf("one window of evidence makes a suspect, got %+v", v)
+		t.Fatalf("one window of mild evidence makes a suspect, got %+v", v)
 	}
 	firstAt := r.At
 	r = c.eval(p)
@@ -130,7 +168,7 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 			}
 		case "host":
 			host++
-			if e.Signal == "runqueue_mean_us" && (e.Value != 4000 || e.PeerMedian != 20) {
+			if e.Signal == "runqueue_mean_us" && (e.Value != 400 || e.PeerMedian != 20) {
 				t.Errorf("host evidence wrong: %+v", e)
 			}
 		}

@@ -32,6 +32,13 @@ type PeerConfig struct {
 	// StrongWindows consecutive windows of host evidence with app impact, or WeakWindows of
 	// WeakOf windows with app evidence alone, make a node slow; ClearWindows clean ones clear it.
 	StrongWindows, WeakWindows, ClearWindows int
+	// DecisiveHostScore: a window in which the node's host signals score at least this (floors
+	// above the peer median, summed) while its subtasks straggle across MinVertices vertices is
+	// decisive on its own: two independent witnesses agreeing stand in for a second window. Persistence
+	// before acting stays with the decision layer's confirm_rounds. A JVM far out on GC time whose
+	// subtasks straggle across vertices is decisive for its TaskManager the same way. 0 turns
+	// single-window verdicts off.
+	DecisiveHostScore float64
 	// WeakOf is the span of windows WeakWindows are counted in.
 	WeakOf int
 	// A host anomaly SevereHostScore floors above the peer median, held HostOnlyWindows, makes
@@ -56,7 +63,8 @@ func DefaultPeerConfig() PeerConfig {
 	return PeerConfig{
 		MinBusyMs: 50, MinPeers: 3, Slowdown: 1.3, BackpressureExcessMs: 250, SingleSlowdown: 1.5, GCExcessMs: 200,
 		NodeShare: 0.4, MinVertices: 2,
-		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, SevereHostScore: 2, HostOnlyWindows: 6,
+		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, DecisiveHostScore: 4,
+		SevereHostScore: 2, HostOnlyWindows: 6,
 		BreakerMinNodes: 3, BreakerBadShare: 0.15, BreakerRegressShare: 0.3, BreakerVanishShare: 0.1,
 		BreakerHold: 2 * time.Minute, ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
 	}
@@ -140,6 +148,9 @@ type nodeEval struct {
 	vertices   []model.VertexKey
 	// blockedVertices are the vertices of blocked; they count only with network trouble.
 	blockedVertices []model.VertexKey
+	// slowVertices counts the distinct vertices of the node's stragglers (and, with network
+	// trouble, of its blocked subtasks).
+	slowVertices int
 	tms             []*tmEval
 	host            []Evidence
 	hostCause       Cause
@@ -430,6 +441,7 @@ func (p *Peer) appEvidence(e *nodeEval) (appSlow, impact bool) {
 	} else {
 		e.blocked = nil
 	}
+	e.slowVertices = vertices
 	// One mildly odd subtask is noise or its own data; impact means at least two, all there
 	// are, or one clearly slower than its peers.
 	impact = k >= 2 || (k > 0 && k == e.measured)
@@ -491,10 +503,12 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	if len(bad) == 1 && len(good) > 0 {
 		return bad[0]
 	}
-	// With one TaskManager on the node, only the JVM's own GC tells them apart: its GC threads
-	// load the CPUs, so CPU signals may rise with it, but steal or disk, memory and network
-	// trouble point at the node.
-	if len(bad) == 1 && len(good) == 0 && len(e.tms) == 1 && bad[0].gcOutlier {
+	// The one bad JVM is also far out on GC time, and nothing on the host points elsewhere (its
+	// GC threads load the CPUs, so CPU signals may rise with it, but steal or disk, memory and
+	// network trouble point at the node): the JVM explains its stragglers. This holds with one
+	// TaskManager on the node, and when the others are merely not clean — a slower machine or
+	// noise leaves a few of their subtasks behind, which is no second bad TaskManager.
+	if len(bad) == 1 && bad[0].gcOutlier {
 		return bad[0]
 	}
 	return nil
@@ -514,8 +528,9 @@ func gcExplainsHost(host []Evidence) bool {
 // outcome is what one window says about a target.
 type outcome struct {
 	// strong: host evidence and app impact agree; weak: the node's subtasks are slow across
-	// vertices, or host evidence comes with some app impact; host: a severe host anomaly alone.
-	strong, weak, host bool
+	// vertices, or host evidence comes with some app impact; host: a severe host anomaly alone;
+	// decisive: node-wide stragglers with a clear host anomaly.
+	strong, weak, host, decisive bool
 }
 
 func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
@@ -523,7 +538,9 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 	tmBad := p.tmProblem(e, impact)
 	if tmBad != nil {
 		// One JVM's trouble: judged as that TaskManager, and the node itself stays clean.
-		o := outcome{weak: true, strong: tmBad.gcOutlier && tmBad.stragglers > 0}
+		// The JVM's own GC time and its subtasks across vertices are two witnesses.
+		o := outcome{weak: true, strong: tmBad.gcOutlier && tmBad.stragglers > 0,
+			decisive: p.cfg.DecisiveHostScore > 0 && tmBad.gcOutlier && len(tmBad.vertices) >= p.cfg.MinVertices}
 		p.step(target{node: e.name, tm: tmBad.id}, e, o, r, tmBad)
 		p.step(nodeKey, e, outcome{}, r, nil)
 		return
@@ -532,6 +549,8 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 		strong: (appSlow || impact) && len(e.host) > 0,
 		weak:   appSlow || (len(e.host) > 0 && impact),
 		host:   len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
+		decisive: len(e.host) > 0 && p.cfg.DecisiveHostScore > 0 && e.hostScore >= p.cfg.DecisiveHostScore &&
+			(appSlow || impact && e.slowVertices >= p.cfg.MinVertices),
 	}
 	p.step(nodeKey, e, o, r, nil)
 	for t, tr := range p.tracks {
@@ -579,7 +598,7 @@ func (p *Peer) step(k target, e *nodeEval, o outcome, r *Round, tm *tmEval) {
 	weak := bits.OnesCount32(tr.weakHist & (1<<p.cfg.WeakOf - 1))
 	switch {
 	case tr.status == StatusSlow && tr.clean < p.cfg.ClearWindows:
-	case tr.strong >= p.cfg.StrongWindows || weak >= p.cfg.WeakWindows || tr.host >= p.cfg.HostOnlyWindows:
+	case o.decisive || tr.strong >= p.cfg.StrongWindows || weak >= p.cfg.WeakWindows || tr.host >= p.cfg.HostOnlyWindows:
 		if tr.status != StatusSlow {
 			tr.since = tr.firstStrike
 		}

@@ -50,8 +50,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 1m) each
 # times during decisions, down for CHAOS_OUTAGE (2m) under 1000 agents, cut off from its fleet.
 # No -race: the race detector caps goroutines below what 1000 agents need.
 .PHONY: chaos
-chaos: ## chaos tests: kill -9 during decisions, coordinator outage with 1000 agents, partition
+chaos: ## chaos tests: kill -9 during decisions, coordinator outage with 1000 agents, partition, S3 upstream killed
 	$(GO) test -tags chaos -count=1 -v -timeout 30m ./chaos/
+	$(GO) test -count=1 -v -run 'TestUpstreamOutage' ./localstate/
 
 .PHONY: bench-scale
 bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round time, RSS, drops

@@ -39,6 +39,12 @@ type Config struct {
 	// TLS secures the agents' streams; with ca_file, agents must present a certificate signed
 	// by it (mTLS). Certificates are reloaded when their files change. Default off.
 	TLS mtls.Config `yaml:"tls"`
+	// AgentIdentity says what an agent's client certificate must vouch for under mTLS:
+	// "node-name" (default): the node the agent reports as must be the certificate's Common Name
+	// or one of its DNS names, so one node's key cannot speak for another;
+	// "any": any certificate signed by the CA may report as any node (one certificate shared by
+	// every agent).
+	AgentIdentity string `yaml:"agent_identity"`
 	// APITokenFile holds a bearer token that the HTTP API requires for every mutating request
 	// (approvals); reads stay open. Default none (no token).
 	APITokenFile string `yaml:"api_token_file"`
@@ -71,6 +77,7 @@ func DefaultConfig() Config {
 		MaxReportsPerSecond: 20,
 		ReportBurst:         1000,
 		LogLevel:            "info",
+		AgentIdentity:       AgentIdentityNodeName,
 		Leader:              leader.DefaultConfig(),
 		Detection:           defaultDetectionConfig(),
 		Decisions:           decisions.DefaultConfig(),
@@ -78,6 +85,12 @@ func DefaultConfig() Config {
 		Flink:               FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
 	}
 }
+
+// What an agent's client certificate must vouch for (Config.AgentIdentity).
+const (
+	AgentIdentityNodeName = "node-name"
+	AgentIdentityAny      = "any"
+)
 
 // BindFlags registers the coordinator's flags with cfg's fields as their targets.
 func BindFlags(fs *flag.FlagSet, cfg *Config) {
@@ -123,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.TLS.Validate(true); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AgentIdentity != AgentIdentityNodeName && c.AgentIdentity != AgentIdentityAny {
+		errs = append(errs, fmt.Errorf("agent_identity %q: want %q or %q", c.AgentIdentity, AgentIdentityNodeName, AgentIdentityAny))
 	}
 	if c.Flink.PollInterval <= 0 || c.Flink.StaleAfter <= 0 {
 		errs = append(errs, fmt.Errorf("flink.poll_interval %v / flink.stale_after %v: must be positive", c.Flink.PollInterval, c.Flink.StaleAfter))

@@ -108,6 +108,7 @@ type coordMetrics struct {
 	reports  metric.Int64Counter
 	sessions metric.Int64UpDownCounter
 	limits   metric.Int64Counter
+	refused  metric.Int64Counter
 }
 
 var (
@@ -115,6 +116,8 @@ var (
 	attrDuplicate = metric.WithAttributes(attribute.String("outcome", "duplicate"))
 	attrRejected  = metric.WithAttributes(attribute.String("outcome", "rejected"))
 	attrRateLimit = metric.WithAttributes(attribute.String("limit", "agent_report_rate"))
+	attrBadHello  = metric.WithAttributes(attribute.String("reason", "invalid_hello"))
+	attrIdentity  = metric.WithAttributes(attribute.String("reason", "identity"))
 )
 
 // New opens the store under cfg.DataDir and loads the nodes it knows.
@@ -195,7 +198,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 
 func (c *Coordinator) initMetrics() error {
 	m := c.tel.Meters.Meter("github.com/tmwarden/tmwarden/coordinator")
-	var err1, err2, err3, err4 error
+	var err1, err2, err3, err4, err5 error
+	c.m.refused, err5 = m.Int64Counter("tmwarden.coordinator.streams.refused", metric.WithUnit("{stream}"),
+		metric.WithDescription("Agent streams refused at Hello, by reason (invalid_hello; identity: the client certificate does not name the node)."))
 	c.m.limits, err4 = m.Int64Counter("tmwarden.coordinator.limits.hit", metric.WithUnit("{event}"),
 		metric.WithDescription("Times a limit was hit, by limit (agent_report_rate, ...)."))
 	c.m.reports, err1 = m.Int64Counter("tmwarden.coordinator.reports", metric.WithUnit("{report}"),
@@ -221,7 +226,7 @@ func (c *Coordinator) initMetrics() error {
 			o.Observe(down, metric.WithAttributes(attribute.String("state", "unreachable")))
 			return nil
 		}))
-	return errors.Join(err1, err2, err3, err4)
+	return errors.Join(err1, err2, err3, err4, err5)
 }
 
 // Listen binds the gRPC and HTTP addresses, so that a taken port fails before anything runs.

@@ -2,18 +2,23 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/store"
+	"github.com/tmwarden/tmwarden/mtls"
 )
 
 // reportPersistEvery bounds how often a node's last report body is written to the store.
@@ -46,6 +51,12 @@ func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMe
 	}
 	if err := validateHello(hello); err != nil {
 		c.log.Warn("refused agent hello", "node", hello.NodeName, "err", err)
+		c.m.refused.Add(stream.Context(), 1, attrBadHello)
+		return err
+	}
+	if err := c.checkIdentity(stream.Context(), hello.NodeName); err != nil {
+		c.log.Warn("refused agent hello", "node", hello.NodeName, "err", err)
+		c.m.refused.Add(stream.Context(), 1, attrIdentity)
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
@@ -297,6 +308,30 @@ func (c *Coordinator) SendCommand(ctx context.Context, node string, cmd *tmwarde
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("sending command %s to %s: stream is not draining", cmd.Id, node)
 	}
+}
+
+// checkIdentity refuses a stream whose verified client certificate does not name the node it
+// reports as, so a stolen or compromised agent key speaks for its own node only.
+func (c *Coordinator) checkIdentity(ctx context.Context, node string) error {
+	if c.cfg.TLS.CAFile == "" || c.cfg.AgentIdentity == AgentIdentityAny {
+		return nil
+	}
+	var state *tls.ConnectionState
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			state = &info.State
+		}
+	}
+	leaf := mtls.VerifiedPeer(state)
+	if leaf == nil {
+		return status.Error(codes.Unauthenticated, "no verified client certificate on this stream")
+	}
+	if names := mtls.Names(leaf); !slices.Contains(names, node) {
+		return status.Errorf(codes.PermissionDenied,
+			"the client certificate names %q, not node %q: issue each agent a certificate with its node name as Common Name or DNS name, or set agent_identity: any",
+			names, node)
+	}
+	return nil
 }
 
 func validateHello(h *tmwardenv1.Hello) error {

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -266,7 +267,12 @@ func rawStream(t *testing.T, addr string, opts ...grpc.CallOption) grpc.BidiStre
 
 func rawStreamB(t testing.TB, addr string, opts ...grpc.CallOption) grpc.BidiStreamingClient[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage] {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return streamWith(t, addr, insecure.NewCredentials(), opts...)
+}
+
+func streamWith(t testing.TB, addr string, creds credentials.TransportCredentials, opts ...grpc.CallOption) grpc.BidiStreamingClient[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage] {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

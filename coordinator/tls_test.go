@@ -2,15 +2,7 @@ package coordinator_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,68 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/tmwarden/tmwarden/agent"
 	"github.com/tmwarden/tmwarden/coordinator"
 	"github.com/tmwarden/tmwarden/mtls"
+	"github.com/tmwarden/tmwarden/mtls/mtlstest"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tmwarden test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a leaf certificate with serial into dir/name.{crt,key}.
-func (ca *testCA) issue(t *testing.T, dir, name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	// Written to a temporary name and renamed, as cert-manager and atomic writers do.
-	for path, data := range map[string][]byte{
-		certFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyFile:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-	} {
-		if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
-}
-
-func writeCA(t *testing.T, dir string, ca *testCA) string {
-	p := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(p, ca.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func serverSerial(t *testing.T, addr, caFile string) int64 {
 	t.Helper()
@@ -102,10 +41,11 @@ func serverSerial(t *testing.T, addr, caFile string) int64 {
 func TestMutualTLSWithCertificateRotation(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ca := newCA(t)
-	caFile := writeCA(t, dir, ca)
-	srvCert, srvKey := ca.issue(t, dir, "coordinator", 100, x509.ExtKeyUsageServerAuth)
-	agCert, agKey := ca.issue(t, dir, "agent", 200, x509.ExtKeyUsageClientAuth)
+	ca := mtlstest.NewCA(t, "tmwarden test CA")
+	caFile := ca.File
+	srvCert, srvKey := ca.Issue(t, dir, "coordinator", 100)
+	// The agent's certificate names its node (agent_identity: node-name, the default).
+	agCert, agKey := ca.Issue(t, dir, "mtls-node", 200)
 
 	rec := newRecorder()
 	c := startCoordinator(t, t.TempDir(), "127.0.0.1:0", func(cfg *coordinator.Config) {
@@ -135,11 +75,19 @@ func TestMutualTLSWithCertificateRotation(t *testing.T) {
 		t.Fatalf("an agent without a client certificate got %d reports in", n)
 	}
 
+	// A valid certificate for one node cannot speak for another.
+	tc, err := mtls.ClientConfig(mtls.Config{CertFile: agCert, KeyFile: agKey, CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := streamWith(t, c.GRPCAddr(), credentials.NewTLS(tc))
+	expectStatus(t, impostor, codes.PermissionDenied, `names ["localhost" "mtls-node"], not node "other-node"`, hello("other-node", 1))
+
 	if got := serverSerial(t, c.GRPCAddr(), caFile); got != 100 {
 		t.Fatalf("server certificate serial %d, want 100", got)
 	}
 	time.Sleep(1100 * time.Millisecond) // the reloader looks at the files at most once a second
-	ca.issue(t, dir, "coordinator", 101, x509.ExtKeyUsageServerAuth)
+	ca.Issue(t, dir, "coordinator", 101)
 	waitFor(t, 5*time.Second, "the rotated server certificate", func() bool { return serverSerial(t, c.GRPCAddr(), caFile) == 101 })
 	n := len(rec.sequences("mtls-node"))
 	waitFor(t, 10*time.Second, "reports to keep flowing after rotation", func() bool { return len(rec.sequences("mtls-node")) > n+5 })

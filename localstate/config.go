@@ -7,6 +7,7 @@
 package localstate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -32,7 +33,7 @@ type Config struct {
 	CapacityBytes int64 `yaml:"capacity_bytes"`
 	// Upstream is the real object store the gateway writes through to.
 	Upstream UpstreamConfig `yaml:"upstream"`
-	// Peer is the credential agents use between themselves for peer transfer.
+	// Peer is how agents fetch from each other (peer transfer): shared credential and mTLS.
 	Peer PeerConfig `yaml:"peer"`
 	// FetchChunkBytes is the size of one ranged GET when loading a miss. Default 8 MiB.
 	FetchChunkBytes int64 `yaml:"fetch_chunk_bytes"`
@@ -63,13 +64,27 @@ type UpstreamConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// PeerConfig is the shared credential agents sign peer-transfer requests with (SigV4 against the
-// peer's gateway). Default: the gateway's own AccessKey/SecretKey.
+// PeerConfig is how agents talk to each other's gateway for peer transfer: a shared credential
+// they sign requests with (SigV4) and, optionally, mutual TLS with agent certificates.
 type PeerConfig struct {
+	// AccessKey and SecretKey are the shared peer credential. Default: the gateway's own
+	// AccessKey/SecretKey.
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
 	// TLS makes peer requests use https. Default false.
 	TLS bool `yaml:"tls"`
+	// CAFile is the CA (PEM) that signs the agents' certificates. It turns on peer mTLS: this
+	// gateway asks clients for a certificate and serves a request signed with the peer
+	// credential only over a connection whose certificate it signed (TaskManagers, which cannot
+	// present one, keep working with their own credential); peer requests verify the peer's
+	// server certificate with it instead of the system roots. Needs tls_cert_file/tls_key_file,
+	// tls: true and an access_key distinct from the gateway's. Reloaded when the file changes.
+	// Default none (no client certificates).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this agent's client certificate and key (PEM), presented to
+	// peers. They go together; reloaded when the files change. Default none.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // JanitorConfig cleans Flink's task-local recovery and TaskManager working directories.
@@ -155,6 +170,22 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("state_cache: tls_cert_file and tls_key_file go together"))
+	}
+	if c.Peer.CAFile != "" {
+		if c.TLSCertFile == "" {
+			errs = append(errs, errors.New("state_cache.peer.ca_file requires tls_cert_file and tls_key_file: peers present their certificates in the gateway's TLS handshake"))
+		}
+		if !c.Peer.TLS {
+			errs = append(errs, errors.New("state_cache.peer.ca_file requires state_cache.peer.tls: true"))
+		}
+		// The access key is what tells a peer request from a TaskManager's; if both sign with
+		// the same key, either TaskManagers would need certificates or peers would not.
+		if peer := cmp.Or(c.Peer.AccessKey, c.AccessKey); peer == c.AccessKey {
+			errs = append(errs, errors.New("state_cache.peer.ca_file requires a state_cache.peer.access_key different from state_cache.access_key"))
+		}
+	}
+	if (c.Peer.CertFile == "") != (c.Peer.KeyFile == "") {
+		errs = append(errs, errors.New("state_cache.peer: cert_file and key_file go together"))
 	}
 	if c.CapacityBytes < 0 {
 		errs = append(errs, fmt.Errorf("state_cache.capacity_bytes %d is negative", c.CapacityBytes))

@@ -22,8 +22,10 @@ import (
 	"github.com/versity/versitygw/backend/s3proxy"
 	"github.com/versity/versitygw/s3api"
 	"github.com/versity/versitygw/s3api/middlewares"
+	"golang.org/x/sys/unix"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/mtls"
 )
 
 // Gateway is the node-local S3 endpoint with its cache. Build it with New, serve with Run.
@@ -42,6 +44,9 @@ type Gateway struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*s3.Client
+	// peerTLS is the client TLS configuration of peer requests (agent certificate, agents' CA);
+	// nil means the defaults (system roots, no client certificate).
+	peerTLS *tls.Config
 
 	addrMu sync.Mutex
 	addr   string
@@ -69,6 +74,15 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{cfg: cfg, log: log, store: st, sched: newScheduler(cfg.MaxConcurrentFetches),
 		ctx: ctx, cancel: cancel, peers: map[string]*s3.Client{}}
+	if cfg.Peer.TLS && (cfg.Peer.CAFile != "" || cfg.Peer.CertFile != "") {
+		// Built once here so that unreadable files fail New; it reloads them as they change.
+		g.peerTLS, err = mtls.ClientConfig(mtls.Config{CertFile: cfg.Peer.CertFile, KeyFile: cfg.Peer.KeyFile, CAFile: cfg.Peer.CAFile})
+		if err != nil {
+			cancel()
+			_ = st.close()
+			return nil, fmt.Errorf("state_cache.peer: %w", err)
+		}
+	}
 	g.fills = &fillSet{g: g, fills: map[string]*fill{}}
 	g.prefetch = &prefetches{g: g, jobs: map[string]*prefetchJob{}}
 	g.upstream = newS3Client(cfg.Upstream.Endpoint, cfg.Upstream.Region, cfg.Upstream.AccessKey, cfg.Upstream.SecretKey,
@@ -86,13 +100,20 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 // newS3Client builds an aws-sdk-go-v2 client for an S3-compatible endpoint. timeout bounds
 // connecting and waiting for response headers, not a whole body.
 func newS3Client(endpoint, region, access, secret string, pathStyle, insecure bool, timeout time.Duration) *s3.Client {
+	var tc *tls.Config
+	if insecure {
+		tc = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opted in by configuration
+	}
+	return newS3ClientTLS(endpoint, region, access, secret, pathStyle, tc, timeout)
+}
+
+// newS3ClientTLS is newS3Client with a given client TLS configuration (nil: the defaults).
+func newS3ClientTLS(endpoint, region, access, secret string, pathStyle bool, tc *tls.Config, timeout time.Duration) *s3.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	tr.ResponseHeaderTimeout = timeout
 	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-	if insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opted in by configuration
-	}
+	tr.TLSClientConfig = tc
 	return s3.New(s3.Options{
 		Region:       region,
 		BaseEndpoint: aws.String(endpoint),
@@ -123,20 +144,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ready := make(chan struct{})
-	opts := []s3api.Option{
-		s3api.WithConcurrencyLimiter(1024, 1024),
-		s3api.WithMpMaxParts(10000),
-		s3api.WithQuiet(),
-		s3api.WithKeepAlive(),
-		s3api.WithDisableACL(),
-		s3api.WithHealth("/healthz"),
-		s3api.WithOnListen(func() { close(ready) }),
-	}
 	serveOn := listen
 	var front *tlsFront
 	if g.cfg.TLSCertFile != "" {
-		front, err = newTLSFront(listen, g.cfg.TLSCertFile, g.cfg.TLSKeyFile)
+		front, err = newTLSFront(listen, g.cfg.TLSCertFile, g.cfg.TLSKeyFile, g.cfg.Peer.CAFile, g.cfg.Peer.AccessKey, g.log)
 		if err != nil {
 			return err
 		}
@@ -148,30 +159,55 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	iam := &accounts{byAccess: map[string]auth.Account{
-		g.cfg.AccessKey:      {Access: g.cfg.AccessKey, Secret: g.cfg.SecretKey, Role: auth.RoleAdmin},
-		g.cfg.Peer.AccessKey: {Access: g.cfg.Peer.AccessKey, Secret: g.cfg.Peer.SecretKey, Role: auth.RoleAdmin},
-	}}
-	srv, err := s3api.New(g.be, middlewares.RootUserConfig{Access: g.cfg.AccessKey, Secret: g.cfg.SecretKey},
-		g.cfg.Region, iam, nil, nil, nil, nil, opts...)
-	if err != nil {
-		return fmt.Errorf("state cache gateway: %w", err)
+	tm := auth.Account{Access: g.cfg.AccessKey, Secret: g.cfg.SecretKey, Role: auth.RoleAdmin}
+	peer := auth.Account{Access: g.cfg.Peer.AccessKey, Secret: g.cfg.Peer.SecretKey, Role: auth.RoleAdmin}
+	var servers []*s3apiServer
+	if front != nil && front.peerBackend != "" {
+		// Peer mTLS: the versitygw that serves connections without a verified client
+		// certificate does not know the peer credential at all (see tlsFront).
+		servers = append(servers,
+			&s3apiServer{addr: front.backend, iam: &accounts{byAccess: map[string]auth.Account{tm.Access: tm}}},
+			&s3apiServer{addr: front.peerBackend, iam: &accounts{byAccess: map[string]auth.Account{tm.Access: tm, peer.Access: peer}}})
+	} else {
+		servers = append(servers, &s3apiServer{addr: serveOn, iam: &accounts{byAccess: map[string]auth.Account{tm.Access: tm, peer.Access: peer}}})
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeMultiPort([]string{serveOn}) }()
-	select {
-	case <-ready:
-		g.addrMu.Lock()
-		g.addr = listen
-		g.addrMu.Unlock()
-		g.log.Info("state cache gateway listening", "addr", listen, "upstream", g.cfg.Upstream.Endpoint, "dir", g.cfg.Dir)
-	case err := <-errc:
-		return fmt.Errorf("state cache gateway on %s: %w", listen, err)
-	case <-ctx.Done():
-		_ = srv.ShutDown()
-		<-errc
-		return nil
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		if err := g.newS3API(s); err != nil {
+			return err
+		}
 	}
+	for _, s := range servers {
+		go func() { errc <- s.srv.ServeMultiPort([]string{s.addr}) }()
+	}
+	running := len(servers)
+	shutdown := func() error {
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.srv.ShutDown())
+		}
+		for ; running > 0; running-- {
+			<-errc
+		}
+		return errors.Join(errs...)
+	}
+	for _, s := range servers {
+		select {
+		case <-s.ready:
+		case err := <-errc:
+			running--
+			_ = shutdown()
+			return fmt.Errorf("state cache gateway on %s: %w", listen, err)
+		case <-ctx.Done():
+			_ = shutdown()
+			return nil
+		}
+	}
+	g.addrMu.Lock()
+	g.addr = listen
+	g.addrMu.Unlock()
+	g.log.Info("state cache gateway listening", "addr", listen, "upstream", g.cfg.Upstream.Endpoint, "dir", g.cfg.Dir,
+		"tls", front != nil, "peer_mtls", front != nil && front.peerBackend != "")
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); g.flushLoop(ctx) }()
@@ -183,14 +219,43 @@ func (g *Gateway) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		running--
+		_ = shutdown()
 		g.cancel()
 		wg.Wait()
 		return fmt.Errorf("state cache gateway: %w", err)
 	}
-	shutErr := srv.ShutDown()
-	<-errc
+	shutErr := shutdown()
 	wg.Wait()
 	return shutErr
+}
+
+// s3apiServer is one versitygw S3 front end of the gateway, serving addr with the accounts iam.
+type s3apiServer struct {
+	addr  string
+	iam   *accounts
+	srv   *s3api.S3ApiServer
+	ready chan struct{}
+}
+
+func (g *Gateway) newS3API(s *s3apiServer) error {
+	s.ready = make(chan struct{})
+	opts := []s3api.Option{
+		s3api.WithConcurrencyLimiter(1024, 1024),
+		s3api.WithMpMaxParts(10000),
+		s3api.WithQuiet(),
+		s3api.WithKeepAlive(),
+		s3api.WithDisableACL(),
+		s3api.WithHealth("/healthz"),
+		s3api.WithOnListen(func() { close(s.ready) }),
+	}
+	srv, err := s3api.New(g.be, middlewares.RootUserConfig{Access: g.cfg.AccessKey, Secret: g.cfg.SecretKey},
+		g.cfg.Region, s.iam, nil, nil, nil, nil, opts...)
+	if err != nil {
+		return fmt.Errorf("state cache gateway: %w", err)
+	}
+	s.srv = srv
+	return nil
 }
 
 func (g *Gateway) flushLoop(ctx context.Context) {
@@ -364,12 +429,35 @@ func (c *cachedBody) WriteTo(w io.Writer) (int64, error) {
 	if _, err := c.f.Seek(c.off, io.SeekStart); err != nil {
 		return 0, err
 	}
-	lr := &io.LimitedReader{R: c.f, N: c.n}
-	if rf, ok := w.(io.ReaderFrom); ok {
-		return rf.ReadFrom(lr)
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(w, &io.LimitedReader{R: c.f, N: c.n})
 	}
-	return io.Copy(w, lr)
+	// sendfile pulls pages through a 64 KiB pipe, so a file not in the page cache is read in
+	// small synchronous requests. Asking the kernel for the next span ahead (WILLNEED starts the
+	// reads and returns) keeps the disk busy with large requests while the current span is sent.
+	fd := int(c.f.Fd())
+	_ = unix.Fadvise(fd, c.off, min(c.n, sendSpan), unix.FADV_WILLNEED)
+	var sent int64
+	for sent < c.n {
+		span := min(c.n-sent, sendSpan)
+		if next := sent + span; next < c.n {
+			_ = unix.Fadvise(fd, c.off+next, min(c.n-next, sendSpan), unix.FADV_WILLNEED)
+		}
+		n, err := rf.ReadFrom(&io.LimitedReader{R: c.f, N: span})
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		if n < span {
+			return sent, io.ErrUnexpectedEOF
+		}
+	}
+	return sent, nil
 }
+
+// sendSpan is how far ahead of sendfile a cache hit asks the kernel to read.
+const sendSpan = 8 << 20
 
 func (c *cachedBody) Close() error {
 	err := c.f.Close()

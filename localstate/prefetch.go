@@ -251,7 +251,8 @@ func (g *Gateway) prefetchItems(ctx context.Context, src *s3.Client, req Prefetc
 	return items, nil
 }
 
-// peerClient signs requests to a peer agent's gateway with the shared peer credential (SigV4).
+// peerClient signs requests to a peer agent's gateway with the shared peer credential (SigV4)
+// and, with peer mTLS, presents this agent's certificate and verifies the peer's with the agents' CA.
 func (g *Gateway) peerClient(endpoint string) *s3.Client {
 	g.peersMu.Lock()
 	defer g.peersMu.Unlock()
@@ -262,7 +263,7 @@ func (g *Gateway) peerClient(endpoint string) *s3.Client {
 	if g.cfg.Peer.TLS {
 		scheme = "https://"
 	}
-	c := newS3Client(scheme+endpoint, g.cfg.Region, g.cfg.Peer.AccessKey, g.cfg.Peer.SecretKey, true, false, g.cfg.Upstream.Timeout)
+	c := newS3ClientTLS(scheme+endpoint, g.cfg.Region, g.cfg.Peer.AccessKey, g.cfg.Peer.SecretKey, true, g.peerTLS, g.cfg.Upstream.Timeout)
 	g.peers[endpoint] = c
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -179,6 +180,24 @@ func ClientConfig(cfg Config) (*tls.Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// Names lists the names a certificate vouches for: its Common Name and its DNS names.
+func Names(cert *x509.Certificate) []string {
+	names := slices.Clone(cert.DNSNames)
+	if cert.Subject.CommonName != "" {
+		names = append(names, cert.Subject.CommonName)
+	}
+	return names
+}
+
+// VerifiedPeer returns the leaf of the verified chain the peer presented on a TLS
+// connection, or nil when it presented none (or the connection is not TLS).
+func VerifiedPeer(state *tls.ConnectionState) *x509.Certificate {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return state.VerifiedChains[0][0]
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

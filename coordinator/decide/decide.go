@@ -256,6 +256,15 @@ type Policy struct {
 	cfg      Config
 	s        Snapshot
 	external string
+	// hold keeps new migrations back for the next Round only (HoldMigrations).
+	hold string
+}
+
+// HoldMigrations keeps the next Round from starting a migration, for a reason that lasts
+// one round and does not open the breaker (agents late with their reports: a partition in
+// the making, or just a slow moment).
+func (p *Policy) HoldMigrations(reason string) {
+	p.hold = reason
 }
 
 // TripBreaker opens (or holds open) the circuit breaker in the next Round for a reason found
@@ -437,6 +446,7 @@ func (p *Policy) Round(now time.Time, observations []Observation, reachable map[
 	if a, ok := p.pick(now, known); ok {
 		out = append(out, a)
 	}
+	p.hold = ""
 	return out
 }
 
@@ -548,6 +558,8 @@ func (p *Policy) pick(now time.Time, known int) (Action, bool) {
 		switch {
 		case p.s.Breaker.Open:
 			hold = "circuit breaker open: " + p.s.Breaker.Reason
+		case p.hold != "":
+			hold = p.hold
 		case now.Before(ns.NotBefore):
 			hold = "retrying after " + ns.NotBefore.UTC().Format(time.RFC3339)
 		case inFlight >= p.cfg.MaxConcurrentMigrations:

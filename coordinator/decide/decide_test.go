@@ -370,6 +370,19 @@ func TestBreakerStaggeredVanishingAndExternalTrip(t *testing.T) {
 		}
 	}
 
+	// Agents late with their reports hold a migration for that round only, with no alert.
+	h := New(cfg(nil))
+	h.HoldMigrations("4 of 10 agents are late with their reports")
+	if got := kinds(h.Round(t0, []Observation{slow("n1", 5)}, cluster(10))); got != "" {
+		t.Fatalf("round held for late agents: %q", got)
+	}
+	if ns := h.Snapshot().Nodes["n1"]; !strings.Contains(ns.Note, "late with their reports") {
+		t.Fatalf("the held node should say why: %+v", ns)
+	}
+	if got := kinds(h.Round(t0.Add(time.Minute), []Observation{slow("n1", 5)}, cluster(10))); got != "migrate:n1" {
+		t.Fatalf("round after the hold: %q", got)
+	}
+
 	// Detection's own breaker holds migrations too.
 	e := New(cfg(nil))
 	e.TripBreaker("30% of nodes regressed against their baseline")

@@ -278,9 +278,13 @@ func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[strin
 			reach[n] = up
 		}
 	}
-	if r.Breaker.Open {
+	if r.Breaker.Open || r.Breaker.Hold != "" {
 		m.mu.Lock()
-		m.pol.TripBreaker(r.Breaker.Reason)
+		if r.Breaker.Open {
+			m.pol.TripBreaker(r.Breaker.Reason)
+		} else {
+			m.pol.HoldMigrations(r.Breaker.Hold)
+		}
 		m.mu.Unlock()
 	}
 	return m.Round(now, obs, reach)

@@ -76,6 +76,11 @@ type Breaker struct {
 	BadNodes      int       `json:"bad_nodes"`
 	VanishedNodes int       `json:"vanished_nodes"`
 	Reporting     int       `json:"reporting_nodes"`
+	// Hold, when set, says why no migration should start this round although the breaker is
+	// closed: many agents are late with their reports, which is how a partition looks before
+	// they count as vanished. Unlike Open it lasts one round and raises no alert.
+	Hold      string `json:"hold,omitempty"`
+	LateNodes int    `json:"late_nodes"`
 }
 
 // Round is the outcome of one evaluation round. Verdicts lists every node that is not healthy,

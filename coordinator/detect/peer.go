@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math/bits"
 	"slices"
 	"strings"
@@ -151,12 +152,12 @@ type nodeEval struct {
 	// slowVertices counts the distinct vertices of the node's stragglers (and, with network
 	// trouble, of its blocked subtasks).
 	slowVertices int
-	tms             []*tmEval
-	host            []Evidence
-	hostCause       Cause
-	hostScore       float64
-	hostValid       bool
-	hd              model.HostDigest
+	tms          []*tmEval
+	host         []Evidence
+	hostCause    Cause
+	hostScore    float64
+	hostValid    bool
+	hd           model.HostDigest
 }
 
 func (e *nodeEval) tm(id string) *tmEval {
@@ -182,7 +183,7 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	p.interval = interval
 	evals := make([]*nodeEval, v.NodeCount())
 	var order []*nodeEval
-	vanished, reporting, regressed := 0, 0, 0
+	vanished, reporting, regressed, late := 0, 0, 0, 0
 	for _, name := range v.NodeNames() {
 		n := v.Node(name)
 		s, ok := n.Latest()
@@ -192,6 +193,9 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 				vanished++
 			}
 			continue
+		}
+		if since > interval+interval/10 {
+			late++
 		}
 		if now.Sub(s.At) > 2*interval {
 			// Reachable but only late reports (an agent replaying its buffer): no current view.
@@ -262,6 +266,13 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	}
 	sortVerdicts(r.Verdicts)
 	p.updateBreaker(now, bad, regressed, vanished, reporting)
+	p.breaker.Hold, p.breaker.LateNodes = "", late
+	if known := reporting + vanished; !p.breaker.Open && late >= p.limit(p.cfg.BreakerVanishShare, known) {
+		// A report is due every interval. Agents cut off a moment ago are only late, not yet
+		// vanished, and a slow verdict confirmed in that gap would be a migration decided
+		// blind; one round later they have either reported or vanished.
+		p.breaker.Hold = fmt.Sprintf("%d of %d agents are late with their reports", late, known)
+	}
 	r.Breaker = p.breaker
 	return r
 }
@@ -686,16 +697,20 @@ func (p *Peer) fillEvidence(vd *Verdict, e *nodeEval, tm *tmEval) {
 	}
 }
 
+// limit is how many of n nodes make a share for the breaker: at least BreakerMinNodes.
+func (p *Peer) limit(share float64, n int) int {
+	return max(p.cfg.BreakerMinNodes, int(share*float64(n)+0.999))
+}
+
 func (p *Peer) updateBreaker(now time.Time, bad, regressed, vanished, reporting int) {
 	known := reporting + vanished
-	limit := func(share float64, of int) int { return max(p.cfg.BreakerMinNodes, int(share*float64(of)+0.999)) }
 	reason := ""
 	switch {
-	case vanished >= limit(p.cfg.BreakerVanishShare, known):
+	case vanished >= p.limit(p.cfg.BreakerVanishShare, known):
 		reason = "many agents vanished at once"
-	case bad >= limit(p.cfg.BreakerBadShare, reporting):
+	case bad >= p.limit(p.cfg.BreakerBadShare, reporting):
 		reason = "many nodes look bad at once"
-	case regressed >= limit(p.cfg.BreakerRegressShare, reporting):
+	case regressed >= p.limit(p.cfg.BreakerRegressShare, reporting):
 		reason = "cluster-wide regression against the nodes' own baselines"
 	}
 	p.breaker.BadNodes, p.breaker.VanishedNodes, p.breaker.Reporting = bad, vanished, reporting

@@ -186,7 +186,7 @@ func (t *tracker) record(r detect.Round, now time.Time) {
 			t.open[k] = e
 			t.episodes = append(t.episodes, e)
 		}
-		if !r.Breaker.Open {
+		if !r.Breaker.Open && r.Breaker.Hold == "" {
 			e.migrated = true
 		}
 	}

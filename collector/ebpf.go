@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -26,6 +27,53 @@ type probeStatuser interface {
 }
 
 var _ = []probeStatuser{(*ebpfRunQueueCollector)(nil), (*ebpfBlockIOCollector)(nil), (*ebpfTCPRetransCollector)(nil)}
+
+// ebpfProbe is what a collector needs of a loaded probe: its status, its cumulative counters
+// (M), and a way to detach it.
+type ebpfProbe[M any] interface {
+	Status() ebpf.Status
+	Read() (M, error)
+	Close() error
+}
+
+// probeHandle is a collector's probe, or the status saying why it could not be loaded. The
+// eBPF collectors embed it for ProbeStatus and Close.
+type probeHandle[P ebpfProbe[M], M any] struct {
+	probe  P
+	loaded bool
+	status ebpf.Status
+}
+
+// load runs loader and records the probe or why it failed (name is the probe's ebpf name).
+func (h *probeHandle[P, M]) load(name string, loader func() (P, error)) {
+	p, err := loader()
+	if err != nil {
+		h.status = ebpf.StatusOf(name, err)
+		return
+	}
+	h.probe, h.loaded, h.status = p, true, p.Status()
+}
+
+func (h *probeHandle[P, M]) ProbeStatus() ebpf.Status { return h.status }
+
+// read returns the probe's cumulative counters, or, without a probe, why there are none.
+func (h *probeHandle[P, M]) read(ctx context.Context) (M, error) {
+	var none M
+	if !h.loaded {
+		return none, probeCollectError(h.status)
+	}
+	if err := ctx.Err(); err != nil {
+		return none, err
+	}
+	return h.probe.Read()
+}
+
+func (h *probeHandle[P, M]) Close() error {
+	if !h.loaded {
+		return nil
+	}
+	return h.probe.Close()
+}
 
 // probeLoadResult turns a probe's status into the factory's error: nil when fully loaded,
 // a *DegradedError otherwise. The collector is returned either way, so the agent keeps running

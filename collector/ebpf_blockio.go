@@ -12,35 +12,21 @@ import (
 // ebpfBlockIOCollector reports, per disk, how long requests took from issue to completion. A
 // dying or saturated disk shows as a histogram shifted to the right compared with its peers.
 type ebpfBlockIOCollector struct {
-	log    *slog.Logger
-	sysfs  string
-	probe  *ebpf.BlockIO
-	status ebpf.Status
-	names  map[ebpf.Dev]string
-	prev   map[ebpf.Dev]ebpf.Histogram
+	probeHandle[*ebpf.BlockIO, map[ebpf.Dev]ebpf.Histogram]
+	log   *slog.Logger
+	sysfs string
+	names map[ebpf.Dev]string
+	prev  map[ebpf.Dev]ebpf.Histogram
 }
 
 func newEBPFBlockIOCollector(o Options) (Collector, error) {
 	c := &ebpfBlockIOCollector{log: ebpfLogger(o), sysfs: ebpfSysfs(o), names: map[ebpf.Dev]string{}, prev: map[ebpf.Dev]ebpf.Histogram{}}
-	probe, err := ebpf.LoadBlockIO()
-	if err != nil {
-		c.status = ebpf.StatusOf(ebpf.BlockIOProbe, err)
-		return c, probeLoadResult(c.log, c.status)
-	}
-	c.probe, c.status = probe, probe.Status()
+	c.load(ebpf.BlockIOProbe, ebpf.LoadBlockIO)
 	return c, probeLoadResult(c.log, c.status)
 }
 
-func (c *ebpfBlockIOCollector) ProbeStatus() ebpf.Status { return c.status }
-
 func (c *ebpfBlockIOCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
-	if c.probe == nil {
-		return probeCollectError(c.status)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	cur, err := c.probe.Read()
+	cur, err := c.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -77,11 +63,4 @@ func (c *ebpfBlockIOCollector) name(d ebpf.Dev) string {
 		c.names[d] = n
 	}
 	return n
-}
-
-func (c *ebpfBlockIOCollector) Close() error {
-	if c.probe == nil {
-		return nil
-	}
-	return c.probe.Close()
 }

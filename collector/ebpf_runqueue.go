@@ -23,9 +23,8 @@ const (
 // TaskManager whose threads wait while a neighbour's cgroup keeps the CPUs busy is the CPU
 // contention the coordinator looks for; the cgroups that waited most come first.
 type ebpfRunQueueCollector struct {
+	probeHandle[*ebpf.RunQueue, map[uint64]ebpf.Histogram]
 	log        *slog.Logger
-	probe      *ebpf.RunQueue
-	status     ebpf.Status
 	resolver   *ebpf.CgroupResolver
 	lastRescan time.Time
 	prev       map[uint64]ebpf.Histogram
@@ -35,12 +34,12 @@ type ebpfRunQueueCollector struct {
 func newEBPFRunQueueCollector(o Options) (Collector, error) {
 	c := &ebpfRunQueueCollector{log: ebpfLogger(o), prev: map[uint64]ebpf.Histogram{}, gone: map[uint64]int{}}
 	hier, herr := ebpf.DetectCgroupHierarchy(ebpfSysfs(o))
-	probe, err := ebpf.LoadRunQueue(ebpf.RunQueueOptions{CgroupV1CPU: hier.V1CPU})
-	if err != nil {
-		c.status = ebpf.StatusOf(ebpf.RunQueueProbe, err)
+	c.load(ebpf.RunQueueProbe, func() (*ebpf.RunQueue, error) {
+		return ebpf.LoadRunQueue(ebpf.RunQueueOptions{CgroupV1CPU: hier.V1CPU})
+	})
+	if !c.loaded {
 		return c, probeLoadResult(c.log, c.status)
 	}
-	c.probe, c.status = probe, probe.Status()
 	if herr != nil {
 		c.status.State = ebpf.StateDegraded
 		c.status.Reason = ebpfJoinReasons(c.status.Reason, "cgroup paths unresolved: "+herr.Error())
@@ -50,16 +49,8 @@ func newEBPFRunQueueCollector(o Options) (Collector, error) {
 	return c, probeLoadResult(c.log, c.status)
 }
 
-func (c *ebpfRunQueueCollector) ProbeStatus() ebpf.Status { return c.status }
-
 func (c *ebpfRunQueueCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
-	if c.probe == nil {
-		return probeCollectError(c.status)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	cur, err := c.probe.Read()
+	cur, err := c.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,11 +130,4 @@ func (c *ebpfRunQueueCollector) forgetGone(cur map[uint64]ebpf.Histogram) {
 		delete(c.gone, id)
 		delete(cur, id)
 	}
-}
-
-func (c *ebpfRunQueueCollector) Close() error {
-	if c.probe == nil {
-		return nil
-	}
-	return c.probe.Close()
 }

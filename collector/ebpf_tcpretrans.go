@@ -17,34 +17,20 @@ const forgetIdleRemoteAfter = 60
 // ebpfTCPRetransCollector reports TCP retransmits per remote address, so packet loss can be
 // pinned on a path (one peer, one rack) rather than on the node as a whole.
 type ebpfTCPRetransCollector struct {
-	log    *slog.Logger
-	probe  *ebpf.TCPRetransmits
-	status ebpf.Status
-	prev   map[netip.Addr]uint64
-	idle   map[netip.Addr]int
+	probeHandle[*ebpf.TCPRetransmits, map[netip.Addr]uint64]
+	log  *slog.Logger
+	prev map[netip.Addr]uint64
+	idle map[netip.Addr]int
 }
 
 func newEBPFTCPRetransCollector(o Options) (Collector, error) {
 	c := &ebpfTCPRetransCollector{log: ebpfLogger(o), prev: map[netip.Addr]uint64{}, idle: map[netip.Addr]int{}}
-	probe, err := ebpf.LoadTCPRetransmits()
-	if err != nil {
-		c.status = ebpf.StatusOf(ebpf.TCPRetransmitsProbe, err)
-		return c, probeLoadResult(c.log, c.status)
-	}
-	c.probe, c.status = probe, probe.Status()
+	c.load(ebpf.TCPRetransmitsProbe, ebpf.LoadTCPRetransmits)
 	return c, probeLoadResult(c.log, c.status)
 }
 
-func (c *ebpfTCPRetransCollector) ProbeStatus() ebpf.Status { return c.status }
-
 func (c *ebpfTCPRetransCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
-	if c.probe == nil {
-		return probeCollectError(c.status)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	cur, err := c.probe.Read()
+	cur, err := c.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,11 +77,4 @@ func (c *ebpfTCPRetransCollector) Collect(ctx context.Context, r *tmwardenv1.Rep
 	}
 	c.prev = cur
 	return probeCollectError(c.status)
-}
-
-func (c *ebpfTCPRetransCollector) Close() error {
-	if c.probe == nil {
-		return nil
-	}
-	return c.probe.Close()
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
 )
 
 // Admin API paths. The agent mounts AdminHandler on its HTTP server (default 127.0.0.1:9712)
@@ -72,7 +74,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 			}
 		}
 		g.prefetch.mu.Unlock()
-		writeJSON(w, http.StatusOK, out)
+		httpv1.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET "+AdminPrefix+"objects", func(w http.ResponseWriter, r *http.Request) {
 		out := []CacheObject{}
@@ -80,39 +82,31 @@ func (g *Gateway) AdminHandler() http.Handler {
 			out = append(out, CacheObject{Bucket: e.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, JobID: e.JobID,
 				LastAccess: e.LastAccess, Pinned: e.Pinned})
 		}
-		writeJSON(w, http.StatusOK, out)
+		httpv1.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST "+AdminPrefix+"prefetch", func(w http.ResponseWriter, r *http.Request) {
 		var req PrefetchRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "prefetch request: " + err.Error()})
+			httpv1.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "prefetch request: " + err.Error()})
 			return
 		}
 		if req.Bucket == "" || (len(req.Keys) == 0 && req.Prefix == "") {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "prefetch request needs bucket and keys or prefix"})
+			httpv1.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "prefetch request needs bucket and keys or prefix"})
 			return
 		}
 		id := g.StartPrefetch(req)
 		st, _ := g.PrefetchStatusOf(id)
-		writeJSON(w, http.StatusAccepted, st)
+		httpv1.WriteJSON(w, http.StatusAccepted, st)
 	})
 	mux.HandleFunc("GET "+AdminPrefix+"prefetch/{id}", func(w http.ResponseWriter, r *http.Request) {
 		st, ok := g.PrefetchStatusOf(strings.TrimSpace(r.PathValue("id")))
 		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such prefetch"})
+			httpv1.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such prefetch"})
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		httpv1.WriteJSON(w, http.StatusOK, st)
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

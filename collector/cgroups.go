@@ -16,82 +16,31 @@ import (
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/ebpf"
 )
 
-// cgroupLine is one line of /proc/PID/cgroup: "hierarchy-id:controllers:path". The cgroup v2
-// line has id 0 and no controllers.
-type cgroupLine struct {
-	id          int
-	controllers []string
-	path        string
-}
-
-// parseProcCgroup reads /proc/PID/cgroup.
-func parseProcCgroup(r io.Reader) ([]cgroupLine, error) {
-	var out []cgroupLine
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("cgroup line %d: %q is not id:controllers:path", n, line)
-		}
-		id, err := strconv.Atoi(parts[0])
-		if err != nil {
-			return nil, fmt.Errorf("cgroup line %d: bad hierarchy id %q", n, parts[0])
-		}
-		l := cgroupLine{id: id, path: parts[2]}
-		if parts[1] != "" {
-			l.controllers = strings.Split(parts[1], ",")
-		}
-		out = append(out, l)
+// parseProcCgroup reads /proc/PID/cgroup; every process has at least one line.
+func parseProcCgroup(r io.Reader) ([]ebpf.CgroupLine, error) {
+	lines, err := ebpf.ParseProcCgroupLines(r)
+	if err == nil && len(lines) == 0 {
+		err = errors.New("cgroup: empty")
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading cgroup: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("cgroup: empty")
-	}
-	return out, nil
-}
-
-// v1Path returns the path of the v1 hierarchy that has controller, or "" if none has.
-func v1Path(lines []cgroupLine, controller string) (string, []string) {
-	for _, l := range lines {
-		for _, c := range l.controllers {
-			if c == controller {
-				return l.path, l.controllers
-			}
-		}
-	}
-	return "", nil
-}
-
-func unifiedPath(lines []cgroupLine) (string, bool) {
-	for _, l := range lines {
-		if l.id == 0 && len(l.controllers) == 0 {
-			return l.path, true
-		}
-	}
-	return "", false
+	return lines, err
 }
 
 // primaryCgroup is the path reported for a process: the v1 cpu hierarchy's where cgroup v1
 // runs the CPU controller, else the unified one.
-func primaryCgroup(lines []cgroupLine) string {
-	if p, _ := v1Path(lines, "cpu"); p != "" {
+func primaryCgroup(lines []ebpf.CgroupLine) string {
+	if p, _ := ebpf.V1Path(lines, "cpu"); p != "" {
 		return p
 	}
-	if p, ok := unifiedPath(lines); ok {
+	if p, ok := ebpf.UnifiedPath(lines); ok {
 		return p
 	}
-	if p, _ := v1Path(lines, "memory"); p != "" {
+	if p, _ := ebpf.V1Path(lines, "memory"); p != "" {
 		return p
 	}
-	return lines[0].path
+	return lines[0].Path
 }
 
 var (
@@ -268,7 +217,7 @@ func (c *cgroupCollector) Collect(_ context.Context, r *tmwardenv1.Report) error
 
 // read takes one reading of a cgroup. Missing usage files are problems; limits and pressure
 // are optional (not every kernel or hierarchy has them).
-func (c *cgroupCollector) read(key string, lines []cgroupLine) (*tmwardenv1.CgroupStats, cgroupSample, []string) {
+func (c *cgroupCollector) read(key string, lines []ebpf.CgroupLine) (*tmwardenv1.CgroupStats, cgroupSample, []string) {
 	s := cgroupSample{at: c.now()}
 	st := &tmwardenv1.CgroupStats{Path: key}
 	var probs []string
@@ -280,10 +229,10 @@ func (c *cgroupCollector) read(key string, lines []cgroupLine) (*tmwardenv1.Cgro
 			usable = true
 		}
 	}
-	unified, hasUnified := unifiedPath(lines)
-	cpuPath, cpuCtl := v1Path(lines, "cpu")
-	memPath, memCtl := v1Path(lines, "memory")
-	acctPath, acctCtl := v1Path(lines, "cpuacct")
+	unified, hasUnified := ebpf.UnifiedPath(lines)
+	cpuPath, cpuCtl := ebpf.V1Path(lines, "cpu")
+	memPath, memCtl := ebpf.V1Path(lines, "memory")
+	acctPath, acctCtl := ebpf.V1Path(lines, "cpuacct")
 	v2Root := c.root
 	if _, err := os.Stat(filepath.Join(c.root, "cgroup.controllers")); err != nil {
 		v2Root = filepath.Join(c.root, "unified") // hybrid: v2 mounted beside the v1 controllers

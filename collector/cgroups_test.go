@@ -14,6 +14,7 @@ import (
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/ebpf"
 )
 
 func TestParseCgroupFiles(t *testing.T) {
@@ -234,7 +235,7 @@ func realCgroup(t *testing.T, pid int) {
 		dirs = append(dirs, dir)
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		p, _ := unifiedPath(lines)
+		p, _ := ebpf.UnifiedPath(lines)
 		parent := filepath.Join("/sys/fs/cgroup", p)
 		// A v2 cgroup with processes cannot enable controllers for children; such a parent
 		// (a container's root) makes the test impossible here.
@@ -247,7 +248,7 @@ func realCgroup(t *testing.T, pid int) {
 		return
 	}
 	for _, ctl := range []string{"cpu", "cpuacct", "memory"} {
-		p, ctls := v1Path(lines, ctl)
+		p, ctls := ebpf.V1Path(lines, ctl)
 		if ctls == nil {
 			t.Skipf("no v1 %s hierarchy", ctl)
 		}

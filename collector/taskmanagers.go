@@ -208,7 +208,7 @@ func (c *taskManagerCollector) inspect(pid int, args []string, class string, idx
 	tm.Cgroup = primaryCgroup(lines)
 	for _, l := range lines {
 		if tm.ContainerId == "" || tm.PodUid == "" {
-			id, uid := containerFromCgroup(l.path)
+			id, uid := containerFromCgroup(l.Path)
 			tm.ContainerId = orDefault(tm.ContainerId, id)
 			tm.PodUid = orDefault(tm.PodUid, uid)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -111,9 +112,17 @@ func (r *CgroupResolver) Rescan() error {
 	return nil
 }
 
-// ParseProcCgroup reads /proc/PID/cgroup and returns the process's path in the hierarchy the
-// run-queue probe uses: the unified one ("0::/path"), or the v1 one holding the cpu controller.
-func ParseProcCgroup(r io.Reader, v1cpu bool) (string, error) {
+// CgroupLine is one line of /proc/PID/cgroup: "hierarchy-id:controllers:path". The cgroup v2
+// line has id 0 and no controllers.
+type CgroupLine struct {
+	ID          int
+	Controllers []string
+	Path        string
+}
+
+// ParseProcCgroupLines reads every line of /proc/PID/cgroup.
+func ParseProcCgroupLines(r io.Reader) ([]CgroupLine, error) {
+	var out []CgroupLine
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
@@ -122,21 +131,60 @@ func ParseProcCgroup(r io.Reader, v1cpu bool) (string, error) {
 		}
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
-			return "", fmt.Errorf("cgroup line %d: want id:controllers:path, got %q", n, line)
+			return nil, fmt.Errorf("cgroup line %d: want id:controllers:path, got %q", n, line)
 		}
-		if v1cpu {
-			if slices.Contains(strings.Split(parts[1], ","), "cpu") {
-				return parts[2], nil
-			}
-		} else if parts[0] == "0" && parts[1] == "" {
-			return parts[2], nil
+		id, err := strconv.Atoi(parts[0])
+		if err != nil {
+			return nil, fmt.Errorf("cgroup line %d: bad hierarchy id %q", n, parts[0])
 		}
+		l := CgroupLine{ID: id, Path: parts[2]}
+		if parts[1] != "" {
+			l.Controllers = strings.Split(parts[1], ",")
+		}
+		out = append(out, l)
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read cgroup file: %w", err)
+		return nil, fmt.Errorf("reading cgroup: %w", err)
+	}
+	return out, nil
+}
+
+// V1Path returns the path of the v1 hierarchy that has controller, with all its controllers,
+// or "" if none has.
+func V1Path(lines []CgroupLine, controller string) (string, []string) {
+	for _, l := range lines {
+		if slices.Contains(l.Controllers, controller) {
+			return l.Path, l.Controllers
+		}
+	}
+	return "", nil
+}
+
+// UnifiedPath returns the path in the cgroup v2 hierarchy (the "0::" line), if there is one.
+func UnifiedPath(lines []CgroupLine) (string, bool) {
+	for _, l := range lines {
+		if l.ID == 0 && len(l.Controllers) == 0 {
+			return l.Path, true
+		}
+	}
+	return "", false
+}
+
+// ParseProcCgroup reads /proc/PID/cgroup and returns the process's path in the hierarchy the
+// run-queue probe uses: the unified one ("0::/path"), or the v1 one holding the cpu controller.
+func ParseProcCgroup(r io.Reader, v1cpu bool) (string, error) {
+	lines, err := ParseProcCgroupLines(r)
+	if err != nil {
+		return "", err
 	}
 	if v1cpu {
+		if p, _ := V1Path(lines, "cpu"); p != "" {
+			return p, nil
+		}
 		return "", errors.New("cgroup file: no line for the v1 cpu controller")
+	}
+	if p, ok := UnifiedPath(lines); ok {
+		return p, nil
 	}
 	return "", errors.New("cgroup file: no cgroup v2 (0::) line")
 }

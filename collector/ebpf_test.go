@@ -6,13 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +18,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/ebpf"
+	"github.com/tmwarden/tmwarden/ebpf/ebpftest"
 )
 
 // ebpfChildEnv makes the test binary build the eBPF collectors and print their statuses
@@ -173,7 +171,7 @@ func TestEBPFRunQueueReportsOwnCgroupDelta(t *testing.T) {
 	}
 
 	collectOnce(t, c)
-	spinOnOneCPU(t, 4, 500*time.Millisecond)
+	ebpftest.ContendOneCPU(t, 4, 500*time.Millisecond)
 	r := collectOnce(t, c)
 
 	var mine *tmwardenv1.LatencyHistogram
@@ -202,33 +200,6 @@ func TestEBPFRunQueueReportsOwnCgroupDelta(t *testing.T) {
 	if sum != mine.Count {
 		t.Errorf("buckets add up to %d, count is %d", sum, mine.Count)
 	}
-}
-
-func spinOnOneCPU(t *testing.T, n int, d time.Duration) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	cpu := 0
-	for ; cpu < 1024 && !set.IsSet(cpu); cpu++ {
-	}
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			// Never unlocked: the pinned thread exits with the goroutine.
-			runtime.LockOSThread()
-			var one unix.CPUSet
-			one.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &one); err != nil {
-				t.Errorf("pin to CPU %d: %v", cpu, err)
-				return
-			}
-			for time.Now().Before(deadline) {
-			}
-		})
-	}
-	wg.Wait()
 }
 
 func TestEBPFBlockIOReportsDeviceDelta(t *testing.T) {
@@ -291,7 +262,7 @@ func diskName(sys string) string {
 
 func TestEBPFTCPRetransReportsRemoteDelta(t *testing.T) {
 	c := newEBPFCollectorOrSkip(t, newEBPFTCPRetransCollector)
-	addr := fullLoopbackListener(t)
+	addr := ebpftest.FullListener(t)
 	collectOnce(t, c)
 
 	// The listener's accept queue is full: the SYN is dropped and retransmitted after 1 s.
@@ -315,33 +286,4 @@ func TestEBPFTCPRetransReportsRemoteDelta(t *testing.T) {
 			t.Errorf("quiet interval reported %d retransmits to %s, want none", rt.Retransmits, addr.Addr())
 		}
 	}
-}
-
-func fullLoopbackListener(t *testing.T) netip.AddrPort {
-	var b [2]byte
-	rand.Read(b[:])
-	ip := netip.AddrFrom4([4]byte{127, 200 + b[0]%50, b[1], 1 + b[1]%250})
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ip.As4()}); err != nil {
-		t.Fatalf("bind %s: %v", ip, err)
-	}
-	// A zero backlog: one unaccepted connection fills the accept queue.
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.AddrPortFrom(ip, uint16(sa.(*unix.SockaddrInet4).Port))
-	conn, err := net.DialTimeout("tcp", addr.String(), time.Second)
-	if err != nil {
-		t.Fatalf("first connection to %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return addr
 }

@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tmwarden/tmwarden/ebpf/ebpftest"
 )
 
 // These tests load the real probes into the running kernel. They skip only when the kernel or
@@ -73,7 +72,7 @@ func TestRunQueueSeesContentionInOwnCgroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		contend(t, 4, 600*time.Millisecond)
+		ebpftest.ContendOneCPU(t, 4, 600*time.Millisecond)
 		after, err := rq.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -154,44 +153,6 @@ func joinOwnCgroup(t *testing.T, hier CgroupHierarchy) string {
 }
 
 // contend pins n spinning threads to one CPU, so each waits in the run queue for the others.
-func contend(t *testing.T, n int, d time.Duration) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	cpu := 0
-	for ; cpu < 1024 && !set.IsSet(cpu); cpu++ {
-	}
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			// The thread is never unlocked, so it exits with the goroutine instead of going
-			// back to the runtime pinned to one CPU.
-			runtime.LockOSThread()
-			var one unix.CPUSet
-			one.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &one); err != nil {
-				errs <- err
-				return
-			}
-			x := 0
-			for time.Now().Before(deadline) {
-				for range 1000 {
-					x++
-				}
-			}
-			_ = x
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("pin thread to CPU %d: %v", cpu, err)
-	}
-}
-
 func TestBlockRqIssuePrototypeOfThisKernel(t *testing.T) {
 	kspec, err := kernelBTF(BlockIOProbe)
 	skipIfForbidden(t, err)
@@ -318,7 +279,7 @@ func TestTCPRetransmitsSeesDroppedSYN(t *testing.T) {
 		if st := tr.Status(); st.State != StateLoaded || st.Mode != mode {
 			t.Fatalf("status %v, want loaded with %s", st, mode)
 		}
-		addr := fullListener(t)
+		addr := ebpftest.FullListener(t)
 		before, err := tr.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -341,34 +302,4 @@ func TestTCPRetransmitsSeesDroppedSYN(t *testing.T) {
 			t.Errorf("no retransmit counted for %s after a dropped SYN; counts %v", addr.Addr(), after)
 		}
 	})
-}
-
-// fullListener listens on a fresh loopback address with a zero backlog and fills its accept
-// queue with one connection that is never accepted.
-func fullListener(t *testing.T) netip.AddrPort {
-	var b [2]byte
-	rand.Read(b[:])
-	ip := netip.AddrFrom4([4]byte{127, 100 + b[0]%100, b[1], 1 + b[1]%250})
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ip.As4()}); err != nil {
-		t.Fatalf("bind %s: %v", ip, err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.AddrPortFrom(ip, uint16(sa.(*unix.SockaddrInet4).Port))
-	c, err := net.DialTimeout("tcp", addr.String(), time.Second)
-	if err != nil {
-		t.Fatalf("first connection to %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return addr
 }

@@ -59,12 +59,12 @@ func (c *Coordinator) Handler() http.Handler {
 			}
 			limit = n
 		}
-		evs, err := c.st.LatestEvents(limit, r.URL.Query().Get("node"))
+		evs, err := c.Events(limit, r.URL.Query().Get("node"))
 		if err != nil {
 			httpv1.WriteJSON(w, http.StatusInternalServerError, httpv1.Error{Error: err.Error()})
 			return
 		}
-		httpv1.WriteJSON(w, http.StatusOK, httpv1.EventList{Events: nonNil(evs)})
+		httpv1.WriteJSON(w, http.StatusOK, httpv1.EventList{Events: evs})
 	})
 	dh := c.eval.decisions.Handler()
 	mux.Handle("/api/v1/decisions", dh)
@@ -126,11 +126,11 @@ func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
 		// Reports are never modified after ingest, so marshalling outside the lock is safe.
 		d.LastReport, _ = protojson.MarshalOptions{UseProtoNames: true}.Marshal(last)
 	}
-	evs, err := c.st.LatestEvents(50, name)
+	evs, err := c.Events(50, name)
 	if err != nil {
 		c.log.Warn("reading node events", "node", name, "err", err)
 	}
-	d.Events = nonNil(evs)
+	d.Events = evs
 	d.TaskManagerList = taskManagers(last, c.topo)
 	if ds, ok := c.eval.decisions.NodeDetail(name); ok {
 		d.Decision = &ds
@@ -243,9 +243,13 @@ func collectorState(s tmwardenv1.CollectorStatus_State) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_"))
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// Events returns the newest limit events (of one node when node is not empty), oldest first, as
+// the API shows them: the one place stored events become API events.
+func (c *Coordinator) Events(limit int, node string) ([]httpv1.Event, error) {
+	evs, err := c.st.LatestEvents(limit, node)
+	out := make([]httpv1.Event, len(evs))
+	for i, e := range evs {
+		out[i] = httpv1.Event{ID: e.ID, Time: e.Time, Node: e.Node, Type: e.Type, Message: e.Message, Attrs: e.Attrs}
 	}
-	return s
+	return out, err
 }

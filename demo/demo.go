@@ -237,8 +237,7 @@ loop:
 			}
 		}
 	}
-	evs, _ := coord.Store().LatestEvents(1000, "")
-	sum.Events = evs
+	sum.Events, _ = coord.Events(1000, "")
 	stopAll()
 	wg.Wait()
 	if err := <-coordDone; err != nil {

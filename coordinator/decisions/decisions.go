@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
@@ -28,6 +27,21 @@ const (
 	prefixDecision = "decision/"
 	prefixAudit    = "decaudit/"
 	keyPolicy      = "decpolicy/state"
+)
+
+// Decision statuses as stored. Their values are part of the stored format; ToAPI maps them to
+// the API's (today the same words).
+const (
+	StatusProposed  = "proposed"  // waiting for an operator's approval
+	StatusPending   = "pending"   // approved (or auto), not started
+	StatusRunning   = "running"   // steps under way
+	StatusBlocked   = "blocked"   // a step must wait (PodDisruptionBudget, pod terminating, agent draining)
+	StatusSucceeded = "succeeded" // every step done
+	StatusDryRun    = "dry_run"   // planned and recorded; nothing changed
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled" // withdrawn before it ran
+	StatusNodeGone  = "node_gone" // the node was deleted while the action ran
+	StatusRecorded  = "recorded"  // alerts and cancellations: records, not actions
 )
 
 // Step statuses.
@@ -70,8 +84,11 @@ type StepRecord struct {
 	DoneAt   time.Time `json:"done_at,omitempty"`
 }
 
-// Decision is the durable record of one action.
+// Decision is the durable record of one action. Its shape is this package's stored format
+// (versioned with store.RecordVersion); ToAPI maps it to the API's document.
 type Decision struct {
+	// V is the record version (store.RecordVersion when written; 0 in records older than versions).
+	V            int           `json:"v,omitempty"`
 	Action       decide.Action `json:"action"`
 	Status       string        `json:"status"`
 	Actuator     string        `json:"actuator,omitempty"`
@@ -91,7 +108,7 @@ type Decision struct {
 
 func (d *Decision) open() bool {
 	switch d.Status {
-	case httpv1.DecisionProposed, httpv1.DecisionPending, httpv1.DecisionRunning, httpv1.DecisionBlocked:
+	case StatusProposed, StatusPending, StatusRunning, StatusBlocked:
 		return true
 	}
 	return false
@@ -99,7 +116,7 @@ func (d *Decision) open() bool {
 
 func (d *Decision) runnable(now time.Time) bool {
 	switch d.Status {
-	case httpv1.DecisionPending, httpv1.DecisionRunning, httpv1.DecisionBlocked:
+	case StatusPending, StatusRunning, StatusBlocked:
 		return !now.Before(d.NextAttempt)
 	}
 	return false
@@ -181,9 +198,9 @@ func (m *Manager) load() error {
 	var changed bool
 	var maxSeq uint64
 	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
-		var d Decision
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		d, err := decodeRecord(key, raw, decisionVersion)
+		if err != nil {
+			return err
 		}
 		maxSeq = max(maxSeq, decide.SeqOf(d.Action.ID))
 		switch {
@@ -191,7 +208,7 @@ func (m *Manager) load() error {
 			// Written before the crash, maybe not in the last snapshot: make the policy hold it.
 			if !polOpen[d.Action.ID] {
 				a := d.Action
-				a.NeedsApproval = d.Status == httpv1.DecisionProposed
+				a.NeedsApproval = d.Status == StatusProposed
 				m.pol.Adopt(a)
 				changed = true
 			}
@@ -218,9 +235,9 @@ func (m *Manager) load() error {
 
 func outcomeOf(status string) decide.Outcome {
 	switch status {
-	case httpv1.DecisionSucceeded, httpv1.DecisionDryRun:
+	case StatusSucceeded, StatusDryRun:
 		return decide.Succeeded
-	case httpv1.DecisionNodeGone:
+	case StatusNodeGone:
 		return decide.NodeGone
 	}
 	return decide.Failed
@@ -242,8 +259,30 @@ func (m *Manager) saveSnapshot() error {
 	return nil
 }
 
+// AuditEntry is one stored line of a decision's audit log, written before and after each step.
+type AuditEntry struct {
+	// V is the record version (store.RecordVersion when written; 0 in records older than versions).
+	V       int       `json:"v,omitempty"`
+	Time    time.Time `json:"time"`
+	Event   string    `json:"event"`
+	Step    string    `json:"step,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// decodeRecord decodes one of this package's stored records and refuses a newer version.
+func decodeRecord[T any](key string, raw []byte, version func(*T) int) (T, error) {
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return v, store.CheckVersion(key, version(&v))
+}
+
+func decisionVersion(d *Decision) int { return d.V }
+func auditVersion(e *AuditEntry) int  { return e.V }
+
 func (m *Manager) put(d *Decision) error {
-	d.UpdatedAt = m.now().UTC()
+	d.UpdatedAt, d.V = m.now().UTC(), store.RecordVersion
 	if err := m.st.PutJSON(prefixDecision+d.Action.ID, d, store.Durable); err != nil {
 		return fmt.Errorf("saving decision %s: %w", d.Action.ID, err)
 	}
@@ -252,7 +291,7 @@ func (m *Manager) put(d *Decision) error {
 
 func (m *Manager) audit(d *Decision, event, step, msg string) error {
 	d.AuditN++
-	e := httpv1.AuditEntry{Time: m.now().UTC(), Event: event, Step: step, Message: msg}
+	e := AuditEntry{V: store.RecordVersion, Time: m.now().UTC(), Event: event, Step: step, Message: msg}
 	key := fmt.Sprintf("%s%s/%06d", prefixAudit, d.Action.ID, d.AuditN)
 	if err := m.st.PutJSON(key, e, store.Durable); err != nil {
 		return fmt.Errorf("writing audit entry for %s: %w", d.Action.ID, err)
@@ -301,15 +340,15 @@ func (m *Manager) Round(now time.Time, obs []decide.Observation, reachable map[s
 		d := &Decision{Action: a, CreatedAt: now.UTC(), Actuator: m.act.Name()}
 		switch {
 		case a.Kind == decide.KindAlert || a.Kind == decide.KindCancel:
-			d.Status = httpv1.DecisionRecorded
+			d.Status = StatusRecorded
 		case a.NeedsApproval:
-			d.Status = httpv1.DecisionProposed
+			d.Status = StatusProposed
 		default:
-			d.Status = httpv1.DecisionPending
+			d.Status = StatusPending
 		}
 		if a.Kind == decide.KindCancel {
 			if t := m.open[a.Target]; t != nil {
-				t.Status, t.Message = httpv1.DecisionCancelled, a.Reason
+				t.Status, t.Message = StatusCancelled, a.Reason
 				errs = append(errs, m.audit(t, "cancelled", "", a.Reason), m.put(t))
 				m.event(t, "decision_cancelled", fmt.Sprintf("decision %s withdrawn: %s", t.Action.ID, a.Reason))
 				delete(m.open, a.Target)
@@ -360,7 +399,7 @@ func (m *Manager) Approve(id, by string) (Decision, error) {
 		}
 		return Decision{}, fmt.Errorf("approving %s: %w", id, ErrNotApprovable)
 	}
-	if d.Status != httpv1.DecisionProposed {
+	if d.Status != StatusProposed {
 		return *d, fmt.Errorf("approving %s (status %s): %w", id, d.Status, ErrNotApprovable)
 	}
 	now := m.now()
@@ -368,7 +407,7 @@ func (m *Manager) Approve(id, by string) (Decision, error) {
 	if err != nil {
 		return *d, err
 	}
-	d.Action, d.Status, d.ApprovedAt, d.ApprovedBy = a, httpv1.DecisionPending, now.UTC(), by
+	d.Action, d.Status, d.ApprovedAt, d.ApprovedBy = a, StatusPending, now.UTC(), by
 	errs := []error{m.audit(d, "approved", "", "approved by "+orAnon(by)), m.put(d), m.saveSnapshot()}
 	m.event(d, "decision_approved", fmt.Sprintf("decision %s approved by %s", id, orAnon(by)))
 	m.Kick()
@@ -390,20 +429,20 @@ func (m *Manager) get(id string) (Decision, error) {
 		}
 		return d, err
 	}
-	return d, nil
+	return d, store.CheckVersion(prefixDecision+id, d.V)
 }
 
 // Decision returns one decision with its audit log.
-func (m *Manager) Decision(id string) (Decision, []httpv1.AuditEntry, error) {
+func (m *Manager) Decision(id string) (Decision, []AuditEntry, error) {
 	d, err := m.get(id)
 	if err != nil {
 		return d, nil, err
 	}
-	var audit []httpv1.AuditEntry
+	var audit []AuditEntry
 	err = m.st.ScanJSON(prefixAudit+id+"/", func(key string, raw []byte) error {
-		var e httpv1.AuditEntry
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		e, err := decodeRecord(key, raw, auditVersion)
+		if err != nil {
+			return err
 		}
 		audit = append(audit, e)
 		return nil
@@ -415,9 +454,9 @@ func (m *Manager) Decision(id string) (Decision, []httpv1.AuditEntry, error) {
 func (m *Manager) Decisions(limit int, node string) ([]Decision, error) {
 	var all []Decision
 	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
-		var d Decision
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		d, err := decodeRecord(key, raw, decisionVersion)
+		if err != nil {
+			return err
 		}
 		if node == "" || d.Action.Node == node {
 			all = append(all, d)
@@ -516,16 +555,16 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 		}
 		if err != nil {
 			if errors.Is(err, actuate.ErrNodeGone) {
-				return 0, m.finish(d, httpv1.DecisionNodeGone, err.Error())
+				return 0, m.finish(d, StatusNodeGone, err.Error())
 			}
 			d.PlanAttempts++
 			if d.PlanAttempts >= m.cfg.MaxPlanAttempts {
-				return 0, m.finish(d, httpv1.DecisionFailed, fmt.Sprintf("planning failed %d times: %v", d.PlanAttempts, err))
+				return 0, m.finish(d, StatusFailed, fmt.Sprintf("planning failed %d times: %v", d.PlanAttempts, err))
 			}
-			d.Status, d.Message, d.NextAttempt = httpv1.DecisionBlocked, "planning: "+err.Error(), m.now().Add(m.cfg.Policy.RetryAfter)
+			d.Status, d.Message, d.NextAttempt = StatusBlocked, "planning: "+err.Error(), m.now().Add(m.cfg.Policy.RetryAfter)
 			return 0, m.commit(d, m.audit(d, "plan_failed", "", err.Error()))
 		}
-		d.Planned, d.Status = true, httpv1.DecisionRunning
+		d.Planned, d.Status = true, StatusRunning
 		for _, s := range steps {
 			d.Steps = append(d.Steps, StepRecord{Step: s, Status: StepPending})
 		}
@@ -540,7 +579,7 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 			d.Steps[i].Status, d.Steps[i].Message = StepSkipped, "dry-run: would "+d.Steps[i].Name
 		}
 		d.Message = "dry-run: planned " + planSummary(stepsOf(d.Steps)) + "; nothing changed"
-		return 0, m.finish(d, httpv1.DecisionDryRun, "")
+		return 0, m.finish(d, StatusDryRun, "")
 	}
 
 	done := 0
@@ -556,7 +595,7 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 		if s.FirstAt.IsZero() {
 			s.FirstAt = m.now().UTC()
 		}
-		d.Status = httpv1.DecisionRunning
+		d.Status = StatusRunning
 		if err := m.commit(d, m.audit(d, "step_start", s.Name, fmt.Sprintf("attempt %d", s.Attempts))); err != nil {
 			return done, err
 		}
@@ -581,26 +620,26 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 			if aerr := m.audit(d, "step_failed", s.Name, why); aerr != nil {
 				return done, aerr
 			}
-			return done, m.finish(d, httpv1.DecisionFailed, why)
+			return done, m.finish(d, StatusFailed, why)
 		case errors.As(err, &retry):
 			s.Status, s.Message = StepPending, retry.Reason
-			d.Status, d.Message, d.NextAttempt = httpv1.DecisionBlocked, retry.Reason, m.now().Add(retry.After)
+			d.Status, d.Message, d.NextAttempt = StatusBlocked, retry.Reason, m.now().Add(retry.After)
 			return done, m.commit(d, m.audit(d, "step_blocked", s.Name, retry.Reason))
 		case errors.Is(err, actuate.ErrNodeGone):
 			s.Status, s.Message = StepFailed, err.Error()
 			if aerr := m.audit(d, "step_failed", s.Name, err.Error()); aerr != nil {
 				return done, aerr
 			}
-			return done, m.finish(d, httpv1.DecisionNodeGone, err.Error())
+			return done, m.finish(d, StatusNodeGone, err.Error())
 		default:
 			s.Status, s.Message = StepFailed, err.Error()
 			if aerr := m.audit(d, "step_failed", s.Name, err.Error()); aerr != nil {
 				return done, aerr
 			}
-			return done, m.finish(d, httpv1.DecisionFailed, err.Error())
+			return done, m.finish(d, StatusFailed, err.Error())
 		}
 	}
-	return done, m.finish(d, httpv1.DecisionSucceeded, "")
+	return done, m.finish(d, StatusSucceeded, "")
 }
 
 // commit stores d and makes it the in-memory copy.
@@ -634,7 +673,7 @@ func (m *Manager) finish(d *Decision, status, errMsg string) error {
 	m.pol.Finished(d.Action.ID, outcomeOf(status), errMsg, m.now())
 	errs = append(errs, m.saveSnapshot())
 	m.event(d, "decision_done", fmt.Sprintf("%s %s on %s: %s %s", d.Action.ID, d.Action.Kind, d.Action.Node, status, errMsg))
-	if status == httpv1.DecisionFailed {
+	if status == StatusFailed {
 		m.log.Error("decision failed", "decision", d.Action.ID, "node", d.Action.Node, "err", errMsg)
 	} else {
 		m.log.Info("decision finished", "decision", d.Action.ID, "node", d.Action.Node, "status", status)

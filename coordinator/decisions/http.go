@@ -103,13 +103,32 @@ func (m *Manager) NodeDetail(name string) (httpv1.NodeDecisionState, bool) {
 	return out, true
 }
 
-// ToAPI converts a decision record to its JSON document.
-func ToAPI(d Decision, audit []httpv1.AuditEntry) httpv1.Decision {
+// statusToAPI maps stored decision statuses to the API's; a status this build does not know is
+// shown as it is stored rather than hidden.
+var statusToAPI = map[string]string{
+	StatusProposed: httpv1.DecisionProposed, StatusPending: httpv1.DecisionPending, StatusRunning: httpv1.DecisionRunning,
+	StatusBlocked: httpv1.DecisionBlocked, StatusSucceeded: httpv1.DecisionSucceeded, StatusDryRun: httpv1.DecisionDryRun,
+	StatusFailed: httpv1.DecisionFailed, StatusCancelled: httpv1.DecisionCancelled, StatusNodeGone: httpv1.DecisionNodeGone,
+	StatusRecorded: httpv1.DecisionRecorded,
+}
+
+func apiStatus(s string) string {
+	if a, ok := statusToAPI[s]; ok {
+		return a
+	}
+	return s
+}
+
+// ToAPI converts a decision record and its audit log to the API's document.
+func ToAPI(d Decision, audit []AuditEntry) httpv1.Decision {
 	a := d.Action
-	out := httpv1.Decision{ID: a.ID, Kind: string(a.Kind), Node: a.Node, Status: d.Status, Mode: string(a.Mode), DryRun: a.DryRun,
-		NeedsApproval: d.Status == httpv1.DecisionProposed, Reason: a.Reason, Score: a.Score, Cause: a.Cause, Jobs: a.Jobs,
+	out := httpv1.Decision{ID: a.ID, Kind: string(a.Kind), Node: a.Node, Status: apiStatus(d.Status), Mode: string(a.Mode), DryRun: a.DryRun,
+		NeedsApproval: d.Status == StatusProposed, Reason: a.Reason, Score: a.Score, Cause: a.Cause, Jobs: a.Jobs,
 		TaskManagers: a.TaskManagers, Evidence: evidenceToAPI(a.Evidence), Target: a.Target, Actuator: d.Actuator,
-		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, ApprovedBy: d.ApprovedBy, Message: d.Message, Error: d.Error, Audit: audit}
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, ApprovedBy: d.ApprovedBy, Message: d.Message, Error: d.Error}
+	for _, e := range audit {
+		out.Audit = append(out.Audit, httpv1.AuditEntry{Time: e.Time, Event: e.Event, Step: e.Step, Message: e.Message})
+	}
 	if !d.ApprovedAt.IsZero() {
 		t := d.ApprovedAt
 		out.ApprovedAt = &t

@@ -1,6 +1,7 @@
-// Package store is the coordinator's embedded durable store: node records, last reports and an
-// append-only event log in pebble under --data-dir. Later parts (decisions, audit log) keep their
-// records here too, each under its own key prefix.
+// Package store is the coordinator's durable store: node records, last reports, an append-only
+// event log and the records other parts (decisions, audit, command records) keep under their own
+// key prefixes. Its record types are its own and versioned, apart from the HTTP API's types, so
+// the API can change without blanking what an older coordinator wrote.
 package store
 
 import (
@@ -13,8 +14,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
-
-	"github.com/tmwarden/tmwarden/api/httpv1"
 )
 
 // Key prefixes. Keys sort within a prefix; event ids are big-endian so they sort numerically.
@@ -74,8 +73,27 @@ func (s *Store) loadEventCursor() error {
 	return it.Error()
 }
 
+// RecordVersion is the version of every record shape this package and its users write. A
+// record without a version was written before records carried one; its shape is version 1's.
+// Raise it when a stored field changes meaning or name, and teach the decoder the old shape.
+const RecordVersion = 1
+
+// ErrNewerRecord says a record was written by a newer coordinator than this one: reading it
+// with an older shape would silently drop what the older code does not know.
+var ErrNewerRecord = errors.New("record written by a newer coordinator version")
+
+// CheckVersion returns an error naming what when v is newer than RecordVersion.
+func CheckVersion(what string, v int) error {
+	if v > RecordVersion {
+		return fmt.Errorf("%s has record version %d, this coordinator reads up to %d: %w", what, v, RecordVersion, ErrNewerRecord)
+	}
+	return nil
+}
+
 // NodeRecord is what the coordinator remembers about a node across restarts.
 type NodeRecord struct {
+	// V is the record version (RecordVersion when written; 0 in records older than versions).
+	V            int               `json:"v,omitempty"`
 	Name         string            `json:"name"`
 	AgentVersion string            `json:"agent_version"`
 	InstanceID   string            `json:"instance_id"`
@@ -119,6 +137,7 @@ func (s Sync) opts() *pebble.WriteOptions {
 
 // PutNode stores a node record and, if report is not nil, its last report (marshalled protobuf).
 func (s *Store) PutNode(rec NodeRecord, report []byte, sync Sync) error {
+	rec.V = RecordVersion
 	b := s.db.NewBatch()
 	defer b.Close()
 	v, err := json.Marshal(rec)
@@ -147,6 +166,9 @@ func (s *Store) Nodes() ([]NodeRecord, error) {
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("decoding %s: %w", k, err)
 		}
+		if err := CheckVersion(string(k), rec.V); err != nil {
+			return err
+		}
 		out = append(out, rec)
 		return nil
 	})
@@ -158,14 +180,32 @@ func (s *Store) LastReport(node string) ([]byte, error) {
 	return s.get(prefixReport + node)
 }
 
-// Event is one entry of the append-only event log; it is stored as the API shows it.
-type Event = httpv1.Event
+// Event is one entry of the append-only event log. It is the stored shape; the HTTP API maps
+// it to its own type (coordinator/http.go), so the two can change apart.
+type Event struct {
+	// V is the record version (RecordVersion when written; 0 in records older than versions).
+	V       int               `json:"v,omitempty"`
+	ID      uint64            `json:"id"`
+	Time    time.Time         `json:"time"`
+	Node    string            `json:"node,omitempty"`
+	Type    string            `json:"type"`
+	Message string            `json:"message"`
+	Attrs   map[string]string `json:"attrs,omitempty"`
+}
+
+func decodeEvent(k, v []byte) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal(v, &ev); err != nil {
+		return ev, fmt.Errorf("decoding event %x: %w", k, err)
+	}
+	return ev, CheckVersion(fmt.Sprintf("event %x", k), ev.V)
+}
 
 // AppendEvent gives ev the next id and writes it durably.
 func (s *Store) AppendEvent(ev Event) (Event, error) {
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
-	ev.ID = s.nextEvent
+	ev.ID, ev.V = s.nextEvent, RecordVersion
 	v, err := json.Marshal(ev)
 	if err != nil {
 		return ev, fmt.Errorf("encoding event: %w", err)
@@ -187,9 +227,9 @@ func (s *Store) Events(after uint64, limit int, node string) ([]Event, error) {
 	}
 	defer it.Close()
 	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
-		var ev Event
-		if err := json.Unmarshal(it.Value(), &ev); err != nil {
-			return out, fmt.Errorf("decoding event %x: %w", it.Key(), err)
+		ev, err := decodeEvent(it.Key(), it.Value())
+		if err != nil {
+			return out, err
 		}
 		if node == "" || ev.Node == node {
 			out = append(out, ev)
@@ -207,9 +247,9 @@ func (s *Store) LatestEvents(limit int, node string) ([]Event, error) {
 	}
 	defer it.Close()
 	for ok := it.Last(); ok && len(rev) < limit; ok = it.Prev() {
-		var ev Event
-		if err := json.Unmarshal(it.Value(), &ev); err != nil {
-			return nil, fmt.Errorf("decoding event %x: %w", it.Key(), err)
+		ev, err := decodeEvent(it.Key(), it.Value())
+		if err != nil {
+			return nil, err
 		}
 		if node == "" || ev.Node == node {
 			rev = append(rev, ev)

@@ -28,7 +28,12 @@ import (
 // hostCollector reads machine-wide counters through gopsutil and reports them as rates over the
 // interval, because the coordinator compares nodes, and cumulative counters are not comparable.
 type hostCollector struct {
-	env        common.EnvMap
+	env common.EnvMap
+	// netEnv and netProc point at /proc/1: the network counters of the host's network namespace
+	// (that of init, pid 1), whichever namespace the agent itself runs in. In a pod, /proc/net
+	// would be the pod's own interfaces and TCP counters (see docs/security.md).
+	netEnv     common.EnvMap
+	netProc    string
 	proc       string
 	diskIgnore *regexp.Regexp
 	netIgnore  *regexp.Regexp
@@ -68,7 +73,11 @@ func newHostCollector(o Options) (Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collectors.host.net_ignore: %w", err)
 	}
-	return &hostCollector{env: hostEnv(o.Config.Paths), proc: procRoot(o.Config.Paths), diskIgnore: dre, netIgnore: nre, now: time.Now}, nil
+	proc := procRoot(o.Config.Paths)
+	netEnv := hostEnv(o.Config.Paths)
+	netEnv[common.HostProcEnvKey] = filepath.Join(proc, "1")
+	return &hostCollector{env: hostEnv(o.Config.Paths), netEnv: netEnv, proc: proc, netProc: filepath.Join(proc, "1"),
+		diskIgnore: dre, netIgnore: nre, now: time.Now}, nil
 }
 
 // hostEnv points gopsutil at the configured host paths instead of its process environment.
@@ -135,7 +144,8 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 		}
 		cur.disks = d
 	}
-	if n, err := net.IOCountersWithContext(ctx, true); err != nil {
+	netCtx := context.WithValue(ctx, common.EnvKey, h.netEnv)
+	if n, err := net.IOCountersWithContext(netCtx, true); err != nil {
 		missing = append(missing, fmt.Sprintf("network counters: %v", err))
 	} else {
 		cur.nets = make(map[string]net.IOCountersStat, len(n))
@@ -145,14 +155,14 @@ func (h *hostCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error
 			}
 		}
 	}
-	if p, err := net.ProtoCountersWithContext(ctx, []string{"tcp"}); err != nil || len(p) == 0 {
+	if p, err := net.ProtoCountersWithContext(netCtx, []string{"tcp"}); err != nil || len(p) == 0 {
 		missing = append(missing, fmt.Sprintf("tcp counters: %v", err))
 	} else {
 		cur.tcp = p[0].Stats
 		hs.Tcp = &tmwardenv1.TcpStats{Established: uint32(max(p[0].Stats["CurrEstab"], 0))}
 	}
 	// ListenDrops (accept queue overflows) is in TcpExt of /proc/net/netstat, which gopsutil does not read.
-	if ns, err := readNetstat(filepath.Join(h.proc, "net", "netstat"), "TcpExt"); err != nil {
+	if ns, err := readNetstat(filepath.Join(h.netProc, "net", "netstat"), "TcpExt"); err != nil {
 		missing = append(missing, fmt.Sprintf("tcp listen drops: %v", err))
 	} else if v, ok := ns["ListenDrops"]; ok {
 		cur.listenDrops, cur.haveNetstat = v, true

@@ -133,7 +133,7 @@ func TestHostCollectorRatesFromFixtures(t *testing.T) {
 func TestHostCollectorDegradesOnMissingFiles(t *testing.T) {
 	proc := t.TempDir()
 	copyFixtureTree(t, "testdata/host/round1", proc)
-	for _, f := range []string{"stat", "net/netstat", "diskstats"} {
+	for _, f := range []string{"stat", "1/net/netstat", "diskstats"} {
 		if err := os.Remove(filepath.Join(proc, f)); err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestParseProcStat(t *testing.T) {
 }
 
 func TestParseNetstat(t *testing.T) {
-	f, err := os.Open("testdata/host/round1/net/netstat")
+	f, err := os.Open("testdata/host/round1/1/net/netstat")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,16 +50,78 @@ type taskManagerCollector struct {
 type tmProcess struct {
 	cmdline []byte
 	tm      *tmwardenv1.TaskManager
-	// portRange is set when the configured port was a range: the JVM bound the first free port
-	// in it, which is looked up among its listening sockets until found.
-	portRange []portRange
-	resolved  bool
-	attempts  int
+	// unresolved says why the TaskManager's metrics endpoint is not known (a /proc entry the
+	// agent may not read, a port range none of whose ports listens yet). Such a TaskManager is
+	// reported without an endpoint, inspected again every round, and keeps the collector
+	// degraded: an endpoint is never guessed.
+	unresolved string
 }
 
-// maxPortLookups bounds how many rounds a port range is looked up among the JVM's sockets; a
-// reporter that never binds (not enabled) then keeps the range's first port.
-const maxPortLookups = 12
+// discoveryCaps are the capabilities discovery needs for TaskManagers of another user: reading
+// their environ and fd entries is a DAC check against the owner (CAP_DAC_READ_SEARCH), and their
+// ns, root, cwd, environ and fd links are ptrace-mode reads (CAP_SYS_PTRACE). docs/security.md
+// explains the choice.
+var discoveryCaps = []struct {
+	name string
+	bit  uint
+}{{"CAP_SYS_PTRACE", 19}, {"CAP_DAC_READ_SEARCH", 2}}
+
+// privilegeHint names the fix for a denied read: the discovery capabilities the agent lacks
+// (from its own CapEff), or, when it holds both, what else can deny it.
+func privilegeHint(selfStatus string) string {
+	const where = " (Helm chart: the agent container's capabilities.add; systemd: AmbientCapabilities= and " +
+		"CapabilityBoundingSet= in tmwarden-agent.service)"
+	eff, err := readCapEff(selfStatus)
+	if err != nil {
+		return "the agent needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to read another user's process" + where
+	}
+	var missing []string
+	for _, c := range discoveryCaps {
+		if eff&(1<<c.bit) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) == 0 {
+		return "the agent holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, so a security module (AppArmor, SELinux) " +
+			"or procfs mounted with hidepid denies it"
+	}
+	return "the agent lacks " + strings.Join(missing, " and ") + ", needed to read another user's process" + where
+}
+
+// readCapEff reads the effective capability mask from a /proc/PID/status file.
+func readCapEff(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no CapEff line", path)
+}
+
+// accessProblem describes a failed read of a TaskManager's /proc entry; permission errors
+// stay recognisable (errors.Is fs.ErrPermission) so that the fix is named once.
+func accessProblem(what string, err error) error {
+	return fmt.Errorf("cannot %s: %w", what, err)
+}
+
+// describeUnresolved joins the reasons and adds the fix when a permission was missing.
+func (c *taskManagerCollector) describeUnresolved(errs []error) string {
+	parts := make([]string, 0, len(errs)+1)
+	denied := false
+	for _, err := range errs {
+		parts = append(parts, err.Error())
+		denied = denied || errors.Is(err, fs.ErrPermission)
+	}
+	if denied {
+		// The agent's own status: /proc/self of the procfs it runs under, not the host's mount.
+		parts = append(parts, privilegeHint("/proc/self/status"))
+	}
+	return strings.Join(parts, "; ")
+}
 
 type portRange struct{ lo, hi int }
 
@@ -145,11 +207,8 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 			}
 			continue
 		}
-		if k := c.known[pid]; k != nil && bytes.Equal(k.cmdline, cmd) {
+		if k := c.known[pid]; k != nil && bytes.Equal(k.cmdline, cmd) && k.unresolved == "" {
 			seen[pid] = true
-			if !k.resolved {
-				c.resolvePort(pid, k)
-			}
 			// A copy: later collectors fill in the report's TaskManagers, and the report may
 			// still be in the send buffer when the next round runs.
 			out = append(out, proto.Clone(k.tm).(*tmwardenv1.TaskManager))
@@ -160,6 +219,8 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 		if idx < 0 {
 			continue
 		}
+		// A TaskManager whose endpoint is still unknown is inspected again in full: a port
+		// range gets bound late, and a fixed capability set takes effect after a restart.
 		p, err := c.inspect(pid, args, class, idx)
 		if err != nil {
 			if vanished(err) {
@@ -172,6 +233,9 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 		p.cmdline = cmd
 		c.known[pid] = p
 		seen[pid] = true
+		if p.unresolved != "" {
+			problems = append(problems, fmt.Sprintf("TaskManager pid %d (uid %d) is not scraped: %s", pid, procOwner(c.proc, pid), p.unresolved))
+		}
 		out = append(out, proto.Clone(p.tm).(*tmwardenv1.TaskManager))
 	}
 	for pid := range c.known {
@@ -214,12 +278,18 @@ func (c *taskManagerCollector) inspect(pid int, args []string, class string, idx
 		}
 	}
 
+	// Reading another user's environment, root, cwd, fd and ns entries is a ptrace-mode access
+	// (CAP_SYS_PTRACE); listing its fd directory is a DAC check (CAP_DAC_READ_SEARCH).
+	var unresolved []error
 	env := map[string]string{}
 	if b, err := os.ReadFile(filepath.Join(pidDir, "environ")); err == nil {
 		env = parseEnviron(b)
+	} else if !vanished(err) {
+		unresolved = append(unresolved, accessProblem("read its environment", err))
 	}
 
 	conf := map[string]string{}
+	var confErr error
 	confDir := jvm.configDir
 	if confDir == "" {
 		confDir = env["FLINK_CONF_DIR"]
@@ -230,11 +300,11 @@ func (c *taskManagerCollector) inspect(pid int, args []string, class string, idx
 	if confDir != "" {
 		// The JVM's paths are inside its mount namespace: /proc/PID/root reaches them, and
 		// /proc/PID/cwd the relative ones (YARN starts TaskManagers with --configDir .).
-		if path.IsAbs(confDir) {
-			conf = readFlinkConf(filepath.Join(pidDir, "root", confDir))
-		} else {
-			conf = readFlinkConf(filepath.Join(pidDir, "cwd", confDir))
+		dir := filepath.Join(pidDir, "root", confDir)
+		if !path.IsAbs(confDir) {
+			dir = filepath.Join(pidDir, "cwd", confDir)
 		}
+		conf, confErr = readFlinkConf(dir)
 	}
 	for k, v := range jvm.dynamic {
 		conf[k] = v // dynamic properties override the file, as in Flink
@@ -242,35 +312,39 @@ func (c *taskManagerCollector) inspect(pid int, args []string, class string, idx
 
 	tm.ResourceId = firstNonEmpty(conf["taskmanager.resource-id"], env["_FLINK_CONTAINER_ID"], env["_FLINK_POD_NAME"])
 	ranges := prometheusPorts(conf)
+	if confErr != nil && len(ranges) == 0 {
+		// Without the file the port is unknown (the command line did not name one either).
+		unresolved = append(unresolved, accessProblem("read its Flink configuration in "+confDir, confErr))
+	}
 	port := c.defaultPort
 	if len(ranges) > 0 {
 		port = ranges[0].lo
 	}
-	p := &tmProcess{tm: tm, resolved: len(ranges) == 0 || (len(ranges) == 1 && ranges[0].lo == ranges[0].hi)}
-	if !p.resolved {
-		p.portRange = ranges
-	}
 
-	host := "127.0.0.1"
-	if !c.sameNetNS(pid) {
-		if ip := firstNonEmpty(env["_POD_IP_ADDRESS"], env["POD_IP"]); ip != "" {
-			host = ip
-		} else if f, err := os.Open(filepath.Join(pidDir, "net", "fib_trie")); err == nil {
-			ips, _ := parseFibTrieLocal(f)
-			f.Close()
-			if len(ips) > 0 {
-				host = ips[0]
-			}
+	host, err := c.hostOf(pid, env)
+	if err != nil {
+		unresolved = append(unresolved, err)
+	}
+	if len(ranges) > 1 || len(ranges) == 1 && ranges[0].lo != ranges[0].hi {
+		// Several TaskManagers on one host share a range; each bound the first free port in
+		// it, found among its own listening sockets.
+		if p, err := boundPort(pidDir, ranges); err != nil {
+			unresolved = append(unresolved, err)
+		} else {
+			port = p
 		}
 	}
-	tm.MetricsEndpoint = net.JoinHostPort(host, strconv.Itoa(port))
-	if !p.resolved {
-		c.resolvePort(pid, p)
+	p := &tmProcess{tm: tm}
+	if len(unresolved) > 0 {
+		p.unresolved = c.describeUnresolved(unresolved)
+		tm.ScrapeError = "metrics endpoint unknown: " + p.unresolved
+	} else {
+		tm.MetricsEndpoint = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 
 	if tm.PodUid != "" {
 		tm.PodName = firstNonEmpty(env["_FLINK_POD_NAME"], env["POD_NAME"])
-		if tm.PodName == "" && host != "127.0.0.1" {
+		if tm.PodName == "" && host != "" && host != "127.0.0.1" {
 			tm.PodName = env["HOSTNAME"] // the pod's own hostname unless it runs in the host network
 		}
 		tm.PodNamespace = env["POD_NAMESPACE"]
@@ -299,35 +373,78 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// sameNetNS reports whether pid shares the agent's network namespace, where the reporter is
-// reachable on loopback. When it cannot tell (no permission), it assumes so.
-func (c *taskManagerCollector) sameNetNS(pid int) bool {
-	mine, err1 := os.Readlink(filepath.Join(c.proc, "self", "ns", "net"))
-	theirs, err2 := os.Readlink(filepath.Join(c.proc, strconv.Itoa(pid), "ns", "net"))
-	return err1 != nil || err2 != nil || mine == theirs
+// hostOf finds where the JVM's reporter is reachable from the agent: loopback when it shares
+// the agent's network namespace, else its pod address (Flink's _POD_IP_ADDRESS, POD_IP) or the
+// local address of its network namespace.
+func (c *taskManagerCollector) hostOf(pid int, env map[string]string) (string, error) {
+	mine, err := os.Readlink(filepath.Join(c.proc, "self", "ns", "net"))
+	if err != nil {
+		return "", fmt.Errorf("cannot read the agent's own network namespace: %w", err)
+	}
+	theirs, err := os.Readlink(filepath.Join(c.proc, strconv.Itoa(pid), "ns", "net"))
+	if err != nil {
+		return "", accessProblem("tell its network namespace", err)
+	}
+	if mine == theirs {
+		return "127.0.0.1", nil
+	}
+	if ip := firstNonEmpty(env["_POD_IP_ADDRESS"], env["POD_IP"]); ip != "" {
+		return ip, nil
+	}
+	// /proc/PID/net shows the JVM's network namespace to everyone.
+	f, err := os.Open(filepath.Join(c.proc, strconv.Itoa(pid), "net", "fib_trie"))
+	if err != nil {
+		return "", accessProblem("read the addresses of its network namespace", err)
+	}
+	defer f.Close()
+	ips, err := parseFibTrieLocal(f)
+	if err != nil {
+		return "", fmt.Errorf("reading the addresses of its network namespace: %w", err)
+	}
+	if len(ips) == 0 {
+		return "", errors.New("its network namespace has no address the agent can reach (no POD_IP in its environment, no local IPv4 address)")
+	}
+	return ips[0], nil
 }
 
-// resolvePort finds which port of a configured range the JVM listens on, by matching its
-// socket file descriptors against the listening sockets of its network namespace.
-func (c *taskManagerCollector) resolvePort(pid int, p *tmProcess) {
-	if p.attempts++; p.attempts > maxPortLookups {
-		p.resolved = true
-		return
-	}
-	ports, err := listeningPorts(filepath.Join(c.proc, strconv.Itoa(pid)))
+// procOwner is the uid owning /proc/PID, for messages; -1 when unknown.
+func procOwner(proc string, pid int) int64 {
+	fi, err := os.Stat(filepath.Join(proc, strconv.Itoa(pid)))
 	if err != nil {
-		return
+		return -1
 	}
-	for _, r := range p.portRange {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Uid)
+	}
+	return -1
+}
+
+// boundPort finds which port of the configured ranges the JVM listens on, by matching its
+// socket file descriptors against the listening sockets of its network namespace.
+func boundPort(pidDir string, ranges []portRange) (int, error) {
+	ports, err := listeningPorts(pidDir)
+	if err != nil {
+		return 0, accessProblem("match its sockets to find which port of "+formatRanges(ranges)+" it bound", err)
+	}
+	for _, r := range ranges {
 		for port := r.lo; port <= r.hi; port++ {
 			if ports[port] {
-				host, _, _ := net.SplitHostPort(p.tm.MetricsEndpoint)
-				p.tm.MetricsEndpoint = net.JoinHostPort(host, strconv.Itoa(port))
-				p.resolved = true
-				return
+				return port, nil
 			}
 		}
 	}
+	return 0, fmt.Errorf("none of its ports %s is listening yet (PrometheusReporter not started, or not enabled)", formatRanges(ranges))
+}
+
+func formatRanges(rs []portRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = strconv.Itoa(r.lo)
+		if r.hi != r.lo {
+			parts[i] += "-" + strconv.Itoa(r.hi)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // listeningPorts returns the TCP ports the process in pidDir listens on.
@@ -490,22 +607,29 @@ func isFlinkKey(k string) bool {
 }
 
 // readFlinkConf loads the Flink configuration directory: config.yaml (Flink 1.19+, standard
-// YAML) wins over the legacy flink-conf.yaml, as in Flink. Unreadable files give an empty map:
-// the configuration is an optional source of the port and resource id.
-func readFlinkConf(dir string) map[string]string {
-	if f, err := os.Open(filepath.Join(dir, "config.yaml")); err == nil {
-		defer f.Close()
-		if m, err := parseFlinkConfigYAML(f); err == nil {
-			return m
+// YAML) wins over the legacy flink-conf.yaml, as in Flink. Missing or malformed files give an
+// empty map (the configuration is an optional source of the port and resource id); a file the
+// agent may not open is an error, because the port it names would otherwise be guessed.
+func readFlinkConf(dir string) (map[string]string, error) {
+	for _, name := range []string{"config.yaml", "flink-conf.yaml"} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				return map[string]string{}, err
+			}
+			continue
+		}
+		parse := parseFlinkConfigYAML
+		if name == "flink-conf.yaml" {
+			parse = parseLegacyFlinkConf
+		}
+		m, err := parse(f)
+		f.Close()
+		if err == nil {
+			return m, nil
 		}
 	}
-	if f, err := os.Open(filepath.Join(dir, "flink-conf.yaml")); err == nil {
-		defer f.Close()
-		if m, err := parseLegacyFlinkConf(f); err == nil {
-			return m
-		}
-	}
-	return map[string]string{}
+	return map[string]string{}, nil
 }
 
 // parseLegacyFlinkConf reads flink-conf.yaml the way Flink's GlobalConfiguration does: one

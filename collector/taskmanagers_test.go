@@ -329,6 +329,7 @@ func TestTaskManagerDiscoveryOnFixtureProc(t *testing.T) {
 	// under the same pid and is found; pid 300 exited.
 	f.file(400, "cmdline", tmFixture(t, "cmdline-standalone"))
 	f.file(400, "cgroup", tmFixture(t, "cgroup-v2-docker"))
+	f.link(400, "ns/net", hostNetNS)
 	for _, pid := range []string{"300", "500"} {
 		if err := os.RemoveAll(filepath.Join(f.root, pid)); err != nil {
 			t.Fatal(err)

@@ -112,8 +112,8 @@ func TestAgentLeastPrivilege(t *testing.T) {
 		args []string
 		caps []string
 	}{
-		{nil, []string{"BPF", "PERFMON"}},
-		{[]string{"--set", "agent.sysResource=true"}, []string{"BPF", "PERFMON", "SYS_RESOURCE"}},
+		{nil, []string{"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"}},
+		{[]string{"--set", "agent.sysResource=true"}, []string{"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"}},
 	} {
 		ds := find(t, render(t, tc.args...), "DaemonSet", "t-tmwarden-agent")
 		pod := get(ds, "spec", "template", "spec")

@@ -1,0 +1,249 @@
+package deploytest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// chartAgentPrivileges reads the agent container's user and capabilities from the rendered
+// DaemonSet, and its configuration from the rendered ConfigMap.
+func chartAgentPrivileges(t *testing.T, docs []map[string]any) (privileges, map[string]any) {
+	t.Helper()
+	ds := findDoc(t, docs, "DaemonSet", "t-tmwarden-agent")
+	sc := dig(ds, "spec", "template", "spec", "containers", 0, "securityContext")
+	if d := strs(dig(sc, "capabilities", "drop")); !slices.Equal(d, []string{"ALL"}) {
+		t.Fatalf("the chart does not drop ALL capabilities: %v", d)
+	}
+	uid, _ := dig(sc, "runAsUser").(int)
+	gid, _ := dig(sc, "runAsGroup").(int)
+	p := privileges{uid: uid, gid: gid, caps: strs(dig(sc, "capabilities", "add")),
+		noNewPriv: dig(sc, "allowPrivilegeEscalation") == false}
+	var cfg map[string]any
+	body, _ := dig(findDoc(t, docs, "ConfigMap", "t-tmwarden-agent"), "data", "agent.yaml").(string)
+	if err := yaml.Unmarshal([]byte(body), &cfg); err != nil {
+		t.Fatalf("rendered agent.yaml: %v", err)
+	}
+	return p, cfg
+}
+
+// unitAgentPrivileges reads User=, Group=, AmbientCapabilities=, CapabilityBoundingSet= and
+// NoNewPrivileges= from the systemd unit.
+func unitAgentPrivileges(t *testing.T) privileges {
+	t.Helper()
+	f, err := os.Open(filepath.Join(repoRoot(t), "packaging/systemd/tmwarden-agent.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok && !strings.HasPrefix(k, "#") {
+			keys[k] = v
+		}
+	}
+	ambient := strings.Fields(keys["AmbientCapabilities"])
+	if bounding := strings.Fields(keys["CapabilityBoundingSet"]); !slices.Equal(ambient, bounding) {
+		t.Fatalf("unit: AmbientCapabilities %v differ from CapabilityBoundingSet %v; the harness runs the intersection only when they agree", ambient, bounding)
+	}
+	var caps []string
+	for _, c := range ambient {
+		caps = append(caps, strings.TrimPrefix(c, "CAP_"))
+	}
+	p := privileges{caps: caps, ambient: true, noNewPriv: keys["NoNewPrivileges"] == "yes"}
+	// The package creates the user with systemd-sysusers; where it does not exist (this test
+	// machine), a free uid stands in for it: a system user with no other privilege.
+	if u, err := user.Lookup(keys["User"]); err == nil {
+		p.uid, _ = strconv.Atoi(u.Uid)
+		p.gid, _ = strconv.Atoi(u.Gid)
+	} else {
+		t.Logf("user %q (User= of the unit) does not exist here; uid/gid 61313 stand in for it", keys["User"])
+		p.uid, p.gid = 61313, 61313
+	}
+	if p.uid == 0 {
+		t.Fatalf("the unit runs the agent as root")
+	}
+	return p
+}
+
+// writeAgentConfig writes cfg for a run on this machine: the host's /proc and /sys are where
+// they are (the chart mounts them at /host/proc and /host/sys, which do not exist here).
+func writeAgentConfig(t *testing.T, dir string, cfg map[string]any) string {
+	t.Helper()
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	cols, _ := cfg["collectors"].(map[string]any)
+	if cols == nil {
+		cols = map[string]any{}
+		cfg["collectors"] = cols
+	}
+	cols["paths"] = map[string]any{"procfs": "/proc", "sysfs": "/sys"}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// agentFlags: reports every second, no coordinator (reports wait in the buffer), and no eBPF
+// probes, which this test is not about and which cost seconds of CPU to load on each start.
+var agentFlags = []string{"--interval=1s", "--coordinator=127.0.0.1:1",
+	"--collector.ebpf_runqueue=false", "--collector.ebpf_blockio=false", "--collector.ebpf_tcpretrans=false"}
+
+// flinkConf writes a Flink configuration directory readable by everyone (as a ConfigMap mount
+// or a distribution's conf/ is) with the reporter on a port range.
+func flinkConf(t *testing.T, dir, name, ports string) string {
+	t.Helper()
+	conf := filepath.Join(dir, name)
+	if err := os.MkdirAll(conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	body := "metrics.reporter.prom.factory.class: org.apache.flink.metrics.prometheus.PrometheusReporterFactory\n" +
+		"metrics.reporter.prom.port: " + ports + "\n"
+	if err := os.WriteFile(filepath.Join(conf, "flink-conf.yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// scraped reports whether the status shows each wanted pid at its endpoint, scraped, and both
+// discovery and scrape collectors OK.
+func scraped(want map[int]string) func(debugStatus) bool {
+	return func(st debugStatus) bool {
+		if s, _ := st.collector("taskmanagers"); s != "STATE_OK" {
+			return false
+		}
+		if s, _ := st.collector("flink"); s != "STATE_OK" {
+			return false
+		}
+		if st.LastReport == nil {
+			return false
+		}
+		found := 0
+		for _, tm := range st.LastReport.TaskManagers {
+			if ep, ok := want[tm.Pid]; ok && tm.MetricsEndpoint == ep && tm.ScrapeError == "" && len(tm.Subtasks) > 0 {
+				found++
+			}
+		}
+		return found == len(want)
+	}
+}
+
+// degradedFor waits until discovery is degraded naming the capability, and checks that no
+// TaskManager of want carries a (guessed) endpoint.
+func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) {
+	t.Helper()
+	st := waitStatus(t, a, "taskmanagers degraded naming CAP_"+capName, func(st debugStatus) bool {
+		s, r := st.collector("taskmanagers")
+		return s == "STATE_DEGRADED" && strings.Contains(r, "lacks CAP_"+capName) && st.LastReport != nil
+	})
+	_, reason := st.collector("taskmanagers")
+	for _, other := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
+		if other != capName && strings.Contains(reason, "lacks CAP_"+other) {
+			t.Errorf("the reason names CAP_%s missing, which the agent holds: %s", other, reason)
+		}
+	}
+	for _, tm := range st.LastReport.TaskManagers {
+		if _, ok := want[tm.Pid]; ok && (tm.MetricsEndpoint != "" || tm.ScrapeError == "") {
+			t.Errorf("without CAP_%s, TaskManager pid %d got endpoint %q (scrape error %q); want none and the reason",
+				capName, tm.Pid, tm.MetricsEndpoint, tm.ScrapeError)
+		}
+	}
+	for pid := range want {
+		if !strings.Contains(reason, fmt.Sprintf("pid %d", pid)) {
+			t.Errorf("the degraded reason does not name pid %d: %s", pid, reason)
+		}
+	}
+	t.Logf("without CAP_%s: %s", capName, reason)
+}
+
+// TestAgentFindsPodTaskManagerUnderChartPrivileges: the pod case. A TaskManager of another
+// uid (65534) runs in its own network namespace with POD_IP set, its reporter on a port range;
+// the agent runs with exactly the user and capabilities of the rendered chart (no host network,
+// so in another network namespace than the TaskManager, as in its own pod). Each capability the
+// chart adds for discovery is then removed in turn: the collector must say it is degraded and
+// why, never report a guessed endpoint.
+func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
+	requireRoot(t, "setpriv", "ip")
+	docs := helmTemplate(t)
+	priv, cfg := chartAgentPrivileges(t, docs)
+	priv = priv.grantable(t)
+	if priv.uid != 0 {
+		t.Fatalf("the chart runs the agent as uid %d; this test expects root without capabilities", priv.uid)
+	}
+	dir := workDir(t)
+	agentBin := build(t, dir, "./cmd/tmwarden-agent", "tmwarden-agent")
+	java := build(t, dir, "./sim/tmstandin", "flink/bin/java")
+	conf := flinkConf(t, dir, "conf", "9250-9260")
+	config := writeAgentConfig(t, dir, cfg)
+
+	pod := newPodNetwork(t)
+	tm := startStandIn(t, java, pod.name, 65534, []string{"POD_IP=" + pod.podIP, "_FLINK_POD_NAME=orders-taskmanager-1-1"},
+		"-Xmx1g", "-classpath", "/opt/flink/lib/flink-dist-2.0.0.jar",
+		"org.apache.flink.kubernetes.taskmanager.KubernetesTaskExecutorRunner", "--configDir", conf)
+	want := map[int]string{tm.pid: net.JoinHostPort(pod.podIP, strconv.Itoa(tm.port))}
+
+	a := startAgent(t, agentBin, priv, config, agentFlags...)
+	if got, wantCaps := effectiveCaps(t, a.pid), capMask(t, priv.caps); got != wantCaps {
+		t.Fatalf("agent CapEff %#x, want exactly the chart's %v (%#x)", got, priv.caps, wantCaps)
+	}
+	waitStatus(t, a, fmt.Sprintf("pid %d found at %s and scraped", tm.pid, want[tm.pid]), scraped(want))
+
+	for _, c := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
+		t.Run("without_"+c, func(t *testing.T) {
+			a := startAgent(t, agentBin, priv.without(c), config, agentFlags...)
+			degradedFor(t, a, c, want)
+		})
+	}
+}
+
+// TestAgentFindsHostTaskManagersUnderSystemdUnit: the bare-metal case. Two TaskManagers of the
+// flink user (9999) on one host share metrics.reporter.prom.port as a range, so they bound its
+// first and second port; the agent runs as the unit's user with the unit's capabilities.
+func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
+	requireRoot(t, "setpriv")
+	priv := unitAgentPrivileges(t).grantable(t)
+	dir := workDir(t)
+	agentBin := build(t, dir, "./cmd/tmwarden-agent", "tmwarden-agent")
+	java := build(t, dir, "./sim/tmstandin", "flink/bin/java")
+	base := freePortRange(t, 5)
+	conf := flinkConf(t, dir, "conf", fmt.Sprintf("%d-%d", base, base+4))
+	config := writeAgentConfig(t, dir, nil)
+
+	want := map[int]string{}
+	for i := range 2 {
+		tm := startStandIn(t, java, "", 9999, nil,
+			"-Xmx1g", "-classpath", "/opt/flink/lib/flink-dist-1.20.1.jar", "-Dlog.file=/opt/flink/log/tm.log",
+			"org.apache.flink.runtime.taskexecutor.TaskManagerRunner", "--configDir", conf,
+			"-D", fmt.Sprintf("taskmanager.resource-id=host-tm-%d", i))
+		want[tm.pid] = net.JoinHostPort("127.0.0.1", strconv.Itoa(tm.port))
+	}
+
+	a := startAgent(t, agentBin, priv, config, agentFlags...)
+	if got, wantCaps := effectiveCaps(t, a.pid), capMask(t, priv.caps); got != wantCaps {
+		t.Fatalf("agent CapEff %#x, want exactly the unit's %v (%#x)", got, priv.caps, wantCaps)
+	}
+	waitStatus(t, a, fmt.Sprintf("both TaskManagers found at their own ports %v and scraped", want), scraped(want))
+
+	for _, c := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
+		t.Run("without_"+c, func(t *testing.T) {
+			a := startAgent(t, agentBin, priv.without(c), config, agentFlags...)
+			degradedFor(t, a, c, want)
+		})
+	}
+}

@@ -90,6 +90,9 @@ type Coordinator struct {
 
 	grpcLn, httpLn net.Listener
 	ready          atomic.Bool
+	acting         atomic.Bool // take-over done: evaluating and executing
+	actMu          sync.Mutex
+	actErr         string // why this replica cannot act, while it cannot
 	sessionSeq     atomic.Uint64
 	m              coordMetrics
 }
@@ -179,7 +182,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	}
 	if le := cfg.Leader.WithEnv(); le.Enabled() {
 		if c.kube == nil {
-			c.kube, err = actuate.KubeClient(le.Kubeconfig)
+			c.kube, err = actuate.KubeClient(le.Kubeconfig, cfg.Actuator.Kubernetes.QPS, cfg.Actuator.Kubernetes.Burst)
 		}
 		if err == nil {
 			c.elector, err = leader.New(le, c.kube, c.log.With("component", "leader"))
@@ -299,22 +302,12 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
 	g.Go(func() error { c.poller.run(gctx, c.cfg.Flink.PollInterval); return nil })
 	if c.elector == nil {
-		g.Go(func() error { c.evaluationLoop(gctx); return nil })
-		g.Go(func() error { return c.eval.decisions.Run(gctx) })
+		g.Go(func() error { c.act(gctx); return nil })
 	} else {
 		// Only the leader evaluates and acts; a follower keeps its store and serves reads.
 		g.Go(func() error {
-			return c.elector.Run(gctx, func(term context.Context) {
-				if err := c.takeOver(term); err != nil {
-					c.log.Error("taking over as leader", "err", err)
-					return
-				}
-				var wg sync.WaitGroup
-				wg.Add(2)
-				go func() { defer wg.Done(); c.evaluationLoop(term) }()
-				go func() { defer wg.Done(); _ = c.eval.decisions.Run(term) }()
-				wg.Wait()
-			}, c.stopSessions) // agents reconnect, through the Service, to the new leader
+			return c.elector.Run(gctx, func(term context.Context) { c.act(term) },
+				c.stopSessions) // agents reconnect, through the Service, to the new leader
 		})
 	}
 	g.Go(func() error {
@@ -445,22 +438,69 @@ func (c *Coordinator) nodeStates() []*nodeState {
 	return out
 }
 
-// takeOver runs when this replica becomes the leader. Open decisions resume from the store by
-// themselves (under the same idempotency keys); what the store may not know is a node a
-// previous leader tainted, so the cluster is asked, and those nodes are adopted as quarantined:
-// never migrated again, released only after their recovery checks.
+// act is this replica's acting part, for one leader term or, without election, until ctx ends:
+// the take-over, retried with backoff, then the evaluation loop and the executor. A leader whose
+// take-over still fails after leader.take_over_timeout steps down, releasing the Lease, so a
+// replica that can act takes over; /readyz says which replica acts.
+func (c *Coordinator) act(ctx context.Context) {
+	if c.elector != nil {
+		c.event("", "leader_elected", fmt.Sprintf("%s is the leader (term %d)", c.elector.Identity(), c.elector.Terms()), nil)
+	}
+	if err := c.takeOver(ctx); err != nil {
+		if ctx.Err() == nil && c.elector != nil {
+			c.event("", "leader_stepped_down", fmt.Sprintf("%s steps down: it cannot act: %v", c.elector.Identity(), err), nil)
+			c.elector.StepDown(err.Error())
+		}
+		return
+	}
+	c.acting.Store(true)
+	defer c.acting.Store(false)
+	c.setActError("")
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.evaluationLoop(ctx) }()
+	go func() { defer wg.Done(); _ = c.eval.decisions.Run(ctx) }()
+	wg.Wait()
+}
+
+// takeOver retries the decision layer's take-over (decisions.Manager.TakeOver: adopt what the
+// cluster shows marked, reconcile the marks) with backoff from 1 s to 30 s. With election it
+// gives up after leader.take_over_timeout; a single coordinator keeps trying.
 func (c *Coordinator) takeOver(ctx context.Context) error {
-	c.event("", "leader_elected", fmt.Sprintf("%s is the leader (term %d)", c.elector.Identity(), c.elector.Terms()), nil)
-	if c.cfg.Actuator.Kind != "kubernetes" {
-		return nil
+	var deadline time.Time
+	if c.elector != nil {
+		deadline = c.now().Add(c.elector.TakeOverTimeout())
 	}
-	nodes, err := leader.QuarantinedNodes(ctx, c.kube, c.cfg.Actuator.Kubernetes.TaintKey)
-	if err != nil {
-		return fmt.Errorf("listing tainted nodes: %w", err)
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := c.eval.decisions.TakeOver(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		err = fmt.Errorf("taking over (attempt %d): %w", attempt, err)
+		c.setActError(err.Error())
+		c.log.Error("cannot act yet", "err", err, "retry_in", wait)
+		if !deadline.IsZero() && !c.now().Add(wait).Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
 	}
-	adopted, err := c.eval.decisions.AdoptQuarantined(nodes, c.now())
-	if len(adopted) > 0 {
-		c.event("", "quarantine_adopted", fmt.Sprintf("adopted %d tainted nodes as quarantined: %v", len(adopted), adopted), nil)
-	}
-	return err
+}
+
+func (c *Coordinator) setActError(msg string) {
+	c.actMu.Lock()
+	c.actErr = msg
+	c.actMu.Unlock()
+}
+
+// actState says whether this replica acts now and, if not, why.
+func (c *Coordinator) actState() (bool, string) {
+	c.actMu.Lock()
+	defer c.actMu.Unlock()
+	return c.acting.Load(), c.actErr
 }

@@ -29,7 +29,20 @@ func (c *Coordinator) Handler() http.Handler {
 		}
 		// Followers refuse agents, so the Service must not send traffic their way.
 		if c.elector != nil && !c.elector.IsLeader() {
-			httpv1.WriteJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: "follower: the leader is " + c.elector.Leader()})
+			msg := "follower: the leader is " + c.elector.Leader()
+			if why := c.elector.SteppedDown(); why != "" {
+				msg = "stepped down, it cannot act: " + why
+			}
+			httpv1.WriteJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: msg})
+			return
+		}
+		// Ready means able to act: a replica still taking over (or failing to) is not.
+		if acting, why := c.actState(); !acting {
+			msg := "not acting yet: taking over"
+			if why != "" {
+				msg = "cannot act: " + why
+			}
+			httpv1.WriteJSON(w, http.StatusServiceUnavailable, httpv1.Error{Error: msg})
 			return
 		}
 		httpv1.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})

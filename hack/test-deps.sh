@@ -3,7 +3,9 @@
 #   - Go modules;
 #   - Debian's chromium (the status page is tested in headless Chromium) and systemd-analyze;
 #   - helm and kubeconform at pinned versions (packaging checks), via hack/packaging-deps.sh;
-#   - the S3 test tools (pinned `go install`s), via hack/s3-test-deps.sh when present.
+#   - the S3 test tools (pinned `go install`s), via hack/s3-test-deps.sh when present;
+#   - a real Kubernetes control plane (kube-apiserver and kube-controller-manager built from the
+#     Go module proxy, Debian's etcd), via hack/kube-control-plane.sh: long the first time only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go mod download
@@ -11,3 +13,4 @@ bash hack/packaging-deps.sh chromium systemd helm kubeconform
 if [ -f hack/s3-test-deps.sh ]; then
 	bash hack/s3-test-deps.sh
 fi
+TOOLS=${TOOLS:-$PWD/.tools} bash hack/kube-control-plane.sh

@@ -35,6 +35,20 @@ type Actuator interface {
 	Do(ctx context.Context, a decide.Action, s Step, key string) (string, error)
 }
 
+// Marker is an actuator that leaves marks on the cluster (the Kubernetes actuator's taint and
+// node condition). It owns them level-triggered: every round the executor hands it the nodes the
+// policy holds quarantined and it makes the cluster match, so a failed or abandoned migration, a
+// crash, a leader change or a deleted decision never leaves a mark behind. A new leader reads
+// Marked to learn what earlier leaders marked; it needs no actuator-specific take-over.
+type Marker interface {
+	// Marked lists the nodes that carry this actuator's marks now, sorted.
+	Marked(ctx context.Context) ([]string, error)
+	// ReconcileMarks marks exactly the nodes in want (node name -> why) and clears the marks on
+	// every other node. It returns what it changed, one line per node, and the errors of the
+	// nodes it could not bring in line (the others are done anyway).
+	ReconcileMarks(ctx context.Context, want map[string]string) ([]string, error)
+}
+
 // RetryError says a step cannot finish now (a PodDisruptionBudget, a pod still terminating, an
 // agent still draining) and should be tried again after After.
 type RetryError struct {

@@ -2,6 +2,7 @@ package actuate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -47,6 +51,10 @@ type KubernetesConfig struct {
 	PDBRetry time.Duration `yaml:"pdb_retry" json:"pdb_retry"`
 	// PodGonePoll is the wait between checks that an evicted pod has terminated. Default 2s.
 	PodGonePoll time.Duration `yaml:"pod_gone_poll" json:"pod_gone_poll"`
+	// QPS and Burst pace this coordinator's requests to the API server (client-go's defaults
+	// are 5 and 10, which a reconcile of many nodes plus leader election exceeds). Default 20, 40.
+	QPS   float32 `yaml:"qps" json:"qps"`
+	Burst int     `yaml:"burst" json:"burst"`
 }
 
 // DefaultKubernetesConfig returns the documented defaults.
@@ -58,15 +66,21 @@ func DefaultKubernetesConfig() KubernetesConfig {
 		CheckpointTimeout: 5 * time.Minute,
 		PDBRetry:          30 * time.Second,
 		PodGonePoll:       2 * time.Second,
+		QPS:               20,
+		Burst:             40,
 	}
 }
 
+// FieldManager is the name tmwarden's writes carry in a node's managedFields.
+const FieldManager = "tmwarden-coordinator"
+
 // Kubernetes is the client-go actuator.
 type Kubernetes struct {
-	cs  kubernetes.Interface
-	cfg KubernetesConfig
-	cp  Checkpointer
-	log *slog.Logger
+	cs      kubernetes.Interface
+	cfg     KubernetesConfig
+	cp      Checkpointer
+	log     *slog.Logger
+	backoff wait.Backoff // writeBackoff; tests shorten it
 }
 
 // NewKubernetes returns the Kubernetes actuator; cp may be nil when cfg.Checkpoint is off.
@@ -99,11 +113,12 @@ func NewKubernetes(cs kubernetes.Interface, cfg KubernetesConfig, cp Checkpointe
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Kubernetes{cs: cs, cfg: cfg, cp: cp, log: log}, nil
+	return &Kubernetes{cs: cs, cfg: cfg, cp: cp, log: log, backoff: writeBackoff}, nil
 }
 
-// KubeClient builds a clientset from a kubeconfig path, or in-cluster when it is empty.
-func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// KubeClient builds a clientset from a kubeconfig path, or in-cluster when it is empty, paced at
+// qps and burst (zero or less: the defaults of DefaultKubernetesConfig).
+func KubeClient(kubeconfig string, qps float32, burst int) (kubernetes.Interface, error) {
 	var rc *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -114,6 +129,15 @@ func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
+	d := DefaultKubernetesConfig()
+	rc.QPS, rc.Burst = d.QPS, d.Burst
+	if qps > 0 {
+		rc.QPS = qps
+	}
+	if burst > 0 {
+		rc.Burst = burst
+	}
+	rc.UserAgent = FieldManager
 	return kubernetes.NewForConfig(rc)
 }
 
@@ -121,7 +145,7 @@ func newKubernetesFromConfig(c Config, d Deps) (Actuator, error) {
 	cs := d.Kube
 	if cs == nil {
 		var err error
-		if cs, err = KubeClient(c.Kubernetes.Kubeconfig); err != nil {
+		if cs, err = KubeClient(c.Kubernetes.Kubeconfig, c.Kubernetes.QPS, c.Kubernetes.Burst); err != nil {
 			return nil, err
 		}
 	}
@@ -175,37 +199,18 @@ func (k *Kubernetes) Plan(ctx context.Context, a decide.Action) ([]Step, error) 
 }
 
 // Do carries out one step; every step checks the live object first, so repeating one is safe.
+// A write that meets a concurrent change or a passing API error is retried with backoff and,
+// if it still cannot finish, reported as a RetryError: the decision waits, it does not fail.
 func (k *Kubernetes) Do(ctx context.Context, a decide.Action, s Step, key string) (string, error) {
 	switch s.Kind {
 	case "taint":
-		return k.updateNode(ctx, a.Node, func(n *corev1.Node) (bool, string) {
-			for _, t := range n.Spec.Taints {
-				if t.Key == k.cfg.TaintKey && t.Effect == corev1.TaintEffectNoSchedule {
-					return false, "already tainted"
-				}
-			}
-			now := metav1.Now()
-			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: k.cfg.TaintKey, Value: "true", Effect: corev1.TaintEffectNoSchedule, TimeAdded: &now})
-			return true, "tainted " + k.cfg.TaintKey + ":NoSchedule"
-		})
+		return k.setTaint(ctx, a.Node, true)
 	case "untaint":
-		return k.updateNode(ctx, a.Node, func(n *corev1.Node) (bool, string) {
-			kept := n.Spec.Taints[:0]
-			for _, t := range n.Spec.Taints {
-				if t.Key != k.cfg.TaintKey {
-					kept = append(kept, t)
-				}
-			}
-			if len(kept) == len(n.Spec.Taints) {
-				return false, "taint already gone"
-			}
-			n.Spec.Taints = kept
-			return true, "removed taint " + k.cfg.TaintKey
-		})
+		return k.setTaint(ctx, a.Node, false)
 	case "condition":
-		return k.setCondition(ctx, a.Node, corev1.ConditionTrue, "SlowNode", truncate(a.Reason, 1024))
+		return k.setCondition(ctx, a.Node, nil, true, truncate(a.Reason, 1024))
 	case "condition-clear":
-		return k.setCondition(ctx, a.Node, corev1.ConditionFalse, "NodeRecovered", "released from quarantine: "+truncate(a.Reason, 900))
+		return k.setCondition(ctx, a.Node, nil, false, "released from quarantine: "+truncate(a.Reason, 900))
 	case "checkpoint":
 		cctx, cancel := context.WithTimeout(ctx, k.cfg.CheckpointTimeout)
 		defer cancel()
@@ -228,60 +233,243 @@ func (k *Kubernetes) Do(ctx context.Context, a decide.Action, s Step, key string
 	return "", fmt.Errorf("kubernetes actuator: unknown step kind %q", s.Kind)
 }
 
-// updateNode applies change to the live node, re-reading it on a 409 conflict.
-func (k *Kubernetes) updateNode(ctx context.Context, name string, change func(*corev1.Node) (bool, string)) (string, error) {
-	var msg string
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
+// Marked lists the nodes that carry the taint or the condition set to True.
+func (k *Kubernetes) Marked(ctx context.Context) ([]string, error) {
+	var out []string
+	err := k.eachNode(ctx, func(n *corev1.Node) {
+		if k.hasTaint(n) || k.conditionTrue(n) {
+			out = append(out, n.Name)
 		}
-		var write bool
-		write, msg = change(n)
-		if !write {
-			return nil
-		}
-		_, err = k.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
-		return err
 	})
-	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("node %s: %w", name, ErrNodeGone)
-	}
-	if err != nil {
-		return "", fmt.Errorf("updating node %s: %w", name, err)
-	}
-	return msg, nil
+	sort.Strings(out)
+	return out, err
 }
 
-func (k *Kubernetes) setCondition(ctx context.Context, name string, status corev1.ConditionStatus, reason, message string) (string, error) {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+// ReconcileMarks taints and conditions the nodes in want and clears both everywhere else. A
+// node whose condition is False or absent and that has no taint is left untouched.
+func (k *Kubernetes) ReconcileMarks(ctx context.Context, want map[string]string) ([]string, error) {
+	var nodes []*corev1.Node
+	if err := k.eachNode(ctx, func(n *corev1.Node) { nodes = append(nodes, n) }); err != nil {
+		return nil, err
+	}
+	var changed []string
+	var errs []error
+	for _, n := range nodes {
+		why, marked := want[n.Name]
+		if marked != k.hasTaint(n) {
+			msg, err := k.setTaint(ctx, n.Name, marked)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			changed = append(changed, n.Name+": "+msg)
+		}
+		if marked != k.conditionTrue(n) {
+			msg := "not quarantined by tmwarden"
+			if marked {
+				msg = truncate(why, 1024)
+			}
+			m, err := k.setCondition(ctx, n.Name, n, marked, msg)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			changed = append(changed, n.Name+": "+m)
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+// eachNode lists every node, 500 at a time.
+func (k *Kubernetes) eachNode(ctx context.Context, f func(*corev1.Node)) error {
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := k.cs.CoreV1().Nodes().List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("listing nodes: %w", err)
+		}
+		for i := range list.Items {
+			f(&list.Items[i])
+		}
+		if list.Continue == "" {
+			return nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+func (k *Kubernetes) hasTaint(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == k.cfg.TaintKey {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *Kubernetes) conditionTrue(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if string(c.Type) == k.cfg.ConditionType {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// writeBackoff paces re-reads after a write met a concurrent change of the same field or a
+// passing API error: 8 tries over about 6-10 s, where client-go's DefaultRetry gives up after 5
+// within 50 ms, which a node written ten times a second by others exhausts. (No Cap: reaching
+// a wait.Backoff's cap ends it.)
+var writeBackoff = wait.Backoff{Steps: 8, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.5}
+
+// transientRetry is how long a decision waits after a write that still could not finish.
+const transientRetry = 5 * time.Second
+
+// retryable says whether doing the same request again may succeed: a concurrent change (409,
+// or a failed JSON-patch test), overload (429, 503), a server timeout or internal error, or a
+// broken connection. NotFound, Forbidden, Unauthorized and Invalid input are final.
+func retryable(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case apierrors.IsConflict(err), apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err),
+		apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err),
+		apierrors.IsUnexpectedServerError(err):
+		return true
+	case apierrors.IsNotFound(err), apierrors.IsForbidden(err), apierrors.IsUnauthorized(err), apierrors.IsBadRequest(err):
+		return false
+	case isPatchTestFailed(err):
+		return true
+	}
+	var ae apierrors.APIStatus
+	if errors.As(err, &ae) {
+		return ae.Status().Code >= 500
+	}
+	// No answer from the API server at all: a connection refused or reset, a client timeout.
+	return !errors.Is(err, context.Canceled)
+}
+
+// isPatchTestFailed recognises a JSON patch whose "test" operation found another value: someone
+// changed the taints between our read and our write.
+func isPatchTestFailed(err error) bool {
+	return errors.Is(err, jsonpatch.ErrTestFailed) || strings.Contains(err.Error(), "testing value")
+}
+
+// writeNode runs one read-modify-patch attempt until it succeeds, fails for good, or writeBackoff
+// runs out; what runs out becomes a RetryError.
+func (k *Kubernetes) writeNode(ctx context.Context, name, what string, attempt func() error) error {
+	err := retry.OnError(k.backoff, func(err error) bool { return retryable(err) && ctx.Err() == nil }, attempt)
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("node %s: %w", name, ErrNodeGone)
+	case retryable(err) && ctx.Err() == nil:
+		return &RetryError{After: transientRetry, Reason: fmt.Sprintf("%s on node %s did not go through after %d tries: %s", what, name, k.backoff.Steps, apiMessage(err))}
+	}
+	return fmt.Errorf("%s on node %s: %w", what, name, err)
+}
+
+// setTaint adds or removes the taint with a JSON patch that tests the taints it read: it
+// conflicts only with another writer of the taints, never with status, label or annotation
+// writers (a whole-object update with a resourceVersion conflicts with all of them). Taints are
+// an atomic list, so a strategic merge or server-side apply would have to own the whole list.
+func (k *Kubernetes) setTaint(ctx context.Context, name string, want bool) (string, error) {
+	msg := "taint already gone"
+	if want {
+		msg = "already tainted"
+	}
+	what := "removing taint " + k.cfg.TaintKey
+	if want {
+		what = "adding taint " + k.cfg.TaintKey + ":NoSchedule"
+	}
+	err := k.writeNode(ctx, name, what, func() error {
 		n, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
+		}
+		if k.hasTaint(n) == want {
+			return nil
+		}
+		var next []corev1.Taint
+		for _, t := range n.Spec.Taints {
+			if t.Key != k.cfg.TaintKey {
+				next = append(next, t)
+			}
+		}
+		if want {
+			now := metav1.Now()
+			next = append(next, corev1.Taint{Key: k.cfg.TaintKey, Value: "true", Effect: corev1.TaintEffectNoSchedule, TimeAdded: &now})
+		}
+		patch, err := json.Marshal([]jsonPatchOp{
+			{Op: "test", Path: "/spec/taints", Value: nilIfEmpty(n.Spec.Taints)},
+			{Op: "add", Path: "/spec/taints", Value: nilIfEmpty(next)},
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := k.cs.CoreV1().Nodes().Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+			return err
+		}
+		msg = "removed taint " + k.cfg.TaintKey
+		if want {
+			msg = "tainted " + k.cfg.TaintKey + ":NoSchedule"
+		}
+		return nil
+	})
+	return msg, err
+}
+
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// nilIfEmpty makes an empty taint list JSON null: the API server omits an empty list, and a
+// JSON-patch test of a missing member passes only against null.
+func nilIfEmpty(ts []corev1.Taint) any {
+	if len(ts) == 0 {
+		return nil
+	}
+	return ts
+}
+
+// setCondition sets the condition True (quarantined) or False with a strategic merge patch of
+// the status, which merges conditions by type: it touches no other condition and needs no
+// resourceVersion, so the kubelet's status updates and ours never conflict. n is the node as
+// last read, or nil to read it (only to keep lastTransitionTime when the status stays).
+func (k *Kubernetes) setCondition(ctx context.Context, name string, n *corev1.Node, want bool, message string) (string, error) {
+	status, reason := corev1.ConditionFalse, "NodeRecovered"
+	if want {
+		status, reason = corev1.ConditionTrue, "SlowNode"
+	}
+	what := fmt.Sprintf("setting condition %s=%s", k.cfg.ConditionType, status)
+	err := k.writeNode(ctx, name, what, func() error {
+		if n == nil {
+			var err error
+			if n, err = k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
 		now := metav1.Now()
 		c := corev1.NodeCondition{Type: corev1.NodeConditionType(k.cfg.ConditionType), Status: status, Reason: reason,
 			Message: message, LastHeartbeatTime: now, LastTransitionTime: now}
-		found := false
-		for i := range n.Status.Conditions {
-			if n.Status.Conditions[i].Type == c.Type {
-				if n.Status.Conditions[i].Status == status {
-					c.LastTransitionTime = n.Status.Conditions[i].LastTransitionTime
-				}
-				n.Status.Conditions[i], found = c, true
+		for _, old := range n.Status.Conditions {
+			if old.Type == c.Type && old.Status == status {
+				c.LastTransitionTime = old.LastTransitionTime
 			}
 		}
-		if !found {
-			n.Status.Conditions = append(n.Status.Conditions, c)
+		n = nil // a retry reads the node again
+		patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{c}}})
+		if err != nil {
+			return err
 		}
-		_, err = k.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		_, err = k.cs.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}, "status")
 		return err
 	})
-	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("node %s: %w", name, ErrNodeGone)
-	}
 	if err != nil {
-		return "", fmt.Errorf("setting condition %s on %s: %w", k.cfg.ConditionType, name, err)
+		return "", err
 	}
 	return fmt.Sprintf("condition %s=%s (%s)", k.cfg.ConditionType, status, reason), nil
 }
@@ -329,19 +517,60 @@ func (k *Kubernetes) evict(ctx context.Context, node, target string) (string, er
 	}
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
 		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}}}
-	err = k.cs.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev)
+	err = k.postEviction(ctx, ev)
+	who := p.Namespace + "/" + p.Name
 	switch {
 	case err == nil:
-		return fmt.Sprintf("evicted pod %s/%s", p.Namespace, p.Name), nil
+		return fmt.Sprintf("evicted pod %s", who), nil
 	case apierrors.IsNotFound(err):
 		return "pod already gone", nil
 	case apierrors.IsTooManyRequests(err):
-		return "", &RetryError{After: k.cfg.PDBRetry, Reason: fmt.Sprintf("eviction of %s/%s blocked by a PodDisruptionBudget: %v", p.Namespace, p.Name, err)}
+		// A PodDisruptionBudget forbids it now, or its status is not computed yet, or the API
+		// server sheds load: the decision is blocked and tries again, with the API's reason.
+		return "", &RetryError{After: k.cfg.PDBRetry, Reason: fmt.Sprintf("eviction of %s refused (429: a PodDisruptionBudget, or the API server shedding load): %s", who, apiMessage(err))}
 	case apierrors.IsConflict(err):
 		// The UID precondition failed: the pod was replaced; the new one is not ours to evict.
 		return "pod was replaced; nothing to evict", nil
+	case retryable(err):
+		// Among them the 500 the API answers for a pod covered by more than one
+		// PodDisruptionBudget: blocked until an operator fixes the budgets or blocked_timeout.
+		return "", &RetryError{After: k.cfg.PDBRetry, Reason: fmt.Sprintf("eviction of %s failed: %s", who, apiMessage(err))}
 	}
-	return "", fmt.Errorf("evicting %s/%s: %w", p.Namespace, p.Name, err)
+	return "", fmt.Errorf("evicting %s: %w", who, err)
+}
+
+// postEviction creates the Eviction with no client-side retry: client-go repeats a 429 that
+// carries Retry-After up to 10 times by itself, which held one step (and every decision behind
+// it) for about 100 s while a PodDisruptionBudget's status was not computed yet. The executor
+// owns the retry (RetryError). A fake clientset has no REST client; it takes the typed call.
+func (k *Kubernetes) postEviction(ctx context.Context, ev *policyv1.Eviction) error {
+	if rc, ok := k.cs.CoreV1().RESTClient().(*rest.RESTClient); ok && rc != nil {
+		return rc.Post().Namespace(ev.Namespace).Resource("pods").Name(ev.Name).SubResource("eviction").
+			MaxRetries(0).Body(ev).Do(ctx).Error()
+	}
+	return k.cs.CoreV1().Pods(ev.Namespace).EvictV1(ctx, ev)
+}
+
+// apiMessage is the API's own explanation of err, its causes included (a PodDisruptionBudget's
+// "needs 2 healthy pods and has 2 currently" is a cause, not the message).
+func apiMessage(err error) string {
+	var ae apierrors.APIStatus
+	if !errors.As(err, &ae) {
+		return err.Error()
+	}
+	st := ae.Status()
+	msg := st.Message
+	if msg == "" {
+		msg = err.Error()
+	}
+	if st.Details != nil {
+		for _, c := range st.Details.Causes {
+			if c.Message != "" && !strings.Contains(msg, c.Message) {
+				msg += "; " + c.Message
+			}
+		}
+	}
+	return msg
 }
 
 func (k *Kubernetes) waitGone(ctx context.Context, node, target string) (string, error) {

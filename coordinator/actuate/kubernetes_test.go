@@ -173,7 +173,7 @@ func TestKubernetesEviction429IsRetryLater(t *testing.T) {
 func TestKubernetesUpdateConflictIsRetried(t *testing.T) {
 	cs := fake.NewClientset(node("n1"))
 	conflicts := 2
-	cs.PrependReactor("update", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+	cs.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() == "" && conflicts > 0 {
 			conflicts--
 			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("the object has been modified"))
@@ -262,5 +262,163 @@ func TestBuild(t *testing.T) {
 	}
 	if a, err := Build(Config{Kind: "kubernetes"}, Deps{Kube: fake.NewClientset()}); err != nil || a.Name() != "kubernetes" {
 		t.Fatalf("kubernetes: %v", err)
+	}
+}
+
+func condition(n *corev1.Node, typ string) (corev1.NodeCondition, bool) {
+	for _, c := range n.Status.Conditions {
+		if string(c.Type) == typ {
+			return c, true
+		}
+	}
+	return corev1.NodeCondition{}, false
+}
+
+// TestReconcileMarks: the marks follow the wanted set exactly; foreign taints and conditions
+// stay; a second reconcile changes nothing.
+func TestReconcileMarks(t *testing.T) {
+	ctx := context.Background()
+	d := DefaultKubernetesConfig()
+	n1 := node("n1") // marked, not wanted: a failed migration's leftover
+	n1.Spec.Taints = []corev1.Taint{{Key: "other", Effect: corev1.TaintEffectNoExecute}, {Key: d.TaintKey, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+	n1.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}, {Type: corev1.NodeConditionType(d.ConditionType), Status: corev1.ConditionTrue}}
+	n3 := node("n3") // only the condition left
+	n3.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeConditionType(d.ConditionType), Status: corev1.ConditionTrue}}
+	cs := fake.NewClientset(n1, node("n2"), n3, node("n4"))
+	k, _ := NewKubernetes(cs, KubernetesConfig{}, nil, nil)
+
+	marked, err := k.Marked(ctx)
+	if err != nil || strings.Join(marked, ",") != "n1,n3" {
+		t.Fatalf("Marked before: %v %v", marked, err)
+	}
+	changed, err := k.ReconcileMarks(ctx, map[string]string{"n2": "quarantined: cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 5 {
+		t.Errorf("changes %q, want 5 (n1 taint and condition, n2 taint and condition, n3 condition)", changed)
+	}
+	get := func(name string) *corev1.Node {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	g1 := get("n1")
+	if len(g1.Spec.Taints) != 1 || g1.Spec.Taints[0].Key != "other" {
+		t.Errorf("n1 taints %v, want only the foreign one", g1.Spec.Taints)
+	}
+	if c, _ := condition(g1, d.ConditionType); c.Status != corev1.ConditionFalse {
+		t.Errorf("n1 condition %+v, want False", c)
+	}
+	if c, _ := condition(g1, string(corev1.NodeReady)); c.Status != corev1.ConditionTrue {
+		t.Errorf("n1 lost its Ready condition: %+v", g1.Status.Conditions)
+	}
+	g2 := get("n2")
+	if len(g2.Spec.Taints) != 1 || g2.Spec.Taints[0].Key != d.TaintKey || g2.Spec.Taints[0].Effect != corev1.TaintEffectNoSchedule {
+		t.Errorf("n2 taints %v", g2.Spec.Taints)
+	}
+	if c, _ := condition(g2, d.ConditionType); c.Status != corev1.ConditionTrue || c.Message != "quarantined: cpu" {
+		t.Errorf("n2 condition %+v", c)
+	}
+	if _, ok := condition(get("n4"), d.ConditionType); ok {
+		t.Error("n4, never marked, got a condition")
+	}
+	if marked, _ := k.Marked(ctx); strings.Join(marked, ",") != "n2" {
+		t.Errorf("Marked after: %v", marked)
+	}
+	if changed, err := k.ReconcileMarks(ctx, map[string]string{"n2": "quarantined: cpu"}); err != nil || len(changed) != 0 {
+		t.Errorf("second reconcile changed %q (%v)", changed, err)
+	}
+}
+
+// TestTaintPatchMeetsAnotherTaintWriter: someone else changes the taints between our read and
+// our patch; the patch's test fails, we read again, and both taints end up on the node.
+func TestTaintPatchMeetsAnotherTaintWriter(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(node("n1"))
+	interfere := 2
+	cs.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "" || interfere == 0 {
+			return false, nil, nil
+		}
+		interfere--
+		n, err := cs.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, "", "n1")
+		if err != nil {
+			return true, nil, err
+		}
+		cp := n.(*corev1.Node).DeepCopy()
+		cp.Spec.Taints = append(cp.Spec.Taints, corev1.Taint{Key: "autoscaler/" + string(rune('a'+interfere)), Effect: corev1.TaintEffectPreferNoSchedule})
+		return false, nil, cs.Tracker().Update(schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, cp, "")
+	})
+	k, _ := NewKubernetes(cs, KubernetesConfig{}, nil, nil)
+	if _, err := k.Do(ctx, migrate("n1"), Step{Name: "taint", Kind: "taint"}, "k"); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if len(n.Spec.Taints) != 3 || !k.hasTaint(n) {
+		t.Fatalf("taints %v: want the two foreign ones and ours", n.Spec.Taints)
+	}
+}
+
+// TestWriteThatKeepsConflictingWaits: a write that still conflicts after the backoff is a
+// RetryError (the decision waits), not a failure; Forbidden is a failure at once.
+func TestWriteThatKeepsConflictingWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		retry bool
+	}{
+		{"conflict", apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("the object has been modified")), true},
+		{"overloaded", apierrors.NewTooManyRequests("too many requests", 1), true},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("no RBAC")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(node("n1"))
+			calls := 0
+			cs.PrependReactor("patch", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+				calls++
+				return true, nil, tc.err
+			})
+			k, _ := NewKubernetes(cs, KubernetesConfig{}, nil, nil)
+			k.backoff.Duration, k.backoff.Factor = time.Millisecond, 1
+			_, err := k.Do(context.Background(), migrate("n1"), Step{Name: "taint", Kind: "taint"}, "k")
+			var re *RetryError
+			if errors.As(err, &re) != tc.retry {
+				t.Fatalf("error %v: RetryError %v, want %v", err, errors.As(err, &re), tc.retry)
+			}
+			if want := map[bool]int{true: k.backoff.Steps, false: 1}[tc.retry]; calls != want {
+				t.Errorf("%d patch calls, want %d", calls, want)
+			}
+		})
+	}
+}
+
+// TestEvictionRefusalsExplainThemselves: the API's causes reach the message, and a pod under two
+// PodDisruptionBudgets (the API answers 500) blocks the decision with the reason instead of
+// failing it.
+func TestEvictionRefusalsExplainThemselves(t *testing.T) {
+	pdb := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 429, Reason: metav1.StatusReasonTooManyRequests,
+		Message: "Cannot evict pod as it would violate the pod's disruption budget.",
+		Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: "DisruptionBudget", Message: "The disruption budget tm-pdb needs 2 healthy pods and has 2 currently"}}}}}
+	two := apierrors.NewInternalError(errors.New("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{{pdb, "needs 2 healthy pods and has 2 currently"}, {two, "more than one PodDisruptionBudget"}} {
+		cs := fake.NewClientset(node("n1"), tmPod("flink", "tm-a", "n1", nil))
+		cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if a.GetSubresource() == "eviction" {
+				return true, nil, tc.err
+			}
+			return false, nil, nil
+		})
+		k, _ := NewKubernetes(cs, KubernetesConfig{}, nil, nil)
+		_, err := k.Do(context.Background(), migrate("n1"), Step{Name: "evict/flink/tm-a", Kind: "evict", Target: "flink/tm-a/uid-tm-a"}, "k")
+		var re *RetryError
+		if !errors.As(err, &re) || !strings.Contains(re.Reason, tc.want) {
+			t.Errorf("eviction answered %v: got %v, want a RetryError naming %q", tc.err, err, tc.want)
+		}
 	}
 }

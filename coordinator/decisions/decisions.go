@@ -142,8 +142,9 @@ type Manager struct {
 	mu     sync.Mutex // guards pol and open
 	pol    *decide.Policy
 	open   map[string]*Decision
-	execMu sync.Mutex // one executor pass at a time
+	execMu sync.Mutex // one executor pass or marks reconcile at a time
 	kick   chan struct{}
+	marks  marks // guarded by execMu
 }
 
 // New loads the policy's memory and the open decisions from st and reconciles them, so a
@@ -487,11 +488,15 @@ func (m *Manager) Breaker() decide.BreakerState {
 // Mode is the policy's mode.
 func (m *Manager) Mode() decide.Mode { return m.cfg.Policy.Mode }
 
-// Run is the executor loop: it carries runnable decisions out until ctx ends.
+// Run is the executor loop: it carries runnable decisions out and keeps the actuator's marks on
+// the cluster in line with the policy until ctx ends. Call TakeOver first.
 func (m *Manager) Run(ctx context.Context) error {
 	t := time.NewTicker(m.cfg.ExecInterval)
 	defer t.Stop()
 	for {
+		m.execMu.Lock()
+		m.syncMarksIfDue(ctx)
+		m.execMu.Unlock()
 		if _, err := m.Execute(ctx); err != nil && ctx.Err() == nil {
 			m.log.Error("decision executor", "err", err)
 		}
@@ -698,21 +703,4 @@ func planSummary(steps []actuate.Step) string {
 		names[i] = s.Name
 	}
 	return fmt.Sprintf("%d steps: %s", len(steps), strings.Join(names, ", "))
-}
-
-// AdoptQuarantined takes over nodes a previous leader quarantined (the cluster says so: they
-// carry the taint) that this store does not know as such, and persists the policy's memory.
-func (m *Manager) AdoptQuarantined(nodes []string, now time.Time) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var adopted []string
-	for _, n := range nodes {
-		if m.pol.MarkQuarantined(n, now) {
-			adopted = append(adopted, n)
-		}
-	}
-	if len(adopted) == 0 {
-		return nil, nil
-	}
-	return adopted, m.saveSnapshot()
 }

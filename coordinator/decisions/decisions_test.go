@@ -72,9 +72,9 @@ func newCluster(t *testing.T, pods ...string) *cluster {
 		c.mu.Unlock()
 		return true, nil, c.cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, ev.Namespace, ev.Name)
 	})
-	c.cs.PrependReactor("update", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		n := a.(k8stesting.UpdateAction).GetObject().(*corev1.Node)
-		if a.GetSubresource() == "" && len(n.Spec.Taints) > 0 {
+	c.cs.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		// The actuator writes the taint, and nothing else of a node's spec, with a JSON patch.
+		if a.GetSubresource() == "" && strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `"key":"tmwarden.io/slow-node"`) {
 			c.mu.Lock()
 			c.taints++
 			c.mu.Unlock()

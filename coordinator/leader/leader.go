@@ -1,7 +1,7 @@
 // Package leader elects one acting coordinator among several replicas on a Kubernetes Lease, so
 // that only one of them evaluates, decides and carries decisions out while the others serve reads.
 // It wraps client-go's leaderelection with tmwarden's configuration, a follower guard for the HTTP
-// API, and the cluster read a new leader reconciles from (the nodes tainted as quarantined).
+// API, and a way for a leader that cannot act to step down and let another replica lead.
 package leader
 
 import (
@@ -12,12 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
@@ -57,11 +55,16 @@ type Config struct {
 	RenewDeadline time.Duration `yaml:"renew_deadline"`
 	// RetryPeriod is the wait between attempts to take or renew the Lease. Default 2s.
 	RetryPeriod time.Duration `yaml:"retry_period"`
+	// TakeOverTimeout is how long a new leader retries its take-over (reading what the cluster
+	// shows marked) before it steps down and releases the Lease for a replica that can act.
+	// Default 1m.
+	TakeOverTimeout time.Duration `yaml:"take_over_timeout"`
 }
 
 // DefaultConfig returns the documented defaults (client-go's usual 15s/10s/2s).
 func DefaultConfig() Config {
-	return Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+	return Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		TakeOverTimeout: time.Minute}
 }
 
 // Enabled reports whether the replicas elect a leader (a lease name is set).
@@ -82,7 +85,7 @@ func (c Config) WithEnv() Config {
 	fill(&c.Namespace, os.Getenv(EnvNamespace), "default")
 	fill(&c.Identity, os.Getenv(EnvPodName), host)
 	d := DefaultConfig()
-	for _, p := range []struct{ v, d *time.Duration }{{&c.LeaseDuration, &d.LeaseDuration}, {&c.RenewDeadline, &d.RenewDeadline}, {&c.RetryPeriod, &d.RetryPeriod}} {
+	for _, p := range []struct{ v, d *time.Duration }{{&c.LeaseDuration, &d.LeaseDuration}, {&c.RenewDeadline, &d.RenewDeadline}, {&c.RetryPeriod, &d.RetryPeriod}, {&c.TakeOverTimeout, &d.TakeOverTimeout}} {
 		if *p.v <= 0 {
 			*p.v = *p.d
 		}
@@ -121,7 +124,10 @@ type Elector struct {
 	leading atomic.Bool
 	mu      sync.Mutex
 	holder  string
-	terms   atomic.Int64
+	// stepDown ends the current campaign (releasing the Lease); steppedDown says why.
+	stepDown    context.CancelFunc
+	steppedDown string
+	terms       atomic.Int64
 }
 
 // New checks cfg (filled from the environment) and returns an Elector; log may be nil.
@@ -158,6 +164,29 @@ func (e *Elector) Leader() string {
 // Terms counts how many times this replica became leader.
 func (e *Elector) Terms() int64 { return e.terms.Load() }
 
+// TakeOverTimeout is how long a new leader may try to take over before it must step down.
+func (e *Elector) TakeOverTimeout() time.Duration { return e.cfg.TakeOverTimeout }
+
+// SteppedDown is why this replica last stepped down, until it campaigns again ("" otherwise).
+func (e *Elector) SteppedDown() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.steppedDown
+}
+
+// StepDown ends this replica's term and releases the Lease because it cannot act (why says
+// so); it campaigns again only after a LeaseDuration, which gives the other replicas the first
+// chance. Without a term it does nothing.
+func (e *Elector) StepDown(why string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stepDown == nil || !e.leading.Load() {
+		return
+	}
+	e.steppedDown = why
+	e.stepDown()
+}
+
 // Run campaigns until ctx ends. Each time this replica wins, onStarted runs with a context that
 // ends when the leadership does; onStopped runs after every term, once onStarted returned. A
 // replica that loses the Lease campaigns again, so onStarted must rebuild whatever it needs from
@@ -170,6 +199,10 @@ func (e *Elector) Run(ctx context.Context, onStarted func(ctx context.Context), 
 		LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.Identity},
 	}
 	for ctx.Err() == nil {
+		campaign, endCampaign := context.WithCancel(ctx)
+		e.mu.Lock()
+		e.stepDown, e.steppedDown = endCampaign, ""
+		e.mu.Unlock()
 		// termDone makes onStopped wait for onStarted: client-go runs OnStartedLeading in its own
 		// goroutine and calls OnStoppedLeading without waiting for it, but the executor of the
 		// old term must be stopped before anyone starts another.
@@ -232,14 +265,24 @@ func (e *Elector) Run(ctx context.Context, onStarted func(ctx context.Context), 
 			},
 		})
 		if err != nil {
+			endCampaign()
 			return fmt.Errorf("leader election: %w", err)
 		}
-		le.Run(ctx)
+		le.Run(campaign)
+		endCampaign()
 		// A lost Lease ends le.Run; wait a little before campaigning again so that a replica that
-		// cannot reach the API server does not spin.
+		// cannot reach the API server does not spin. One that stepped down waits a LeaseDuration,
+		// so that a follower, which retries every RetryPeriod, takes the released Lease first.
+		wait := e.cfg.RetryPeriod
+		e.mu.Lock()
+		if why := e.steppedDown; why != "" {
+			wait = e.cfg.LeaseDuration
+			e.log.Warn("stepped down; campaigning again later", "reason", why, "after", wait)
+		}
+		e.mu.Unlock()
 		select {
 		case <-ctx.Done():
-		case <-time.After(e.cfg.RetryPeriod):
+		case <-time.After(wait):
 		}
 	}
 	return nil
@@ -266,39 +309,4 @@ func (e *Elector) FollowerGuard(next http.Handler) http.Handler {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = json.NewEncoder(w).Encode(httpv1.Error{Error: msg})
 	})
-}
-
-// QuarantinedNodes lists the nodes carrying taintKey (the Kubernetes actuator's
-// tmwarden.io/slow-node:NoSchedule), sorted. A new leader whose store does not know them (a
-// replica with its own volume, or a store lost) takes them as quarantined, so it never migrates
-// a node a previous leader already emptied.
-func QuarantinedNodes(ctx context.Context, kube kubernetes.Interface, taintKey string) ([]string, error) {
-	var out []string
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		list, err := kube.CoreV1().Nodes().List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("listing nodes for taint %s: %w", taintKey, err)
-		}
-		for _, n := range list.Items {
-			if hasTaint(n, taintKey) {
-				out = append(out, n.Name)
-			}
-		}
-		if list.Continue == "" {
-			break
-		}
-		opts.Continue = list.Continue
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-func hasTaint(n corev1.Node, key string) bool {
-	for _, t := range n.Spec.Taints {
-		if t.Key == key && t.Effect == corev1.TaintEffectNoSchedule {
-			return true
-		}
-	}
-	return false
 }

@@ -280,7 +280,12 @@ func TestNewLeaderRebuildsFromStoreAndCluster(t *testing.T) {
 			return
 		}
 		defer st.Close()
-		if quarantined, err = leader.QuarantinedNodes(ctx, kube, actuate.DefaultKubernetesConfig().TaintKey); err != nil {
+		k, err := actuate.NewKubernetes(kube, actuate.KubernetesConfig{}, nil, quiet)
+		if err != nil {
+			secondErr = err
+			return
+		}
+		if quarantined, err = k.Marked(ctx); err != nil {
 			secondErr = err
 			return
 		}

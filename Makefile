@@ -110,6 +110,10 @@ NFPM_VERSION := v2.45.0
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 RELEASE_ARCHES ?= amd64 arm64
 DIST := $(CURDIR)/dist
+# The version every binary prints with --version, set for all three; no build id, so that the
+# same source and VERSION give the same bytes (make image is reproducible).
+RELEASE_LDFLAGS = -s -w -buildid= -X github.com/tmwarden/tmwarden/agent.Version=$(VERSION) \
+	-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION) -X main.version=$(VERSION)
 .PHONY: packaging-deps lint-packaging lint-helm lint-systemd release
 
 PACKAGING_DEPS = HELM_VERSION=$(HELM_VERSION) KUBECONFORM_VERSION=$(KUBECONFORM_VERSION) NFPM_VERSION=$(NFPM_VERSION) \
@@ -133,9 +137,7 @@ release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
 	@rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for arch in $(RELEASE_ARCHES); do \
 		echo "building $(VERSION) for linux/$$arch"; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w \
-			-X github.com/tmwarden/tmwarden/agent.Version=$(VERSION) \
-			-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION)" \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" \
 			-o $(DIST)/bin/$$arch/ ./cmd/tmwarden-agent ./cmd/tmwarden-coordinator ./cmd/tmwardenctl; \
 		for f in tmwarden-agent tmwarden-coordinator tmwardenctl; do cp $(DIST)/bin/$$arch/$$f $(DIST)/$$f-linux-$$arch; done; \
 		rm -rf $(DIST)/stage && cp -r $(DIST)/bin/$$arch $(DIST)/stage; \

@@ -44,6 +44,16 @@ func Main[C any](s Spec[C]) {
 }
 
 func run[C any](s Spec[C], args []string) error {
+	// --version answers before the configuration is read: it must work without one.
+	for _, a := range args {
+		if a == "--version" || a == "-version" {
+			fmt.Println(s.Name, s.Version)
+			return nil
+		}
+		if a == "--" {
+			break
+		}
+	}
 	cfg, err := configfile.Load(s.Name, args, s.Defaults, s.Bind)
 	if err != nil {
 		return err

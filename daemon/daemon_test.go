@@ -74,3 +74,14 @@ func TestSIGTERMCancelsRun(t *testing.T) {
 		t.Fatalf("run after SIGTERM: %v", err)
 	}
 }
+
+func TestVersionNeedsNoConfig(t *testing.T) {
+	var got cfg
+	got.Name = "untouched"
+	if err := run(spec(&got), []string{"--config", "/nonexistent/c.yaml", "--version"}); err != nil {
+		t.Fatalf("--version with a missing config file: %v", err)
+	}
+	if got.Name != "untouched" {
+		t.Error("--version ran the daemon")
+	}
+}

@@ -37,6 +37,7 @@ func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "tmwardenctl",
 		Short:         "Operate tmwarden: inspect nodes, run the demo, replay scenarios",
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -46,6 +47,7 @@ func newRootCommand() *cobra.Command {
 			return nil
 		},
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n") // as the daemons print it
 	def := os.Getenv("TMWARDEN_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:9711"

@@ -10,6 +10,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -24,9 +26,15 @@ type Config struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// Region is the SigV4 region clients sign for. Default us-east-1.
 	Region string `yaml:"region"`
-	// AccessKey and SecretKey are what Flink (s3.access-key/s3.secret-key) signs with. Required when enabled.
+	// AccessKey and SecretKey are what Flink (s3.access-key/s3.secret-key) signs with. Required when
+	// enabled, inline or from AccessKeyFile/SecretKeyFile.
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
+	// AccessKeyFile and SecretKeyFile name files holding AccessKey and SecretKey (a mounted
+	// Kubernetes Secret, a systemd credential, a file readable only by the agent); surrounding
+	// white space is ignored. A key given both inline and as a file is an error. Default none.
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
 	// Dir holds cached objects (Dir/objects) and the pebble index (Dir/index). Default /var/lib/tmwarden/state-cache.
 	Dir string `yaml:"dir"`
 	// CapacityBytes is the cache quota; least recently used objects are evicted above it. Default 10 GiB.
@@ -53,9 +61,16 @@ type UpstreamConfig struct {
 	Endpoint string `yaml:"endpoint"`
 	// Region of the upstream. Default us-east-1.
 	Region string `yaml:"region"`
-	// AccessKey and SecretKey are the agent's own upstream credential. Required.
+	// AccessKey and SecretKey are the agent's own upstream credential (inline or from
+	// AccessKeyFile/SecretKeyFile). When neither is given, the AWS SDK's default credential chain
+	// is used: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared config and credentials files
+	// (AWS_PROFILE), web identity (IRSA: AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod
+	// Identity or ECS container credentials, and the EC2 instance profile (IMDS). Default: the chain.
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
+	// AccessKeyFile and SecretKeyFile read AccessKey and SecretKey from files. Default none.
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
 	// PathStyle addresses buckets as path segments. Default true.
 	PathStyle *bool `yaml:"path_style"`
 	// InsecureSkipVerify disables TLS verification towards the upstream. Default false.
@@ -71,6 +86,9 @@ type PeerConfig struct {
 	// AccessKey/SecretKey.
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
+	// AccessKeyFile and SecretKeyFile read AccessKey and SecretKey from files. Default none.
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
 	// TLS makes peer requests use https. Default false.
 	TLS bool `yaml:"tls"`
 	// CAFile is the CA (PEM) that signs the agents' certificates. It turns on peer mTLS: this
@@ -103,6 +121,42 @@ type JanitorConfig struct {
 	BudgetBytes int64 `yaml:"budget_bytes"`
 	// DryRun only reports what would be removed. Default true (dry-run first).
 	DryRun *bool `yaml:"dry_run"`
+}
+
+// LoadKeyFiles reads every *_key_file into its key, so that no key need be written in the
+// configuration file itself. It is called before defaults are applied (the peer credential
+// defaults to the gateway's).
+func (c *Config) LoadKeyFiles() error {
+	var errs []error
+	for _, k := range []struct {
+		name string
+		file string
+		key  *string
+	}{
+		{"state_cache.access_key", c.AccessKeyFile, &c.AccessKey},
+		{"state_cache.secret_key", c.SecretKeyFile, &c.SecretKey},
+		{"state_cache.upstream.access_key", c.Upstream.AccessKeyFile, &c.Upstream.AccessKey},
+		{"state_cache.upstream.secret_key", c.Upstream.SecretKeyFile, &c.Upstream.SecretKey},
+		{"state_cache.peer.access_key", c.Peer.AccessKeyFile, &c.Peer.AccessKey},
+		{"state_cache.peer.secret_key", c.Peer.SecretKeyFile, &c.Peer.SecretKey},
+	} {
+		if k.file == "" {
+			continue
+		}
+		if *k.key != "" {
+			errs = append(errs, fmt.Errorf("%s is given both inline and as %s_file; keep one", k.name, k.name))
+			continue
+		}
+		b, err := os.ReadFile(k.file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s_file: %w", k.name, err))
+			continue
+		}
+		if *k.key = strings.TrimSpace(string(b)); *k.key == "" {
+			errs = append(errs, fmt.Errorf("%s_file %s is empty", k.name, k.file))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultConfig returns the documented defaults.
@@ -167,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Upstream.Endpoint == "" {
 		errs = append(errs, errors.New("state_cache.upstream.endpoint is required"))
+	}
+	if (c.Upstream.AccessKey == "") != (c.Upstream.SecretKey == "") {
+		errs = append(errs, errors.New("state_cache.upstream: access_key and secret_key go together (neither: the AWS default credential chain)"))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("state_cache: tls_cert_file and tls_key_file go together"))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/versity/versitygw/auth"
@@ -60,6 +61,9 @@ func (g *Gateway) SetLiveSet(live func() LiveSet) { g.live = live }
 
 // New opens the cache under cfg.Dir and prepares the gateway; nothing listens until Run.
 func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.LoadKeyFiles(); err != nil {
+		return nil, err
+	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -85,8 +89,17 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.fills = &fillSet{g: g, fills: map[string]*fill{}}
 	g.prefetch = &prefetches{g: g, jobs: map[string]*prefetchJob{}}
-	g.upstream = newS3Client(cfg.Upstream.Endpoint, cfg.Upstream.Region, cfg.Upstream.AccessKey, cfg.Upstream.SecretKey,
-		*cfg.Upstream.PathStyle, cfg.Upstream.InsecureSkipVerify, cfg.Upstream.Timeout)
+	upCreds, err := upstreamCredentials(ctx, cfg.Upstream)
+	if err != nil {
+		cancel()
+		_ = st.close()
+		return nil, err
+	}
+	var upTLS *tls.Config
+	if cfg.Upstream.InsecureSkipVerify {
+		upTLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // opted in by configuration
+	}
+	g.upstream = newS3ClientWith(cfg.Upstream.Endpoint, cfg.Upstream.Region, upCreds, *cfg.Upstream.PathStyle, upTLS, cfg.Upstream.Timeout)
 	proxy, err := s3proxy.NewWithClient(ctx, g.upstream, "")
 	if err != nil {
 		cancel()
@@ -107,8 +120,30 @@ func newS3Client(endpoint, region, access, secret string, pathStyle, insecure bo
 	return newS3ClientTLS(endpoint, region, access, secret, pathStyle, tc, timeout)
 }
 
+// upstreamCredentials is the static upstream key when one is configured, else the AWS SDK's
+// default credential chain (environment, shared config, web identity, container and instance
+// metadata), cached and refreshed by the SDK. The chain is resolved lazily, on the first request.
+func upstreamCredentials(ctx context.Context, u UpstreamConfig) (aws.CredentialsProvider, error) {
+	if u.AccessKey != "" {
+		return credentials.NewStaticCredentialsProvider(u.AccessKey, u.SecretKey, ""), nil
+	}
+	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(u.Region))
+	if err != nil {
+		return nil, fmt.Errorf("state_cache.upstream: no access_key, and the AWS default credential chain fails: %w", err)
+	}
+	if c.Credentials == nil {
+		return nil, errors.New("state_cache.upstream: no access_key, and the AWS default credential chain has no provider")
+	}
+	return c.Credentials, nil
+}
+
 // newS3ClientTLS is newS3Client with a given client TLS configuration (nil: the defaults).
 func newS3ClientTLS(endpoint, region, access, secret string, pathStyle bool, tc *tls.Config, timeout time.Duration) *s3.Client {
+	return newS3ClientWith(endpoint, region, credentials.NewStaticCredentialsProvider(access, secret, ""), pathStyle, tc, timeout)
+}
+
+// newS3ClientWith is newS3ClientTLS with any credentials provider.
+func newS3ClientWith(endpoint, region string, creds aws.CredentialsProvider, pathStyle bool, tc *tls.Config, timeout time.Duration) *s3.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	tr.ResponseHeaderTimeout = timeout
@@ -118,7 +153,7 @@ func newS3ClientTLS(endpoint, region, access, secret string, pathStyle bool, tc 
 		Region:       region,
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: pathStyle,
-		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, ""),
+		Credentials:  creds,
 		HTTPClient:   &http.Client{Transport: tr},
 		// Checksums only where the operation requires them: the gateway relays bodies it did not sign.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,

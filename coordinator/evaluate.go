@@ -87,7 +87,7 @@ func (e *evaluator) initMetrics(c *Coordinator) error {
 	_, errs[6] = m.Int64ObservableGauge(telemetry.MetricCircuitBreakerOpen, metric.WithDescription("1 while the circuit breaker holds all migrations."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			open := int64(0)
-			if c.LastRound().Breaker.Open {
+			if c.eval.decisions.Breaker().Open {
 				open = 1
 			}
 			o.Observe(open)
@@ -139,7 +139,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	v := c.eval.model.View()
 	round := c.eval.detector.Evaluate(v, now)
 	v.Release()
-	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Bool("tmwarden.breaker_open", round.Breaker.Open))
+	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Int("tmwarden.fleet.anomalous_nodes", round.Fleet.Anomalous), attribute.Int("tmwarden.fleet.late_nodes", round.Fleet.Late))
 	known := map[string]bool{}
 	for _, ns := range c.nodeStates() {
 		ns.mu.Lock()
@@ -153,14 +153,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	c.eval.mu.Unlock()
 	c.recordRound(ctx, prev, round, ds)
 	c.eval.duration.Record(ctx, time.Since(start).Seconds())
-	prevOpen := prev.Breaker.Open
-	if round.Breaker.Open != prevOpen {
-		typ, msg := "breaker_closed", "circuit breaker closed: migrations allowed again"
-		if round.Breaker.Open {
-			typ, msg = "breaker_open", "circuit breaker open, nothing will be migrated: "+round.Breaker.Reason
-		}
-		c.event("", typ, msg, map[string]string{"bad_nodes": fmt.Sprint(round.Breaker.BadNodes), "vanished_nodes": fmt.Sprint(round.Breaker.VanishedNodes)})
-	}
+	span.SetAttributes(attribute.Bool("tmwarden.breaker_open", c.eval.decisions.Breaker().Open))
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())

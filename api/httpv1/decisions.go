@@ -28,11 +28,22 @@ type DecisionList struct {
 	Mode      string     `json:"mode"`
 }
 
-// Breaker is the decision policy's circuit breaker.
+// Breaker is the decision policy's circuit breaker, the one tmwarden has: the
+// tmwarden.circuit_breaker.open gauge and the breaker_open / breaker_closed events follow it.
 type Breaker struct {
 	Open   bool      `json:"open"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitempty"`
+	// Held, with the breaker closed, says why the last round started no migration (agents late
+	// with their reports); it lasts one round.
+	Held string `json:"held,omitempty"`
+	// The counts the last round's judgement rested on.
+	KnownNodes     int `json:"known_nodes"`
+	BadNodes       int `json:"bad_nodes"`
+	VanishedNodes  int `json:"vanished_nodes"`
+	RegressedNodes int `json:"regressed_nodes"`
+	ReportingNodes int `json:"reporting_nodes"`
+	LateNodes      int `json:"late_nodes"`
 }
 
 // Evidence is one observation behind a verdict (the detector's Evidence, as JSON).

@@ -93,8 +93,13 @@ func defaultApprover() string {
 
 func printDecisions(w io.Writer, l httpv1.DecisionList, now time.Time) {
 	fmt.Fprintf(w, "Mode: %s", l.Mode)
-	if l.Breaker.Open {
-		fmt.Fprintf(w, "   CIRCUIT BREAKER OPEN since %s: %s", l.Breaker.Since.Local().Format(time.DateTime), l.Breaker.Reason)
+	switch b := l.Breaker; {
+	case b.Open:
+		fmt.Fprintf(w, "   CIRCUIT BREAKER OPEN since %s, migrations held: %s", b.Since.Local().Format(time.DateTime), b.Reason)
+	case b.Held != "":
+		fmt.Fprintf(w, "   migrations held this round: %s", b.Held)
+	default:
+		fmt.Fprintf(w, "   circuit breaker closed")
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -97,11 +97,17 @@ type Config struct {
 	// RetryAfter is the wait before a failed release or migration is proposed again. Default 2m.
 	RetryAfter time.Duration `yaml:"retry_after" json:"retry_after"`
 	// BreakerMinNodes, BreakerBadShare and BreakerVanishShare open the circuit breaker when at
-	// least max(BreakerMinNodes, share × known nodes) nodes look bad (suspect or slow) or vanish
-	// (reachable last round, unreachable now). Defaults 3, 0.2, 0.2.
+	// least max(1, BreakerMinNodes, share × known nodes) nodes look bad (suspect, slow or
+	// anomalous this round) or vanish (reachable, then unreachable within
+	// BreakerVanishWindow). As many agents merely late with their reports hold migrations for
+	// one round without opening it. Defaults 3, 0.2, 0.2.
 	BreakerMinNodes    int     `yaml:"breaker_min_nodes" json:"breaker_min_nodes"`
 	BreakerBadShare    float64 `yaml:"breaker_bad_share" json:"breaker_bad_share"`
 	BreakerVanishShare float64 `yaml:"breaker_vanish_share" json:"breaker_vanish_share"`
+	// BreakerRegressShare opens the breaker when that share of reporting nodes (at least
+	// BreakerMinNodes) run far above their own baseline at once: a cluster-wide regression
+	// that peer comparison cannot see. Default 0.3.
+	BreakerRegressShare float64 `yaml:"breaker_regress_share" json:"breaker_regress_share"`
 	// BreakerHold keeps the breaker open this long after the last round that tripped it. Default 5m.
 	BreakerHold time.Duration `yaml:"breaker_hold" json:"breaker_hold"`
 	// BreakerVanishWindow is how close together agents must vanish to count as "at once";
@@ -126,6 +132,7 @@ func DefaultConfig() Config {
 		BreakerMinNodes:         3,
 		BreakerBadShare:         0.2,
 		BreakerVanishShare:      0.2,
+		BreakerRegressShare:     0.3,
 		BreakerHold:             5 * time.Minute,
 		BreakerVanishWindow:     2 * time.Minute,
 	}
@@ -160,6 +167,7 @@ func (c Config) Normalize() (Config, error) {
 	fillF(&c.MaxQuarantinedShare, d.MaxQuarantinedShare)
 	fillF(&c.BreakerBadShare, d.BreakerBadShare)
 	fillF(&c.BreakerVanishShare, d.BreakerVanishShare)
+	fillF(&c.BreakerRegressShare, d.BreakerRegressShare)
 	fillD(&c.JobCooldown, d.JobCooldown)
 	fillD(&c.QuarantineMin, d.QuarantineMin)
 	fillD(&c.ProbationMin, d.ProbationMin)
@@ -179,8 +187,8 @@ func (c Config) Normalize() (Config, error) {
 	if c.MaxQuarantinedShare < 0 || c.MaxQuarantinedShare > 1 {
 		errs = append(errs, fmt.Errorf("max_quarantined_share %v: want 0..1", c.MaxQuarantinedShare))
 	}
-	if c.BreakerBadShare < 0 || c.BreakerBadShare > 1 || c.BreakerVanishShare < 0 || c.BreakerVanishShare > 1 {
-		errs = append(errs, fmt.Errorf("breaker shares %v/%v: want 0..1", c.BreakerBadShare, c.BreakerVanishShare))
+	if c.BreakerBadShare < 0 || c.BreakerBadShare > 1 || c.BreakerVanishShare < 0 || c.BreakerVanishShare > 1 || c.BreakerRegressShare < 0 || c.BreakerRegressShare > 1 {
+		errs = append(errs, fmt.Errorf("breaker shares %v/%v/%v (bad/vanish/regress): want 0..1", c.BreakerBadShare, c.BreakerVanishShare, c.BreakerRegressShare))
 	}
 	return c, errors.Join(errs...)
 }
@@ -243,37 +251,12 @@ type Snapshot struct {
 	Seq      uint64               `json:"seq"`
 }
 
-// BreakerState is the circuit breaker.
-type BreakerState struct {
-	Open     bool      `json:"open"`
-	Reason   string    `json:"reason,omitempty"`
-	Since    time.Time `json:"since,omitempty"`
-	LastTrip time.Time `json:"last_trip,omitempty"`
-}
-
 // Policy is the state machine. It is not safe for concurrent use; decisions.Manager guards it.
 type Policy struct {
-	cfg      Config
-	s        Snapshot
-	external string
-	// hold keeps new migrations back for the next Round only (HoldMigrations).
-	hold string
-}
-
-// HoldMigrations keeps the next Round from starting a migration, for a reason that lasts
-// one round and does not open the breaker (agents late with their reports: a partition in
-// the making, or just a slow moment).
-func (p *Policy) HoldMigrations(reason string) {
-	p.hold = reason
-}
-
-// TripBreaker opens (or holds open) the circuit breaker in the next Round for a reason found
-// outside the policy, such as detection's own breaker (a cluster-wide regression).
-func (p *Policy) TripBreaker(reason string) {
-	if reason == "" {
-		reason = "tripped from outside"
-	}
-	p.external = reason
+	cfg Config
+	s   Snapshot
+	// fleet is detection's count for the next Round (ObserveFleet).
+	fleet detect.Fleet
 }
 
 // New returns a policy with an empty memory; cfg must be Normalized.
@@ -417,36 +400,12 @@ func (p *Policy) Round(now time.Time, observations []Observation, reachable map[
 
 	// The circuit breaker: many nodes bad or gone at once is a spike, a partition or our own
 	// fault, not a set of slow machines.
-	limit := func(share float64) int {
-		return max(p.cfg.BreakerMinNodes, int(math.Ceil(share*float64(known))))
-	}
-	trip := ""
-	switch {
-	case bad >= limit(p.cfg.BreakerBadShare):
-		trip = fmt.Sprintf("%d of %d nodes look bad at once (limit %d)", bad, known, limit(p.cfg.BreakerBadShare))
-	case vanished >= limit(p.cfg.BreakerVanishShare):
-		trip = fmt.Sprintf("%d of %d agents vanished within %s (limit %d)", vanished, known, p.cfg.BreakerVanishWindow, limit(p.cfg.BreakerVanishShare))
-	case p.external != "":
-		trip = "detection: " + p.external
-	}
-	p.external = ""
-	b := &p.s.Breaker
-	if trip != "" {
-		b.LastTrip = now
-		if !b.Open {
-			b.Open, b.Since, b.Reason = true, now, trip
-			out = append(out, p.action(KindAlert, "", now, Action{Reason: "circuit breaker open: " + trip + "; no migrations until it closes"}))
-		}
-	} else if b.Open && now.Sub(b.LastTrip) >= p.cfg.BreakerHold {
-		out = append(out, p.action(KindAlert, "", now, Action{Reason: fmt.Sprintf("circuit breaker closed after %s calm (opened: %s)", p.cfg.BreakerHold, b.Reason)}))
-		*b = BreakerState{}
-	}
+	out = append(out, p.breakerRound(now, known, bad, vanished)...)
 
 	out = append(out, p.expireApprovals(now)...)
 	if a, ok := p.pick(now, known); ok {
 		out = append(out, a)
 	}
-	p.hold = ""
 	return out
 }
 
@@ -558,8 +517,8 @@ func (p *Policy) pick(now time.Time, known int) (Action, bool) {
 		switch {
 		case p.s.Breaker.Open:
 			hold = "circuit breaker open: " + p.s.Breaker.Reason
-		case p.hold != "":
-			hold = p.hold
+		case p.s.Breaker.Held != "":
+			hold = p.s.Breaker.Held
 		case now.Before(ns.NotBefore):
 			hold = "retrying after " + ns.NotBefore.UTC().Format(time.RFC3339)
 		case inFlight >= p.cfg.MaxConcurrentMigrations:

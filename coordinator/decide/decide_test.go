@@ -343,7 +343,7 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
-func TestBreakerStaggeredVanishingAndExternalTrip(t *testing.T) {
+func TestBreakerStaggeredVanishingAndFleetCounts(t *testing.T) {
 	p := New(cfg(func(c *Config) { c.BreakerVanishWindow = 3 * time.Minute }))
 	r := cluster(10)
 	p.Round(t0, nil, r)
@@ -372,23 +372,23 @@ func TestBreakerStaggeredVanishingAndExternalTrip(t *testing.T) {
 
 	// Agents late with their reports hold a migration for that round only, with no alert.
 	h := New(cfg(nil))
-	h.HoldMigrations("4 of 10 agents are late with their reports")
+	h.ObserveFleet(detect.Fleet{Reporting: 10, Late: 4})
 	if got := kinds(h.Round(t0, []Observation{slow("n1", 5)}, cluster(10))); got != "" {
 		t.Fatalf("round held for late agents: %q", got)
 	}
-	if ns := h.Snapshot().Nodes["n1"]; !strings.Contains(ns.Note, "late with their reports") {
+	if ns := h.Snapshot().Nodes["n1"]; !strings.Contains(ns.Note, "4 of 10 agents are late with their reports") {
 		t.Fatalf("the held node should say why: %+v", ns)
 	}
 	if got := kinds(h.Round(t0.Add(time.Minute), []Observation{slow("n1", 5)}, cluster(10))); got != "migrate:n1" {
 		t.Fatalf("round after the hold: %q", got)
 	}
 
-	// Detection's own breaker holds migrations too.
+	// Detection's count of nodes regressed against their own baseline trips it too.
 	e := New(cfg(nil))
-	e.TripBreaker("30% of nodes regressed against their baseline")
+	e.ObserveFleet(detect.Fleet{Reporting: 10, Regressed: 3})
 	acts := e.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
 	if kinds(acts) != "alert:" || !strings.Contains(acts[0].Reason, "regressed") {
-		t.Fatalf("external trip: %+v", acts)
+		t.Fatalf("regression trip: %+v", acts)
 	}
 }
 

@@ -309,6 +309,22 @@ func (m *Manager) event(d *Decision, typ, msg string) {
 	}
 }
 
+// The event types of the circuit breaker's transitions.
+const (
+	EventBreakerOpen   = "breaker_open"
+	EventBreakerClosed = "breaker_closed"
+)
+
+// breakerEvent records a breaker transition in the event log with the counts it rests on.
+func (m *Manager) breakerEvent(d *Decision, typ string, b decide.BreakerState) {
+	c := b.Counts
+	if _, err := m.st.AppendEvent(store.Event{Time: m.now().UTC(), Type: typ, Message: d.Action.Reason,
+		Attrs: map[string]string{"decision": d.Action.ID, "known_nodes": fmt.Sprint(c.Known), "bad_nodes": fmt.Sprint(c.Bad),
+			"vanished_nodes": fmt.Sprint(c.Vanished), "regressed_nodes": fmt.Sprint(c.Regressed), "late_nodes": fmt.Sprint(c.Late)}}); err != nil {
+		m.log.Error("cannot append circuit breaker event", "decision", d.Action.ID, "err", err)
+	}
+}
+
 // RoundFromDetect runs a decision round on a detection round. known lists every node the
 // coordinator knows with whether it reports; nodes missing from it are taken from the verdicts.
 func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[string]bool) ([]Decision, error) {
@@ -318,22 +334,18 @@ func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[strin
 			reach[n] = up
 		}
 	}
-	if r.Breaker.Open || r.Breaker.Hold != "" {
-		m.mu.Lock()
-		if r.Breaker.Open {
-			m.pol.TripBreaker(r.Breaker.Reason)
-		} else {
-			m.pol.HoldMigrations(r.Breaker.Hold)
-		}
-		m.mu.Unlock()
-	}
-	return m.Round(now, obs, reach)
+	return m.round(now, obs, reach, r.Fleet)
 }
 
 // Round runs one policy round and records its actions durably before returning them.
 func (m *Manager) Round(now time.Time, obs []decide.Observation, reachable map[string]bool) ([]Decision, error) {
+	return m.round(now, obs, reachable, detect.Fleet{})
+}
+
+func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[string]bool, fleet detect.Fleet) ([]Decision, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.pol.ObserveFleet(fleet)
 	acts := m.pol.Round(now, obs, reachable)
 	var out []Decision
 	var errs []error
@@ -358,8 +370,14 @@ func (m *Manager) Round(now time.Time, obs []decide.Observation, reachable map[s
 		errs = append(errs, m.audit(d, "created", "", a.Reason), m.put(d))
 		switch a.Kind {
 		case decide.KindAlert:
-			m.log.Warn("decision alert", "decision", a.ID, "reason", a.Reason)
-			m.event(d, "decision_alert", a.Reason)
+			// The policy raises alerts only when its circuit breaker opens or closes.
+			b := m.pol.Breaker()
+			typ := EventBreakerClosed
+			if b.Open {
+				typ = EventBreakerOpen
+			}
+			m.log.Warn("circuit breaker", "decision", a.ID, "open", b.Open, "reason", a.Reason)
+			m.breakerEvent(d, typ, b)
 		case decide.KindMigrate, decide.KindRelease:
 			m.event(d, "decision", fmt.Sprintf("%s %s on %s (%s): %s", d.Status, a.Kind, a.Node, a.Mode, a.Reason))
 		}

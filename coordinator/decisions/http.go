@@ -39,13 +39,20 @@ func (m *Manager) serveList(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	b := m.Breaker()
 	out := httpv1.DecisionList{Decisions: make([]httpv1.Decision, 0, len(ds)), Mode: string(m.Mode()),
-		Breaker: httpv1.Breaker{Open: b.Open, Reason: b.Reason, Since: b.Since}}
+		Breaker: BreakerToAPI(m.Breaker())}
 	for _, d := range ds {
 		out.Decisions = append(out.Decisions, ToAPI(d, nil))
 	}
 	httpv1.WriteJSON(w, http.StatusOK, out)
+}
+
+// BreakerToAPI maps the policy's circuit breaker to its API form.
+func BreakerToAPI(b decide.BreakerState) httpv1.Breaker {
+	c := b.Counts
+	return httpv1.Breaker{Open: b.Open, Reason: b.Reason, Since: b.Since, Held: b.Held,
+		KnownNodes: c.Known, BadNodes: c.Bad, VanishedNodes: c.Vanished, RegressedNodes: c.Regressed,
+		ReportingNodes: c.Reporting, LateNodes: c.Late}
 }
 
 func (m *Manager) serveOne(w http.ResponseWriter, r *http.Request) {

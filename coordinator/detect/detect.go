@@ -68,19 +68,21 @@ type Verdict struct {
 	Evidence    []Evidence `json:"evidence,omitempty"`
 }
 
-// Breaker is the circuit-breaker signal: when open, decisions must not migrate anything.
-type Breaker struct {
-	Open          bool      `json:"open"`
-	Reason        string    `json:"reason,omitempty"`
-	Since         time.Time `json:"since,omitempty"`
-	BadNodes      int       `json:"bad_nodes"`
-	VanishedNodes int       `json:"vanished_nodes"`
-	Reporting     int       `json:"reporting_nodes"`
-	// Hold, when set, says why no migration should start this round although the breaker is
-	// closed: many agents are late with their reports, which is how a partition looks before
-	// they count as vanished. Unlike Open it lasts one round and raises no alert.
-	Hold      string `json:"hold,omitempty"`
-	LateNodes int    `json:"late_nodes"`
+// Fleet counts what one round saw across the fleet. Detection only counts; the decision
+// layer's circuit breaker (coordinator/decide) judges whether the counts stop migrations.
+type Fleet struct {
+	// Reporting is how many nodes have a current report this round.
+	Reporting int `json:"reporting_nodes"`
+	// Anomalous is how many reporting nodes show straggling subtasks or host anomalies this
+	// round, before any persistence: the first sign of a fleet-wide spike.
+	Anomalous int `json:"anomalous_nodes"`
+	// Regressed is how many reporting nodes run far above their own run-queue baseline.
+	Regressed int `json:"regressed_nodes"`
+	// Late is how many agents are still reachable but overdue with their report: how a
+	// partition looks before its agents count as unreachable.
+	Late int `json:"late_nodes"`
+	// Unreachable is how many agents are silent past the staleness limit but not yet forgotten.
+	Unreachable int `json:"unreachable_nodes"`
 }
 
 // Round is the outcome of one evaluation round. Verdicts lists every node that is not healthy,
@@ -88,7 +90,7 @@ type Breaker struct {
 type Round struct {
 	At       time.Time `json:"at"`
 	Verdicts []Verdict `json:"verdicts"`
-	Breaker  Breaker   `json:"breaker"`
+	Fleet    Fleet     `json:"fleet"`
 }
 
 // Slow returns the verdicts whose status is slow.
@@ -121,7 +123,7 @@ type Registration struct {
 
 // Registry lists the detectors in the order they are reported.
 var Registry = []Registration{
-	{Name: "tmwarden", Help: "peer comparison of true processing rate, host signals and JVM GC, with persistence and a circuit breaker", New: func() Detector { return NewPeer(DefaultPeerConfig()) }},
+	{Name: "tmwarden", Help: "peer comparison of true processing rate, host signals and JVM GC, with persistence", New: func() Detector { return NewPeer(DefaultPeerConfig()) }},
 	{Name: "flink-slow-task", Baseline: true, Help: "Flink's batch slow-task rule applied to streaming: a subtask 1.5x slower per record than its vertex median for 3 windows marks its node", New: func() Detector { return NewFlinkSlowTask(1.5, 3) }},
 	{Name: "host-threshold", Baseline: true, Help: "fixed thresholds on CPU steal, iowait and run-queue latency for 2 windows", New: func() Detector { return NewHostThreshold(DefaultHostThresholds()) }},
 }

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -176,8 +175,8 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 	if subs != 6 || host == 0 {
 		t.Fatalf("want 6 subtask and some host evidence, got %d and %d", subs, host)
 	}
-	if len(r.Slow()) != 1 || r.Breaker.Open {
-		t.Fatalf("exactly one slow node and a closed breaker, got %+v breaker %+v", r.Slow(), r.Breaker)
+	if len(r.Slow()) != 1 || r.Fleet.Anomalous != 1 || r.Fleet.Reporting != 8 {
+		t.Fatalf("exactly one slow node, the only anomalous one of 8 reporting, got %+v fleet %+v", r.Slow(), r.Fleet)
 	}
 	// Recovery: slow until ClearWindows clean windows.
 	delete(c.slow, tmOf(3, 0))
@@ -298,51 +297,42 @@ func TestPeerFlickeringEvidenceAddsUp(t *testing.T) {
 	}
 }
 
-func TestBreakerOnVanishedAgents(t *testing.T) {
+// TestFleetCounts: detection keeps no circuit breaker, it counts what the decision layer's
+// breaker judges: agents late, then unreachable, and nodes anomalous at once.
+func TestFleetCounts(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
-	c.eval(p)
+	if r := c.eval(p); r.Fleet != (Fleet{Reporting: 8}) {
+		t.Fatalf("a calm cluster of 8: %+v", r.Fleet)
+	}
 	for _, n := range []int{0, 1, 2} {
 		c.gone[node(n)] = true
 	}
-	// One missed report is within an interval's slack; two make the agents late, which holds
-	// migrations for the round without opening the breaker; past StaleAfter they have vanished.
+	// One missed report is within an interval's slack; two make the agents late; past
+	// StaleAfter they are unreachable.
+	if r := c.eval(p); r.Fleet.Late != 0 || r.Fleet.Unreachable != 0 {
+		t.Fatalf("one missed report is neither late nor unreachable: %+v", r.Fleet)
+	}
+	if r := c.eval(p); r.Fleet.Late != 3 || r.Fleet.Unreachable != 0 || r.Fleet.Reporting != 8 {
+		t.Fatalf("three of eight agents late: %+v", r.Fleet)
+	}
+	c.eval(p)
 	r := c.eval(p)
-	if r.Breaker.Open || r.Breaker.Hold != "" {
-		t.Fatalf("one missed report should neither hold nor open: %+v", r.Breaker)
-	}
-	r = c.eval(p)
-	if r.Breaker.Open || r.Breaker.LateNodes != 3 || !strings.Contains(r.Breaker.Hold, "3 of 8 agents are late") {
-		t.Fatalf("three of eight agents late should hold migrations with the breaker closed: %+v", r.Breaker)
-	}
-	r = c.eval(p)
-	r = c.eval(p)
-	if !r.Breaker.Open || !strings.Contains(r.Breaker.Reason, "vanished") || r.Breaker.VanishedNodes != 3 || r.Breaker.Hold != "" {
-		t.Fatalf("three of eight agents gone at once should open the breaker: %+v", r.Breaker)
+	if r.Fleet.Unreachable != 3 || r.Fleet.Late != 0 || r.Fleet.Reporting != 5 {
+		t.Fatalf("three of eight agents unreachable: %+v", r.Fleet)
 	}
 	if v, _ := verdict(r, node(0), ""); v.Status != StatusUnreachable {
 		t.Fatalf("a vanished node is unreachable, got %+v", v)
 	}
-	clear(c.gone)
-	hold := int(DefaultPeerConfig().BreakerHold/(5*time.Second)) + 1
-	for range hold {
-		r = c.eval(p)
-	}
-	if r.Breaker.Open {
-		t.Fatalf("breaker should close after the hold: %+v", r.Breaker)
-	}
-}
 
-func TestBreakerOnManyBadNodes(t *testing.T) {
-	c := newCluster()
-	p := NewPeer(DefaultPeerConfig())
+	c = newCluster()
+	p = NewPeer(DefaultPeerConfig())
 	c.eval(p)
 	for _, n := range []int{1, 4, 7} {
 		c.slow[tmOf(n, 0)], c.slow[tmOf(n, 1)] = 2, 2
 	}
-	r := c.eval(p)
-	if !r.Breaker.Open || r.Breaker.BadNodes != 3 {
-		t.Fatalf("three of eight nodes bad at once should open the breaker: %+v", r.Breaker)
+	if r := c.eval(p); r.Fleet.Anomalous != 3 || r.Fleet.Reporting != 8 {
+		t.Fatalf("three of eight nodes anomalous at once: %+v", r.Fleet)
 	}
 }
 

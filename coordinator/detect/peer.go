@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"fmt"
 	"math/bits"
 	"slices"
 	"strings"
@@ -46,13 +45,6 @@ type PeerConfig struct {
 	// a node slow even when no subtask shows it (a dying disk under stateless tasks).
 	SevereHostScore float64
 	HostOnlyWindows int
-	// The circuit breaker opens when at least max(BreakerMinNodes, share × nodes) nodes look bad,
-	// regressed against their own baseline, or vanished at once; it stays open BreakerHold.
-	BreakerMinNodes     int
-	BreakerBadShare     float64
-	BreakerRegressShare float64
-	BreakerVanishShare  float64
-	BreakerHold         time.Duration
 	// ForgetAfter: a node silent this long no longer counts as vanished, it is gone.
 	ForgetAfter time.Duration
 	// MaxEvidence bounds the subtask evidence kept per verdict (the strongest first).
@@ -66,8 +58,7 @@ func DefaultPeerConfig() PeerConfig {
 		NodeShare: 0.4, MinVertices: 2,
 		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, DecisiveHostScore: 4,
 		SevereHostScore: 2, HostOnlyWindows: 6,
-		BreakerMinNodes: 3, BreakerBadShare: 0.15, BreakerRegressShare: 0.3, BreakerVanishShare: 0.1,
-		BreakerHold: 2 * time.Minute, ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
+		ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
 	}
 }
 
@@ -99,11 +90,9 @@ var hostSignals = []hostSignal{
 
 // Peer is tmwarden's detector (DESIGN.md, data flow step 4).
 type Peer struct {
-	cfg     PeerConfig
-	tracks  map[target]*track
-	runqEW  map[string]float64
-	breaker Breaker
-	calmAt  time.Time
+	cfg    PeerConfig
+	tracks map[target]*track
+	runqEW map[string]float64
 	// interval is the model's report interval, taken at each round.
 	interval time.Duration
 	// slowSince remembers since when each straggling subtask has been straggling.
@@ -265,15 +254,7 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 		}
 	}
 	sortVerdicts(r.Verdicts)
-	p.updateBreaker(now, bad, regressed, vanished, reporting)
-	p.breaker.Hold, p.breaker.LateNodes = "", late
-	if known := reporting + vanished; !p.breaker.Open && late >= p.limit(p.cfg.BreakerVanishShare, known) {
-		// A report is due every interval. Agents cut off a moment ago are only late, not yet
-		// vanished, and a slow verdict confirmed in that gap would be a migration decided
-		// blind; one round later they have either reported or vanished.
-		p.breaker.Hold = fmt.Sprintf("%d of %d agents are late with their reports", late, known)
-	}
-	r.Breaker = p.breaker
+	r.Fleet = Fleet{Reporting: reporting, Anomalous: bad, Regressed: regressed, Late: late, Unreachable: vanished}
 	return r
 }
 
@@ -694,41 +675,5 @@ func (p *Peer) fillEvidence(vd *Verdict, e *nodeEval, tm *tmEval) {
 		vd.Cause = CauseNetwork
 	default:
 		vd.Cause = CauseUnknown
-	}
-}
-
-// limit is how many of n nodes make a share for the breaker: at least BreakerMinNodes.
-func (p *Peer) limit(share float64, n int) int {
-	return max(p.cfg.BreakerMinNodes, int(share*float64(n)+0.999))
-}
-
-func (p *Peer) updateBreaker(now time.Time, bad, regressed, vanished, reporting int) {
-	known := reporting + vanished
-	reason := ""
-	switch {
-	case vanished >= p.limit(p.cfg.BreakerVanishShare, known):
-		reason = "many agents vanished at once"
-	case bad >= p.limit(p.cfg.BreakerBadShare, reporting):
-		reason = "many nodes look bad at once"
-	case regressed >= p.limit(p.cfg.BreakerRegressShare, reporting):
-		reason = "cluster-wide regression against the nodes' own baselines"
-	}
-	p.breaker.BadNodes, p.breaker.VanishedNodes, p.breaker.Reporting = bad, vanished, reporting
-	if reason != "" {
-		if !p.breaker.Open {
-			p.breaker.Since = now
-		}
-		p.breaker.Open, p.breaker.Reason = true, reason
-		p.calmAt = time.Time{}
-		return
-	}
-	if !p.breaker.Open {
-		return
-	}
-	if p.calmAt.IsZero() {
-		p.calmAt = now
-	}
-	if now.Sub(p.calmAt) >= p.cfg.BreakerHold {
-		p.breaker = Breaker{BadNodes: bad, VanishedNodes: vanished, Reporting: reporting}
 	}
 }

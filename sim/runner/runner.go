@@ -13,6 +13,7 @@ import (
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
 	"github.com/tmwarden/tmwarden/coordinator/model"
 	"github.com/tmwarden/tmwarden/sim"
@@ -78,13 +79,16 @@ type targetKey struct{ node, tm string }
 type episode struct {
 	target     targetKey
 	start, end time.Time
-	// migrated: the breaker was closed at some point while the verdict was held, so a
-	// decision engine would have acted on it.
+	// migrated: the decision policy's circuit breaker was closed (and held nothing) at some
+	// point while the verdict was held, so a decision engine would have acted on it.
 	migrated bool
 }
 
 type tracker struct {
-	d        detect.Detector
+	d detect.Detector
+	// breaker is a dry-run decision policy fed the detector's rounds, read only for its
+	// circuit breaker: the one the coordinator runs, with its default configuration.
+	breaker  *decide.Policy
 	open     map[targetKey]*episode
 	episodes []*episode
 }
@@ -107,7 +111,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		if d == nil {
 			return ScenarioResult{}, fmt.Errorf("unknown detector %q", n)
 		}
-		trackers = append(trackers, &tracker{d: d, open: map[targetKey]*episode{}})
+		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}})
 	}
 	cfg := model.DefaultConfig()
 	cfg.Interval = sc.Interval.D()
@@ -145,7 +149,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 			if opts.Observe != nil {
 				opts.Observe(t.d.Name(), round)
 			}
-			t.record(round, now)
+			t.record(round, view, now)
 		}
 		view.Release()
 	}
@@ -172,7 +176,16 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 // coordinatorDetector is the detector the coordinator runs by default.
 const coordinatorDetector = "tmwarden"
 
-func (t *tracker) record(r detect.Round, now time.Time) {
+func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
+	obs, reach := decide.FromRound(r)
+	for _, n := range v.NodeNames() {
+		if _, judged := reach[n]; !judged {
+			reach[n] = v.Reachable(n, now)
+		}
+	}
+	t.breaker.ObserveFleet(r.Fleet)
+	t.breaker.Round(now, obs, reach)
+	b := t.breaker.Breaker()
 	slow := map[targetKey]bool{}
 	for _, v := range r.Verdicts {
 		if v.Status != detect.StatusSlow {
@@ -186,7 +199,7 @@ func (t *tracker) record(r detect.Round, now time.Time) {
 			t.open[k] = e
 			t.episodes = append(t.episodes, e)
 		}
-		if !r.Breaker.Open && r.Breaker.Hold == "" {
+		if !b.Open && b.Held == "" {
 			e.migrated = true
 		}
 	}

@@ -64,7 +64,7 @@ func (e *evaluator) initMetrics(c *Coordinator) error {
 	e.decided, errs[1] = m.Int64Counter(telemetry.MetricDecisions, metric.WithUnit("{decision}"),
 		metric.WithDescription("Decisions taken, by action, mode and outcome."))
 	e.migrations, errs[2] = m.Int64Counter(telemetry.MetricMigrations, metric.WithUnit("{migration}"),
-		metric.WithDescription("Migrations decided, by outcome (dry-run, proposed, pending)."))
+		metric.WithDescription("Migrations that ended, by outcome (succeeded, failed, node_gone, dry_run) and mode; a dry run counts as outcome dry_run, never as succeeded."))
 	e.duration, errs[3] = m.Float64Histogram(telemetry.MetricEvaluationDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time one evaluation round (detection and decisions) took."),
 		metric.WithExplicitBucketBoundaries(telemetry.SecondsBuckets...))
@@ -116,12 +116,21 @@ func (c *Coordinator) newEvaluator() error {
 	if err != nil {
 		return fmt.Errorf("actuator: %w", err)
 	}
-	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithLogger(c.log.With("component", "decisions")))
+	e := &evaluator{model: model.New(mcfg), detector: det, tracer: c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator")}
+	// Migrations are counted when they end, with how they ended; the executor calls back.
+	finished := func(d decisions.Decision) {
+		if d.Action.Kind == decide.KindMigrate && e.migrations != nil {
+			e.migrations.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", d.Status),
+				attribute.String("mode", string(d.Action.Mode))))
+		}
+	}
+	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithLogger(c.log.With("component", "decisions")),
+		decisions.WithTracer(c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator/decisions")), decisions.WithFinished(finished))
 	if err != nil {
 		return fmt.Errorf("decisions: %w", err)
 	}
-	c.eval = &evaluator{model: model.New(mcfg), detector: det, decisions: mgr,
-		tracer: c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator")}
+	e.decisions = mgr
+	c.eval = e
 	return c.eval.initMetrics(c)
 }
 
@@ -181,9 +190,6 @@ func (c *Coordinator) recordRound(ctx context.Context, prev, round detect.Round,
 		span.End()
 		c.eval.decided.Add(ctx, 1, metric.WithAttributes(attribute.String("action", string(a.Kind)),
 			attribute.String("mode", string(a.Mode)), attribute.String("outcome", d.Status)))
-		if a.Kind == decide.KindMigrate {
-			c.eval.migrations.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", d.Status)))
-		}
 	}
 }
 

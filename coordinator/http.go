@@ -199,9 +199,9 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 	c.mu.RLock()
 	_, connected := c.sessions[ns.rec.Name]
 	c.mu.RUnlock()
-	health, cause := "healthy", ""
+	health, cause, verdict, score, would := "healthy", "", "healthy", 0.0, ""
 	if ds, ok := c.eval.decisions.NodeDetail(ns.rec.Name); ok {
-		health, cause = ds.State, ds.Cause
+		health, cause, verdict, score, would = ds.State, ds.Cause, ds.Verdict, ds.Score, ds.WouldMigrate
 	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
@@ -211,10 +211,13 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 		InstanceID: rec.InstanceID, Hostname: rec.Hostname, Labels: rec.Labels, IntervalSeconds: rec.IntervalSeconds,
 		FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen, LastSequence: rec.LastSequence, ReportsReceived: rec.ReportsReceived,
 		SequenceGaps: rec.SequenceGaps, DroppedByAgent: rec.DroppedByAgent, Collectors: []httpv1.Collector{},
-		Health: health, Cause: cause,
+		Health: health, Cause: cause, Verdict: verdict, Score: score, WouldMigrate: would,
 	}
 	if rec.Reachable {
 		n.State = httpv1.StateReachable
+	} else {
+		// What the node shows is what its agent last said before it went silent.
+		n.Stale = ns.last != nil
 	}
 	if !rec.LastReportAt.IsZero() {
 		t := rec.LastReportAt

@@ -20,6 +20,7 @@ import (
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/coordinator"
+	"github.com/tmwarden/tmwarden/coordinator/decisions"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -57,7 +58,10 @@ type Summary struct {
 	RealNode       string
 	Degraded       []httpv1.Collector
 	FaultsInjected []string
-	LogFile        string
+	// Mode is the decision mode the demo ran in; Decisions what the policy decided, newest first.
+	Mode      string
+	Decisions []httpv1.Decision
+	LogFile   string
 }
 
 // Run runs the demo until opts.Duration passes or ctx is cancelled.
@@ -86,11 +90,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	defer logFile.Close()
 	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	if opts.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
-		defer cancel()
-	}
 	faultAfter := opts.FaultAfter
 	if faultAfter == 0 {
 		faultAfter = 15 * time.Second
@@ -181,6 +180,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 
 	sum := &Summary{RealNode: acfg.NodeName, LogFile: logPath}
+	// Duration counts from here: starting the agents may take seconds on a loaded machine, and
+	// the fault and the detection after it must still fit in.
+	if opts.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+		defer cancel()
+	}
 	start := time.Now()
 	faultTimer := time.NewTimer(faultAfter)
 	defer faultTimer.Stop()
@@ -238,6 +244,12 @@ loop:
 		}
 	}
 	sum.Events, _ = coord.Events(1000, "")
+	sum.Mode = string(coord.Decisions().Mode())
+	if ds, err := coord.Decisions().Decisions(100, ""); err == nil {
+		for _, d := range ds {
+			sum.Decisions = append(sum.Decisions, decisions.ToAPI(d, nil))
+		}
+	}
 	stopAll()
 	wg.Wait()
 	if err := <-coordDone; err != nil {
@@ -282,6 +294,42 @@ func (s *Summary) Print(w io.Writer, render func(io.Writer, []httpv1.Node, time.
 			fmt.Fprintf(w, "  -> %s\n", e.Message)
 		}
 	}
+	s.printDecisions(w)
 	fmt.Fprintf(w, "Component logs: %s\n", s.LogFile)
 	fmt.Fprintln(w, "While it runs: tmwardenctl nodes | node NAME | decisions, and the status page at the API address.")
+}
+
+// printDecisions says what the decision policy did, or in dry-run what it would have done:
+// a dry run moves nothing, and the summary must not read as if it had.
+func (s *Summary) printDecisions(w io.Writer) {
+	var acts []httpv1.Decision
+	for _, d := range s.Decisions {
+		if d.Kind == "migrate" || d.Kind == "release" {
+			acts = append(acts, d)
+		}
+	}
+	if s.Mode == "dry-run" {
+		fmt.Fprintln(w, "Decisions (mode dry-run: nothing was changed; this is what would have been done):")
+	} else {
+		fmt.Fprintf(w, "Decisions (mode %s):\n", s.Mode)
+	}
+	if len(acts) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for i := len(acts) - 1; i >= 0; i-- { // oldest first: the order things happened
+		d := acts[i]
+		steps := make([]string, len(d.Steps))
+		for j, st := range d.Steps {
+			steps[j] = st.Name
+		}
+		plan := ""
+		if len(steps) > 0 {
+			plan = " [" + strings.Join(steps, ", ") + "]"
+		}
+		if d.DryRun {
+			fmt.Fprintf(w, "  - would %s %s%s: %s (%s)\n", d.Kind, d.Node, plan, d.Reason, d.ID)
+		} else {
+			fmt.Fprintf(w, "  - %s %s: %s%s: %s (%s)\n", d.Kind, d.Node, d.Status, plan, d.Reason, d.ID)
+		}
+	}
 }

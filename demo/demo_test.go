@@ -23,7 +23,7 @@ func render(w io.Writer, nodes []httpv1.Node, _ time.Time) {
 func TestDemoShowsTheInjectedFault(t *testing.T) {
 	var out bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Duration: 12 * time.Second, FaultAfter: 2 * time.Second, SimNodes: 5, Interval: 250 * time.Millisecond,
+		Duration: 15 * time.Second, FaultAfter: 2 * time.Second, SimNodes: 5, Interval: 500 * time.Millisecond,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0", Out: &out, Render: render,
 	})
 	if err != nil {
@@ -70,9 +70,23 @@ func TestDemoShowsTheInjectedFault(t *testing.T) {
 	if len(sum.FaultsInjected) != 2 {
 		t.Errorf("faults injected: %v", sum.FaultsInjected)
 	}
+	// Dry-run (the default) changes nothing: no node is migrating or quarantined, and the
+	// summary says what would have been done instead.
+	if sum.Mode != "dry-run" {
+		t.Fatalf("demo ran in mode %q, want dry-run", sum.Mode)
+	}
+	for _, n := range sum.Nodes {
+		if n.Health == "quarantined" || n.Health == "migrating" {
+			t.Errorf("%s is %s in a dry run", n.Name, n.Health)
+		}
+		if n.Name == "node-2" && n.WouldMigrate == "" {
+			t.Errorf("node-2 does not name the dry-run decision that would have migrated it: %+v", n)
+		}
+	}
 	var printed bytes.Buffer
 	sum.Print(&printed, render)
-	for _, want := range []string{"Faults injected", "node_unreachable", "not fully available"} {
+	for _, want := range []string{"Faults injected", "node_unreachable", "not fully available",
+		"nothing was changed; this is what would have been done", "would migrate node-2"} {
 		if !strings.Contains(printed.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, printed.String())
 		}

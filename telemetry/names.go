@@ -64,7 +64,7 @@ const (
 	MetricDetections = "tmwarden.detections"
 	// MetricDecisions counts decisions taken [action, mode, outcome].
 	MetricDecisions = "tmwarden.decisions"
-	// MetricMigrations counts TaskManager migrations carried out [outcome].
+	// MetricMigrations counts migrations when they end [outcome, mode]; dry runs as outcome dry_run.
 	MetricMigrations = "tmwarden.migrations"
 	// MetricEvaluationDuration is the time one evaluation round took.
 	MetricEvaluationDuration = "tmwarden.evaluation.duration"
@@ -134,7 +134,7 @@ var Instruments = []Instrument{
 	{MetricNodeState, "", "1 for the state a node is in [k8s.node.name, state].", Gauge},
 	{MetricDetections, "{verdict}", "Verdicts that flagged a node [cause].", Counter},
 	{MetricDecisions, "{decision}", "Decisions taken [action, mode, outcome].", Counter},
-	{MetricMigrations, "{migration}", "TaskManager migrations carried out [outcome].", Counter},
+	{MetricMigrations, "{migration}", "Migrations that ended [outcome=succeeded|failed|node_gone|dry_run, mode].", Counter},
 	{MetricEvaluationDuration, "s", "Time one evaluation round took.", Histogram},
 	{MetricCircuitBreakerOpen, "", "1 while the circuit breaker holds all migrations.", Gauge},
 	{MetricCacheRequests, "{request}", "Gateway reads [result=hit|miss|partial].", Counter},

@@ -123,6 +123,8 @@ type NodeDecisionState struct {
 	Evidence     []Evidence `json:"evidence,omitempty"`
 	Note         string     `json:"note,omitempty"`
 	OpenDecision string     `json:"open_decision,omitempty"`
+	// WouldMigrate is the dry-run decision that would have migrated the node (see Node).
+	WouldMigrate string `json:"would_migrate,omitempty"`
 }
 
 // ApproveRequest is the optional body of POST /api/v1/decisions/{id}/approve.

@@ -43,6 +43,16 @@ type Node struct {
 	Health string `json:"health"`
 	// Cause is what detection blames when the node is not healthy (cpu, disk, network, ...).
 	Cause string `json:"cause,omitempty"`
+	// Verdict and Score are detection's last word on the node (healthy, suspect, slow; the
+	// peer-comparison score, 0 when healthy).
+	Verdict string  `json:"verdict,omitempty"`
+	Score   float64 `json:"score"`
+	// WouldMigrate names the dry-run decision that would have migrated this node in its
+	// current slow spell (dry-run mode moves nothing, so Health stays slow).
+	WouldMigrate string `json:"would_migrate,omitempty"`
+	// Stale is true when the host figures and TaskManagers are older than the node's
+	// unreachable limit: the agent has not reported since LastReportAt.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Collector is a collector's or probe's status as the agent last reported it.

@@ -110,7 +110,7 @@ func printDecisions(w io.Writer, l httpv1.DecisionList, now time.Time) {
 			status += " (dry-run)"
 		}
 		t := d.CreatedAt
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Kind, dash(d.Node), status, ago(&t, now), stepsBrief(d.Steps), oneLine(d.Reason, 80))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kindText(d), dash(d.Node), status, ago(&t, now), stepsBrief(d.Steps), oneLine(d.Reason, 80))
 	}
 	tw.Flush()
 }
@@ -118,7 +118,7 @@ func printDecisions(w io.Writer, l httpv1.DecisionList, now time.Time) {
 func printDecision(w io.Writer, d httpv1.Decision) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID:\t%s\n", d.ID)
-	fmt.Fprintf(tw, "Action:\t%s on %s (mode %s, actuator %s)\n", d.Kind, dash(d.Node), d.Mode, dash(d.Actuator))
+	fmt.Fprintf(tw, "Action:\t%s on %s (mode %s, actuator %s)\n", kindText(d), dash(d.Node), d.Mode, dash(d.Actuator))
 	fmt.Fprintf(tw, "Status:\t%s\n", d.Status)
 	fmt.Fprintf(tw, "Reason:\t%s\n", d.Reason)
 	if d.Cause != "" || d.Score != 0 {
@@ -215,4 +215,13 @@ func oneLine(s string, n int) string {
 		return s[:n-1] + "…"
 	}
 	return s
+}
+
+// kindText says "would migrate" for a dry run: nothing was done, and the listing must not read
+// as if it had been.
+func kindText(d httpv1.Decision) string {
+	if d.DryRun && (d.Kind == "migrate" || d.Kind == "release") {
+		return "would " + d.Kind
+	}
+	return d.Kind
 }

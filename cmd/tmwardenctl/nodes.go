@@ -79,7 +79,11 @@ func printNodes(w io.Writer, nodes []httpv1.Node, now time.Time) {
 		if h := n.Host; h != nil {
 			cpu, steal, load, mem = pct(h.CPUBusy), pct(h.CPUSteal), fmt.Sprintf("%.2f", h.Load1), pct(h.MemUsedRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, cmp.Or(n.Health, "-"), cmp.Or(n.Cause, "-"), n.State, stream, ago(n.LastReportAt, now),
+		health := cmp.Or(n.Health, "-")
+		if n.WouldMigrate != "" {
+			health += " (dry-run: would migrate)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.Name, health, cmp.Or(n.Cause, "-"), n.State, stream, ago(n.LastReportAt, now),
 			n.LastSequence, n.SequenceGaps, cpu, steal, load, mem, n.TaskManagers, n.Subtasks, collectorsBrief(n.Collectors))
 	}
 	tw.Flush()
@@ -108,6 +112,9 @@ func printNode(w io.Writer, d httpv1.NodeDetail, now time.Time) {
 		}
 		if ds.OpenDecision != "" {
 			fmt.Fprintf(tw, "Decision:\t%s (tmwardenctl decisions %s)\n", ds.OpenDecision, ds.OpenDecision)
+		}
+		if ds.WouldMigrate != "" {
+			fmt.Fprintf(tw, "Dry run:\twould have migrated it (decision %s); nothing was changed\n", ds.WouldMigrate)
 		}
 		if ds.Note != "" {
 			fmt.Fprintf(tw, "Note:\t%s\n", ds.Note)

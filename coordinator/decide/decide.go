@@ -32,7 +32,9 @@ const (
 type Mode string
 
 const (
-	// DryRun records what would be done and walks the state machine, but no actuator runs.
+	// DryRun records what would be done ("would migrate") and never moves a node into
+	// migrating or quarantined: the node stays slow with the dry-run decision named on it, and
+	// no actuator runs.
 	DryRun Mode = "dry-run"
 	// Approve proposes migrations; an operator approves each one before it runs.
 	Approve Mode = "approve"
@@ -238,6 +240,10 @@ type NodeState struct {
 	NotBefore time.Time `json:"not_before,omitempty"`
 	// Note is the last reason the policy held back.
 	Note string `json:"note,omitempty"`
+	// WouldMigrate is the dry-run decision that would have migrated this node during its
+	// current slow spell; one per spell, cleared when the node is healthy again. Guardrails
+	// count such nodes as quarantined, so a dry run shows what auto mode would have done.
+	WouldMigrate string `json:"would_migrate,omitempty"`
 }
 
 // Snapshot is the policy's whole memory, persisted after every round.
@@ -440,6 +446,9 @@ func (p *Policy) observe(ns *NodeState, o Observation, now time.Time) {
 		if ns.State != s {
 			ns.State, ns.Since = s, now
 		}
+		if s == Healthy {
+			ns.WouldMigrate = ""
+		}
 	}
 	switch ns.State {
 	case Healthy, Suspect, Slow:
@@ -484,6 +493,11 @@ func (p *Policy) pick(now time.Time, known int) (Action, bool) {
 				releases = append(releases, ns)
 			}
 		case Slow:
+			if ns.WouldMigrate != "" {
+				// A dry run "quarantined" it: count it so the caps act as they would for real.
+				quarantined++
+				continue
+			}
 			if ns.Action != "" {
 				if a, ok := p.s.Open[ns.Action]; ok && a.NeedsApproval {
 					// Waiting for an operator; counts toward nothing until approved.
@@ -571,10 +585,14 @@ func (p *Policy) migrate(ns NodeState, now time.Time) Action {
 	})
 	a.NeedsApproval = p.cfg.Mode == Approve
 	ns.Action, ns.Note = a.ID, ""
-	if !a.NeedsApproval {
-		p.startMigration(&ns, a, now)
-	} else {
+	switch {
+	case a.DryRun:
+		// Nothing moves: the node stays slow and carries the decision that would have moved it.
+		ns.Note = "dry-run: would migrate (" + a.ID + "); nothing is changed"
+	case a.NeedsApproval:
 		ns.Note = "migration proposed; waiting for approval"
+	default:
+		p.startMigration(&ns, a, now)
 	}
 	p.s.Nodes[ns.Node] = ns
 	p.s.Open[a.ID] = a
@@ -712,8 +730,16 @@ func (p *Policy) Finished(id string, o Outcome, msg string, now time.Time) {
 		delete(p.s.Nodes, a.Node)
 		return
 	}
-	switch a.Kind {
-	case KindMigrate:
+	switch {
+	case a.Kind == KindMigrate && a.DryRun:
+		if o == Succeeded {
+			ns.WouldMigrate = a.ID
+			ns.Note = "dry-run: would have migrated (" + a.ID + "); nothing was changed"
+		} else {
+			ns.NotBefore = now.Add(p.cfg.RetryAfter)
+			ns.Note = "dry-run: planning the migration failed: " + msg
+		}
+	case a.Kind == KindMigrate:
 		if o == Succeeded {
 			ns.State, ns.Since, ns.CleanRounds = Quarantined, now, 0
 			ns.Note = "migrated; quarantined"
@@ -722,7 +748,7 @@ func (p *Policy) Finished(id string, o Outcome, msg string, now time.Time) {
 			ns.NotBefore = now.Add(p.cfg.RetryAfter)
 			ns.Note = "migration failed: " + msg
 		}
-	case KindRelease:
+	case a.Kind == KindRelease:
 		if o == Succeeded {
 			ns.State, ns.Since, ns.CleanRounds = Probation, now, 0
 			ns.Note = "released; on probation"
@@ -746,7 +772,7 @@ func (p *Policy) Adopt(a Action) {
 		ns = NodeState{Node: a.Node, State: Slow, Since: a.At, Reachable: true}
 	}
 	ns.Action = a.ID
-	if a.Kind == KindMigrate && !a.NeedsApproval {
+	if a.Kind == KindMigrate && !a.NeedsApproval && !a.DryRun {
 		p.startMigration(&ns, a, a.At)
 	}
 	p.s.Nodes[a.Node] = ns

@@ -112,9 +112,12 @@ func TestStateMachine(t *testing.T) {
 			{obs: []Observation{slow("n0", 3)}, want: Slow},
 			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0"},
 		}},
-		{"dry-run walks the machine and marks actions", cfg(func(c *Config) { c.Mode = DryRun }), []step{
-			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: Succeeded},
-			{want: Quarantined},
+		{"dry-run would migrate once per slow spell and moves nothing", cfg(func(c *Config) { c.Mode = DryRun }), []step{
+			{obs: []Observation{slow("n0", 3)}, want: Slow, acts: "migrate:n0", finish: Succeeded},
+			{obs: []Observation{slow("n0", 3)}, want: Slow},
+			{obs: []Observation{slow("n0", 3)}, want: Slow},
+			{want: Slow}, {want: Healthy},
+			{obs: []Observation{slow("n0", 3)}, want: Slow, acts: "migrate:n0"},
 		}},
 		{"node deleted mid-action is forgotten", cfg(nil), []step{
 			{obs: []Observation{slow("n0", 3)}, want: Migrating, acts: "migrate:n0", finish: NodeGone},
@@ -402,5 +405,27 @@ func TestSeqOf(t *testing.T) {
 	q.AtLeastSeq(41)
 	if b := q.Round(t0, []Observation{slow("n1", 5)}, cluster(10))[0]; SeqOf(b.ID) != 42 || b.ID == a.ID {
 		t.Fatalf("id after AtLeastSeq: %s", b.ID)
+	}
+}
+
+// TestDryRunCountsAgainstTheCaps: a dry run shows what auto mode would do, so a node that
+// "would have been" migrated holds the quarantine share like a quarantined one.
+func TestDryRunCountsAgainstTheCaps(t *testing.T) {
+	p := New(cfg(func(c *Config) { c.Mode = DryRun; c.MaxConcurrentMigrations = 5; c.MaxQuarantinedShare = 0.1 }))
+	acts := p.Round(t0, []Observation{slow("n1", 5)}, cluster(10))
+	if kinds(acts) != "migrate:n1" || !acts[0].DryRun {
+		t.Fatalf("first round: %+v", acts)
+	}
+	p.Finished(acts[0].ID, Succeeded, "", t0)
+	ns, _ := p.Node("n1")
+	if ns.State != Slow || ns.WouldMigrate != acts[0].ID || !strings.Contains(ns.Note, "would have migrated") {
+		t.Fatalf("after the dry run n1 is %s, would_migrate %q, note %q", ns.State, ns.WouldMigrate, ns.Note)
+	}
+	acts = p.Round(t0.Add(time.Minute), []Observation{slow("n1", 5), slow("n2", 4)}, cluster(10))
+	if kinds(acts) != "" {
+		t.Fatalf("second round: %q, want nothing (share cap held by n1's dry run)", kinds(acts))
+	}
+	if ns, _ := p.Node("n2"); !strings.Contains(ns.Note, "migrating or quarantined") {
+		t.Errorf("n2's note %q does not name the cap", ns.Note)
 	}
 }

@@ -16,6 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
@@ -131,6 +136,13 @@ func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
+// WithTracer traces each executor pass over a decision and each actuator step in it.
+func WithTracer(t trace.Tracer) Option { return func(m *Manager) { m.tracer = t } }
+
+// WithFinished calls f once with every decision that ends (succeeded, failed, dry_run,
+// node_gone), after its end is stored: the coordinator counts migrations there, by outcome.
+func WithFinished(f func(Decision)) Option { return func(m *Manager) { m.finished = f } }
+
 // Manager owns the policy, the decision records and the executor.
 type Manager struct {
 	st  *store.Store
@@ -138,6 +150,9 @@ type Manager struct {
 	act actuate.Actuator
 	log *slog.Logger
 	now func() time.Time
+	// tracer and finished are optional (WithTracer, WithFinished).
+	tracer   trace.Tracer
+	finished func(Decision)
 
 	mu     sync.Mutex // guards pol and open
 	pol    *decide.Policy
@@ -172,7 +187,7 @@ func New(st *store.Store, cfg Config, act actuate.Actuator, opts ...Option) (*Ma
 		act = actuate.NewLog(nil)
 	}
 	m := &Manager{st: st, cfg: cfg, act: act, log: slog.Default(), now: time.Now, pol: decide.New(pc),
-		open: map[string]*Decision{}, kick: make(chan struct{}, 1)}
+		open: map[string]*Decision{}, kick: make(chan struct{}, 1), tracer: noop.NewTracerProvider().Tracer("")}
 	for _, o := range opts {
 		o(m)
 	}
@@ -303,8 +318,12 @@ func (m *Manager) audit(d *Decision, event, step, msg string) error {
 // event mirrors the milestones of a decision into the coordinator's event log, where
 // `tmwardenctl node` shows them.
 func (m *Manager) event(d *Decision, typ, msg string) {
+	attrs := map[string]string{"decision": d.Action.ID, "kind": string(d.Action.Kind), "status": d.Status, "mode": string(d.Action.Mode)}
+	if d.Action.DryRun {
+		attrs["dry_run"] = "true"
+	}
 	if _, err := m.st.AppendEvent(store.Event{Time: m.now().UTC(), Node: d.Action.Node, Type: typ, Message: msg,
-		Attrs: map[string]string{"decision": d.Action.ID, "kind": string(d.Action.Kind), "status": d.Status}}); err != nil {
+		Attrs: attrs}); err != nil {
 		m.log.Error("cannot append decision event", "decision", d.Action.ID, "err", err)
 	}
 }
@@ -379,7 +398,11 @@ func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[s
 			m.log.Warn("circuit breaker", "decision", a.ID, "open", b.Open, "reason", a.Reason)
 			m.breakerEvent(d, typ, b)
 		case decide.KindMigrate, decide.KindRelease:
-			m.event(d, "decision", fmt.Sprintf("%s %s on %s (%s): %s", d.Status, a.Kind, a.Node, a.Mode, a.Reason))
+			if a.DryRun {
+				m.event(d, "decision", fmt.Sprintf("dry-run: would %s %s (nothing is changed): %s", a.Kind, a.Node, a.Reason))
+			} else {
+				m.event(d, "decision", fmt.Sprintf("%s %s on %s (%s): %s", d.Status, a.Kind, a.Node, a.Mode, a.Reason))
+			}
 		}
 		if d.open() {
 			m.open[a.ID] = d
@@ -570,6 +593,11 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 	m.mu.Unlock()
 	d = &cp
 	a := d.Action
+	ctx, span := m.tracer.Start(ctx, "decision "+string(a.Kind), trace.WithAttributes(
+		attribute.String("tmwarden.decision.id", a.ID), attribute.String("tmwarden.decision.kind", string(a.Kind)),
+		attribute.String("k8s.node.name", a.Node), attribute.String("tmwarden.decision.mode", string(a.Mode)),
+		attribute.Bool("tmwarden.decision.dry_run", a.DryRun), attribute.String("tmwarden.actuator", m.act.Name())))
+	defer func() { span.SetAttributes(attribute.String("tmwarden.decision.status", d.Status)); span.End() }()
 
 	if !d.Planned {
 		steps, err := m.act.Plan(ctx, a)
@@ -623,7 +651,19 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 			return done, err
 		}
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
+		sctx, sspan := m.tracer.Start(sctx, "actuator step "+s.Name, trace.WithAttributes(
+			attribute.String("tmwarden.decision.id", a.ID), attribute.String("tmwarden.step.name", s.Name),
+			attribute.String("tmwarden.step.kind", string(s.Kind)), attribute.String("tmwarden.step.target", s.Target),
+			attribute.Int("tmwarden.step.attempt", s.Attempts)))
 		msg, err := m.act.Do(sctx, a, s.Step, a.ID+"/"+s.Name)
+		if err != nil {
+			sspan.RecordError(err)
+			var retry *actuate.RetryError
+			if !errors.As(err, &retry) {
+				sspan.SetStatus(codes.Error, err.Error())
+			}
+		}
+		sspan.End()
 		cancel()
 		if ctx.Err() != nil {
 			// Shutting down mid-step: record nothing; the intent makes the restart redo it.
@@ -690,18 +730,35 @@ func (m *Manager) finish(d *Decision, status, errMsg string) error {
 	}
 	errs := []error{m.audit(d, "finished", "", status+" "+errMsg)}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	errs = append(errs, m.put(d))
 	delete(m.open, d.Action.ID)
 	m.pol.Finished(d.Action.ID, outcomeOf(status), errMsg, m.now())
 	errs = append(errs, m.saveSnapshot())
-	m.event(d, "decision_done", fmt.Sprintf("%s %s on %s: %s %s", d.Action.ID, d.Action.Kind, d.Action.Node, status, errMsg))
+	m.mu.Unlock()
+	if status == StatusDryRun {
+		m.event(d, "decision_done", fmt.Sprintf("%s dry-run: would have %s %s (%s); nothing was changed", d.Action.ID, pastTense(d.Action.Kind), d.Action.Node, planSummary(stepsOf(d.Steps))))
+	} else {
+		m.event(d, "decision_done", fmt.Sprintf("%s %s on %s: %s %s", d.Action.ID, d.Action.Kind, d.Action.Node, status, errMsg))
+	}
+	if m.finished != nil {
+		m.finished(*d)
+	}
 	if status == StatusFailed {
 		m.log.Error("decision failed", "decision", d.Action.ID, "node", d.Action.Node, "err", errMsg)
 	} else {
 		m.log.Info("decision finished", "decision", d.Action.ID, "node", d.Action.Node, "status", status)
 	}
 	return errors.Join(errs...)
+}
+
+func pastTense(k decide.Kind) string {
+	switch k {
+	case decide.KindMigrate:
+		return "migrated"
+	case decide.KindRelease:
+		return "released"
+	}
+	return string(k)
 }
 
 func stepsOf(rs []StepRecord) []actuate.Step {

@@ -102,7 +102,8 @@ func (m *Manager) NodeDetail(name string) (httpv1.NodeDecisionState, bool) {
 		return httpv1.NodeDecisionState{}, false
 	}
 	out := httpv1.NodeDecisionState{State: string(ns.State), Since: ns.Since, Verdict: ns.Verdict, Score: ns.Score,
-		Cause: ns.Cause, Evidence: evidenceToAPI(ns.Evidence), Note: ns.Note, OpenDecision: ns.Action}
+		Cause: ns.Cause, Evidence: evidenceToAPI(ns.Evidence), Note: ns.Note, OpenDecision: ns.Action,
+		WouldMigrate: ns.WouldMigrate}
 	if !ns.VerdictSince.IsZero() {
 		t := ns.VerdictSince
 		out.VerdictSince = &t

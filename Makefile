@@ -57,6 +57,13 @@ chaos: ## chaos tests: kill -9 during decisions, coordinator outage with 1000 ag
 	$(GO) test -tags chaos -count=1 -v -timeout 30m ./chaos/
 	$(GO) test -count=1 -v -run 'TestUpstreamOutage' ./localstate/
 
+# The real-fault lab (docs/lab.md): root, several minutes, loads the machine, so not in `make
+# test` (its one-minute short form is: lab/lab_test.go). LAB_JSON names a file for the rows.
+.PHONY: lab
+lab: build ## real faults on this machine under a TaskManager stand-in, seen by the real agent and coordinator (root)
+	@bash hack/lab-deps.sh
+	$(BIN)/tmwardenctl lab $(LAB_ARGS)
+
 .PHONY: bench-scale
 bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round time, RSS, drops
 	$(GO) run ./sim/scalebench $(SCALE_ARGS)

@@ -3,6 +3,7 @@
 #   - Go modules;
 #   - Debian's chromium (the status page is tested in headless Chromium) and systemd-analyze;
 #   - helm and kubeconform at pinned versions (packaging checks), via hack/packaging-deps.sh;
+#   - the real-fault lab's tools (stress-ng, fio, iproute2, nftables), via hack/lab-deps.sh;
 #   - the S3 test tools (pinned `go install`s), via hack/s3-test-deps.sh when present;
 #   - a real Kubernetes control plane (kube-apiserver and kube-controller-manager built from the
 #     Go module proxy, Debian's etcd), via hack/kube-control-plane.sh: long the first time only.
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 go mod download
 bash hack/packaging-deps.sh chromium systemd helm kubeconform
+bash hack/lab-deps.sh
 if [ -f hack/s3-test-deps.sh ]; then
 	bash hack/s3-test-deps.sh
 fi

@@ -56,6 +56,6 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("TMWARDEN_TOKEN"), "API bearer token for mutating requests (env TMWARDEN_TOKEN)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newNodesCommand(g), newNodeCommand(g), newDecisionsCommand(g), newApproveCommand(g),
-		newCacheCommand(g), newDemoCommand(g), newSimCommand(), newVersionCommand())
+		newCacheCommand(g), newDemoCommand(g), newSimCommand(), newLabCommand(), newVersionCommand())
 	return root
 }

@@ -524,6 +524,8 @@ type Placement struct {
 	JobID, JobName, VertexID, VertexName string
 	SubtaskIndex, Attempt                int
 	TaskManagerID, Node                  string
+	// ExecutionGraphID prefixes the subtask's task_attempt_id label.
+	ExecutionGraphID string
 }
 
 // Placements lists every subtask's TaskManager and node.
@@ -537,6 +539,7 @@ func (c *Cluster) Placements() []Placement {
 				out = append(out, Placement{
 					JobID: j.id, JobName: j.name, VertexID: v.id, VertexName: v.name,
 					SubtaskIndex: st.index, Attempt: st.attempt, TaskManagerID: st.tm.info.ID, Node: st.tm.info.Node,
+					ExecutionGraphID: j.execGraph,
 				})
 			}
 		}

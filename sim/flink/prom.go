@@ -78,55 +78,88 @@ func (p *promWriter) sample(name string, labels [][2]string, v float64) {
 	p.w.WriteByte('\n')
 }
 
+// SubtaskSample is one subtask's task-scope metric values as its TaskManager exports them. The
+// model fills it from its pipeline; the real-fault lab's TaskManager stand-in (lab/) fills it
+// from work it really did, and both are written by WriteTaskManagerMetrics.
+type SubtaskSample struct {
+	JobID, JobName, VertexID, VertexName string
+	// ExecutionGraphID prefixes task_attempt_id.
+	ExecutionGraphID string
+	Index, Attempt   int
+	// Source marks the head subtask of a source vertex: it also exports the source operator's
+	// metrics (pendingRecords, records-lag-max, currentEmitEventTimeLag).
+	Source bool
+	// Counters.
+	RecordsIn, RecordsOut, BytesIn, BytesOut float64
+	// Meters (records and bytes per second) and TimerGauges (ms per second).
+	RecordsInRate, RecordsOutRate, BytesInRate, BytesOutRate float64
+	IdleMs, BackPressuredMs                                  float64
+	InPool, OutPool, MailboxQueue                            float64
+	// MailboxLatencyMs is the median mailbox latency; the quantiles fan out from it.
+	MailboxLatencyMs          float64
+	CheckpointStartDelayNanos float64
+	// Pending and EmitEventTimeLagMs are the source operator's backlog and lag.
+	Pending, EmitEventTimeLagMs float64
+}
+
+// TaskManagerSample is one TaskManager's JVM-scope values.
+type TaskManagerSample struct {
+	ID, Host                                  string
+	CPULoad, CPUTimeNs                        float64
+	HeapUsed, HeapCommitted, HeapMax, Threads float64
+	// Young and old generation collector counts and accumulated times (ms); All is their sum.
+	YoungGCCount, YoungGCTimeMs, OldGCCount, OldGCTimeMs float64
+	// GCTimeMsPerSecond is the All collector's TimeMsPerSecond gauge.
+	GCTimeMsPerSecond float64
+}
+
 type taskSeries struct {
 	raw   string
 	group string // sub-group path after the task scope, '_'-joined ("" for none)
-	value func(st *subtask, v *vertex, j *job) float64
+	value func(s *SubtaskSample) float64
 	only1 bool // 1.x only (removed in 2.0)
+}
+
+func busyMs(s *SubtaskSample) float64 {
+	return 1000 - math.Min(math.Round(s.IdleMs)+math.Round(s.BackPressuredMs), 1000)
 }
 
 // taskFamilies are the task-scope metrics the stand-in exports, per subtask.
 var taskFamilies = []taskSeries{
-	{raw: "numRecordsIn", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Floor(st.recIn) }},
-	{raw: "numRecordsOut", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Floor(st.recOut) }},
-	{raw: "numRecordsInPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return st.inRate }},
-	{raw: "numRecordsOutPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return st.outRate }},
-	{raw: "numBytesIn", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Floor(st.bytesIn) }},
-	{raw: "numBytesOut", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Floor(st.bytesOut) }},
-	{raw: "numBytesInPerSecond", value: func(st *subtask, v *vertex, _ *job) float64 { return st.inRate * v.bytesPerRec }},
-	{raw: "numBytesOutPerSecond", value: func(st *subtask, v *vertex, _ *job) float64 { return st.outRate * v.bytesPerRec }},
-	{raw: "idleTimeMsPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Round(st.idle) }},
-	{raw: "softBackPressuredTimeMsPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return 0 }},
-	{raw: "hardBackPressuredTimeMsPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Round(st.bp) }},
-	{raw: "backPressuredTimeMsPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Round(st.bp) }},
-	{raw: "busyTimeMsPerSecond", value: func(st *subtask, _ *vertex, _ *job) float64 {
-		return 1000 - math.Min(math.Round(st.idle)+math.Round(st.bp), 1000)
-	}},
-	{raw: "isBackPressured", value: func(st *subtask, _ *vertex, _ *job) float64 {
-		if st.bp > 100 {
+	{raw: "numRecordsIn", value: func(s *SubtaskSample) float64 { return math.Floor(s.RecordsIn) }},
+	{raw: "numRecordsOut", value: func(s *SubtaskSample) float64 { return math.Floor(s.RecordsOut) }},
+	{raw: "numRecordsInPerSecond", value: func(s *SubtaskSample) float64 { return s.RecordsInRate }},
+	{raw: "numRecordsOutPerSecond", value: func(s *SubtaskSample) float64 { return s.RecordsOutRate }},
+	{raw: "numBytesIn", value: func(s *SubtaskSample) float64 { return math.Floor(s.BytesIn) }},
+	{raw: "numBytesOut", value: func(s *SubtaskSample) float64 { return math.Floor(s.BytesOut) }},
+	{raw: "numBytesInPerSecond", value: func(s *SubtaskSample) float64 { return s.BytesInRate }},
+	{raw: "numBytesOutPerSecond", value: func(s *SubtaskSample) float64 { return s.BytesOutRate }},
+	{raw: "idleTimeMsPerSecond", value: func(s *SubtaskSample) float64 { return math.Round(s.IdleMs) }},
+	{raw: "softBackPressuredTimeMsPerSecond", value: func(*SubtaskSample) float64 { return 0 }},
+	{raw: "hardBackPressuredTimeMsPerSecond", value: func(s *SubtaskSample) float64 { return math.Round(s.BackPressuredMs) }},
+	{raw: "backPressuredTimeMsPerSecond", value: func(s *SubtaskSample) float64 { return math.Round(s.BackPressuredMs) }},
+	{raw: "busyTimeMsPerSecond", value: busyMs},
+	{raw: "isBackPressured", value: func(s *SubtaskSample) float64 {
+		if s.BackPressuredMs > 100 {
 			return 1
 		}
 		return 0
 	}},
-	{raw: "mailboxQueueSize", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Round(st.busy / 200) }},
-	{raw: "checkpointStartDelayNanos", value: func(st *subtask, _ *vertex, _ *job) float64 {
-		return math.Round(2e6 + st.bp*1e7)
-	}},
-	{raw: "outPoolUsage", group: "Shuffle_Netty_Output_Buffers", value: func(st *subtask, _ *vertex, _ *job) float64 { return st.outPool }},
-	{raw: "inPoolUsage", group: "Shuffle_Netty_Input_Buffers", value: func(st *subtask, _ *vertex, _ *job) float64 { return st.inPool }},
-	{raw: "inPoolUsage", group: "buffers", only1: true, value: func(st *subtask, _ *vertex, _ *job) float64 { return st.inPool }},
-	{raw: "outPoolUsage", group: "buffers", only1: true, value: func(st *subtask, _ *vertex, _ *job) float64 { return st.outPool }},
+	{raw: "mailboxQueueSize", value: func(s *SubtaskSample) float64 { return math.Round(s.MailboxQueue) }},
+	{raw: "checkpointStartDelayNanos", value: func(s *SubtaskSample) float64 { return math.Round(s.CheckpointStartDelayNanos) }},
+	{raw: "outPoolUsage", group: "Shuffle_Netty_Output_Buffers", value: func(s *SubtaskSample) float64 { return s.OutPool }},
+	{raw: "inPoolUsage", group: "Shuffle_Netty_Input_Buffers", value: func(s *SubtaskSample) float64 { return s.InPool }},
+	{raw: "inPoolUsage", group: "buffers", only1: true, value: func(s *SubtaskSample) float64 { return s.InPool }},
+	{raw: "outPoolUsage", group: "buffers", only1: true, value: func(s *SubtaskSample) float64 { return s.OutPool }},
 }
 
 // sourceOperatorFamilies are exported by the head operator of source vertices (a Kafka source).
 var sourceOperatorFamilies = []taskSeries{
-	{raw: "pendingRecords", value: func(st *subtask, _ *vertex, _ *job) float64 { return math.Floor(st.pending) }},
-	{raw: "records-lag-max", group: "KafkaSourceReader_KafkaConsumer", value: func(st *subtask, _ *vertex, _ *job) float64 {
-		return math.Floor(st.pending / 2)
+	{raw: "pendingRecords", value: func(s *SubtaskSample) float64 { return math.Floor(s.Pending) }},
+	{raw: "records-lag-max", group: "KafkaSourceReader_KafkaConsumer", value: func(s *SubtaskSample) float64 {
+		return math.Floor(s.Pending / 2)
 	}},
-	{raw: "currentEmitEventTimeLag", value: func(st *subtask, _ *vertex, j *job) float64 {
-		return math.Round(50 + st.pending/math.Max(j.rateNow, 1)*1000)
-	}},
+	{raw: "currentEmitEventTimeLag", value: func(s *SubtaskSample) float64 { return math.Round(s.EmitEventTimeLagMs) }},
 }
 
 var mailboxQuantiles = []float64{0.5, 0.75, 0.95, 0.98, 0.99, 0.999}
@@ -145,6 +178,13 @@ func (c *Cluster) writeMetrics(w io.Writer, tmID string, names []string) error {
 		return fmt.Errorf("flinksim: unknown TaskManager %q", tmID)
 	}
 	c.advance()
+	return WriteTaskManagerMetrics(w, c.version, c.tmSample(tm), c.subtaskSamples(tm), names)
+}
+
+// WriteTaskManagerMetrics writes one TaskManager's PrometheusReporter body in Flink version's
+// naming (Version120 or Version20), exactly as the model's own endpoints do. names, when not
+// empty, is simpleclient's ?name[]= filter.
+func WriteTaskManagerMetrics(w io.Writer, version string, tm TaskManagerSample, subtasks []SubtaskSample, names []string) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	p := &promWriter{w: bw}
 	if len(names) > 0 {
@@ -153,13 +193,12 @@ func (c *Cluster) writeMetrics(w io.Writer, tmID string, names []string) error {
 			p.only[n] = true
 		}
 	}
-	c.writeTaskManager(p, tm)
-	c.writeTasks(p, tm)
+	writeTaskManager(p, tm)
+	writeTasks(p, version, tm, subtasks)
 	return bw.Flush()
 }
 
-func (c *Cluster) writeTaskManager(p *promWriter, tm *taskManager) {
-	labels := [][2]string{{"host", promscrape.SanitizeLabelValue(tm.info.Host)}, {"tm_id", promscrape.SanitizeLabelValue(tm.info.ID)}}
+func (c *Cluster) tmSample(tm *taskManager) TaskManagerSample {
 	busy := 0.0
 	for _, j := range c.jobs {
 		for _, v := range j.vertices {
@@ -171,23 +210,59 @@ func (c *Cluster) writeTaskManager(p *promWriter, tm *taskManager) {
 		}
 	}
 	heapMax := 1476395008.0
+	return TaskManagerSample{
+		ID: tm.info.ID, Host: tm.info.Host,
+		CPULoad: math.Min(1, 0.05+busy/float64(max(tm.slots, 1))), CPUTimeNs: math.Floor(tm.cpuTimeNs),
+		HeapUsed: heapMax * (0.4 + 0.4*(1-tm.speed)), HeapCommitted: heapMax, HeapMax: heapMax, Threads: 80,
+		YoungGCCount: math.Floor(tm.gcCount), YoungGCTimeMs: math.Floor(tm.gcTimeMs),
+		GCTimeMsPerSecond: 5 + 40*(1-tm.speed),
+	}
+}
+
+func (c *Cluster) subtaskSamples(tm *taskManager) []SubtaskSample {
+	var out []SubtaskSample
+	for _, j := range c.jobs {
+		for vi, v := range j.vertices {
+			for _, st := range v.subtasks {
+				if st.tm != tm {
+					continue
+				}
+				out = append(out, SubtaskSample{
+					JobID: j.id, JobName: j.name, VertexID: v.id, VertexName: v.name, ExecutionGraphID: j.execGraph,
+					Index: st.index, Attempt: st.attempt, Source: vi == 0,
+					RecordsIn: st.recIn, RecordsOut: st.recOut, BytesIn: st.bytesIn, BytesOut: st.bytesOut,
+					RecordsInRate: st.inRate, RecordsOutRate: st.outRate,
+					BytesInRate: st.inRate * v.bytesPerRec, BytesOutRate: st.outRate * v.bytesPerRec,
+					IdleMs: st.idle, BackPressuredMs: st.bp, InPool: st.inPool, OutPool: st.outPool,
+					MailboxQueue: st.busy / 200, MailboxLatencyMs: st.busy / 250,
+					CheckpointStartDelayNanos: 2e6 + st.bp*1e7,
+					Pending:                   st.pending, EmitEventTimeLagMs: 50 + st.pending/math.Max(j.rateNow, 1)*1000,
+				})
+			}
+		}
+	}
+	return out
+}
+
+func writeTaskManager(p *promWriter, tm TaskManagerSample) {
+	labels := [][2]string{{"host", promscrape.SanitizeLabelValue(tm.Host)}, {"tm_id", promscrape.SanitizeLabelValue(tm.ID)}}
 	gauges := []struct {
 		group, raw string
 		v          float64
 	}{
-		{"Status_JVM_CPU", "Load", math.Min(1, 0.05+busy/float64(max(tm.slots, 1)))},
-		{"Status_JVM_CPU", "Time", math.Floor(tm.cpuTimeNs)},
-		{"Status_JVM_Memory_Heap", "Used", heapMax * (0.4 + 0.4*(1-tm.speed))},
-		{"Status_JVM_Memory_Heap", "Committed", heapMax},
-		{"Status_JVM_Memory_Heap", "Max", heapMax},
-		{"Status_JVM_Threads", "Count", 80},
-		{"Status_JVM_GarbageCollector_G1_Young_Generation", "Count", math.Floor(tm.gcCount)},
-		{"Status_JVM_GarbageCollector_G1_Young_Generation", "Time", math.Floor(tm.gcTimeMs)},
-		{"Status_JVM_GarbageCollector_G1_Old_Generation", "Count", 0},
-		{"Status_JVM_GarbageCollector_G1_Old_Generation", "Time", 0},
-		{"Status_JVM_GarbageCollector_All", "Count", math.Floor(tm.gcCount)},
-		{"Status_JVM_GarbageCollector_All", "Time", math.Floor(tm.gcTimeMs)},
-		{"Status_JVM_GarbageCollector_All", "TimeMsPerSecond", 5 + 40*(1-tm.speed)},
+		{"Status_JVM_CPU", "Load", tm.CPULoad},
+		{"Status_JVM_CPU", "Time", math.Floor(tm.CPUTimeNs)},
+		{"Status_JVM_Memory_Heap", "Used", tm.HeapUsed},
+		{"Status_JVM_Memory_Heap", "Committed", tm.HeapCommitted},
+		{"Status_JVM_Memory_Heap", "Max", tm.HeapMax},
+		{"Status_JVM_Threads", "Count", tm.Threads},
+		{"Status_JVM_GarbageCollector_G1_Young_Generation", "Count", math.Floor(tm.YoungGCCount)},
+		{"Status_JVM_GarbageCollector_G1_Young_Generation", "Time", math.Floor(tm.YoungGCTimeMs)},
+		{"Status_JVM_GarbageCollector_G1_Old_Generation", "Count", math.Floor(tm.OldGCCount)},
+		{"Status_JVM_GarbageCollector_G1_Old_Generation", "Time", math.Floor(tm.OldGCTimeMs)},
+		{"Status_JVM_GarbageCollector_All", "Count", math.Floor(tm.YoungGCCount + tm.OldGCCount)},
+		{"Status_JVM_GarbageCollector_All", "Time", math.Floor(tm.YoungGCTimeMs + tm.OldGCTimeMs)},
+		{"Status_JVM_GarbageCollector_All", "TimeMsPerSecond", tm.GCTimeMsPerSecond},
 		{"Status_Shuffle_Netty", "TotalMemorySegments", 4096},
 		{"Status_Shuffle_Netty", "AvailableMemorySegments", 3072},
 	}
@@ -199,57 +274,49 @@ func (c *Cluster) writeTaskManager(p *promWriter, tm *taskManager) {
 }
 
 // taskLabels returns the labels in the reporter's HashMap order (FORMATS.md §1.3).
-func (c *Cluster) taskLabels(j *job, v *vertex, st *subtask, operator bool) [][2]string {
+func taskLabels(tm TaskManagerSample, s *SubtaskSample, operator bool) [][2]string {
 	l := make([][2]string, 0, 11)
 	l = append(l,
-		[2]string{"job_id", j.id},
-		[2]string{"task_id", v.id},
-		[2]string{"task_attempt_id", fmt.Sprintf("%s_%s_%d_%d", j.execGraph, v.id, st.index, st.attempt)},
-		[2]string{"host", promscrape.SanitizeLabelValue(st.tm.info.Host)},
+		[2]string{"job_id", s.JobID},
+		[2]string{"task_id", s.VertexID},
+		[2]string{"task_attempt_id", fmt.Sprintf("%s_%s_%d_%d", s.ExecutionGraphID, s.VertexID, s.Index, s.Attempt)},
+		[2]string{"host", promscrape.SanitizeLabelValue(tm.Host)},
 	)
 	if operator {
-		opName := v.name
+		opName := s.VertexName
 		if len(opName) > 80 {
 			opName = opName[:80]
 		}
-		l = append(l, [2]string{"operator_id", v.id}, [2]string{"operator_name", promscrape.SanitizeLabelValue(opName)})
+		l = append(l, [2]string{"operator_id", s.VertexID}, [2]string{"operator_name", promscrape.SanitizeLabelValue(opName)})
 	}
 	return append(l,
-		[2]string{"task_name", promscrape.SanitizeLabelValue(v.name)},
-		[2]string{"task_attempt_num", strconv.Itoa(st.attempt)},
-		[2]string{"job_name", promscrape.SanitizeLabelValue(j.name)},
-		[2]string{"tm_id", promscrape.SanitizeLabelValue(st.tm.info.ID)},
-		[2]string{"subtask_index", strconv.Itoa(st.index)},
+		[2]string{"task_name", promscrape.SanitizeLabelValue(s.VertexName)},
+		[2]string{"task_attempt_num", strconv.Itoa(s.Attempt)},
+		[2]string{"job_name", promscrape.SanitizeLabelValue(s.JobName)},
+		[2]string{"tm_id", promscrape.SanitizeLabelValue(tm.ID)},
+		[2]string{"subtask_index", strconv.Itoa(s.Index)},
 	)
 }
 
 type placed struct {
-	j  *job
-	v  *vertex
-	st *subtask
-	l  [][2]string
+	s *SubtaskSample
+	l [][2]string
 }
 
-func (c *Cluster) writeTasks(p *promWriter, tm *taskManager) {
+func writeTasks(p *promWriter, version string, tm TaskManagerSample, subtasks []SubtaskSample) {
 	var here, sources []placed
-	for _, j := range c.jobs {
-		for vi, v := range j.vertices {
-			for _, st := range v.subtasks {
-				if st.tm != tm {
-					continue
-				}
-				here = append(here, placed{j, v, st, c.taskLabels(j, v, st, false)})
-				if vi == 0 {
-					sources = append(sources, placed{j, v, st, c.taskLabels(j, v, st, true)})
-				}
-			}
+	for i := range subtasks {
+		s := &subtasks[i]
+		here = append(here, placed{s, taskLabels(tm, s, false)})
+		if s.Source {
+			sources = append(sources, placed{s, taskLabels(tm, s, true)})
 		}
 	}
 	if len(here) == 0 {
 		return
 	}
 	for _, f := range taskFamilies {
-		if f.only1 && c.version != Version120 {
+		if f.only1 && version != Version120 {
 			continue
 		}
 		scope := "taskmanager_job_task"
@@ -259,7 +326,7 @@ func (c *Cluster) writeTasks(p *promWriter, tm *taskManager) {
 		name := "flink_" + scope + "_" + promscrape.SanitizeLabelValue(f.raw)
 		p.family(name, f.raw, scope, "gauge")
 		for _, x := range here {
-			p.sample(name, x.l, f.value(x.st, x.v, x.j))
+			p.sample(name, x.l, f.value(x.s))
 		}
 	}
 	// mailboxLatencyMs is a Flink histogram: a summary with _count and quantiles, no _sum.
@@ -267,7 +334,7 @@ func (c *Cluster) writeTasks(p *promWriter, tm *taskManager) {
 	p.family(name, "mailboxLatencyMs", "taskmanager_job_task", "summary")
 	for _, x := range here {
 		p.sample(name+"_count", x.l, 60)
-		base := x.st.busy / 250
+		base := x.s.MailboxLatencyMs
 		for _, q := range mailboxQuantiles {
 			ql := append(append([][2]string(nil), x.l...), [2]string{"quantile", strconv.FormatFloat(q, 'f', -1, 64)})
 			p.sample(name, ql, math.Round(base*(1+8*q*q*q)))
@@ -284,7 +351,7 @@ func (c *Cluster) writeTasks(p *promWriter, tm *taskManager) {
 		name := "flink_" + scope + "_" + promscrape.SanitizeLabelValue(f.raw)
 		p.family(name, f.raw, scope, "gauge")
 		for _, x := range sources {
-			p.sample(name, x.l, f.value(x.st, x.v, x.j))
+			p.sample(name, x.l, f.value(x.s))
 		}
 	}
 }

@@ -1,0 +1,90 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLabShort is the lab's short form, so that `make lab` cannot rot: the real binaries, the
+// TaskManager stand-in in its cgroups and network namespace, calibrated peers, and one real fault
+// (a GC storm inside the stand-in, which needs no outside tool) for about a minute. It asserts
+// what must hold for that row: the TaskManager (not the node) is named with cause gc, the drain
+// did not run, no peer got a verdict and the node is healthy afterwards.
+func TestLabShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the lab short form runs about three minutes")
+	}
+	if why := CheckRoot(); why != "" {
+		t.Skip(why)
+	}
+	bin := t.TempDir()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The binaries as they ship: no race detector, built from this tree.
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/tmwarden-agent", "./cmd/tmwarden-coordinator", "./cmd/tmwardenctl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the binaries: %v\n%s", err, out)
+	}
+	o := DefaultOptions()
+	o.BinDir, o.Self = bin, filepath.Join(bin, "tmwardenctl")
+	o.Prefix = "tmwlabt" + strings.TrimPrefix(runtime.GOARCH, "amd")
+	o.Warmup, o.Calibrate, o.Quiet = 10*time.Second, 20*time.Second, 0
+	o.FaultFor, o.FaultMax, o.RecoverMax = 20*time.Second, 30*time.Second, 2*time.Minute
+	o.Faults = []string{"gc-storm"}
+	o.WorkDir = t.TempDir()
+	var out bytes.Buffer
+	o.Out = &out
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if res != nil {
+		res.PrintTable(&out)
+	}
+	t.Log(out.String())
+	if err != nil {
+		for _, f := range []string{"agent.log", "coordinator.log", "taskmanager.log"} {
+			b, _ := os.ReadFile(filepath.Join(o.WorkDir, f))
+			t.Logf("%s (tail):\n%s", f, tail(string(b), 3000))
+		}
+		t.Fatal(err)
+	}
+	if res.Calibration.Reports < 3 || len(res.Calibration.TPR) != len(vertexNames) {
+		t.Errorf("calibration: %d reports, TPR for %d vertices; want >= 3 and %d", res.Calibration.Reports, len(res.Calibration.TPR), len(vertexNames))
+	}
+	if len(res.Rows) != 1 {
+		t.Fatalf("rows: %+v, want the gc-storm row", res.Rows)
+	}
+	row := res.Rows[0]
+	if row.SkippedReason != "" {
+		t.Fatalf("gc-storm skipped: %s", row.SkippedReason)
+	}
+	if !row.Detected || row.Cause != "gc" || !strings.HasPrefix(row.Node, "TaskManager ") {
+		t.Errorf("gc-storm: detected %v, cause %q, target %q; want the TaskManager named with cause gc (seen: %s)", row.Detected, row.Cause, row.Node, row.Seen)
+	}
+	if strings.Contains(row.Decision, "drain command ran") {
+		t.Errorf("gc-storm drained the node (%s): one JVM's GC is no reason to move everything off the machine", row.Decision)
+	}
+	if len(row.FalseVerdicts) > 0 {
+		t.Errorf("false verdicts on the calibrated peers: %v", row.FalseVerdicts)
+	}
+	if !row.Recovered {
+		t.Errorf("the node did not come back to healthy: %s", row.Decision)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

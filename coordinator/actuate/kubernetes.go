@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -409,6 +410,11 @@ func (k *Kubernetes) setTaint(ctx context.Context, name string, want bool) (stri
 			return err
 		}
 		if _, err := k.cs.CoreV1().Nodes().Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+			if apierrors.IsInvalid(err) || isPatchTestFailed(err) {
+				// The API server answers a failed "test" with 422 Invalid and no detail; the
+				// patch itself is well-formed, so it means the taints changed under us.
+				return apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, name, fmt.Errorf("the taints changed since they were read: %w", err))
+			}
 			return err
 		}
 		msg = "removed taint " + k.cfg.TaintKey

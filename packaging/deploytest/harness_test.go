@@ -25,14 +25,16 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// repoRoot is the module root, two levels up from this package.
+// moduleRoot is the module root, two levels up from this package, resolved at start: the
+// in-process S3 upstream (versitygw's posix backend) changes the working directory.
+var moduleRoot, moduleRootErr = filepath.Abs("../..")
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
+	if moduleRootErr != nil {
+		t.Fatal(moduleRootErr)
 	}
-	return root
+	return moduleRoot
 }
 
 // requireRoot skips, saying why, where the harness cannot arrange users, capabilities and
@@ -304,7 +306,14 @@ var listenLine = regexp.MustCompile(`"msg":"agent http listening".*?"addr":"([^"
 // startAgent starts the agent binary with the configuration file under p.
 func startAgent(t *testing.T, bin string, p privileges, config string, flags ...string) agentRun {
 	t.Helper()
-	argv := append(p.setprivArgs(), bin, "--config="+config, "--http-addr=127.0.0.1:0")
+	return startAgentWrapped(t, nil, bin, p, config, flags...)
+}
+
+// startAgentWrapped is startAgent behind a wrapper command (a mount namespace) that execs the rest.
+func startAgentWrapped(t *testing.T, wrapper []string, bin string, p privileges, config string, flags ...string) agentRun {
+	t.Helper()
+	argv := append(slices.Clone(wrapper), p.setprivArgs()...)
+	argv = append(argv, bin, "--config="+config, "--http-addr=127.0.0.1:0")
 	argv = append(argv, flags...)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

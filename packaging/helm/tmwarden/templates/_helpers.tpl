@@ -61,6 +61,28 @@ telemetry:
   "log_level" .Values.agent.logLevel
   "collectors" (dict "paths" (dict "procfs" "/host/proc" "sysfs" "/host/sys"))
 -}}
+{{- with .Values.agent.stateCache }}
+{{- if .enabled }}
+{{- $secret := required "agent.stateCache.existingSecret is required with agent.stateCache.enabled" .existingSecret }}
+{{- $upstream := dict
+  "endpoint" (required "agent.stateCache.upstream.endpoint is required with agent.stateCache.enabled" .upstream.endpoint)
+  "region" .upstream.region
+  "path_style" .upstream.pathStyle
+-}}
+{{- if .upstream.staticCredentials }}
+{{- $_ := set $upstream "access_key_file" "/etc/tmwarden/state-cache/upstream-access-key" }}
+{{- $_ := set $upstream "secret_key_file" "/etc/tmwarden/state-cache/upstream-secret-key" }}
+{{- end }}
+{{- $_ := set $base "state_cache" (dict
+  "enabled" true
+  "listen" (printf ":%d" (int $.Values.agent.gatewayPort))
+  "dir" "/var/lib/tmwarden/cache"
+  "capacity_bytes" (int64 .capacityBytes)
+  "access_key_file" "/etc/tmwarden/state-cache/access-key"
+  "secret_key_file" "/etc/tmwarden/state-cache/secret-key"
+  "upstream" $upstream) }}
+{{- end }}
+{{- end }}
 {{- toYaml (mergeOverwrite $base (deepCopy .Values.agent.config)) }}
 {{- include "tmwarden.telemetry" . }}
 {{- end -}}

@@ -110,7 +110,7 @@ func (c *Coordinator) newEvaluator() error {
 		return fmt.Errorf("detection.detector %q: no such detector", cfg.Detector)
 	}
 	act, err := actuate.Build(c.cfg.Actuator, actuate.Deps{
-		Kube: c.kube, Checkpointer: c.poller.checkpointer(), Commands: c, Results: actuate.EventLogResults{Store: c.st},
+		Kube: c.kube, Checkpointer: c.poller.checkpointer(), Commands: c, Records: c.st,
 		Log: c.log.With("component", "actuator"),
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/statuspage"
+	"github.com/tmwarden/tmwarden/coordinator/store"
 	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
@@ -78,6 +79,23 @@ func (c *Coordinator) Handler() http.Handler {
 			return
 		}
 		httpv1.WriteJSON(w, http.StatusOK, httpv1.EventList{Events: evs})
+	})
+	mux.HandleFunc("GET /api/v1/commands", func(w http.ResponseWriter, r *http.Request) {
+		limit := 100
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 10000 {
+				httpv1.WriteJSON(w, http.StatusBadRequest, httpv1.Error{Error: "limit: want a whole number from 1 to 10000"})
+				return
+			}
+			limit = n
+		}
+		cmds, err := c.Commands(limit, r.URL.Query().Get("node"))
+		if err != nil {
+			httpv1.WriteJSON(w, http.StatusInternalServerError, httpv1.Error{Error: err.Error()})
+			return
+		}
+		httpv1.WriteJSON(w, http.StatusOK, httpv1.CommandList{Commands: cmds})
 	})
 	dh := c.eval.decisions.Handler()
 	mux.Handle("/api/v1/decisions", dh)
@@ -257,6 +275,30 @@ func hostSummary(h *tmwardenv1.HostSignals) *httpv1.HostSummary {
 // collectorState turns STATE_DEGRADED into "degraded".
 func collectorState(s tmwardenv1.CollectorStatus_State) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_"))
+}
+
+// Commands returns the records of the commands sent to agents (of one node when node is not
+// empty), the most recently updated first, as the API shows them.
+func (c *Coordinator) Commands(limit int, node string) ([]httpv1.Command, error) {
+	recs, err := c.st.Commands(node, limit)
+	out := make([]httpv1.Command, len(recs))
+	for i, r := range recs {
+		out[i] = httpv1.Command{ID: r.ID, Node: r.Node, Kind: r.Kind, Reason: r.Reason, State: commandStateToAPI[r.State],
+			Message: r.Message, DoneBytes: r.DoneBytes, TotalBytes: r.TotalBytes, Sends: r.Sends, SentAt: r.SentAt, UpdatedAt: r.UpdatedAt}
+		if out[i].State == "" {
+			out[i].State = string(r.State)
+		}
+		if !r.Deadline.IsZero() {
+			d := r.Deadline
+			out[i].Deadline = &d
+		}
+	}
+	return out, err
+}
+
+var commandStateToAPI = map[store.CommandState]string{
+	store.CommandSent: httpv1.CommandSent, store.CommandAcknowledged: httpv1.CommandAcknowledged,
+	store.CommandProgress: httpv1.CommandProgress, store.CommandDone: httpv1.CommandDone, store.CommandFailed: httpv1.CommandFailed,
 }
 
 // Events returns the newest limit events (of one node when node is not empty), oldest first, as

@@ -134,6 +134,11 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 			return status.Error(codes.FailedPrecondition, "Hello sent twice on one stream; open a new stream to start a new session")
 		case *tmwardenv1.AgentMessage_CommandAck:
 			a := msg.CommandAck
+			state, words := store.CommandAcknowledged, ""
+			if !a.Accepted {
+				state, words = store.CommandFailed, "agent refused the command: "+a.Error
+			}
+			c.recordAnswer(sess.node, a.CommandId, state, words, 0, 0)
 			attrs := map[string]string{"command": a.CommandId, "accepted": fmt.Sprint(a.Accepted)}
 			if a.Error != "" {
 				attrs["error"] = a.Error
@@ -141,7 +146,15 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 			c.event(sess.node, "command_ack", fmt.Sprintf("agent acknowledged command %s (accepted=%v)", a.CommandId, a.Accepted), attrs)
 		case *tmwardenv1.AgentMessage_CommandProgress:
 			p := msg.CommandProgress
-			if p.State == tmwardenv1.CommandProgress_STATE_SUCCEEDED || p.State == tmwardenv1.CommandProgress_STATE_FAILED {
+			state := store.CommandProgress
+			switch p.State {
+			case tmwardenv1.CommandProgress_STATE_SUCCEEDED:
+				state = store.CommandDone
+			case tmwardenv1.CommandProgress_STATE_FAILED:
+				state = store.CommandFailed
+			}
+			c.recordAnswer(sess.node, p.CommandId, state, p.Message, p.DoneBytes, p.TotalBytes)
+			if state.Final() {
 				c.event(sess.node, "command_done", fmt.Sprintf("command %s ended: %s %s", p.CommandId, p.State, p.Message),
 					map[string]string{"command": p.CommandId, "state": p.State.String()})
 			}
@@ -292,7 +305,8 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	return true, nil
 }
 
-// SendCommand queues cmd on node's open stream.
+// SendCommand queues cmd on node's open stream and records it in the command's durable record
+// (store.CommandRecord, keyed by the command id), where the agent's answers arrive.
 func (c *Coordinator) SendCommand(ctx context.Context, node string, cmd *tmwardenv1.Command) error {
 	c.mu.RLock()
 	sess := c.sessions[node]
@@ -302,11 +316,48 @@ func (c *Coordinator) SendCommand(ctx context.Context, node string, cmd *tmwarde
 	}
 	select {
 	case sess.out <- &tmwardenv1.CoordinatorMessage{Msg: &tmwardenv1.CoordinatorMessage_Command{Command: cmd}}:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("sending command %s to %s: stream is not draining", cmd.Id, node)
+	}
+	kind := "unknown"
+	switch cmd.Action.(type) {
+	case *tmwardenv1.Command_Drain:
+		kind = "drain"
+	case *tmwardenv1.Command_Prefetch:
+		kind = "prefetch"
+	}
+	now := c.now().UTC()
+	var deadline time.Time
+	if cmd.Deadline != nil {
+		deadline = cmd.Deadline.AsTime()
+	}
+	if _, err := c.st.UpdateCommand(cmd.Id, func(r *store.CommandRecord) bool {
+		return r.Sent(node, kind, cmd.Reason, deadline, now)
+	}); err != nil {
+		return fmt.Errorf("command %s was sent to %s but its record was not stored: %w", cmd.Id, node, err)
+	}
+	return nil
+}
+
+// recordAnswer writes an agent's answer into the command's record. An answer about a command
+// recorded for another node is ignored: an agent speaks for its own node only.
+func (c *Coordinator) recordAnswer(node, id string, state store.CommandState, msg string, done, total uint64) {
+	now := c.now().UTC()
+	var foreign string
+	if _, err := c.st.UpdateCommand(id, func(r *store.CommandRecord) bool {
+		if r.Node != "" && r.Node != node {
+			foreign = r.Node
+			return false
+		}
+		r.Node = node
+		return r.Answer(state, msg, done, total, now)
+	}); err != nil {
+		c.log.Error("cannot record the agent's answer", "node", node, "command", id, "err", err)
+	}
+	if foreign != "" {
+		c.log.Warn("ignoring an agent's answer about another node's command", "node", node, "command", id, "command_node", foreign)
 	}
 }
 

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/store"
 )
 
 // stateWarmer makes state follow the tasks. When subtasks of a job start running on a node they
@@ -17,14 +19,15 @@ import (
 // job's latest completed checkpoint into its cache: from the gateway of the node the subtasks
 // left (peer transfer) when that node still answers, else from the object store. Flink's
 // restore then reads from the local cache instead of downloading the state again.
+// Whether a prefetch was already asked for is its command record in the store, so a restarted
+// or newly elected coordinator does not ask again.
 type stateWarmer struct {
 	c     *Coordinator
 	since time.Time
-	sent  map[string]bool // command ids already sent
 }
 
 func newStateWarmer(c *Coordinator) *stateWarmer {
-	return &stateWarmer{c: c, since: c.now(), sent: map[string]bool{}}
+	return &stateWarmer{c: c, since: c.now()}
 }
 
 // warmTarget is one job arriving on one node.
@@ -85,8 +88,11 @@ func (w *stateWarmer) warm(ctx context.Context, t warmTarget) error {
 	}
 	for i, p := range prefixes {
 		cmdID := fmt.Sprintf("warm/%s/%s/%d/%d", t.job, t.toNode, id, i)
-		if w.sent[cmdID] {
-			continue
+		switch _, err := w.c.st.Command(cmdID); {
+		case err == nil:
+			continue // asked before, by this process or a predecessor
+		case !errors.Is(err, store.ErrNotFound):
+			return err
 		}
 		cmd := &tmwardenv1.Command{Id: cmdID, Deadline: timestamppb.New(w.c.now().Add(30 * time.Minute)),
 			Reason: fmt.Sprintf("subtasks of job %s moved to %s: warm checkpoint %d", t.job, t.toNode, id),
@@ -94,7 +100,6 @@ func (w *stateWarmer) warm(ctx context.Context, t warmTarget) error {
 		if err := w.c.SendCommand(ctx, t.toNode, cmd); err != nil {
 			return err
 		}
-		w.sent[cmdID] = true
 		from := source
 		if from == "" {
 			from = "the object store"

@@ -86,9 +86,9 @@ type Deps struct {
 	Kube kubernetes.Interface
 	// Checkpointer is the JobManager REST client, used when Kubernetes.Checkpoint is on.
 	Checkpointer Checkpointer
-	// Commands and Results reach the agents (the coordinator and its event log).
+	// Commands reaches the agents (the coordinator); Records holds what they answered (its store).
 	Commands CommandSender
-	Results  CommandResults
+	Records  CommandRecords
 	HTTP     *http.Client
 	Log      *slog.Logger
 }
@@ -105,7 +105,7 @@ var Registry = []Registration{
 	{Name: "log", Help: "log what would be done; change nothing", New: func(_ Config, d Deps) (Actuator, error) { return NewLog(d.Log), nil }},
 	{Name: "kubernetes", Help: "taint and condition the node, checkpoint, evict TaskManager pods through the Eviction API", New: newKubernetesFromConfig},
 	{Name: "baremetal", Help: "ask the node's agent to run its configured drain command", New: func(c Config, d Deps) (Actuator, error) {
-		return NewBareMetal(d.Commands, d.Results, c.BareMetal, d.Log)
+		return NewBareMetal(d.Commands, d.Records, c.BareMetal, d.Log)
 	}},
 	{Name: "webhook", Help: "POST the decision and its evidence as JSON", New: func(c Config, d Deps) (Actuator, error) {
 		return NewWebhook(c.Webhook, d.HTTP, d.Log)

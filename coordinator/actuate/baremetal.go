@@ -20,16 +20,11 @@ type CommandSender interface {
 	SendCommand(ctx context.Context, node string, cmd *tmwardenv1.Command) error
 }
 
-// CommandResult is how an agent answered a command.
-type CommandResult struct {
-	Done    bool
-	OK      bool
-	Message string
-}
-
-// CommandResults looks up an agent's answer to a command.
-type CommandResults interface {
-	CommandResult(ctx context.Context, node, commandID string) (CommandResult, error)
+// CommandRecords reads the durable record of a command, where the coordinator writes what the
+// agent answered; *store.Store is one. It returns an error wrapping store.ErrNotFound for a
+// command never sent.
+type CommandRecords interface {
+	Command(id string) (store.CommandRecord, error)
 }
 
 // BareMetalConfig configures the bare-metal actuator.
@@ -46,22 +41,26 @@ func DefaultBareMetalConfig() BareMetalConfig {
 }
 
 // BareMetal drains a node through its agent: the coordinator sends a DrainCommand whose id is
-// the step's idempotency key, and the agent runs its configured drain command.
+// the step's idempotency key, and the agent runs its configured drain command. What the agent
+// answered is read from the command's durable record, so a restarted or newly elected
+// coordinator sees an answer that came to its predecessor.
 type BareMetal struct {
 	send    CommandSender
-	results CommandResults
+	records CommandRecords
 	cfg     BareMetalConfig
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	sent map[string]time.Time
-	now  func() time.Time
+	mu sync.Mutex
+	// sentHere are the commands this process put on a stream: one never acknowledged that a
+	// previous process sent is sent once more, since it may have died in that process's queue.
+	sentHere map[string]bool
+	now      func() time.Time
 }
 
 // NewBareMetal returns the bare-metal actuator.
-func NewBareMetal(send CommandSender, results CommandResults, cfg BareMetalConfig, log *slog.Logger) (*BareMetal, error) {
-	if send == nil || results == nil {
-		return nil, errors.New("bare-metal actuator needs the coordinator's command stream and event log")
+func NewBareMetal(send CommandSender, records CommandRecords, cfg BareMetalConfig, log *slog.Logger) (*BareMetal, error) {
+	if send == nil || records == nil {
+		return nil, errors.New("bare-metal actuator needs the coordinator's command stream and command records")
 	}
 	d := DefaultBareMetalConfig()
 	if cfg.CommandTimeout <= 0 {
@@ -73,7 +72,7 @@ func NewBareMetal(send CommandSender, results CommandResults, cfg BareMetalConfi
 	if log == nil {
 		log = slog.Default()
 	}
-	return &BareMetal{send: send, results: results, cfg: cfg, log: log, sent: map[string]time.Time{}, now: time.Now}, nil
+	return &BareMetal{send: send, records: records, cfg: cfg, log: log, sentHere: map[string]bool{}, now: time.Now}, nil
 }
 
 func (*BareMetal) Name() string { return "baremetal" }
@@ -86,83 +85,54 @@ func (*BareMetal) Plan(_ context.Context, a decide.Action) ([]Step, error) {
 	return []Step{{Name: "drain", Kind: "drain"}}, nil
 }
 
-// Do sends the drain once per process and reports RetryError until the agent answers. After a
-// coordinator restart the command is sent again with the same id unless the agent's answer is
-// already in the event log; the agent's drain handler ignores an id it has already run.
+// Do sends the drain and reports RetryError until the command's record holds the agent's final
+// answer. The command is sent when it has no record, or when a previous process sent it and the
+// agent never acknowledged it; the agent's drain handler ignores an id it has already run. The
+// timeout runs from the first send, across restarts.
 func (b *BareMetal) Do(ctx context.Context, a decide.Action, s Step, key string) (string, error) {
 	if s.Kind == "noop" {
 		return "nothing to undo on bare metal", nil
 	}
-	res, err := b.results.CommandResult(ctx, a.Node, key)
-	if err != nil {
-		return "", fmt.Errorf("reading the agent's answer to %s: %w", key, err)
+	rec, err := b.records.Command(key)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("reading the record of command %s: %w", key, err)
 	}
-	if res.Done {
+	now := b.now()
+	switch {
+	case known && rec.State == store.CommandDone:
 		b.forget(key)
-		if !res.OK {
-			return "", fmt.Errorf("drain on %s failed: %s", a.Node, res.Message)
-		}
-		return "agent drained the node: " + res.Message, nil
+		return "agent drained the node: " + rec.Message, nil
+	case known && rec.State == store.CommandFailed:
+		b.forget(key)
+		return "", fmt.Errorf("drain on %s failed: %s", a.Node, rec.Message)
+	case known && now.Sub(rec.SentAt) > b.cfg.CommandTimeout:
+		b.forget(key)
+		return "", fmt.Errorf("drain on %s: no answer from the agent within %s (last state %s)", a.Node, b.cfg.CommandTimeout, rec.State)
 	}
 	b.mu.Lock()
-	first, sent := b.sent[key]
+	here := b.sentHere[key]
 	b.mu.Unlock()
-	now := b.now()
-	if sent && now.Sub(first) > b.cfg.CommandTimeout {
-		b.forget(key)
-		return "", fmt.Errorf("drain on %s: no answer from the agent within %s", a.Node, b.cfg.CommandTimeout)
-	}
-	if !sent {
-		cmd := &tmwardenv1.Command{Id: key, Reason: a.Reason, Deadline: timestamppb.New(now.Add(b.cfg.CommandTimeout)),
+	if !known || (rec.State == store.CommandSent && !here) {
+		first := now
+		if known {
+			first = rec.SentAt
+		}
+		cmd := &tmwardenv1.Command{Id: key, Reason: a.Reason, Deadline: timestamppb.New(first.Add(b.cfg.CommandTimeout)),
 			Action: &tmwardenv1.Command_Drain{Drain: &tmwardenv1.DrainCommand{TaskManagerIds: a.TaskManagers, DryRun: a.DryRun}}}
 		if err := b.send.SendCommand(ctx, a.Node, cmd); err != nil {
 			return "", &RetryError{After: b.cfg.Poll * 5, Reason: fmt.Sprintf("cannot reach the agent on %s: %v", a.Node, err)}
 		}
 		b.mu.Lock()
-		b.sent[key] = now
+		b.sentHere[key] = true
 		b.mu.Unlock()
-		b.log.Info("drain command sent", "node", a.Node, "command", key, "task_managers", a.TaskManagers)
+		b.log.Info("drain command sent", "node", a.Node, "command", key, "task_managers", a.TaskManagers, "again", known)
 	}
 	return "", &RetryError{After: b.cfg.Poll, Reason: "waiting for the agent on " + a.Node + " to drain"}
 }
 
 func (b *BareMetal) forget(key string) {
 	b.mu.Lock()
-	delete(b.sent, key)
+	delete(b.sentHere, key)
 	b.mu.Unlock()
-}
-
-// EventLogResults reads agents' answers from the coordinator's event log, where ingest records
-// command_ack and command_done events.
-type EventLogResults struct {
-	Store *store.Store
-	// Window is how many of the node's newest events are searched. Default 500.
-	Window int
-}
-
-// CommandResult finds the agent's final answer to commandID, if it came.
-func (r EventLogResults) CommandResult(_ context.Context, node, commandID string) (CommandResult, error) {
-	w := r.Window
-	if w <= 0 {
-		w = 500
-	}
-	evs, err := r.Store.LatestEvents(w, node)
-	if err != nil {
-		return CommandResult{}, err
-	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		e := evs[i]
-		if e.Attrs["command"] != commandID {
-			continue
-		}
-		switch e.Type {
-		case "command_done":
-			return CommandResult{Done: true, OK: e.Attrs["state"] == tmwardenv1.CommandProgress_STATE_SUCCEEDED.String(), Message: e.Message}, nil
-		case "command_ack":
-			if e.Attrs["accepted"] == "false" {
-				return CommandResult{Done: true, Message: "agent refused the command: " + e.Attrs["error"]}, nil
-			}
-		}
-	}
-	return CommandResult{}, nil
 }

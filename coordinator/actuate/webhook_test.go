@@ -108,32 +108,48 @@ func TestWebhook(t *testing.T) {
 	}
 }
 
+// sender stands in for the coordinator's SendCommand: it records the command in the store the
+// way the coordinator does, and keeps what it sent.
 type sender struct {
+	st   *store.Store
 	mu   sync.Mutex
 	sent []*tmwardenv1.Command
 	err  error
 }
 
-func (s *sender) SendCommand(_ context.Context, _ string, c *tmwardenv1.Command) error {
+func (s *sender) SendCommand(_ context.Context, node string, c *tmwardenv1.Command) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
 	s.sent = append(s.sent, c)
-	return nil
+	_, err := s.st.UpdateCommand(c.Id, func(r *store.CommandRecord) bool {
+		return r.Sent(node, "drain", c.Reason, c.Deadline.AsTime(), time.Now())
+	})
+	return err
 }
 
-// TestBareMetal drives the drain through a real store's event log, where the coordinator's
-// ingest records the agent's answers.
+func answer(t *testing.T, st *store.Store, id string, state store.CommandState, msg string) {
+	t.Helper()
+	if _, err := st.UpdateCommand(id, func(r *store.CommandRecord) bool {
+		r.Node = "n1"
+		return r.Answer(state, msg, 0, 0, time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBareMetal drives the drain through a real store's command records, where the
+// coordinator's stream handler writes the agent's answers.
 func TestBareMetal(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := &sender{}
-	b, err := NewBareMetal(s, EventLogResults{Store: st}, BareMetalConfig{Poll: time.Millisecond}, nil)
+	s := &sender{st: st}
+	b, err := NewBareMetal(s, st, BareMetalConfig{Poll: time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,20 +165,60 @@ func TestBareMetal(t *testing.T) {
 	if len(s.sent) != 1 || s.sent[0].Id != key || strings.Join(s.sent[0].GetDrain().TaskManagerIds, ",") != "tm-1,tm-2" {
 		t.Fatalf("sent %v", s.sent)
 	}
-	_, _ = st.AppendEvent(store.Event{Node: "n1", Type: "command_done", Message: "stopped 2 units",
-		Attrs: map[string]string{"command": key, "state": tmwardenv1.CommandProgress_STATE_SUCCEEDED.String()}})
+	answer(t, st, key, store.CommandAcknowledged, "")
+	answer(t, st, key, store.CommandProgress, "drained: stopped 2 units")
+	if _, err := b.Do(context.Background(), a, steps[0], key); !errors.As(err, &re) {
+		t.Fatalf("while draining: want RetryError, got %v", err)
+	}
+	answer(t, st, key, store.CommandDone, "")
 	if msg, err := b.Do(context.Background(), a, steps[0], key); err != nil || !strings.Contains(msg, "stopped 2 units") {
 		t.Fatalf("after success: %q %v", msg, err)
+	}
+	// A late or repeated answer does not reopen a finished command.
+	answer(t, st, key, store.CommandFailed, "late")
+	if rec, _ := st.Command(key); rec.State != store.CommandDone || rec.Sends != 1 {
+		t.Fatalf("record after a late answer: %+v", rec)
 	}
 
 	// A refused command fails the step; an unreachable agent is retried.
 	a.ID = "d2"
-	_, _ = st.AppendEvent(store.Event{Node: "n1", Type: "command_ack", Attrs: map[string]string{"command": "d2/drain", "accepted": "false", "error": "no handler"}})
+	answer(t, st, "d2/drain", store.CommandFailed, "agent refused the command: no handler")
 	if _, err := b.Do(context.Background(), a, steps[0], "d2/drain"); err == nil || !strings.Contains(err.Error(), "no handler") {
 		t.Fatalf("refused: %v", err)
 	}
 	s.err = errors.New("not connected")
 	if _, err := b.Do(context.Background(), a, steps[0], "d3/drain"); !errors.As(err, &re) || !strings.Contains(re.Reason, "cannot reach") {
 		t.Fatalf("unreachable: %v", err)
+	}
+	s.err = nil
+
+	// After a restart (a new actuator on the same store) a command the agent never
+	// acknowledged is sent once more; one it acknowledged is not.
+	s.sent = nil
+	for _, id := range []string{"d4", "d5"} {
+		a.ID = id
+		if _, err := b.Do(context.Background(), a, steps[0], id+"/drain"); !errors.As(err, &re) {
+			t.Fatal(err)
+		}
+	}
+	answer(t, st, "d5/drain", store.CommandAcknowledged, "")
+	b2, _ := NewBareMetal(s, st, BareMetalConfig{Poll: time.Millisecond}, nil)
+	for range 3 {
+		for _, id := range []string{"d4", "d5"} {
+			a.ID = id
+			if _, err := b2.Do(context.Background(), a, steps[0], id+"/drain"); !errors.As(err, &re) {
+				t.Fatal(err)
+			}
+		}
+	}
+	var ids []string
+	for _, c := range s.sent {
+		ids = append(ids, c.Id)
+	}
+	if strings.Join(ids, ",") != "d4/drain,d5/drain,d4/drain" {
+		t.Fatalf("sent %v, want d4 and d5 before the restart and d4 once after", ids)
+	}
+	if rec, _ := st.Command("d4/drain"); rec.Sends != 2 || rec.State != store.CommandSent {
+		t.Fatalf("d4's record %+v", rec)
 	}
 }

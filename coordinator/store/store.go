@@ -32,6 +32,7 @@ type Store struct {
 
 	eventMu   sync.Mutex
 	nextEvent uint64
+	cmdMu     sync.Mutex // serialises command record updates
 }
 
 // Open opens (or creates) the store in dir.

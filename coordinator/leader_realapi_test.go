@@ -122,3 +122,56 @@ func TestRealLeaderThatCannotActStepsDown(t *testing.T) {
 		}
 	}
 }
+
+// TestRealLogOnlyCoordinatorUsesOnlyItsLease: with the default values (log-only actuator, leader
+// election on) the chart grants nothing but the Lease, and a real coordinator running as that
+// ServiceAccount uses exactly those verbs: no 403, nothing granted unused (audit log).
+func TestRealLogOnlyCoordinatorUsesOnlyItsLease(t *testing.T) {
+	kc := kubetest.Start(t)
+	ctx := context.Background()
+	const ns = "tmw-log"
+	if _, err := kc.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applied := kc.ApplyRBAC(t, ns, kc.RenderChart(t, "l", ns))
+	cs, err := kubernetes.NewForConfig(kc.ServiceAccountConfig(t, ns, "l-tmwarden-coordinator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := coordinator.DefaultConfig()
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Leader = leader.Config{LeaseName: "l-tmwarden-coordinator", Namespace: ns, Identity: "only",
+		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+	c, err := coordinator.New(cfg, coordinator.WithKubernetes(cs), coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(cctx) }()
+	waitFor(t, time.Minute, "the log-only coordinator to act", func() bool { return readyz(t, c) == http.StatusOK })
+	user := "system:serviceaccount:" + ns + ":l-tmwarden-coordinator"
+	waitFor(t, time.Minute, "a Lease renewal", func() bool {
+		for _, u := range kubetest.Used(kc.Audit(t, user)) {
+			if u == "coordination.k8s.io/leases update" {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	<-done
+	evs := kc.Audit(t, user)
+	for _, e := range evs {
+		if e.ResponseStatus != nil && e.ResponseStatus.Code == 403 {
+			t.Errorf("403 for %s %s", e.Verb, e.RequestURI)
+		}
+	}
+	used, granted := kubetest.Used(evs), kubetest.Granted(applied)
+	if strings.Join(used, ",") != strings.Join(granted, ",") {
+		t.Errorf("log-only coordinator: used %v, the chart grants %v", used, granted)
+	}
+}

@@ -71,6 +71,7 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		Collectors:      collector.DefaultConfig(),
 		Drain:           DefaultDrainConfig(),
+		Telemetry:       telemetry.DefaultConfig(),
 	}
 }
 

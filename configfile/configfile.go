@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,12 +27,67 @@ func Decode(r io.Reader, name string, cfg any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	strict := func(data []byte) error {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("config %s: %w", name, err)
+		}
+		return nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("config %s: %w", name, err)
 	}
-	return nil
+	if zeroDurations(&doc, reflect.TypeOf(cfg)) {
+		rewritten, err := yaml.Marshal(&doc)
+		if err == nil && strict(rewritten) == nil {
+			return nil
+		}
+		// Report problems against the file as written, with its line numbers.
+	}
+	return strict(data)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// zeroDurations rewrites a bare 0 given for a duration as "0s", so that `job_cooldown: 0` means
+// zero as the operator wrote it; YAML itself only accepts a duration as a string ("0s", "10m").
+// Any other bare number for a duration stays an error: its unit would be a guess.
+func zeroDurations(n *yaml.Node, t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	changed := false
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			changed = zeroDurations(c, t) || changed
+		}
+	case n.Kind == yaml.ScalarNode && t == durationType:
+		if n.Tag == "!!int" && strings.Trim(n.Value, "+-0") == "" {
+			n.Tag, n.Value, n.Style = "!!str", "0s", 0
+			changed = true
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			for j := range t.NumField() {
+				f := t.Field(j)
+				if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == n.Content[i].Value && f.IsExported() {
+					changed = zeroDurations(n.Content[i+1], f.Type) || changed
+				}
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 1; i < len(n.Content); i += 2 {
+			changed = zeroDurations(n.Content[i], t.Elem()) || changed
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for _, c := range n.Content {
+			changed = zeroDurations(c, t.Elem()) || changed
+		}
+	}
+	return changed
 }
 
 // DecodeFile strictly decodes the YAML file at path into cfg.
@@ -81,4 +139,52 @@ func newFlagSet[T any](name string, cfg *T, path *string, bind func(*flag.FlagSe
 	fs.StringVar(path, "config", "", "YAML configuration file; flags override its values")
 	bind(fs, cfg)
 	return fs
+}
+
+// NumericKeys lists the dotted YAML paths of every number (integer, float or duration) in the
+// configuration struct v, descending into nested structs but not into lists or maps. Tests use
+// it to check each option for what an explicit 0 does.
+func NumericKeys(v any) []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch ft.Kind() {
+			case reflect.Struct:
+				walk(ft, prefix+name+".")
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+				reflect.Float32, reflect.Float64:
+				out = append(out, prefix+name)
+			}
+		}
+	}
+	walk(reflect.TypeOf(v), "")
+	return out
+}
+
+// ZeroAt returns a YAML document that sets the dotted key to 0.
+func ZeroAt(key string) string {
+	var b strings.Builder
+	parts := strings.Split(key, ".")
+	for i, p := range parts {
+		b.WriteString(strings.Repeat("  ", i) + p + ":")
+		if i == len(parts)-1 {
+			b.WriteString(" 0")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -76,3 +76,18 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 		t.Errorf("got %+v, %v", got, err)
 	}
 }
+
+func TestBareZeroIsAZeroDuration(t *testing.T) {
+	got, err := Load("x", []string{"--config", write(t, "name: a\ninterval: 0\n")}, defaults, bind)
+	if err != nil || got.Interval != 0 || got.Name != "a" {
+		t.Errorf("interval: 0 gave %+v, %v; want a zero interval, not the 5s default", got, err)
+	}
+	// Any other bare number has no unit to go by, and a mistake elsewhere keeps its line.
+	p := write(t, "interval: 5\n")
+	if _, err := Load("x", []string{"--config", p}, defaults, bind); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("interval: 5 gave %v; want an error naming line 1", err)
+	}
+	if _, err := Load("x", []string{"--config", write(t, "interval: 0\nintervall: 2s\n")}, defaults, bind); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("typo after a zero duration: %v; want an error naming line 2", err)
+	}
+}

@@ -83,6 +83,7 @@ func DefaultConfig() Config {
 		Decisions:           decisions.DefaultConfig(),
 		Actuator:            actuate.DefaultConfig(),
 		Flink:               FlinkConfig{PollInterval: 15 * time.Second, StaleAfter: time.Minute},
+		Telemetry:           telemetry.DefaultConfig(),
 	}
 }
 
@@ -131,6 +132,23 @@ func (c Config) Validate() error {
 	if err := c.Leader.WithEnv().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// WithEnv fills durations left empty by code; from YAML a zero is what the operator wrote.
+	if c.Leader.WithEnv().Enabled() {
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+		}{{"lease_duration", c.Leader.LeaseDuration}, {"renew_deadline", c.Leader.RenewDeadline}, {"retry_period", c.Leader.RetryPeriod}, {"take_over_timeout", c.Leader.TakeOverTimeout}} {
+			if d.v <= 0 {
+				errs = append(errs, fmt.Errorf("leader.%s %v: must be positive", d.key, d.v))
+			}
+		}
+	}
+	if _, err := c.Decisions.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Actuator.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Telemetry.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -146,6 +164,9 @@ func (c Config) Validate() error {
 	for i, jm := range c.Flink.JobManagers {
 		if jm.URL == "" {
 			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].url: empty", i))
+		}
+		if jm.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].timeout %v: must not be negative (omit it for the default)", i, jm.Timeout))
 		}
 	}
 	return errors.Join(errs...)

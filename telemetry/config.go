@@ -24,7 +24,7 @@ type Config struct {
 	Interval time.Duration `yaml:"interval"`
 	// Traces turns span export over OTLP on (needs Endpoint). Default: true when Endpoint is set.
 	Traces *bool `yaml:"traces"`
-	// TraceSampleRatio is the share of root traces kept, in (0, 1]. Default: 1.
+	// TraceSampleRatio is the share of root traces kept, in [0, 1]. Default: 1.
 	TraceSampleRatio float64 `yaml:"trace_sample_ratio"`
 }
 
@@ -34,16 +34,18 @@ const (
 	DefaultInterval = 30 * time.Second
 )
 
-// WithDefaults returns c with every empty field set to its documented default.
+// DefaultConfig returns the documented defaults: no OTLP export; when an endpoint is set,
+// metrics every 30s over gRPC and every trace kept. YAML is decoded onto it, so an omitted
+// option keeps its default and an explicit 0 means zero (or is refused).
+func DefaultConfig() Config {
+	return Config{Protocol: DefaultProtocol, Interval: DefaultInterval, TraceSampleRatio: 1}
+}
+
+// WithDefaults returns c with an empty protocol and an unset traces switch resolved. Numbers
+// are never filled in here: a zero is what the operator wrote.
 func (c Config) WithDefaults() Config {
 	if c.Protocol == "" {
 		c.Protocol = DefaultProtocol
-	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.TraceSampleRatio == 0 {
-		c.TraceSampleRatio = 1
 	}
 	if c.Traces == nil {
 		on := c.Endpoint != ""
@@ -60,11 +62,11 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("telemetry.protocol %q: want grpc or http", c.Protocol)
 	}
-	if c.Interval < time.Second {
+	if c.Endpoint != "" && c.Interval < time.Second {
 		return fmt.Errorf("telemetry.interval %s: want at least 1s", c.Interval)
 	}
-	if c.TraceSampleRatio <= 0 || c.TraceSampleRatio > 1 {
-		return fmt.Errorf("telemetry.trace_sample_ratio %v: want a number in (0, 1]", c.TraceSampleRatio)
+	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		return fmt.Errorf("telemetry.trace_sample_ratio %v: want a number in [0, 1] (0 keeps no trace)", c.TraceSampleRatio)
 	}
 	if c.Endpoint != "" {
 		if _, err := c.endpoint(); err != nil {

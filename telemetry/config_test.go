@@ -16,12 +16,14 @@ func TestConfigValidate(t *testing.T) {
 		want string // substring of the error; empty for valid
 	}{
 		{Config{}, ""},
-		{Config{Endpoint: "otel-collector:4317"}, ""},
-		{Config{Endpoint: "https://otlp.example.com/prefix", Protocol: "http"}, ""},
+		{Config{Endpoint: "otel-collector:4317", Interval: time.Second}, ""},
+		{Config{Endpoint: "https://otlp.example.com/prefix", Protocol: "http", Interval: time.Second}, ""},
 		{Config{Protocol: "thrift"}, "want grpc or http"},
-		{Config{Endpoint: "ftp://x:1"}, "scheme must be http or https"},
-		{Config{Endpoint: "host:1/path"}, "want host:port"},
-		{Config{Interval: time.Millisecond}, "at least 1s"},
+		{Config{Endpoint: "ftp://x:1", Interval: time.Second}, "scheme must be http or https"},
+		{Config{Endpoint: "host:1/path", Interval: time.Second}, "want host:port"},
+		{Config{Endpoint: "x:1", Interval: time.Millisecond}, "at least 1s"},
+		{Config{Endpoint: "x:1"}, "telemetry.interval 0s"},
+		{Config{Interval: 0, TraceSampleRatio: 0}, ""},
 		{Config{Traces: new(bool(true))}, "endpoint is empty"},
 		{Config{Traces: &off, TraceSampleRatio: 2}, "trace_sample_ratio"},
 	} {
@@ -33,7 +35,9 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: error %v, want one containing %q", tc.cfg, err, tc.want)
 		}
 	}
-	d := Config{Endpoint: "x:1"}.WithDefaults()
+	d := DefaultConfig()
+	d.Endpoint = "x:1"
+	d = d.WithDefaults()
 	if d.Protocol != "grpc" || d.Interval != 30*time.Second || !*d.Traces || d.TraceSampleRatio != 1 {
 		t.Errorf("defaults = %+v", d)
 	}

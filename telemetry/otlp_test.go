@@ -87,7 +87,7 @@ func TestOTLPGRPC(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 
-	exercise(t, Config{Endpoint: lis.Addr().String(), Protocol: "grpc", Insecure: true, Interval: time.Hour,
+	exercise(t, Config{Endpoint: lis.Addr().String(), Protocol: "grpc", Insecure: true, Interval: time.Hour, TraceSampleRatio: 1,
 		Headers: map[string]string{"x-tenant": "flink-prod"}}, rcv)
 }
 
@@ -131,7 +131,7 @@ func TestOTLPHTTP(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	exercise(t, Config{Endpoint: srv.URL + "/otel", Protocol: "http", Interval: time.Hour,
+	exercise(t, Config{Endpoint: srv.URL + "/otel", Protocol: "http", Interval: time.Hour, TraceSampleRatio: 1,
 		Headers: map[string]string{"X-Tenant": "flink-prod"}}, rcv)
 }
 

@@ -44,7 +44,7 @@ type Provider struct {
 // New builds a provider for service (tmwarden-agent or tmwarden-coordinator) that serves metrics
 // only through its Prometheus handler. Spans get IDs (so logs carry them) but are not exported.
 func New(service, version string, attrs ...attribute.KeyValue) (*Provider, error) {
-	return Setup(context.Background(), Config{}, service, version, attrs...)
+	return Setup(context.Background(), DefaultConfig(), service, version, attrs...)
 }
 
 // Setup builds a provider for service from cfg: the Prometheus handler always, and OTLP metric

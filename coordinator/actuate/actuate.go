@@ -155,3 +155,35 @@ func (l *Log) Do(_ context.Context, a decide.Action, _ Step, key string) (string
 		"task_managers", a.TaskManagers, "reason", a.Reason)
 	return "logged; nothing changed (log-only actuator)", nil
 }
+
+// Validate names every option of the configured actuator that cannot work as given. Defaults
+// come from DefaultConfig by omission; an explicit zero wait, timeout or rate is refused here
+// rather than quietly replaced by its default.
+func (c Config) Validate() error {
+	var errs []error
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("actuator.%s %v: must be positive", key, d))
+		}
+	}
+	switch c.Kind {
+	case "kubernetes":
+		k := c.Kubernetes
+		positive("kubernetes.checkpoint_timeout", k.CheckpointTimeout)
+		positive("kubernetes.pdb_retry", k.PDBRetry)
+		positive("kubernetes.pod_gone_poll", k.PodGonePoll)
+		if k.QPS <= 0 || k.Burst < 1 {
+			errs = append(errs, fmt.Errorf("actuator.kubernetes.qps %v / burst %d: must be positive (zero would mean client-go's own 5/10)", k.QPS, k.Burst))
+		}
+	case "baremetal":
+		positive("baremetal.command_timeout", c.BareMetal.CommandTimeout)
+		positive("baremetal.poll", c.BareMetal.Poll)
+	case "webhook":
+		positive("webhook.timeout", c.Webhook.Timeout)
+		positive("webhook.backoff", c.Webhook.Backoff)
+		if c.Webhook.Retries < 0 {
+			errs = append(errs, fmt.Errorf("actuator.webhook.retries %d: must not be negative (0 means no retry)", c.Webhook.Retries))
+		}
+	}
+	return errors.Join(errs...)
+}

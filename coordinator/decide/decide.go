@@ -75,12 +75,14 @@ type Observation struct {
 type Config struct {
 	// Mode is dry-run, approve or auto. Default dry-run.
 	Mode Mode `yaml:"mode" json:"mode"`
-	// MaxConcurrentMigrations caps nodes in state migrating (plus approved ones). Default 1.
+	// MaxConcurrentMigrations caps nodes in state migrating (plus approved ones); 0 stops
+	// every migration. Default 1.
 	MaxConcurrentMigrations int `yaml:"max_concurrent_migrations" json:"max_concurrent_migrations"`
 	// MaxQuarantinedShare caps the share of known nodes that are migrating or quarantined;
-	// at least one node is always allowed. Default 0.1.
+	// any share above 0 allows at least one node, 0 allows none. Default 0.1.
 	MaxQuarantinedShare float64 `yaml:"max_quarantined_share" json:"max_quarantined_share"`
-	// JobCooldown is the least time between two migrations touching the same job. Default 10m.
+	// JobCooldown is the least time between two migrations touching the same job; 0 means
+	// none. Default 10m.
 	JobCooldown time.Duration `yaml:"job_cooldown" json:"job_cooldown"`
 	// ConfirmRounds is how many consecutive slow rounds a node needs before it is migrated
 	// (detection already demands persistence; this is the policy's own margin). Default 2.
@@ -140,51 +142,47 @@ func DefaultConfig() Config {
 	}
 }
 
-// Normalize fills zero fields with defaults and checks the rest.
+// Normalize checks c and returns it with an empty mode set to dry-run. Every other default
+// comes from DefaultConfig by omission (the YAML is decoded onto it), so an explicit 0 means
+// zero where zero has a meaning (no cooldown, no migrations at all, no minimum quarantine) and is
+// refused where it has none.
 func (c Config) Normalize() (Config, error) {
-	d := DefaultConfig()
 	if c.Mode == "" {
-		c.Mode = d.Mode
+		c.Mode = DryRun
 	}
-	fill := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	fillD := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	fillF := func(p *float64, v float64) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	fill(&c.MaxConcurrentMigrations, d.MaxConcurrentMigrations)
-	fill(&c.ConfirmRounds, d.ConfirmRounds)
-	fill(&c.ClearRounds, d.ClearRounds)
-	fill(&c.RecoveryRounds, d.RecoveryRounds)
-	fill(&c.BreakerMinNodes, d.BreakerMinNodes)
-	fillF(&c.MaxQuarantinedShare, d.MaxQuarantinedShare)
-	fillF(&c.BreakerBadShare, d.BreakerBadShare)
-	fillF(&c.BreakerVanishShare, d.BreakerVanishShare)
-	fillF(&c.BreakerRegressShare, d.BreakerRegressShare)
-	fillD(&c.JobCooldown, d.JobCooldown)
-	fillD(&c.QuarantineMin, d.QuarantineMin)
-	fillD(&c.ProbationMin, d.ProbationMin)
-	fillD(&c.ApprovalTTL, d.ApprovalTTL)
-	fillD(&c.RetryAfter, d.RetryAfter)
-	fillD(&c.BreakerHold, d.BreakerHold)
-	fillD(&c.BreakerVanishWindow, d.BreakerVanishWindow)
 	var errs []error
 	switch c.Mode {
 	case DryRun, Approve, Auto:
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want dry-run, approve or auto", c.Mode))
 	}
-	if c.MaxConcurrentMigrations < 0 {
-		errs = append(errs, fmt.Errorf("max_concurrent_migrations %d: must not be negative", c.MaxConcurrentMigrations))
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max_concurrent_migrations", c.MaxConcurrentMigrations}, {"recovery_rounds", c.RecoveryRounds}, {"breaker_min_nodes", c.BreakerMinNodes}} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must not be negative", n.key, n.v))
+		}
+	}
+	// A verdict is a round: a node needs at least one slow round to be migrated and one clean
+	// round to clear, so 0 would silently mean 1.
+	if c.ConfirmRounds < 1 {
+		errs = append(errs, fmt.Errorf("confirm_rounds %d: must be at least 1 (the slow round itself)", c.ConfirmRounds))
+	}
+	if c.ClearRounds < 1 {
+		errs = append(errs, fmt.Errorf("clear_rounds %d: must be at least 1", c.ClearRounds))
+	}
+	if c.ApprovalTTL <= 0 {
+		errs = append(errs, fmt.Errorf("approval_ttl %v: must be positive (a proposal must live long enough to be approved)", c.ApprovalTTL))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"job_cooldown", c.JobCooldown}, {"quarantine_min", c.QuarantineMin}, {"probation_min", c.ProbationMin},
+		{"retry_after", c.RetryAfter}, {"breaker_hold", c.BreakerHold}, {"breaker_vanish_window", c.BreakerVanishWindow}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.key, d.v))
+		}
 	}
 	if c.MaxQuarantinedShare < 0 || c.MaxQuarantinedShare > 1 {
 		errs = append(errs, fmt.Errorf("max_quarantined_share %v: want 0..1", c.MaxQuarantinedShare))
@@ -525,7 +523,7 @@ func (p *Policy) pick(now time.Time, known int) (Action, bool) {
 		}
 		return releases[i].Node < releases[j].Node
 	})
-	maxQ := max(1, int(math.Floor(p.cfg.MaxQuarantinedShare*float64(known))))
+	maxQ := p.maxQuarantined(known)
 	for _, ns := range cands {
 		hold := ""
 		switch {
@@ -561,6 +559,15 @@ func (p *Policy) pick(now time.Time, known int) (Action, bool) {
 		return a, true
 	}
 	return Action{}, false
+}
+
+// maxQuarantined is how many of known nodes may be migrating or quarantined at once: the
+// configured share, but at least one unless the share is an explicit 0.
+func (p *Policy) maxQuarantined(known int) int {
+	if p.cfg.MaxQuarantinedShare == 0 {
+		return 0
+	}
+	return max(1, int(math.Floor(p.cfg.MaxQuarantinedShare*float64(known))))
 }
 
 func (p *Policy) note(node, why string) {
@@ -683,7 +690,7 @@ func (p *Policy) Approve(id string, now time.Time) (Action, error) {
 			quarantined++
 		}
 	}
-	maxQ := max(1, int(math.Floor(p.cfg.MaxQuarantinedShare*float64(known))))
+	maxQ := p.maxQuarantined(known)
 	switch {
 	case p.s.Breaker.Open:
 		return a, fmt.Errorf("approving %s: circuit breaker open (%s): %w", id, p.s.Breaker.Reason, ErrBlocked)

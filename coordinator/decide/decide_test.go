@@ -12,7 +12,7 @@ import (
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func cfg(mut func(*Config)) Config {
-	c, _ := Config{}.Normalize()
+	c, _ := DefaultConfig().Normalize()
 	c.Mode = Auto
 	c.ConfirmRounds = 1
 	c.ClearRounds = 2
@@ -340,7 +340,7 @@ func TestNormalize(t *testing.T) {
 	if _, err := (Config{Mode: "yolo"}).Normalize(); err == nil || !strings.Contains(err.Error(), "yolo") {
 		t.Fatalf("bad mode: %v", err)
 	}
-	c, err := Config{}.Normalize()
+	c, err := DefaultConfig().Normalize()
 	if err != nil || c.Mode != DryRun || c.MaxConcurrentMigrations != 1 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
@@ -427,5 +427,45 @@ func TestDryRunCountsAgainstTheCaps(t *testing.T) {
 	}
 	if ns, _ := p.Node("n2"); !strings.Contains(ns.Note, "migrating or quarantined") {
 		t.Errorf("n2's note %q does not name the cap", ns.Note)
+	}
+}
+
+// TestExplicitZeroGuardrails: a guardrail set to 0 means zero, not its default.
+func TestExplicitZeroGuardrails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mut  func(*Config)
+		want string // kinds of the second round (a second slow node sharing job j)
+	}{
+		{"defaults: the cooldown holds the second job migration", nil, ""},
+		{"job_cooldown 0: no cooldown", func(c *Config) { c.JobCooldown = 0; c.MaxConcurrentMigrations = 2 }, "migrate:n2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(cfg(func(c *Config) {
+				c.MaxConcurrentMigrations = 2
+				if tc.mut != nil {
+					tc.mut(c)
+				}
+			}))
+			if got := kinds(p.Round(t0, []Observation{slow("n1", 5, "j")}, cluster(10))); got != "migrate:n1" {
+				t.Fatalf("first round: %q", got)
+			}
+			if got := kinds(p.Round(t0.Add(time.Minute), []Observation{slow("n2", 5, "j")}, cluster(10))); got != tc.want {
+				t.Fatalf("second round: %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, mut := range []func(*Config){
+		func(c *Config) { c.MaxConcurrentMigrations = 0 },
+		func(c *Config) { c.MaxQuarantinedShare = 0 },
+	} {
+		c := cfg(mut)
+		if _, err := c.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+		p := New(c)
+		if got := kinds(p.Round(t0, []Observation{slow("n1", 5)}, cluster(10))); got != "" {
+			t.Errorf("cap 0 (%+v) let %q through", c, got)
+		}
 	}
 }

@@ -73,6 +73,29 @@ type Config struct {
 	BlockedTimeout time.Duration `yaml:"blocked_timeout" json:"blocked_timeout"`
 }
 
+// Validate checks c (defaults come from DefaultConfig by omission, so a zero is what the
+// operator wrote) and returns it with the policy normalized.
+func (c Config) Validate() (Config, error) {
+	pc, err := c.Policy.Normalize()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("decisions.policy: %w", err))
+	}
+	c.Policy = pc
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"exec_interval", c.ExecInterval}, {"step_timeout", c.StepTimeout}, {"blocked_timeout", c.BlockedTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("decisions.%s %v: must be positive", d.key, d.v))
+		}
+	}
+	if c.MaxPlanAttempts < 1 {
+		errs = append(errs, fmt.Errorf("decisions.max_plan_attempts %d: must be at least 1", c.MaxPlanAttempts))
+	}
+	return c, errors.Join(errs...)
+}
+
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{Policy: decide.DefaultConfig(), ExecInterval: time.Second, StepTimeout: 10 * time.Minute, MaxPlanAttempts: 5,
@@ -165,24 +188,11 @@ type Manager struct {
 // New loads the policy's memory and the open decisions from st and reconciles them, so a
 // restarted coordinator carries on exactly where it stopped.
 func New(st *store.Store, cfg Config, act actuate.Actuator, opts ...Option) (*Manager, error) {
-	pc, err := cfg.Policy.Normalize()
+	cfg, err := cfg.Validate()
 	if err != nil {
-		return nil, fmt.Errorf("decision policy: %w", err)
+		return nil, err
 	}
-	cfg.Policy = pc
-	d := DefaultConfig()
-	if cfg.ExecInterval <= 0 {
-		cfg.ExecInterval = d.ExecInterval
-	}
-	if cfg.StepTimeout <= 0 {
-		cfg.StepTimeout = d.StepTimeout
-	}
-	if cfg.MaxPlanAttempts <= 0 {
-		cfg.MaxPlanAttempts = d.MaxPlanAttempts
-	}
-	if cfg.BlockedTimeout <= 0 {
-		cfg.BlockedTimeout = d.BlockedTimeout
-	}
+	pc := cfg.Policy
 	if act == nil {
 		act = actuate.NewLog(nil)
 	}

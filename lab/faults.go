@@ -33,6 +33,9 @@ type machine struct {
 	blockDev          string // MAJ:MIN of the device under the state directory
 }
 
+// tmShares is the TaskManager cgroup's cpu.shares; the CPU neighbour gets 8 times as many.
+const tmShares = 8192
+
 var tmControllers = []string{"cpu", "cpuacct", "memory", "blkio"}
 
 func cgPath(controller, name, file string) string {
@@ -72,6 +75,14 @@ func setupMachine(ctx context.Context, prefix, stateDir string) (*machine, error
 		if err := os.MkdirAll(filepath.Join(cgroupRoot, c, m.noisyCG), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	// The TaskManager has a large CPU request (cpu.shares 8192, a Guaranteed pod's 8 CPUs):
+	// whatever else runs on the machine outside the lab then barely moves its speed, so the
+	// quiet baseline stays quiet enough to compare with, while a neighbour with still more
+	// shares, or a quota, does slow it.
+	if err := writeFile(cgPath("cpu", m.tmCgroup, "cpu.shares"), strconv.Itoa(tmShares)); err != nil {
+		m.teardown(ctx)
+		return nil, err
 	}
 	steps := [][]string{
 		{"ip", "netns", "add", m.netns},
@@ -198,9 +209,9 @@ func (e *faultEnv) faults() []Fault {
 	return []Fault{
 		{
 			Name: "cpu-neighbour", Cause: "cpu", Culprit: "/" + m.noisyCG,
-			Describe: fmt.Sprintf("stress-ng --cpu %d in cgroup %s (cpu.shares 8192: a neighbour with 8 times the TaskManager's CPU request)", e.cpus, m.noisyCG),
+			Describe: fmt.Sprintf("stress-ng --cpu %d in cgroup %s (cpu.shares %d: a neighbour with 8 times the TaskManager's CPU request)", e.cpus, m.noisyCG, 8*tmShares),
 			Inject: func(ctx context.Context) (func() error, error) {
-				if err := writeFile(cgPath("cpu", m.noisyCG, "cpu.shares"), "8192"); err != nil {
+				if err := writeFile(cgPath("cpu", m.noisyCG, "cpu.shares"), strconv.Itoa(8*tmShares)); err != nil {
 					return nil, err
 				}
 				script := fmt.Sprintf("echo $$ > %s && echo $$ > %s && exec stress-ng --cpu %d --cpu-method matrixprod --quiet",

@@ -68,7 +68,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{Prefix: "tmwlab", Interval: 5 * time.Second, Peers: 6, Warmup: 60 * time.Second, Calibrate: 60 * time.Second,
 		Quiet: 5 * time.Minute, FaultFor: 25 * time.Second, FaultMax: 60 * time.Second, RecoverMax: 4 * time.Minute,
-		SourceRate: 1500, WorkRounds: 60}
+		SourceRate: 1500, WorkRounds: 120}
 }
 
 // Row is one line of the lab's result, the JSON written to LAB_JSON.
@@ -81,8 +81,11 @@ type Row struct {
 	Culprit  string  `json:"culprit"`
 	Decision string  `json:"decision"`
 	// Recovered: the node went back to healthy (through probation when it was quarantined).
-	Recovered      bool     `json:"recovered"`
+	Recovered bool `json:"recovered"`
+	// FalseVerdicts are peers judged slow (or moved) while the fault was on; PeerSuspects
+	// peers only marked suspect (watched, never acted on).
 	FalseVerdicts  []string `json:"false_verdicts"`
+	PeerSuspects   []string `json:"peer_suspects,omitempty"`
 	SkippedReason  string   `json:"skipped_reason"`
 	ExpectedCause  string   `json:"expected_cause"`
 	ExpectedTarget string   `json:"expected_target"`
@@ -287,6 +290,7 @@ decisions:
     recovery_rounds: 3
     probation_min: 15s
     retry_after: 10s
+    breaker_hold: 30s
 actuator:
   kind: baremetal
   baremetal:
@@ -425,12 +429,7 @@ collectors:
 				return res, err
 			}
 			for _, nd := range obs.nodes(ctx) {
-				if nd.Health != "healthy" && nd.Health != "" {
-					tag := fmt.Sprintf("%s:%s(%s)@%.0fs", nd.Name, nd.Health, nd.Cause, time.Since(start).Seconds())
-					if !slices.ContainsFunc(row.FalseVerdicts, func(s string) bool { return strings.HasPrefix(s, nd.Name+":"+nd.Health) }) {
-						row.FalseVerdicts = append(row.FalseVerdicts, tag)
-					}
-				}
+				notePeer(&row, nd)
 			}
 			if d, err := obs.detail(ctx); err == nil && d.Decision != nil && len(d.Decision.Evidence) > 0 && row.Seen == "" {
 				row.Seen = evidenceSummary(d.Decision.Evidence)
@@ -455,6 +454,25 @@ collectors:
 		}
 	}
 	return res, nil
+}
+
+// notePeer records a node that should be healthy and is not: slow or moved is a false
+// verdict, suspect (watched, never acted on) is listed apart.
+func notePeer(row *Row, nd httpv1.Node) {
+	if nd.Health == "healthy" || nd.Health == "" {
+		return
+	}
+	tag := nd.Name + ":" + nd.Health
+	if nd.Cause != "" {
+		tag += "(" + nd.Cause + ")"
+	}
+	list := &row.FalseVerdicts
+	if nd.Health == "suspect" {
+		list = &row.PeerSuspects
+	}
+	if !slices.Contains(*list, tag) {
+		*list = append(*list, tag)
+	}
 }
 
 var vertexNames = []string{"Source: lab-events", "Process: keyed-state", "Sink: fsync-sink"}
@@ -529,11 +547,8 @@ func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []st
 			}
 		}
 		for _, nd := range obs.nodes(ctx) {
-			if slices.Contains(peers, nd.Name) && nd.Health != "healthy" && nd.Health != "" {
-				tag := nd.Name + ":" + nd.Health + "(" + nd.Cause + ")"
-				if !slices.Contains(row.FalseVerdicts, tag) {
-					row.FalseVerdicts = append(row.FalseVerdicts, tag)
-				}
+			if slices.Contains(peers, nd.Name) {
+				notePeer(&row, nd)
 			}
 		}
 		decided := countLines(drainLog) > drains0
@@ -547,15 +562,25 @@ func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []st
 	// Recovery: back to healthy, through probation when it was quarantined.
 	var states []string
 	recoverStart := time.Now()
+	var verdicts []string
 	_ = waitFor(ctx, o.RecoverMax, func() bool {
 		h := obs.health(ctx)
 		if len(states) == 0 || states[len(states)-1] != h {
 			states = append(states, h)
 		}
+		if d, err := obs.detail(ctx); err == nil && d.Decision != nil && d.Decision.Verdict != "" && d.Decision.Verdict != "healthy" {
+			v := fmt.Sprintf("t+%.0fs %s/%s", time.Since(recoverStart).Seconds(), d.Decision.Verdict, d.Decision.Cause)
+			if len(verdicts) < 12 && (len(verdicts) == 0 || !strings.HasSuffix(verdicts[len(verdicts)-1], d.Decision.Verdict+"/"+d.Decision.Cause)) {
+				verdicts = append(verdicts, v)
+			}
+		}
 		return h == "healthy"
 	})
 	wentAway := slices.ContainsFunc(states, func(s string) bool { return s == "quarantined" || s == "migrating" })
 	row.Recovered = obs.health(ctx) == "healthy" && (!wentAway || slices.Contains(states, "probation"))
+	if !row.Recovered && len(verdicts) > 0 {
+		row.Decision += "; verdicts after removal: " + strings.Join(verdicts, ", ")
+	}
 	if !row.Recovered || wentAway {
 		row.Decision += fmt.Sprintf("; states after removal: %s (%.0fs)", strings.Join(states, " -> "), time.Since(recoverStart).Seconds())
 	}

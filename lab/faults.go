@@ -267,20 +267,25 @@ func (e *faultEnv) faults() []Fault {
 		},
 		{
 			Name: "network-loss", Cause: "network",
-			Describe: fmt.Sprintf("nftables: drop 30%% of packets leaving %s (numgen random; no netem qdisc in this kernel)", m.vethHost),
+			Describe: fmt.Sprintf("nftables in %s: drop 30%% of packets arriving on %s (numgen random; no netem qdisc in this kernel)", m.netns, m.vethNS),
 			Inject: func(ctx context.Context) (func() error, error) {
+				// Dropped where they arrive, after the sender let them go: a drop in the sender's
+				// own output hook fails the send locally and TCP counts no retransmission.
+				nft := func(ctx context.Context, args ...string) error {
+					return run(ctx, "ip", append([]string{"netns", "exec", m.netns, "nft"}, args...)...)
+				}
 				cmds := [][]string{
 					{"add", "table", "inet", m.nftTable},
-					{"add", "chain", "inet", m.nftTable, "out", "{ type filter hook output priority 0; }"},
-					{"add", "rule", "inet", m.nftTable, "out", "oifname", m.vethHost, "numgen", "random", "mod", "100", "<", "30", "drop"},
+					{"add", "chain", "inet", m.nftTable, "in", "{ type filter hook input priority 0; }"},
+					{"add", "rule", "inet", m.nftTable, "in", "iifname", m.vethNS, "numgen", "random", "mod", "100", "<", "30", "drop"},
 				}
 				for _, c := range cmds {
-					if err := run(ctx, "nft", c...); err != nil {
-						_ = run(ctx, "nft", "delete", "table", "inet", m.nftTable)
+					if err := nft(ctx, c...); err != nil {
+						_ = nft(ctx, "delete", "table", "inet", m.nftTable)
 						return nil, err
 					}
 				}
-				return func() error { return run(context.Background(), "nft", "delete", "table", "inet", m.nftTable) }, nil
+				return func() error { return nft(context.Background(), "delete", "table", "inet", m.nftTable) }, nil
 			},
 		},
 		{

@@ -29,7 +29,7 @@ func (r *Result) PrintTable(w io.Writer) {
 	tw.Flush()
 	for _, row := range r.Rows {
 		if len(row.PeerSuspects) > 0 {
-			fmt.Fprintf(w, "\n%s — peers marked suspect (watched, not acted on): %s\n", row.Fault, strings.Join(row.PeerSuspects, " "))
+			fmt.Fprintf(w, "\n%s — nodes marked suspect (watched, not acted on): %s\n", row.Fault, strings.Join(row.PeerSuspects, " "))
 		}
 		if row.Seen != "" {
 			fmt.Fprintf(w, "\n%s — what the coordinator saw on %s: %s\n", row.Fault, r.RealNode, row.Seen)

@@ -194,11 +194,12 @@ func (a *Agent) hello() *tmwardenv1.Hello {
 	a.mu.Lock()
 	statuses := a.statuses
 	a.mu.Unlock()
+	m := readMachine(a.cfg.Collectors.Paths.ProcFS)
 	return &tmwardenv1.Hello{
 		NodeName: a.cfg.NodeName, AgentVersion: Version, ProtocolVersion: uint32(tmwardenv1.ProtocolVersion_PROTOCOL_VERSION_1),
 		InstanceId: a.instanceID, Hostname: host, BootId: bootID(a.cfg.Collectors.Paths.ProcFS), Capabilities: capabilities,
 		Collectors: statuses, Labels: a.cfg.Labels, ReportIntervalSeconds: a.cfg.Interval.Seconds(),
-		GatewayEndpoint: a.gatewayEndpoint(),
+		GatewayEndpoint: a.gatewayEndpoint(), CpuModel: m.cpuModel, NumCpus: m.numCPUs, MemoryBytes: m.memoryBytes,
 	}
 }
 

@@ -206,6 +206,9 @@ func (c *cgroupCollector) Collect(_ context.Context, r *tmwardenv1.Report) error
 			fillCgroupRates(st, cgroupSample{}, sample)
 		}
 		next[key] = sample
+		st.TaskManager = true
+		st.ContainerId, st.PodUid = containerFromCgroup(key)
+		st.PodName, st.PodNamespace = tm.PodName, tm.PodNamespace
 		r.Cgroups = append(r.Cgroups, st)
 	}
 	c.prev = next // cgroups of TaskManagers that left are forgotten

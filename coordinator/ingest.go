@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/model"
 	"github.com/tmwarden/tmwarden/coordinator/store"
 	"github.com/tmwarden/tmwarden/mtls"
 )
@@ -222,6 +223,10 @@ func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
 	last := ns.rec.LastSequence
 	c.persist(ns, nil, store.Durable)
 	ns.mu.Unlock()
+	if c.eval != nil {
+		// Detection compares a node with machines of its class (DESIGN.md, hardware-aware peers).
+		c.eval.model.Describe(h.NodeName, now, model.NodeInfo{Labels: h.Labels, CPUModel: h.CpuModel, NumCPUs: h.NumCpus, MemoryBytes: h.MemoryBytes})
+	}
 
 	attrs := map[string]string{"agent_version": h.AgentVersion, "instance": h.InstanceId}
 	if sessionID != "" {

@@ -26,7 +26,18 @@ type reportShape struct {
 	retrans []*tmwardenv1.TcpRetransmits
 	cgroups []*tmwardenv1.CgroupStats
 	tms     []*tmwardenv1.TaskManager
+	// nbCgroups and nbRunq are the neighbours' cgroups and run-queue histograms.
+	nbCgroups []*tmwardenv1.CgroupStats
+	nbRunq    []*tmwardenv1.LatencyHistogram
+	// inbound retransmits to other nodes' addresses (receiver-side loss there)
+	toRecv []*tmwardenv1.TcpRetransmits
+	// empty stands in for a TaskManager whose metrics are missing this round.
+	empty []*tmwardenv1.TaskManager
+	out   []*tmwardenv1.TaskManager
 }
+
+// nodeIP is the address the simulated node's TaskManagers listen on.
+func nodeIP(idx int) string { return fmt.Sprintf("10.%d.%d.%d", idx>>16&255, idx>>8&255, idx&255) }
 
 func newReportShape(n *node) *reportShape {
 	rs := &reportShape{ts: &timestamppb.Timestamp{}}
@@ -48,12 +59,13 @@ func newReportShape(n *node) *reportShape {
 			CgroupId: uint64(1000 + n.idx*16 + i), Buckets: make([]uint64, histBuckets)}
 		rs.rq = append(rs.rq, hg)
 		cg := &tmwardenv1.CgroupStats{Path: tm.cgroup, Version: 2, CpuPressure: &tmwardenv1.PressureStat{},
-			MemoryPressure: &tmwardenv1.PressureStat{}, IoPressure: &tmwardenv1.PressureStat{}, CpuLimitCores: 4}
+			MemoryPressure: &tmwardenv1.PressureStat{}, IoPressure: &tmwardenv1.PressureStat{}, CpuLimitCores: 4,
+			TaskManager: true, PodName: tm.id, PodNamespace: "flink"}
 		rs.cgroups = append(rs.cgroups, cg)
 		t := &tmwardenv1.TaskManager{
 			ResourceId: tm.id, Pid: int32(4000 + i), Cgroup: tm.cgroup, PodName: tm.id, PodNamespace: "flink",
 			MainClass:       "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-			Host:            fmt.Sprintf("10.%d.%d.%d", n.idx>>16&255, n.idx>>8&255, n.idx&255),
+			Host:            nodeIP(n.idx),
 			MetricsEndpoint: "http://127.0.0.1:9249/metrics", FlinkVersion: "1.20.1",
 			Jvm: &tmwardenv1.JvmStats{HeapMaxBytes: 8 << 30, Threads: 180},
 		}
@@ -66,10 +78,19 @@ func newReportShape(n *node) *reportShape {
 			t.Subtasks = append(t.Subtasks, st.metric)
 		}
 		rs.tms = append(rs.tms, t)
+		rs.empty = append(rs.empty, &tmwardenv1.TaskManager{ResourceId: tm.id, Pid: t.Pid, Cgroup: tm.cgroup, PodName: tm.id, PodNamespace: "flink",
+			MainClass: t.MainClass, Host: t.Host, MetricsEndpoint: t.MetricsEndpoint, FlinkVersion: t.FlinkVersion,
+			ScrapeError: "scrape " + t.MetricsEndpoint + ": context deadline exceeded", Jvm: &tmwardenv1.JvmStats{}})
+	}
+	for i, nb := range n.neighbours {
+		rs.nbCgroups = append(rs.nbCgroups, &tmwardenv1.CgroupStats{Path: nb.path, Version: 2, PodName: nb.pod, PodNamespace: nb.namespace,
+			PodUid: nb.uid, SystemdUnit: nb.unit, CpuPressure: &tmwardenv1.PressureStat{}, MemoryPressure: &tmwardenv1.PressureStat{}, IoPressure: &tmwardenv1.PressureStat{}})
+		rs.nbRunq = append(rs.nbRunq, &tmwardenv1.LatencyHistogram{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: nb.path,
+			CgroupId: uint64(900000 + n.idx*64 + i), Buckets: make([]uint64, histBuckets)})
 	}
 	rs.bio = &tmwardenv1.LatencyHistogram{Kind: tmwardenv1.LatencyHistogram_KIND_BLOCK_IO, Target: "nvme0n1", Buckets: make([]uint64, histBuckets)}
 	for i := range 3 {
-		rs.retrans = append(rs.retrans, &tmwardenv1.TcpRetransmits{RemoteAddress: fmt.Sprintf("10.0.%d.%d:6121", (n.idx+i+1)%250, (n.idx*7+i)%250)})
+		rs.retrans = append(rs.retrans, &tmwardenv1.TcpRetransmits{RemoteAddress: fmt.Sprintf("10.200.%d.%d:6121", (n.idx+i+1)%250, (n.idx*7+i)%250)})
 	}
 	return rs
 }
@@ -120,6 +141,23 @@ func (s *Sim) agentState(n *node) (down, partitioned bool) {
 
 func (s *Sim) emit(deliver Deliver) {
 	at := s.Now()
+	var receivers []*node
+	for _, n := range s.nodes {
+		if n.netRecvSev > 0 {
+			receivers = append(receivers, n)
+		}
+	}
+	for _, n := range s.nodes {
+		n.rep.toRecv = n.rep.toRecv[:0]
+		for _, rv := range receivers {
+			if rv != n {
+				// This node's share of the traffic to the lossy receiver is retransmitted.
+				seg := (n.recordsOut/s.dt/8 + 200) / float64(len(s.nodes))
+				n.rep.toRecv = append(n.rep.toRecv, &tmwardenv1.TcpRetransmits{RemoteAddress: nodeIP(rv.idx) + ":6121",
+					Retransmits: uint64(seg * 0.3 * rv.netRecvSev * s.dt * s.jitter(0.3))})
+			}
+		}
+	}
 	for _, n := range s.nodes {
 		down, part := s.agentState(n)
 		if down {
@@ -164,6 +202,11 @@ func (s *Sim) fill(n *node, at time.Time) {
 		var tmBusy float64
 		for _, st := range tm.subtasks {
 			m := st.metric
+			if n.metricsMode == "stale" {
+				// The scrape returns the values it returned before the metrics stopped.
+				tmBusy += m.BusyMsPerSecond / 1000
+				continue
+			}
 			busy := min(1000, st.busyMs*s.jitter(0.02))
 			rest := 1000 - busy
 			other := st.bpMs + st.idleMs
@@ -196,6 +239,9 @@ func (s *Sim) fill(n *node, at time.Time) {
 			tmBusy += busy / 1000
 		}
 		tmBusy += 2 * tm.gcMs / 1000
+		if tm.down {
+			tmBusy = 0
+		}
 		busyCores += tmBusy
 		t := rs.tms[ti]
 		t.Jvm.GcTimeMsPerSecond = tm.gcMs
@@ -210,11 +256,17 @@ func (s *Sim) fill(n *node, at time.Time) {
 		cg.MemoryPressure.SomeShare = 0.4 * n.memSev
 		cg.IoPressure.SomeShare = 0.5 * n.diskSev
 	}
-	busyCores += 0.3 * s.jitter(0.2)
+	busyCores += 0.1 * s.jitter(0.2)
 	n.busyCores = busyCores
+	var nbCores float64
+	for _, nb := range n.neighbours {
+		if nb.fault < 0 {
+			nbCores += nb.cores
+		}
+	}
 
 	h := r.Host
-	demand := busyCores + n.noisyCores
+	demand := busyCores + nbCores + n.noisyCores
 	u := min(demand/n.cpus, 1.2)
 	steal := n.steal + 0.002*math.Abs(s.rng.NormFloat64())
 	iowait := 0.003*s.jitter(0.3) + 0.25*n.diskSev + 0.12*n.memSev
@@ -233,7 +285,7 @@ func (s *Sim) fill(n *node, at time.Time) {
 	h.UptimeSeconds = n.uptime + at.Sub(Epoch).Seconds()
 
 	mem := h.Memory
-	mem.TotalBytes = uint64(s.sc.Cluster.MemoryGiB) << 30
+	mem.TotalBytes = uint64(n.memGiB) << 30
 	avail := max(0.01, 0.45+0.02*s.rng.NormFloat64()-0.42*n.memSev)
 	mem.AvailableBytes = uint64(avail * float64(mem.TotalBytes))
 	mem.UsedBytes = mem.TotalBytes - mem.AvailableBytes
@@ -262,6 +314,11 @@ func (s *Sim) fill(n *node, at time.Time) {
 	tcp.RetransmitsPerSecond = tcp.OutSegmentsPerSecond * (0.0002 + 0.04*n.netSev) * s.jitter(0.3)
 	tcp.Established = 120
 	ifc.TxDropsPerSecond = 0.05 * tcp.RetransmitsPerSecond * n.netSev
+	var toRecv float64
+	for _, rt := range rs.toRecv {
+		toRecv += float64(rt.Retransmits) / s.dt
+	}
+	tcp.RetransmitsPerSecond += toRecv
 
 	ps := h.Pressure
 	ps.Cpu.SomeShare = min(1, 0.01+0.3*u*u*u+0.5*n.cpuSev+n.steal)
@@ -275,14 +332,40 @@ func (s *Sim) fill(n *node, at time.Time) {
 	runq := (6 + 30*u*u/math.Max(1-u, 0.08) + 6000*n.cpuSev*boolf(n.noisyCores > 0) + 10000*n.steal) * s.jitter(0.15)
 	r.Histograms = r.Histograms[:0]
 	for i, tm := range n.tms {
+		if tm.down {
+			continue
+		}
 		fillHist(rs.rq[i], 2000*s.dt*float64(len(tm.subtasks)+1), runq)
 		r.Histograms = append(r.Histograms, rs.rq[i])
+	}
+	r.Cgroups = r.Cgroups[:0]
+	for i, tm := range n.tms {
+		if !tm.down {
+			r.Cgroups = append(r.Cgroups, rs.cgroups[i])
+		}
+	}
+	for i, nb := range n.neighbours {
+		if nb.cores <= 0 {
+			continue
+		}
+		cg := rs.nbCgroups[i]
+		cg.CpuUsageCores = nb.cores
+		cg.MemoryUsageBytes = uint64(256<<20 + nb.cores*float64(512<<20))
+		cg.CpuPressure.SomeShare = min(1, 0.01+0.5*n.cpuSev+n.steal)
+		r.Cgroups = append(r.Cgroups, cg)
+		fillHist(rs.nbRunq[i], 500*s.dt*(1+nb.cores), runq)
+		r.Histograms = append(r.Histograms, rs.nbRunq[i])
 	}
 	fillHist(rs.bio, (d.ReadsPerSecond+d.WritesPerSecond)*s.dt, await*1000)
 	r.Histograms = append(r.Histograms, rs.bio)
 
 	r.Retransmits = r.Retransmits[:0]
-	if total := tcp.RetransmitsPerSecond * s.dt; total >= 1 {
+	for _, rt := range rs.toRecv {
+		if rt.Retransmits > 0 {
+			r.Retransmits = append(r.Retransmits, rt)
+		}
+	}
+	if total := (tcp.RetransmitsPerSecond - toRecv) * s.dt; total >= 1 {
 		for i, rt := range rs.retrans {
 			rt.Retransmits = uint64(total * []float64{0.5, 0.3, 0.2}[i])
 			if rt.Retransmits > 0 {
@@ -290,8 +373,17 @@ func (s *Sim) fill(n *node, at time.Time) {
 			}
 		}
 	}
-	r.Cgroups = rs.cgroups
-	r.TaskManagers = rs.tms
+	r.TaskManagers = r.TaskManagers[:0]
+	for i, tm := range n.tms {
+		switch {
+		case tm.down:
+			// A restarting TaskManager is not there to be discovered.
+		case n.metricsMode == "missing":
+			r.TaskManagers = append(r.TaskManagers, rs.empty[i])
+		default:
+			r.TaskManagers = append(r.TaskManagers, rs.tms[i])
+		}
+	}
 
 	if first {
 		// The first collection round after an agent start has no previous counters: host rates

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
@@ -36,6 +37,18 @@ type node struct {
 	cpus      float64
 	baseSpeed float64
 	tms       []*taskManager
+	class     *scenario.Class
+	zone      string
+	memGiB    int
+	// neighbours are the node's other cgroups: background ones, and a noisy one per
+	// cpu_contention fault on the node (by fault index).
+	neighbours []*neighbour
+	// shares of the node's resources the active faults hit (some cores, one disk, one NIC)
+	cpuShare, diskShare, netShare float64
+	// netRecvSev: packets to the node are lost (receiver-side network loss)
+	netRecvSev float64
+	// metricsMode: "" normal, "missing" or "stale" Flink metrics this tick
+	metricsMode string
 
 	// effects of faults and controls this tick; faultSev is the strongest node fault's severity
 	faultSev                                                                float64
@@ -52,7 +65,15 @@ type node struct {
 	uptime    float64
 }
 
+// neighbour is a cgroup on a node that is not a TaskManager's.
+type neighbour struct {
+	path, pod, namespace, uid, unit string
+	baseCores, cores                float64
+	fault                           int // index of its cpu_contention fault, -1 for background
+}
+
 type taskManager struct {
+	down     bool
 	id       string
 	node     *node
 	cgroup   string
@@ -117,6 +138,8 @@ type subtask struct {
 	tm      *taskManager
 	factor  float64 // persistent per-subtask speed spread (state size, JIT luck)
 	costMul float64 // hot-key cost factor (data skew control)
+	lane    float64 // which part of its node it uses (cores, disk, NIC), for partial faults
+	down    bool    // restarting (TaskManager restart, job failover)
 	queue   float64
 	parts   []int
 
@@ -164,9 +187,34 @@ func New(sc *scenario.Scenario) (*Sim, error) {
 		tm *taskManager
 	}
 	var slots []slotRef
+	classOf := map[string]*scenario.Class{}
+	for ci := range c.Classes {
+		for _, name := range c.Classes[ci].Nodes {
+			classOf[name] = &c.Classes[ci]
+		}
+	}
 	for i := range c.Nodes {
-		n := &node{idx: i, name: sc.NodeName(i), cpus: float64(c.CPUs), baseSpeed: 1 + c.SpeedJitter*(2*s.rng.Float64()-1)}
+		n := &node{idx: i, name: sc.NodeName(i), cpus: float64(c.CPUs), baseSpeed: 1 + c.SpeedJitter*(2*s.rng.Float64()-1), memGiB: c.MemoryGiB}
+		if cl := classOf[n.name]; cl != nil {
+			n.class, n.cpus, n.memGiB = cl, float64(cl.CPUs), cl.MemoryGiB
+			n.baseSpeed *= cl.Speed
+		}
+		if len(c.Zones) > 0 {
+			n.zone = c.Zones[i%len(c.Zones)]
+		}
 		n.uptime = 86400 * (1 + 30*s.rng.Float64())
+		for k := range *c.Neighbours {
+			nb := &neighbour{fault: -1, baseCores: 0.05 + 0.25*s.rng.Float64()}
+			if k%2 == 0 {
+				nb.pod, nb.namespace = fmt.Sprintf("node-agent-%d-%s", k, n.name), "kube-system"
+				nb.uid = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, k)
+				nb.path = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + strings.ReplaceAll(nb.uid, "-", "_") + ".slice"
+			} else {
+				nb.unit = []string{"containerd.service", "kubelet.service", "sshd.service", "node-exporter.service"}[(k/2)%4]
+				nb.path = "/system.slice/" + nb.unit
+			}
+			n.neighbours = append(n.neighbours, nb)
+		}
 		for t := range c.TaskManagersPerNode {
 			tm := &taskManager{id: sc.TaskManagerID(n.name, t), node: n, gcBase: 4 + 8*s.rng.Float64(), heapFrac: 0.3 + 0.3*s.rng.Float64()}
 			tm.cgroup = fmt.Sprintf("/kubepods.slice/kubepods-burstable.slice/%s", tm.id)
@@ -212,10 +260,14 @@ func New(sc *scenario.Scenario) (*Sim, error) {
 			s.jobs = append(s.jobs, j)
 		}
 	}
-	for _, f := range sc.Faults {
+	for fi, f := range sc.Faults {
 		var ns []*node
 		for _, name := range f.Nodes {
-			ns = append(ns, s.nodeByName(name))
+			n := s.nodeByName(name)
+			ns = append(ns, n)
+			if nb := f.Neighbour; nb != nil {
+				n.neighbours = append(n.neighbours, &neighbour{path: nb.Cgroup, pod: nb.Pod, namespace: nb.Namespace, uid: nb.PodUID, unit: nb.Unit, fault: fi})
+			}
 		}
 		s.faultNodes = append(s.faultNodes, ns)
 	}
@@ -261,7 +313,7 @@ func (s *Sim) buildJob(spec *scenario.Job, template, k int) *job {
 		}
 		v.hot = s.rng.IntN(v.p)
 		for i := range v.p {
-			v.subtasks = append(v.subtasks, &subtask{v: v, idx: i, factor: math.Exp(0.04 * s.rng.NormFloat64()), costMul: 1})
+			v.subtasks = append(v.subtasks, &subtask{v: v, idx: i, factor: math.Exp(0.04 * s.rng.NormFloat64()), costMul: 1, lane: s.rng.Float64()})
 		}
 		for _, in := range op.Inputs {
 			up := byName[in]
@@ -353,6 +405,21 @@ func (s *Sim) Tick() int { return s.tick }
 // Now is the simulated time at the end of the last tick.
 func (s *Sim) Now() time.Time { return Epoch.Add(time.Duration(s.tick) * s.interval) }
 
+// NodeInfo is what node i's agent says of its machine in Hello: labels (instance type, pool,
+// zone) and the machine it reads itself.
+func (s *Sim) NodeInfo(i int) (labels map[string]string, cpuModel string, cpus uint32, memBytes uint64) {
+	n := s.nodes[i]
+	labels = map[string]string{"instance_type": "sim-standard", "pool": "flink"}
+	cpuModel = "sim standard"
+	if n.class != nil {
+		labels["instance_type"], cpuModel = n.class.Name, n.class.CPUModel
+	}
+	if n.zone != "" {
+		labels["topology.kubernetes.io/zone"] = n.zone
+	}
+	return labels, cpuModel, uint32(n.cpus), uint64(n.memGiB) << 30
+}
+
 // Nodes returns the node names in order.
 func (s *Sim) Nodes() []string {
 	out := make([]string, len(s.nodes))
@@ -407,8 +474,15 @@ func (s *Sim) applySchedule() {
 	for _, n := range s.nodes {
 		n.busyCores, n.recordsOut, n.diskWriteBytes, n.faultSev = 0, 0, 0, 0
 		n.cpuSpeed, n.diskSpeed, n.netSev, n.memSev, n.steal, n.noisyCores, n.cpuSev, n.diskSev = 1, 1, 0, 0, 0, 0, 0, 0
+		n.cpuShare, n.diskShare, n.netShare, n.netRecvSev, n.metricsMode = 1, 1, 1, 0, ""
 		for _, tm := range n.tms {
-			tm.gcSev = 0
+			tm.gcSev, tm.down = 0, false
+		}
+		for _, nb := range n.neighbours {
+			nb.cores = nb.baseCores * s.jitter(0.2)
+			if nb.fault >= 0 {
+				nb.cores = 0
+			}
 		}
 	}
 	s.slowdown = 0
@@ -416,7 +490,7 @@ func (s *Sim) applySchedule() {
 		j.rateMult = 1
 		for _, v := range j.vertices {
 			for _, st := range v.subtasks {
-				st.costMul = 1
+				st.costMul, st.down = 1, false
 			}
 			for _, e := range v.in {
 				if e.kind == edgeHash {
@@ -428,6 +502,12 @@ func (s *Sim) applySchedule() {
 	for fi := range s.sc.Faults {
 		f := &s.sc.Faults[fi]
 		sev := s.ramp(f.Start, f.Duration, f.Ramp, f.Severity)
+		if it := f.Intermittent; it != nil && sev > 0 {
+			// On for it.On, off for it.Off, from the fault's start.
+			if cyc := (s.elapsed() - f.Start.D()) % (it.On.D() + it.Off.D()); cyc >= it.On.D() {
+				sev = 0
+			}
+		}
 		if sev == 0 {
 			continue
 		}
@@ -437,19 +517,33 @@ func (s *Sim) applySchedule() {
 			}
 			switch f.Kind {
 			case scenario.FaultCPUContention:
-				n.cpuSev = max(n.cpuSev, sev)
-				n.noisyCores = sev * n.cpus * 1.1
+				// The neighbour's cgroup really takes the cores it keeps busy.
+				n.cpuSev = max(n.cpuSev, sev*f.Share)
+				n.noisyCores += sev * n.cpus * 1.1 * f.Share
 				n.cpuSpeed *= 1 - 0.8*sev
+				n.cpuShare = f.Share
+				for _, nb := range n.neighbours {
+					if nb.fault == fi {
+						nb.cores = sev * n.cpus * 1.1 * f.Share
+					}
+				}
 			case scenario.FaultCPUSteal:
-				n.cpuSev = max(n.cpuSev, sev)
-				n.steal = 0.5 * sev
+				n.cpuSev = max(n.cpuSev, sev*f.Share)
+				n.steal = 0.5 * sev * f.Share
 				n.cpuSpeed *= 1 - 0.8*sev
+				n.cpuShare = f.Share
 			case scenario.FaultSlowDisk:
 				n.diskSev = sev
 				// IO latency grows faster than linearly as a device degrades.
 				n.diskSpeed = max(0.03, (1-sev)*(1-sev))
+				n.diskShare = f.Share
 			case scenario.FaultNetworkLoss:
+				if f.Direction == "receive" {
+					n.netRecvSev = sev * f.Share
+					continue
+				}
 				n.netSev = sev
+				n.netShare = f.Share
 			case scenario.FaultMemoryPressure:
 				n.memSev = sev
 				n.cpuSpeed *= 1 - 0.55*sev
@@ -474,6 +568,47 @@ func (s *Sim) applySchedule() {
 			}
 		case scenario.ControlClusterSlowdown:
 			s.slowdown = c.Magnitude
+		case scenario.ControlSlowExternal:
+			// The subtasks that write to the slow broker wait on it wherever they run.
+			for _, j := range s.jobs {
+				if j.spec.Name != c.Job {
+					continue
+				}
+				for _, v := range j.vertices {
+					if v.name == c.Operator {
+						for _, st := range v.subtasks {
+							if float64(st.idx) < c.Share*float64(v.p) {
+								st.costMul *= c.Magnitude
+							}
+						}
+					}
+				}
+			}
+		case scenario.ControlStaleMetrics:
+			for _, n := range s.nodes {
+				if s.controlNodes[ci][n.idx] {
+					n.metricsMode = c.Mode
+				}
+			}
+		case scenario.ControlTaskManagerRestart:
+			for _, n := range s.nodes {
+				if s.controlNodes[ci][n.idx] {
+					for _, tm := range n.tms {
+						tm.down = true
+						for _, st := range tm.subtasks {
+							st.down = true
+						}
+					}
+				}
+			}
+		case scenario.ControlJobFailover:
+			for _, j := range s.jobs {
+				if j.spec.Name == c.Job {
+					for _, st := range j.subtasksAll() {
+						st.down = true
+					}
+				}
+			}
 		case scenario.ControlDataSkew:
 			for _, j := range s.jobs {
 				if j.spec.Name != c.Job {
@@ -503,6 +638,14 @@ func (s *Sim) applySchedule() {
 			tm.gcMs = min(950, max(0, gc))
 		}
 	}
+}
+
+func (j *job) subtasksAll() []*subtask {
+	var out []*subtask
+	for _, v := range j.vertices {
+		out = append(out, v.subtasks...)
+	}
+	return out
 }
 
 func (s *Sim) nodeByName(name string) *node {
@@ -541,10 +684,21 @@ func (s *Sim) produce() {
 func (s *Sim) capacity(st *subtask) float64 {
 	n := st.tm.node
 	v := st.v
-	cpu := n.baseSpeed * n.cpuSpeed * st.factor * (1 - st.tm.gcMs/1000)
+	if st.down {
+		return 1e-9
+	}
+	cpuSpeed, diskSpeed := n.cpuSpeed, n.diskSpeed
+	// A partial fault hits the subtasks on its part of the node (some cores, one disk).
+	if st.lane >= n.cpuShare {
+		cpuSpeed = 1
+	}
+	if st.lane >= n.diskShare {
+		diskSpeed = 1
+	}
+	cpu := n.baseSpeed * cpuSpeed * st.factor * (1 - st.tm.gcMs/1000)
 	cpu *= math.Exp(s.noise * s.rng.NormFloat64())
-	cost := v.spec.CostUS * st.costMul * ((1-v.ioShare)/cpu + v.ioShare/(n.diskSpeed*cpu))
-	if v.isSink && n.netSev > 0 {
+	cost := v.spec.CostUS * st.costMul * ((1-v.ioShare)/cpu + v.ioShare/(diskSpeed*cpu))
+	if v.isSink && n.netSev > 0 && st.lane < n.netShare {
 		// A sink's producer flush blocks the task thread: lost packets show up as busy time.
 		cost /= 1 - 0.85*n.netSev
 	}
@@ -584,14 +738,21 @@ func (s *Sim) flowBackward(j *job) {
 			if v.sel > 0 {
 				outLimit /= v.sel
 			}
-			if n := st.tm.node; n.netSev > 0 && !v.isSink {
+			if n := st.tm.node; n.netSev > 0 && !v.isSink && st.lane < n.netShare {
 				outLimit = min(outLimit, st.capacity*(1-0.9*n.netSev))
 			}
 			st.outLimit = outLimit
 			st.eff = min(st.capacity, outLimit)
+			if st.down {
+				st.eff = 0
+			}
 			// Network buffers hold about one interval of nominal throughput.
 			room := max(0, st.capacity-st.queue)
 			st.accept = room + st.eff
+			if n := st.tm.node; n.netRecvSev > 0 && !v.isSource {
+				// Packets to this node are lost: its senders retransmit and get less through.
+				st.accept *= 1 - 0.9*n.netRecvSev
+			}
 		}
 	}
 }
@@ -621,7 +782,10 @@ func (s *Sim) flowForward(j *job) {
 			st.processed = n
 			st.cumProcessed += n
 			st.out = n * v.sel
-			busy := 1000 * n / st.capacity
+			busy := 0.0
+			if !st.down {
+				busy = 1000 * n / st.capacity
+			}
 			if ckpt && v.spec.State {
 				// The synchronous part of a checkpoint stalls the task thread briefly.
 				busy = min(1000, busy+25/st.tm.node.diskSpeed)

@@ -27,6 +27,9 @@ type Cause string
 const (
 	CauseUnknown Cause = "unknown"
 	CauseCPU     Cause = "cpu_contention"
+	// CauseSteal is CPU taken by the hypervisor: the node's share of the physical machine
+	// shrank, which no neighbour on the node explains.
+	CauseSteal   Cause = "cpu_steal"
 	CauseDisk    Cause = "disk"
 	CauseNetwork Cause = "network"
 	CauseMemory  Cause = "memory"
@@ -66,6 +69,52 @@ type Verdict struct {
 	Cause       Cause      `json:"cause"`
 	Since       time.Time  `json:"since"`
 	Evidence    []Evidence `json:"evidence,omitempty"`
+	// Culprit names the neighbour taking the CPU when Cause is cpu_contention and the agent
+	// reported the cgroups on the node; nil when nobody on the node stands out.
+	Culprit *Culprit `json:"culprit,omitempty"`
+}
+
+// Culprit is the cgroup (and the pod or systemd unit it belongs to) that takes the CPU from
+// a node's TaskManagers, with the figures that single it out.
+type Culprit struct {
+	Cgroup       string `json:"cgroup"`
+	PodName      string `json:"pod_name,omitempty"`
+	PodNamespace string `json:"pod_namespace,omitempty"`
+	PodUID       string `json:"pod_uid,omitempty"`
+	ContainerID  string `json:"container_id,omitempty"`
+	SystemdUnit  string `json:"systemd_unit,omitempty"`
+	// CPUCores is what the cgroup used; OtherCPUCores all CPU used outside the TaskManagers,
+	// so CPUCores/OtherCPUCores is the culprit's share of the contention.
+	CPUCores      float64 `json:"cpu_cores"`
+	OtherCPUCores float64 `json:"other_cpu_cores"`
+	// TaskManagerRunqMeanUS is how long the TaskManagers' threads waited for a CPU on average,
+	// against RunqPeerMedianUS on the node's peers.
+	TaskManagerRunqMeanUS float64 `json:"task_manager_runq_mean_us,omitempty"`
+	RunqPeerMedianUS      float64 `json:"runq_peer_median_us,omitempty"`
+}
+
+// Finding kinds: what a detector notices about a node that is not a slow node.
+const (
+	// FindingSlowerHardware: the node has been equally slower than its peers since it joined,
+	// with no host signal: a slower machine, to be known but never migrated away from.
+	FindingSlowerHardware = "slower_hardware"
+	// FindingHostOnly: a host anomaly on a node that runs no Flink work, which therefore cannot
+	// be a slow Flink node.
+	FindingHostOnly = "host_only"
+)
+
+// Finding is an observation about a node that is deliberately not a slow verdict.
+type Finding struct {
+	Node string `json:"node"`
+	Kind string `json:"kind"`
+	// Class is the node's hardware class (labels and what the agent read of the machine).
+	Class string `json:"class,omitempty"`
+	// Speed is the node's processing speed relative to its peers (1 = the median node).
+	Speed    float64    `json:"speed,omitempty"`
+	Cause    Cause      `json:"cause,omitempty"`
+	Detail   string     `json:"detail"`
+	Since    time.Time  `json:"since"`
+	Evidence []Evidence `json:"evidence,omitempty"`
 }
 
 // Fleet counts what one round saw across the fleet. Detection only counts; the decision
@@ -91,6 +140,9 @@ type Round struct {
 	At       time.Time `json:"at"`
 	Verdicts []Verdict `json:"verdicts"`
 	Fleet    Fleet     `json:"fleet"`
+	// Findings are notes about nodes that are not slow: slower hardware, host trouble on a
+	// node without Flink work. Nothing is decided on them.
+	Findings []Finding `json:"findings,omitempty"`
 }
 
 // Slow returns the verdicts whose status is slow.

@@ -86,6 +86,13 @@ func (c *cluster) eval(d Detector) Round {
 	return d.Evaluate(v, at)
 }
 
+// warm runs the clean windows in which the detector learns every node's speed.
+func (c *cluster) warm(d Detector) {
+	for range DefaultPeerConfig().LearnWindows {
+		c.eval(d)
+	}
+}
+
 func verdict(r Round, node, tm string) (Verdict, bool) {
 	for _, v := range r.Verdicts {
 		if v.Node == node && v.TaskManager == tm {
@@ -124,7 +131,7 @@ func TestPeerDecisiveWindow(t *testing.T) {
 			if v.Status != tc.wantStatus {
 				t.Fatalf("after one window want %s, got %+v", tc.wantStatus, v)
 			}
-			if v.Status == StatusSlow && (v.Cause != CauseCPU || !v.Since.Equal(r.At)) {
+			if v.Status == StatusSlow && (v.Cause != CauseSteal || !v.Since.Equal(r.At)) {
 				t.Fatalf("a decisive verdict names its cause and starts at its window: %+v", v)
 			}
 		})
@@ -151,8 +158,8 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 	firstAt := r.At
 	r = c.eval(p)
 	v, _ := verdict(r, node(3), "")
-	if v.Status != StatusSlow || v.Cause != CauseCPU {
-		t.Fatalf("two windows of app and host evidence make a slow node with a CPU cause, got %+v", v)
+	if v.Status != StatusSlow || v.Cause != CauseSteal {
+		t.Fatalf("two windows of app and host evidence make a slow node with a steal cause, got %+v", v)
 	}
 	var subs, host int
 	for _, e := range v.Evidence {
@@ -198,7 +205,7 @@ func TestPeerSlowNodeWithHostCorroboration(t *testing.T) {
 func TestPeerAppOnlyNeedsMoreWindows(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
-	c.eval(p)
+	c.warm(p)
 	c.slow[tmOf(5, 0)], c.slow[tmOf(5, 1)] = 1.8, 1.8
 	for i := 1; i <= DefaultPeerConfig().WeakWindows; i++ {
 		v, _ := verdict(c.eval(p), node(5), "")
@@ -268,7 +275,7 @@ func TestPeerHostOnly(t *testing.T) {
 	for i := 1; i <= cfg.HostOnlyWindows+2; i++ {
 		r := c.eval(p)
 		v1, _ := verdict(r, node(1), "")
-		if v1.Status != StatusSuspect || v1.Cause != CauseCPU {
+		if v1.Status != StatusSuspect || v1.Cause != CauseSteal {
 			t.Fatalf("window %d: a mild host anomaly is a CPU suspect, got %+v", i, v1)
 		}
 		v2, _ := verdict(r, node(2), "")
@@ -281,7 +288,7 @@ func TestPeerHostOnly(t *testing.T) {
 func TestPeerFlickeringEvidenceAddsUp(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
-	c.eval(p)
+	c.warm(p)
 	slowOn := []bool{true, true, false, true, true}
 	var v Verdict
 	for _, on := range slowOn {
@@ -373,5 +380,112 @@ func TestRegistry(t *testing.T) {
 	}
 	if New("nope") != nil {
 		t.Fatal("unknown detector built")
+	}
+}
+
+func finding(r Round, node, kind string) (Finding, bool) {
+	for _, f := range r.Findings {
+		if f.Node == node && f.Kind == kind {
+			return f, true
+		}
+	}
+	return Finding{}, false
+}
+
+// A machine that has been 1.4x slower than its peers since it joined, with nothing on its
+// host, is slower hardware: a finding, never a slow verdict. When the same machine then
+// becomes slower than its own speed, it is caught as quickly as any other node.
+func TestPeerSlowerHardwareIsNotASlowNode(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.slow[tmOf(2, 0)], c.slow[tmOf(2, 1)] = 1.4, 1.4
+	var r Round
+	for i := range 40 {
+		r = c.eval(p)
+		if v, ok := verdict(r, node(2), ""); ok && v.Status == StatusSlow {
+			t.Fatalf("window %d: a slower machine was judged slow: %+v", i+1, v)
+		}
+	}
+	f, ok := finding(r, node(2), FindingSlowerHardware)
+	if !ok || f.Speed > 0.8 || f.Speed < 0.65 {
+		t.Fatalf("want a slower-hardware finding near speed 0.71, got %+v (all: %+v)", f, r.Findings)
+	}
+	if _, ok := finding(r, node(3), FindingSlowerHardware); ok {
+		t.Fatal("a normal node reported as slower hardware")
+	}
+	// Now it degrades to 1.4 × 1.8 with no host signal: app evidence against its own speed.
+	c.slow[tmOf(2, 0)], c.slow[tmOf(2, 1)] = 1.4*1.8, 1.4*1.8
+	for i := 1; i <= DefaultPeerConfig().WeakWindows; i++ {
+		r = c.eval(p)
+	}
+	if v, _ := verdict(r, node(2), ""); v.Status != StatusSlow {
+		t.Fatalf("a slower machine that became slower than itself must be caught in %d windows, got %+v", DefaultPeerConfig().WeakWindows, v)
+	}
+}
+
+// Nodes of one hardware class start from their class's learned speed: a new node of the slow
+// class is not flagged while it learns, one of the fast class that is slow is.
+func TestPeerClassPeers(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		cls := "m5.xlarge"
+		if n < 4 {
+			cls = "m4.xlarge"
+			c.slow[tmOf(n, 0)], c.slow[tmOf(n, 1)] = 1.4, 1.4
+		}
+		c.m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	// Forget what node 1 learned: it is new, and compared with its class at once.
+	delete(p.speed, node(1))
+	for range 5 {
+		if v, ok := verdict(c.eval(p), node(1), ""); ok && v.Status == StatusSlow {
+			t.Fatalf("a new node of the slower class judged slow: %+v", v)
+		}
+	}
+}
+
+// A node that runs no Flink work cannot be a slow Flink node: its host trouble is a finding.
+func TestPeerNodeWithoutWork(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	at := c.step()
+	// node-9 runs no TaskManager and retransmits heavily.
+	for range 2 {
+		r := &tmwardenv1.Report{Sequence: 1, CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.9, Idle: 0.1}, Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 500, OutSegmentsPerSecond: 1000}}}
+		c.m.Observe("node-9", at, r)
+	}
+	v := c.m.View()
+	r := p.Evaluate(v, at)
+	v.Release()
+	if vd, ok := verdict(r, "node-9", ""); ok {
+		t.Fatalf("a node without Flink work got a verdict: %+v", vd)
+	}
+	if f, ok := finding(r, "node-9", FindingHostOnly); !ok || f.Cause != CauseNetwork {
+		t.Fatalf("want a host-only network finding, got %+v", r.Findings)
+	}
+}
+
+// A weak GC storm in the only JVM of a node slows its subtasks; the JVM is blamed, not the node.
+func TestPeerWeakGCStormInTheOnlyJVM(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	// Both TaskManagers of node 4 stand for "the node's JVMs"; only tm-0 has work slowed by GC,
+	// tm-1's subtasks are as slow (one JVM per node: its stragglers are all there are).
+	c.slow[tmOf(4, 0)] = 1.6
+	c.gc[tmOf(4, 0)] = 120
+	var r Round
+	for range DefaultPeerConfig().WeakWindows + 1 {
+		r = c.eval(p)
+	}
+	if nv, ok := verdict(r, node(4), ""); ok && nv.Status == StatusSlow {
+		t.Fatalf("the node blamed for one JVM's GC: %+v", nv)
+	}
+	if v, ok := verdict(r, node(4), tmOf(4, 0)); !ok || v.Status != StatusSlow || v.Cause != CauseGC {
+		t.Fatalf("want the JVM slow with a GC cause, got %+v", r.Verdicts)
 	}
 }

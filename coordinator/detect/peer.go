@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math/bits"
 	"slices"
 	"strings"
@@ -49,6 +50,22 @@ type PeerConfig struct {
 	ForgetAfter time.Duration
 	// MaxEvidence bounds the subtask evidence kept per verdict (the strongest first).
 	MaxEvidence int
+	// GCElevatedMs: a JVM spending this much more time per second in GC than the median
+	// TaskManager (and twice the median) is the likelier cause of its own subtasks straggling
+	// than the node: a node's trouble slows every JVM on it and shows on the host.
+	GCElevatedMs float64
+	// LearnWindows is how many windows a node's speed relative to its peers is averaged over
+	// when it joins, before app evidence alone can make it slow: a machine that is equally
+	// slower since it joined is a slower machine, not a slow node. Nodes of a class with
+	// MinClassPeers learned members start from their class's speed instead.
+	LearnWindows  int
+	MinClassPeers int
+	// SpeedAlpha is how fast a node's learned speed follows clean windows afterwards (aging
+	// hardware, a changed workload mix) — slowly, so a fault is never learned as normal.
+	SpeedAlpha float64
+	// SlowerHardware: a node whose learned speed is this many times below its peers' is
+	// reported as slower hardware (a class finding), never as a slow node.
+	SlowerHardware float64
 }
 
 // DefaultPeerConfig is tuned on the public scenarios in sim/scenarios.
@@ -59,6 +76,7 @@ func DefaultPeerConfig() PeerConfig {
 		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, DecisiveHostScore: 4,
 		SevereHostScore: 2, HostOnlyWindows: 6,
 		ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
+		GCElevatedMs: 50, LearnWindows: 6, MinClassPeers: 3, SpeedAlpha: 0.02, SlowerHardware: 1.15,
 	}
 }
 
@@ -83,6 +101,7 @@ var hostSignals = []hostSignal{
 	{"psi_io_some", CauseDisk, func(h *model.HostDigest) float64 { return h.PSIIO }, 0.15, 3},
 	{"tcp_retransmits_per_s", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransPerSec }, 20, 5},
 	{"tcp_retransmit_ratio", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransRatio }, 0.005, 5},
+	{"tcp_inbound_retransmits_per_s", CauseNetwork, func(h *model.HostDigest) float64 { return h.InboundRetransPerSec }, 20, 5},
 	{"major_faults_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.MajorFaultsPerS }, 300, 5},
 	{"swap_in_pages_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.SwapInPerS }, 50, 5},
 	{"psi_memory_some", CauseMemory, func(h *model.HostDigest) float64 { return h.PSIMemory }, 0.08, 4},
@@ -97,6 +116,16 @@ type Peer struct {
 	interval time.Duration
 	// slowSince remembers since when each straggling subtask has been straggling.
 	slowSince map[*model.Subtask]time.Time
+	// speed is each node's learned processing speed relative to its peers.
+	speed map[string]*nodeSpeed
+}
+
+// nodeSpeed is a node's speed relative to the vertex medians of its subtasks' peers, learned
+// from the windows in which nothing was wrong with it.
+type nodeSpeed struct {
+	rel   float64
+	n     int
+	since time.Time
 }
 
 type target struct{ node, tm string }
@@ -114,7 +143,7 @@ type track struct {
 
 // NewPeer returns tmwarden's detector.
 func NewPeer(cfg PeerConfig) *Peer {
-	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}, slowSince: map[*model.Subtask]time.Time{}}
+	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}, slowSince: map[*model.Subtask]time.Time{}, speed: map[string]*nodeSpeed{}}
 }
 
 // Name implements Detector.
@@ -124,9 +153,9 @@ type tmEval struct {
 	id                   string
 	measured, stragglers int
 	// vertices of the stragglers: one slow subtask alone is as likely its own data (a hot key).
-	vertices     []model.VertexKey
-	gc, gcMedian float64
-	gcOutlier    bool
+	vertices              []model.VertexKey
+	gc, gcMedian          float64
+	gcOutlier, gcElevated bool
 }
 
 type nodeEval struct {
@@ -147,6 +176,21 @@ type nodeEval struct {
 	hostScore    float64
 	hostValid    bool
 	hd           model.HostDigest
+	// work: the node runs subtasks; a node without Flink work cannot be a slow Flink node.
+	work       bool
+	neighbours []model.CgroupDigest
+	runqMedian float64
+	class      string
+	retransTo  map[string]float64
+	addresses  []string
+	// inboundWitnesses counts the nodes that retransmitted to this one.
+	inboundWitnesses int
+	// ratios are the node's subtasks' raw rates over their vertex medians this window; rel is
+	// their median and expect the speed the node is compared at (learned, or its class's).
+	ratios   []float64
+	rel      float64
+	expect   float64
+	learning bool
 }
 
 func (e *nodeEval) tm(id string) *tmEval {
@@ -191,9 +235,11 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 			continue
 		}
 		reporting++
-		e := &nodeEval{name: name, at: s.At, hostValid: s.Host.Valid, hd: s.Host}
+		e := &nodeEval{name: name, at: s.At, hostValid: s.Host.Valid, hd: s.Host, neighbours: s.Neighbours, class: n.Info.Class(), expect: 1,
+			retransTo: s.RetransTo, addresses: s.Addresses}
 		for _, tm := range s.TaskManagers {
 			e.tm(tm.ResourceID).gc = tm.GCMsPerSec
+			e.work = e.work || tm.Subtasks > 0
 		}
 		evals[n.Index] = e
 		order = append(order, e)
@@ -221,7 +267,13 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 				delete(p.tracks, k)
 			}
 		}
+		for name := range p.speed {
+			if v.Node(name) == nil {
+				delete(p.speed, name)
+			}
+		}
 	}
+	inboundRetransmits(order)
 	p.hostAnomalies(order)
 	p.gcOutliers(order)
 	p.stragglers(v, now, evals)
@@ -229,11 +281,27 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	r := Round{At: now}
 	bad := 0
 	for _, e := range order {
+		if !e.work {
+			// No Flink work on the node: whatever its host shows slows no Flink job here.
+			if len(e.host) > 0 {
+				r.Findings = append(r.Findings, Finding{Node: e.name, Kind: FindingHostOnly, Class: e.class, Cause: e.hostCause,
+					Detail: "host anomaly on a node that runs no TaskManager subtasks", Since: e.at, Evidence: e.host})
+			}
+			p.forget(e.name)
+			continue
+		}
 		appSlow, impact := p.appEvidence(e)
 		if appSlow || len(e.host) > 0 {
+			// The fleet count takes what looks bad, learned or not: the breaker only ever holds back.
 			bad++
 		}
+		if appSlow && e.learning && len(e.host) == 0 {
+			// Slower than its peers since it joined, with nothing on the host: until its own
+			// speed is learned this cannot be told from a slower machine.
+			appSlow = false
+		}
 		p.judge(e, appSlow, impact, &r)
+		p.learnSpeed(e, &r)
 	}
 	// Targets not evaluated this round (no fresh report) keep their state but are listed as
 	// unreachable when the node is.
@@ -258,6 +326,100 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	return r
 }
 
+// inboundRetransmits adds up, for every node, what the others retransmitted to its addresses:
+// packets lost on their way in show only at the senders, each a little.
+func inboundRetransmits(order []*nodeEval) {
+	byAddr := map[string]*nodeEval{}
+	for _, e := range order {
+		for _, a := range e.addresses {
+			byAddr[a] = e
+		}
+	}
+	for _, e := range order {
+		for addr, rate := range e.retransTo {
+			if to := byAddr[addr]; to != nil && to != e {
+				to.hd.InboundRetransPerSec += rate
+				to.inboundWitnesses++
+			}
+		}
+	}
+}
+
+// forget drops a node's targets (it no longer runs Flink work).
+func (p *Peer) forget(node string) {
+	for k := range p.tracks {
+		if k.node == node {
+			delete(p.tracks, k)
+		}
+	}
+}
+
+// nodeSpeeds sets each node's raw speed this window (rel) and the speed it is compared at
+// (expect): its own learned speed, else the learned speed of its hardware class, else none
+// yet (learning).
+func (p *Peer) nodeSpeeds(order []*nodeEval) {
+	classSpeeds := map[string][]float64{}
+	for _, e := range order {
+		if len(e.ratios) > 0 {
+			e.rel = median(e.ratios)
+		}
+		if sp := p.speed[e.name]; sp != nil && sp.n >= p.cfg.LearnWindows && e.class != "" {
+			classSpeeds[e.class] = append(classSpeeds[e.class], sp.rel)
+		}
+	}
+	for _, e := range order {
+		sp := p.speed[e.name]
+		switch {
+		case sp != nil && sp.n >= p.cfg.LearnWindows:
+			e.expect = sp.rel
+		case e.class != "" && len(classSpeeds[e.class]) >= p.cfg.MinClassPeers:
+			e.expect = median(classSpeeds[e.class])
+		default:
+			e.learning = true
+		}
+		if e.expect <= 0 {
+			e.expect = 1
+		}
+	}
+}
+
+// learnSpeed folds a clean window into the node's learned speed and reports a node that is
+// reliably slower than its peers, with nothing wrong on its host, as slower hardware.
+func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
+	sp := p.speed[e.name]
+	if sp == nil {
+		sp = &nodeSpeed{since: e.at}
+		p.speed[e.name] = sp
+	}
+	clean := len(e.host) == 0 && len(e.ratios) >= p.cfg.MinPeers
+	if tr := p.tracks[target{node: e.name}]; tr != nil && tr.status != StatusHealthy {
+		clean = false
+	}
+	for k, tr := range p.tracks {
+		if k.node == e.name && k.tm != "" && tr.status != StatusHealthy {
+			clean = false
+		}
+	}
+	if clean {
+		switch {
+		case sp.n < p.cfg.LearnWindows:
+			// The first windows are averaged equally; a class peer's speed seeds nothing, so a
+			// node is never held to a class it does not behave like.
+			sp.rel = (sp.rel*float64(sp.n) + e.rel) / float64(sp.n+1)
+			sp.n++
+		default:
+			sp.rel += p.cfg.SpeedAlpha * (e.rel - sp.rel)
+		}
+	}
+	if sp.n >= p.cfg.LearnWindows && sp.rel > 0 && sp.rel*p.cfg.SlowerHardware < 1 && len(e.host) == 0 {
+		r.Findings = append(r.Findings, Finding{Node: e.name, Kind: FindingSlowerHardware, Class: e.class, Speed: round3(sp.rel),
+			Detail: fmt.Sprintf("processes %.2fx slower than its peers since %s with no host signal: a slower machine, not a slow node",
+				1/sp.rel, sp.since.Format(time.RFC3339)), Since: sp.since})
+	}
+}
+
+func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }
+
 func (p *Peer) hostAnomalies(order []*nodeEval) {
 	vals := make([]float64, 0, len(order))
 	scores := map[Cause]float64{}
@@ -272,6 +434,11 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 			continue
 		}
 		med := median(vals)
+		if sig.name == "runqueue_mean_us" {
+			for _, e := range order {
+				e.runqMedian = med
+			}
+		}
 		for _, e := range order {
 			if !e.hostValid {
 				continue
@@ -304,6 +471,15 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 			}
 		}
 		e.hostCause = best
+		if best == CauseCPU {
+			for _, ev := range e.host {
+				if ev.Signal == "cpu_steal" {
+					// Steal is the hypervisor's own account of CPU taken: it explains the run
+					// queue and pressure that come with it, which no neighbour on the node does.
+					e.hostCause = CauseSteal
+				}
+			}
+		}
 	}
 }
 
@@ -337,6 +513,7 @@ func (p *Peer) gcOutliers(order []*nodeEval) {
 		for _, t := range e.tms {
 			t.gcMedian = med
 			t.gcOutlier = t.gc > med+p.cfg.GCExcessMs && t.gc > 4*med
+			t.gcElevated = t.gc > med+p.cfg.GCElevatedMs && t.gc > 2*med
 		}
 	}
 }
@@ -354,6 +531,40 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			}
 		}
 	}()
+	// First pass: each node's raw speed against its subtasks' vertex medians.
+	var order []*nodeEval
+	for _, e := range evals {
+		if e != nil {
+			order = append(order, e)
+		}
+	}
+	for _, vx := range v.Vertices() {
+		tprs = tprs[:0]
+		for _, st := range vx.Subtasks {
+			if st.At.Before(since) || evals[st.NodeIndex] == nil {
+				continue
+			}
+			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok {
+				tprs = append(tprs, t)
+			}
+		}
+		if len(tprs) < p.cfg.MinPeers {
+			continue
+		}
+		med := median(tprs)
+		for _, st := range vx.Subtasks {
+			if st.At.Before(since) || evals[st.NodeIndex] == nil {
+				continue
+			}
+			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok && med > 0 {
+				e := evals[st.NodeIndex]
+				e.ratios = append(e.ratios, t/med)
+			}
+		}
+	}
+	p.nodeSpeeds(order)
+	// Second pass: every rate divided by its node's expected speed, so a subtask is compared
+	// with its peers as if all ran on alike machines.
 	for _, vx := range v.Vertices() {
 		tprs, bps = tprs[:0], bps[:0]
 		for _, st := range vx.Subtasks {
@@ -362,7 +573,7 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			}
 			bps = append(bps, st.Metrics.BackpressuredMs)
 			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok {
-				tprs = append(tprs, t)
+				tprs = append(tprs, t/evals[st.NodeIndex].expect)
 			}
 		}
 		if len(tprs) < p.cfg.MinPeers {
@@ -378,7 +589,8 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			if e == nil {
 				continue
 			}
-			t, ok := st.Metrics.TPR(p.cfg.MinBusyMs)
+			raw, ok := st.Metrics.TPR(p.cfg.MinBusyMs)
+			t := raw / e.expect
 			blocked := st.Metrics.BackpressuredMs > medBP+p.cfg.BackpressureExcessMs
 			if !ok && !blocked {
 				continue
@@ -387,7 +599,7 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			tm := e.tm(st.TaskManager)
 			tm.measured++
 			ev := Evidence{Kind: "subtask", JobID: vx.Key.JobID, JobName: vx.JobName, VertexID: vx.Key.VertexID,
-				VertexName: vx.Name, Subtask: st.Index, TaskManager: st.TaskManager, TPR: t, PeerMedianTPR: medTPR, Since: st.At}
+				VertexName: vx.Name, Subtask: st.Index, TaskManager: st.TaskManager, TPR: raw, PeerMedianTPR: medTPR * e.expect, Since: st.At}
 			if (ok && t*p.cfg.Slowdown < medTPR) || blocked {
 				if first, seen := p.slowSince[st]; seen {
 					ev.Since = first
@@ -486,7 +698,7 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 		}
 		share := float64(t.stragglers) / float64(t.measured)
 		switch {
-		case share >= 0.5 && (t.gcOutlier || len(t.vertices) >= p.cfg.MinVertices):
+		case share >= 0.5 && (t.gcElevated || len(t.vertices) >= p.cfg.MinVertices):
 			bad = append(bad, t)
 		case share <= 0.2:
 			good = append(good, t)
@@ -500,10 +712,14 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	// network trouble point at the node): the JVM explains its stragglers. This holds with one
 	// TaskManager on the node, and when the others are merely not clean — a slower machine or
 	// noise leaves a few of their subtasks behind, which is no second bad TaskManager.
-	if len(bad) == 1 && bad[0].gcOutlier {
+	if len(bad) == 1 && bad[0].gcElevated {
 		return bad[0]
 	}
 	return nil
+}
+
+func hasSignal(host []Evidence, name string) bool {
+	return slices.ContainsFunc(host, func(ev Evidence) bool { return ev.Signal == name })
 }
 
 func gcExplainsHost(host []Evidence) bool {
@@ -531,14 +747,16 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 	if tmBad != nil {
 		// One JVM's trouble: judged as that TaskManager, and the node itself stays clean.
 		// The JVM's own GC time and its subtasks across vertices are two witnesses.
-		o := outcome{weak: true, strong: tmBad.gcOutlier && tmBad.stragglers > 0,
+		// A JVM far out on GC time loses that time from every task it runs: measured impact.
+		o := outcome{weak: true, strong: tmBad.gcOutlier,
 			decisive: p.cfg.DecisiveHostScore > 0 && tmBad.gcOutlier && len(tmBad.vertices) >= p.cfg.MinVertices}
 		p.step(target{node: e.name, tm: tmBad.id}, e, o, r, tmBad)
 		p.step(nodeKey, e, outcome{}, r, nil)
 		return
 	}
 	o := outcome{
-		strong: (appSlow || impact) && len(e.host) > 0,
+		// Loss on the way in, reported by several senders, is as many independent witnesses.
+		strong: (appSlow || impact) && len(e.host) > 0 || e.inboundWitnesses >= p.cfg.MinPeers && hasSignal(e.host, "tcp_inbound_retransmits_per_s"),
 		weak:   appSlow || (len(e.host) > 0 && impact),
 		host:   len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
 		decisive: len(e.host) > 0 && p.cfg.DecisiveHostScore > 0 && e.hostScore >= p.cfg.DecisiveHostScore &&
@@ -663,7 +881,7 @@ func (p *Peer) fillEvidence(vd *Verdict, e *nodeEval, tm *tmEval) {
 	switch {
 	case tm != nil:
 		vd.Cause = CauseUnknown
-		if tm.gcOutlier {
+		if tm.gcElevated {
 			vd.Cause = CauseGC
 			vd.Evidence = append(vd.Evidence, Evidence{Kind: "taskmanager", TaskManager: tm.id, Signal: "gc_time_ms_per_s", Value: tm.gc, PeerMedian: tm.gcMedian, Since: e.at})
 		}
@@ -671,9 +889,29 @@ func (p *Peer) fillEvidence(vd *Verdict, e *nodeEval, tm *tmEval) {
 		vd.Cause = e.hostCause
 		vd.Evidence = append(vd.Evidence, e.host...)
 		vd.Score += min(1, e.hostScore/10)
+		if vd.Cause == CauseCPU {
+			vd.Culprit = culprit(e)
+		}
 	case len(e.blocked) > len(e.stragglers):
 		vd.Cause = CauseNetwork
 	default:
 		vd.Cause = CauseUnknown
 	}
+}
+
+// culprit names the neighbour cgroup that used the most CPU on a node whose TaskManagers
+// wait for CPU, when it took a clear part of the CPU used outside them: the busiest cgroup
+// among several small ones is no culprit.
+func culprit(e *nodeEval) *Culprit {
+	if len(e.neighbours) == 0 {
+		return nil
+	}
+	top := e.neighbours[0]
+	other := e.hd.OtherCPUCores
+	if top.CPUCores < 0.5 || (other > 0 && top.CPUCores < 0.3*other) {
+		return nil
+	}
+	return &Culprit{Cgroup: top.Path, PodName: top.PodName, PodNamespace: top.PodNamespace, PodUID: top.PodUID,
+		ContainerID: top.ContainerID, SystemdUnit: top.SystemdUnit, CPUCores: top.CPUCores, OtherCPUCores: other,
+		TaskManagerRunqMeanUS: e.hd.RunqMeanUS, RunqPeerMedianUS: e.runqMedian}
 }

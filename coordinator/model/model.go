@@ -6,7 +6,9 @@ package model
 
 import (
 	"math"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,7 +58,58 @@ type HostDigest struct {
 	// the node's busy CPU: what neighbours (or the system) took.
 	TaskManagerCPUCores float64
 	OtherCPUCores       float64
+	// InboundRetransPerSec is what other nodes retransmitted to this node's addresses: loss on
+	// the way in, which only the senders see. Detection fills it in from all nodes' reports.
+	InboundRetransPerSec float64
 }
+
+// CgroupDigest is one cgroup on the node that is not a TaskManager's (a neighbour pod, a
+// systemd unit): how much CPU it used and how long its threads waited for one.
+type CgroupDigest struct {
+	Path         string
+	PodName      string
+	PodNamespace string
+	PodUID       string
+	ContainerID  string
+	SystemdUnit  string
+	CPUCores     float64
+	RunqMeanUS   float64
+}
+
+// NodeInfo is what an agent says of its machine in Hello: labels (instance type, pool, zone)
+// and what it read itself.
+type NodeInfo struct {
+	Labels      map[string]string
+	CPUModel    string
+	NumCPUs     uint32
+	MemoryBytes uint64
+}
+
+// Class is the node's hardware class: nodes of one class are alike machines. It is built from
+// the instance-type and pool labels and the machine the agent read; "" when nothing is known.
+func (i NodeInfo) Class() string {
+	var parts []string
+	for _, k := range ClassLabels {
+		if v := i.Labels[k]; v != "" {
+			parts = append(parts, v)
+		}
+	}
+	if i.CPUModel != "" {
+		parts = append(parts, i.CPUModel)
+	}
+	if i.NumCPUs > 0 {
+		parts = append(parts, strconv.Itoa(int(i.NumCPUs))+"cpu")
+	}
+	if i.MemoryBytes > 0 {
+		// Rounded to GiB: the kernel reserves slightly different amounts on alike machines.
+		parts = append(parts, strconv.Itoa(int((i.MemoryBytes+1<<29)>>30))+"GiB")
+	}
+	return strings.Join(parts, "/")
+}
+
+// ClassLabels are the Hello labels that name a hardware class, in the order they appear in
+// Class: the well-known Kubernetes node labels and their short forms.
+var ClassLabels = []string{"node.kubernetes.io/instance-type", "instance_type", "pool", "node_pool"}
 
 // TaskManagerDigest is one TaskManager JVM as seen in one report.
 type TaskManagerDigest struct {
@@ -73,6 +126,12 @@ type Sample struct {
 	Interval     time.Duration
 	Host         HostDigest
 	TaskManagers []TaskManagerDigest
+	// Neighbours are the node's other cgroups, busiest first.
+	Neighbours []CgroupDigest
+	// RetransTo counts the retransmitted segments by remote host address; Addresses are the
+	// node's own (its TaskManagers' hosts), so senders' retransmits can be matched to it.
+	RetransTo map[string]float64
+	Addresses []string
 }
 
 // VertexKey names a vertex of a job.
@@ -133,6 +192,8 @@ type Node struct {
 	LastSeen  time.Time
 	// LastReportAt is the collected_at of the newest report (late reports do not move it back).
 	LastReportAt time.Time
+	// Info is what the agent said of its machine in its latest Hello.
+	Info NodeInfo
 	// InstanceStarts counts agent restarts observed as a sequence going back.
 	InstanceStarts int
 	RestartedAt    time.Time
@@ -245,6 +306,22 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 			pos = m.indexSubtasks(n, tm, collected, pos)
 		}
 	}
+	s.Neighbours = digestNeighbours(r)
+	for _, rt := range r.GetRetransmits() {
+		host, _, err := net.SplitHostPort(rt.GetRemoteAddress())
+		if err != nil || rt.GetRetransmits() == 0 {
+			continue
+		}
+		if s.RetransTo == nil {
+			s.RetransTo = map[string]float64{}
+		}
+		s.RetransTo[host] += float64(rt.GetRetransmits()) / interval.Seconds()
+	}
+	for _, tm := range r.GetTaskManagers() {
+		if h := tm.GetHost(); h != "" && !slices.Contains(s.Addresses, h) {
+			s.Addresses = append(s.Addresses, h)
+		}
+	}
 	if fresh {
 		n.latest, n.hasLatest = s, true
 	}
@@ -254,6 +331,20 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		n.next = 0
 		n.full = true
 	}
+}
+
+// Describe records what a node's agent said of its machine (Hello). A node described before
+// its first report is created.
+func (m *Model) Describe(node string, at time.Time, info NodeInfo) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.nodes[node]
+	if n == nil {
+		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at, window: make([]Sample, m.cfg.Window)}
+		m.nodes[node] = n
+		m.dirtyOrder = true
+	}
+	n.Info = info
 }
 
 func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time, pos int) int {
@@ -451,6 +542,47 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 		}
 	}
 	return d
+}
+
+// digestNeighbours joins the node's non-TaskManager cgroups with their run-queue histograms.
+func digestNeighbours(r *tmwardenv1.Report) []CgroupDigest {
+	tmCgroups := map[string]bool{}
+	for _, tm := range r.GetTaskManagers() {
+		if tm.GetCgroup() != "" {
+			tmCgroups[tm.GetCgroup()] = true
+		}
+	}
+	var out []CgroupDigest
+	for _, cg := range r.GetCgroups() {
+		if cg.GetTaskManager() || tmCgroups[cg.GetPath()] {
+			continue
+		}
+		out = append(out, CgroupDigest{Path: cg.GetPath(), PodName: cg.GetPodName(), PodNamespace: cg.GetPodNamespace(),
+			PodUID: cg.GetPodUid(), ContainerID: cg.GetContainerId(), SystemdUnit: cg.GetSystemdUnit(), CPUCores: cg.GetCpuUsageCores()})
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	for _, hg := range r.GetHistograms() {
+		if hg.GetKind() != tmwardenv1.LatencyHistogram_KIND_RUNQUEUE || hg.GetCount() == 0 {
+			continue
+		}
+		for i := range out {
+			if out[i].Path == hg.GetTarget() {
+				out[i].RunqMeanUS = hg.GetSumMicroseconds() / float64(hg.GetCount())
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b CgroupDigest) int {
+		switch {
+		case a.CPUCores > b.CPUCores:
+			return -1
+		case a.CPUCores < b.CPUCores:
+			return 1
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	return out
 }
 
 // quantileLog2 reads a quantile off a log2 histogram, interpolating inside the bucket.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,7 @@ type coordinatorRun struct {
 	seq  map[string]uint64
 	gen  map[string]int
 	sc   *scenario.Scenario
+	sim  *sim.Sim
 	errs []error
 
 	migrations      int
@@ -50,7 +52,7 @@ func newCoordinatorRun(sc *scenario.Scenario, s *sim.Sim) (*coordinatorRun, erro
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &coordinatorRun{c: c, dir: dir, seq: map[string]uint64{}, gen: map[string]int{}, sc: sc}, nil
+	return &coordinatorRun{c: c, dir: dir, seq: map[string]uint64{}, gen: map[string]int{}, sc: sc, sim: s}, nil
 }
 
 // deliver is what an agent's stream does: Hello on a new agent instance, then the report.
@@ -58,8 +60,10 @@ func (cr *coordinatorRun) deliver(node string, _ time.Time, r *tmwardenv1.Report
 	if last, ok := cr.seq[node]; !ok || r.Sequence <= last {
 		// A sequence that starts again is a restarted agent: a new instance says Hello.
 		cr.gen[node]++
+		labels, cpuModel, cpus, mem := cr.sim.NodeInfo(slices.Index(cr.sim.Nodes(), node))
 		h := &tmwardenv1.Hello{NodeName: node, ProtocolVersion: uint32(tmwardenv1.ProtocolVersion_PROTOCOL_VERSION_1),
-			InstanceId: fmt.Sprintf("sim-%s-%d", node, cr.gen[node]), AgentVersion: "sim", ReportIntervalSeconds: cr.sc.Interval.D().Seconds()}
+			InstanceId: fmt.Sprintf("sim-%s-%d", node, cr.gen[node]), AgentVersion: "sim", ReportIntervalSeconds: cr.sc.Interval.D().Seconds(),
+			Labels: labels, CpuModel: cpuModel, NumCpus: cpus, MemoryBytes: mem}
 		if _, err := cr.c.Register(h); err != nil {
 			cr.errs = append(cr.errs, err)
 			return
@@ -113,7 +117,8 @@ func (cr *coordinatorRun) close() error {
 func trulySlow(sc *scenario.Scenario, node string, t time.Time) bool {
 	grace := time.Duration(GraceIntervals) * sc.Interval.D()
 	for _, tr := range sc.Truth {
-		if tr.Node != node {
+		// A migration moves the node's work: right for a node fault, wrong for one JVM's.
+		if tr.Node != node || tr.TaskManager != "" {
 			continue
 		}
 		onset := sim.Epoch.Add(tr.From.D())

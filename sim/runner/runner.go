@@ -32,6 +32,20 @@ type DetectorScore struct {
 	TTDMedianS      float64 `json:"ttd_median_s"`
 	TTDP95S         float64 `json:"ttd_p95_s"`
 	FalseMigrations int     `json:"false_migrations"`
+	// CauseAccuracy is the share of detected faults whose first slow verdict named the true
+	// cause (cpu, steal, disk, network, memory, jvm); Confusion counts true cause -> named.
+	CauseAccuracy float64                   `json:"cause_accuracy"`
+	Confusion     map[string]map[string]int `json:"cause_confusion,omitempty"`
+	// CulpritAccuracy is the share of detected neighbour faults (CPU taken by a cgroup on
+	// the node) whose verdict named that cgroup; 1 when there were none.
+	CulpritAccuracy float64 `json:"culprit_accuracy"`
+	NeighbourFaults int     `json:"neighbour_faults"`
+	// ClassFindings is how many nodes were reported as slower hardware; SlowerClassNodes how
+	// many nodes the scenario puts in a class slower than the cluster's machines, and
+	// ClassFound how many of them were reported.
+	ClassFindings    int `json:"class_findings"`
+	SlowerClassNodes int `json:"slower_class_nodes"`
+	ClassFound       int `json:"class_found"`
 
 	// Counts behind the ratios, kept so totals pool episodes rather than average ratios.
 	TruePositives  int       `json:"-"`
@@ -39,6 +53,9 @@ type DetectorScore struct {
 	Truths         int       `json:"-"`
 	Detected       int       `json:"-"`
 	TTDs           []float64 `json:"-"`
+	CauseRight     int       `json:"-"`
+	CulpritRight   int       `json:"-"`
+	NeighbourFound int       `json:"-"`
 }
 
 // ScenarioResult is one scenario's scores.
@@ -82,6 +99,10 @@ type episode struct {
 	// migrated: the decision policy's circuit breaker was closed (and held nothing) at some
 	// point while the verdict was held, so a decision engine would have acted on it.
 	migrated bool
+	// cause is what the verdict said when it first became slow; culprits every cgroup a
+	// verdict of the episode named.
+	cause    detect.Cause
+	culprits map[string]bool
 }
 
 type tracker struct {
@@ -91,6 +112,8 @@ type tracker struct {
 	breaker  *decide.Policy
 	open     map[targetKey]*episode
 	episodes []*episode
+	// classNodes are the nodes reported as slower hardware at any time.
+	classNodes map[string]bool
 }
 
 // Run replays one scenario and scores the detectors.
@@ -111,11 +134,15 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		if d == nil {
 			return ScenarioResult{}, fmt.Errorf("unknown detector %q", n)
 		}
-		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}})
+		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}, classNodes: map[string]bool{}})
 	}
 	cfg := model.DefaultConfig()
 	cfg.Interval = sc.Interval.D()
 	m := model.New(cfg)
+	for i, name := range s.Nodes() {
+		labels, cpuModel, cpus, mem := s.NodeInfo(i)
+		m.Describe(name, sim.Epoch, model.NodeInfo{Labels: labels, CPUModel: cpuModel, NumCPUs: cpus, MemoryBytes: mem})
+	}
 	deliver := func(node string, at time.Time, r *tmwardenv1.Report) { m.Observe(node, at, r) }
 	var cr *coordinatorRun
 	if opts.ThroughCoordinator {
@@ -160,6 +187,17 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 			e.end = end
 		}
 		ds := score(t.d.Name(), t.episodes, sc)
+		ds.ClassFindings = len(t.classNodes)
+		for _, cl := range sc.Cluster.Classes {
+			if cl.Speed*SlowerHardware < 1 {
+				for _, n := range cl.Nodes {
+					ds.SlowerClassNodes++
+					if t.classNodes[n] {
+						ds.ClassFound++
+					}
+				}
+			}
+		}
 		if cr != nil && t.d.Name() == coordinatorDetector {
 			ds.FalseMigrations = cr.falseMigrations
 		}
@@ -187,6 +225,11 @@ func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
 	t.breaker.Round(now, obs, reach)
 	b := t.breaker.Breaker()
 	slow := map[targetKey]bool{}
+	for _, f := range r.Findings {
+		if f.Kind == detect.FindingSlowerHardware {
+			t.classNodes[f.Node] = true
+		}
+	}
 	for _, v := range r.Verdicts {
 		if v.Status != detect.StatusSlow {
 			continue
@@ -195,9 +238,12 @@ func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
 		slow[k] = true
 		e := t.open[k]
 		if e == nil {
-			e = &episode{target: k, start: now}
+			e = &episode{target: k, start: now, cause: v.Cause, culprits: map[string]bool{}}
 			t.open[k] = e
 			t.episodes = append(t.episodes, e)
+		}
+		if v.Culprit != nil {
+			e.culprits[v.Culprit.Cgroup] = true
 		}
 		if !b.Open && b.Held == "" {
 			e.migrated = true
@@ -215,6 +261,7 @@ func score(name string, eps []*episode, sc *scenario.Scenario) DetectorScore {
 	grace := time.Duration(GraceIntervals) * sc.Interval.D()
 	ds := DetectorScore{Name: name, Truths: len(sc.Truth)}
 	first := make([]time.Time, len(sc.Truth))
+	firstEp := make([]*episode, len(sc.Truth))
 	for _, e := range eps {
 		matched := false
 		for i, tr := range sc.Truth {
@@ -236,6 +283,7 @@ func score(name string, eps []*episode, sc *scenario.Scenario) DetectorScore {
 			}
 			if first[i].IsZero() || at.Before(first[i]) {
 				first[i] = at
+				firstEp[i] = e
 			}
 		}
 		if matched {
@@ -253,6 +301,35 @@ func score(name string, eps []*episode, sc *scenario.Scenario) DetectorScore {
 		}
 		ds.Detected++
 		ds.TTDs = append(ds.TTDs, first[i].Sub(sim.Epoch.Add(tr.From.D())).Seconds())
+		named := TruthCause(firstEp[i].cause)
+		// Two faults on one target at once: naming either is right.
+		right := false
+		for _, o := range sc.Truth {
+			if o.Node == tr.Node && o.TaskManager == tr.TaskManager && o.Onset < tr.To && tr.Onset < o.To && o.Cause == named {
+				right = true
+			}
+		}
+		if right {
+			ds.CauseRight++
+		}
+		if ds.Confusion == nil {
+			ds.Confusion = map[string]map[string]int{}
+		}
+		if ds.Confusion[tr.Cause] == nil {
+			ds.Confusion[tr.Cause] = map[string]int{}
+		}
+		ds.Confusion[tr.Cause][named]++
+		if tr.Culprit != "" {
+			ds.NeighbourFound++
+			if culpritNamed(eps, tr) {
+				ds.CulpritRight++
+			}
+		}
+	}
+	for _, tr := range sc.Truth {
+		if tr.Culprit != "" {
+			ds.NeighbourFaults++
+		}
 	}
 	ds.finish()
 	return ds
@@ -262,6 +339,13 @@ func score(name string, eps []*episode, sc *scenario.Scenario) DetectorScore {
 // to find recall is 1; with nothing found the detection times are 0.
 func (ds *DetectorScore) finish() {
 	ds.Precision, ds.Recall = 1, 1
+	ds.CauseAccuracy, ds.CulpritAccuracy = 1, 1
+	if ds.Detected > 0 {
+		ds.CauseAccuracy = round4(float64(ds.CauseRight) / float64(ds.Detected))
+	}
+	if ds.NeighbourFaults > 0 {
+		ds.CulpritAccuracy = round4(float64(ds.CulpritRight) / float64(ds.NeighbourFaults))
+	}
 	if n := ds.TruePositives + ds.FalsePositives; n > 0 {
 		ds.Precision = round4(float64(ds.TruePositives) / float64(n))
 	}
@@ -275,6 +359,42 @@ func (ds *DetectorScore) finish() {
 		ds.TTDMedianS = round4(quantile(t, 0.5))
 		ds.TTDP95S = round4(quantile(t, 0.95))
 	}
+}
+
+// SlowerHardware is how much slower than the cluster's machines a class must be for its nodes
+// to count as slower hardware a detector should report (the detector's own default).
+var SlowerHardware = detect.DefaultPeerConfig().SlowerHardware
+
+// TruthCause maps a detector's cause onto the ground truth's words.
+func TruthCause(c detect.Cause) string {
+	switch c {
+	case detect.CauseCPU:
+		return "cpu"
+	case detect.CauseSteal:
+		return "steal"
+	case detect.CauseDisk:
+		return "disk"
+	case detect.CauseNetwork:
+		return "network"
+	case detect.CauseMemory:
+		return "memory"
+	case detect.CauseGC:
+		return "jvm"
+	}
+	return "unknown"
+}
+
+// culpritNamed reports whether an episode on the truth's target, while the fault lasted,
+// named the culprit: a verdict may name it a round after it first said slow, or a node slow
+// for another fault first may be slow for this one too.
+func culpritNamed(eps []*episode, tr scenario.TruthEntry) bool {
+	for _, e := range eps {
+		if e.target.node == tr.Node && e.target.tm == tr.TaskManager && e.culprits[tr.Culprit] &&
+			!e.start.After(sim.Epoch.Add(tr.To.D())) && !e.end.Before(sim.Epoch.Add(tr.Onset.D())) {
+			return true
+		}
+	}
+	return false
 }
 
 // quantile interpolates linearly between closest ranks of sorted xs.
@@ -322,6 +442,24 @@ func totals(rs []ScenarioResult) Totals {
 			a.Detected += d.Detected
 			a.FalseMigrations += d.FalseMigrations
 			a.TTDs = append(a.TTDs, d.TTDs...)
+			a.CauseRight += d.CauseRight
+			a.CulpritRight += d.CulpritRight
+			a.NeighbourFound += d.NeighbourFound
+			a.NeighbourFaults += d.NeighbourFaults
+			a.ClassFindings += d.ClassFindings
+			a.SlowerClassNodes += d.SlowerClassNodes
+			a.ClassFound += d.ClassFound
+			for tc, row := range d.Confusion {
+				if a.Confusion == nil {
+					a.Confusion = map[string]map[string]int{}
+				}
+				if a.Confusion[tc] == nil {
+					a.Confusion[tc] = map[string]int{}
+				}
+				for named, n := range row {
+					a.Confusion[tc][named] += n
+				}
+			}
 		}
 	}
 	for i := range t.Detectors {
@@ -333,14 +471,19 @@ func totals(rs []ScenarioResult) Totals {
 // WriteTable prints the result as an aligned text table with the totals last.
 func (r Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tnodes\tduration\tdetector\tprecision\trecall\tttd p50 (s)\tttd p95 (s)\tfalse migrations\t")
+	fmt.Fprintln(tw, "scenario\tnodes\tduration\tdetector\tprecision\trecall\tttd p50 (s)\tttd p95 (s)\tfalse migrations\tcause acc\tculprit acc\tclass findings\t")
 	row := func(name, nodes, dur string, d DetectorScore) {
 		// Nothing detected means no detection time, not a zero one (the JSON says 0).
 		p50, p95 := "-", "-"
 		if d.Detected > 0 {
 			p50, p95 = fmt.Sprintf("%.0f", d.TTDMedianS), fmt.Sprintf("%.0f", d.TTDP95S)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%d\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, d.FalseMigrations)
+		cls := fmt.Sprint(d.ClassFindings)
+		if d.SlowerClassNodes > 0 {
+			cls = fmt.Sprintf("%d (%d/%d)", d.ClassFindings, d.ClassFound, d.SlowerClassNodes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%d\t%.3f\t%.3f\t%s\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, d.FalseMigrations,
+			d.CauseAccuracy, d.CulpritAccuracy, cls)
 	}
 	for _, s := range r.Scenarios {
 		for i, d := range s.Detectors {
@@ -358,5 +501,34 @@ func (r Result) WriteTable(w io.Writer) error {
 			row("", "", "", d)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.writeConfusion(w)
+}
+
+// writeConfusion prints each detector's pooled cause confusion table: true cause by row,
+// named cause by column.
+func (r Result) writeConfusion(w io.Writer) error {
+	named := append(slices.Clone(scenario.Causes), "unknown")
+	for _, d := range r.Totals.Detectors {
+		fmt.Fprintf(w, "\ncause confusion, %s (rows: true cause, columns: named)\n", d.Name)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprint(tw, "\t")
+		for _, c := range named {
+			fmt.Fprintf(tw, "%s\t", c)
+		}
+		fmt.Fprintln(tw)
+		for _, tc := range scenario.Causes {
+			fmt.Fprintf(tw, "%s\t", tc)
+			for _, c := range named {
+				fmt.Fprintf(tw, "%d\t", d.Confusion[tc][c])
+			}
+			fmt.Fprintln(tw)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

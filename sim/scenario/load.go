@@ -2,8 +2,10 @@ package scenario
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -258,6 +260,66 @@ func (v *validator) cluster(s *Scenario) {
 	if c.SpeedJitter < 0 || c.SpeedJitter >= 0.5 {
 		v.errf(p("cluster", "speed_jitter"), "must be in [0, 0.5), got %g", c.SpeedJitter)
 	}
+	if c.Neighbours == nil {
+		two := 2
+		c.Neighbours = &two
+	} else if *c.Neighbours < 0 || *c.Neighbours > 20 {
+		v.errf(p("cluster", "neighbours"), "must be in [0, 20], got %d", *c.Neighbours)
+	}
+	for i, z := range c.Zones {
+		if z == "" || slices.Index(c.Zones, z) != i {
+			v.errf(p("cluster", "zones", i), "zone names must be distinct and not empty, got %q", z)
+		}
+	}
+	if len(v.errs) > 0 || c.Nodes < 1 {
+		return
+	}
+	// Classes take nodes spread by seed, so a class is not one block of neighbouring names.
+	r := rand.New(rand.NewPCG(s.Seed, 0xc1a55))
+	free := r.Perm(c.Nodes)
+	for ci := range c.Classes {
+		cl := &c.Classes[ci]
+		path := p("cluster", "classes", ci)
+		if cl.Name == "" {
+			v.errf(append(path, "name"), "is required")
+		}
+		if cl.Speed == 0 {
+			cl.Speed = 1
+		}
+		if cl.Speed < 0.2 || cl.Speed > 3 {
+			v.errf(append(path, "speed"), "must be in [0.2, 3], got %g", cl.Speed)
+		}
+		if cl.CPUs == 0 {
+			cl.CPUs = c.CPUs
+		}
+		if cl.MemoryGiB == 0 {
+			cl.MemoryGiB = c.MemoryGiB
+		}
+		if cl.CPUs < 1 || cl.MemoryGiB < 1 {
+			v.errf(path, "cpus and memory_gib must be positive")
+		}
+		if cl.CPUModel == "" {
+			cl.CPUModel = "sim " + cl.Name
+		}
+		n := cl.Count
+		if cl.Fraction != 0 {
+			if cl.Fraction < 0 || cl.Fraction > 1 || cl.Count != 0 {
+				v.errf(append(path, "fraction"), "give a count or a fraction in (0, 1], not both")
+				continue
+			}
+			n = max(1, int(cl.Fraction*float64(c.Nodes)+0.5))
+		}
+		if n < 1 || n > len(free) {
+			v.errf(append(path, "count"), "%d nodes asked, %d left without a class", n, len(free))
+			continue
+		}
+		idx := slices.Clone(free[:n])
+		free = free[n:]
+		slices.Sort(idx)
+		for _, i := range idx {
+			cl.Nodes = append(cl.Nodes, s.NodeName(i))
+		}
+	}
 }
 
 func (v *validator) jobs(s *Scenario) int {
@@ -477,6 +539,69 @@ func (v *validator) faults(s *Scenario) {
 		if f.Ramp < 0 || f.Ramp > f.Duration {
 			v.errf(append(path, "ramp"), "must be between 0 and the fault's duration")
 		}
+		if f.Share == 0 {
+			f.Share = 1
+		}
+		if f.Share <= 0 || f.Share > 1 {
+			v.errf(append(path, "share"), "must be in (0, 1], got %g", f.Share)
+		}
+		if f.Share < 1 && f.Kind == FaultGCStorm {
+			v.errf(append(path, "share"), "a gc_storm stalls its whole JVM; share is for node resources")
+		}
+		if it := f.Intermittent; it != nil && (it.On <= 0 || it.Off <= 0 || it.On < s.Interval) {
+			v.errf(append(path, "intermittent"), "on and off must be positive, on at least the interval %s", s.Interval.D())
+		}
+		switch f.Direction {
+		case "":
+			if f.Kind == FaultNetworkLoss {
+				f.Direction = "send"
+			}
+		case "send", "receive":
+			if f.Kind != FaultNetworkLoss {
+				v.errf(append(path, "direction"), "only a network_loss has a direction")
+			}
+		default:
+			v.errf(append(path, "direction"), "must be send or receive, got %q", f.Direction)
+		}
+		if f.Neighbour != nil && f.Kind != FaultCPUContention {
+			v.errf(append(path, "neighbour"), "only a cpu_contention has a neighbour taking the CPU")
+		}
+		if f.Kind == FaultCPUContention {
+			if f.Neighbour == nil {
+				f.Neighbour = &Neighbour{}
+			}
+			nb := f.Neighbour
+			if nb.Unit != "" && (nb.Pod != "" || nb.Namespace != "") {
+				v.errf(append(path, "neighbour"), "a neighbour is a pod or a systemd unit, not both")
+			}
+			switch {
+			case nb.Unit != "":
+				nb.Cgroup = "/system.slice/" + nb.Unit
+			default:
+				nb.Pod = cmp.Or(nb.Pod, fmt.Sprintf("noisy-%d", fi))
+				nb.Namespace = cmp.Or(nb.Namespace, "batch")
+				h := fnv.New64a()
+				fmt.Fprintf(h, "%s/%s", nb.Namespace, nb.Pod)
+				x := h.Sum64()
+				nb.PodUID = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", uint32(x>>32), uint16(x>>16), uint16(x), uint16(x>>48)^0x4000, x&0xffffffffffff)
+				nb.Cgroup = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(nb.PodUID, "-", "_") + ".slice"
+			}
+		}
+		if f.Zone != "" {
+			if !slices.Contains(s.Cluster.Zones, f.Zone) {
+				v.errf(append(path, "zone"), "unknown zone %q (cluster.zones: %s)", f.Zone, strings.Join(s.Cluster.Zones, ", "))
+				continue
+			}
+			if len(f.Nodes) > 0 || f.Count > 0 {
+				v.errf(append(path, "zone"), "name the nodes, give a count or a zone (exactly one)")
+				continue
+			}
+			for i := range s.Cluster.Nodes {
+				if s.Cluster.Zones[i%len(s.Cluster.Zones)] == f.Zone {
+					f.Nodes = append(f.Nodes, s.NodeName(i))
+				}
+			}
+		}
 		if f.Kind == FaultGCStorm {
 			if f.TaskManager == nil {
 				v.errf(append(path, "task_manager"), "gc_storm needs the index of the TaskManager on the node")
@@ -489,8 +614,10 @@ func (v *validator) faults(s *Scenario) {
 		f.Nodes = v.resolveNodes(s, path, f.Nodes, f.Count, 0, 0xfa170000+uint64(fi))
 		for _, n := range f.Nodes {
 			for _, o := range busy[n] {
-				if f.Start < o.to && o.from < f.Start+f.Duration {
-					v.errf(path, "overlaps faults[%d] on node %s; the ground truth would be ambiguous", o.fault, n)
+				// Two faults of different kinds on one node are two truths (a node can have a
+				// bad disk and a noisy neighbour); two of one kind would be one.
+				if f.Start < o.to && o.from < f.Start+f.Duration && s.Faults[o.fault].Kind == f.Kind {
+					v.errf(path, "overlaps faults[%d] of the same kind on node %s; the ground truth would be ambiguous", o.fault, n)
 				}
 			}
 			busy[n] = append(busy[n], span{f.Start, f.Start + f.Duration, fi})
@@ -498,7 +625,10 @@ func (v *validator) faults(s *Scenario) {
 	}
 	for fi, f := range s.Faults {
 		for _, n := range f.Nodes {
-			e := TruthEntry{Node: n, From: f.SlowFrom(), To: f.Start + f.Duration, Cause: causeOf(f.Kind), Onset: f.Start}
+			e := TruthEntry{Node: n, From: f.SlowFrom(), To: f.Start + f.Duration, Cause: CauseOf(f.Kind), Onset: f.Start}
+			if f.Neighbour != nil {
+				e.Culprit = f.Neighbour.Cgroup
+			}
 			if f.Kind == FaultGCStorm && f.TaskManager != nil {
 				e.TaskManager = s.TaskManagerID(n, *f.TaskManager)
 			}
@@ -524,10 +654,16 @@ func (f *Fault) SlowFrom() Duration {
 	return f.Start + Duration(float64(f.Ramp)*min(1, SlowSeverity/f.Severity))
 }
 
-func causeOf(kind string) string {
+// Causes are the ground-truth causes a fault can have, in the order the benchmark prints them.
+var Causes = []string{"cpu", "steal", "disk", "network", "memory", "jvm"}
+
+// CauseOf is the ground-truth cause of a fault kind.
+func CauseOf(kind string) string {
 	switch kind {
-	case FaultCPUContention, FaultCPUSteal:
+	case FaultCPUContention:
 		return "cpu"
+	case FaultCPUSteal:
+		return "steal"
 	case FaultSlowDisk:
 		return "disk"
 	case FaultNetworkLoss:
@@ -535,7 +671,7 @@ func causeOf(kind string) string {
 	case FaultMemoryPressure:
 		return "memory"
 	case FaultGCStorm:
-		return "gc"
+		return "jvm"
 	}
 	return ""
 }
@@ -614,8 +750,35 @@ func (v *validator) controls(s *Scenario) {
 			if c.Magnitude <= 0 || c.Magnitude >= 1 {
 				v.errf(append(path, "magnitude"), "the slowdown share must be in (0, 1), got %g", c.Magnitude)
 			}
-		case ControlPartition, ControlAgentRestart:
+		case ControlPartition, ControlAgentRestart, ControlStaleMetrics, ControlTaskManagerRestart:
 			c.Nodes = v.resolveNodes(s, path, c.Nodes, c.Count, c.Fraction, 0xc0170000+uint64(ci))
+			if c.Kind == ControlStaleMetrics {
+				c.Mode = cmp.Or(c.Mode, "missing")
+				if c.Mode != "missing" && c.Mode != "stale" {
+					v.errf(append(path, "mode"), "must be missing or stale, got %q", c.Mode)
+				}
+			}
+		case ControlJobFailover:
+			if job == nil {
+				v.errf(append(path, "job"), "job_failover needs the job that fails over")
+			}
+		case ControlSlowExternal:
+			if job == nil {
+				v.errf(append(path, "job"), "slow_external needs the job whose operator talks to the slow system")
+				continue
+			}
+			if !slices.ContainsFunc(job.Operators, func(o Operator) bool { return o.Name == c.Operator }) {
+				v.errf(append(path, "operator"), "job %q has no operator %q", c.Job, c.Operator)
+			}
+			if c.Share == 0 {
+				c.Share = 0.25
+			}
+			if c.Share <= 0 || c.Share > 1 {
+				v.errf(append(path, "share"), "must be in (0, 1], got %g", c.Share)
+			}
+			if c.Magnitude <= 1 {
+				v.errf(append(path, "magnitude"), "the cost multiplier of the slowed subtasks must be > 1, got %g", c.Magnitude)
+			}
 		}
 	}
 }

@@ -24,8 +24,8 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("an operator without inputs reads the previous one, got %v", got)
 	}
 	want := []TruthEntry{
-		{Node: "node-0001", TaskManager: "node-0001-tm-0", From: Duration(96 * time.Second), To: Duration(3 * time.Minute), Cause: "gc", Onset: Duration(time.Minute)},
-		{Node: "node-0003", From: Duration(5 * time.Minute), To: Duration(15 * time.Minute), Cause: "cpu", Onset: Duration(5 * time.Minute)},
+		{Node: "node-0001", TaskManager: "node-0001-tm-0", From: Duration(96 * time.Second), To: Duration(3 * time.Minute), Cause: "jvm", Onset: Duration(time.Minute)},
+		{Node: "node-0003", From: Duration(5 * time.Minute), To: Duration(15 * time.Minute), Cause: "steal", Onset: Duration(5 * time.Minute)},
 	}
 	if len(s.Truth) != len(want) {
 		t.Fatalf("truth %+v, want %+v", s.Truth, want)
@@ -55,7 +55,7 @@ func TestLoadErrors(t *testing.T) {
 		{"wrong-type.yaml", []string{"line 5", "cluster.nodes", "cannot unmarshal"}},
 		{"syntax.yaml", []string{"line 6"}},
 		{"unknown-node.yaml", []string{"line 16", "faults[0].nodes[1]", `unknown node "node-0010"`}},
-		{"overlap.yaml", []string{"line 16", "faults[1]", "overlaps faults[0] on node node-0003"}},
+		{"overlap.yaml", []string{"line 16", "faults[1]", "overlaps faults[0] of the same kind on node node-0003"}},
 		{"gc-without-tm.yaml", []string{"line 15", "faults[0].task_manager"}},
 		{"truth-mismatch.yaml", []string{"line 17", "ground_truth[0]", "does not match the fault schedule", "misses node-0003 from 5m0s to 15m0s"}},
 		{"after-end.yaml", []string{"line 15", "faults[0].duration", "after the scenario ends"}},

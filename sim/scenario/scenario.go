@@ -65,6 +65,29 @@ type Cluster struct {
 	SlotsPerTaskManager int     `yaml:"slots_per_task_manager"`
 	SpeedJitter         float64 `yaml:"speed_jitter"`
 	NamePrefix          string  `yaml:"name_prefix"`
+	// Zones are spread over the nodes round-robin as the label topology.kubernetes.io/zone.
+	Zones []string `yaml:"zones"`
+	// Classes mix hardware classes in the cluster: each takes Count nodes (or Fraction of
+	// them), spread over the node indexes by seed; the rest keep the cluster's own shape.
+	Classes []Class `yaml:"classes"`
+	// Neighbours is how many small background cgroups (daemonset pods, system units) every
+	// node runs beside the TaskManagers. Default 2.
+	Neighbours *int `yaml:"neighbours"`
+}
+
+// Class is one hardware class: machines of one type, as the agent describes them in Hello.
+type Class struct {
+	Name     string  `yaml:"name"`
+	Count    int     `yaml:"count"`
+	Fraction float64 `yaml:"fraction"`
+	// Speed is the class's processing speed relative to the cluster's default machines
+	// (0.77 for a generation that is 1.3x slower).
+	Speed     float64 `yaml:"speed"`
+	CPUs      int     `yaml:"cpus"`
+	MemoryGiB int     `yaml:"memory_gib"`
+	CPUModel  string  `yaml:"cpu_model"`
+	// Nodes is resolved from Count or Fraction at load.
+	Nodes []string `yaml:"-"`
 }
 
 // Job is a job template; Count > 1 replicates it as name-000, name-001, ...
@@ -144,8 +167,37 @@ type Fault struct {
 	TaskManager *int `yaml:"task_manager"`
 	// Ramp is how long the fault takes to reach full severity (gray failures creep in).
 	Ramp Duration `yaml:"ramp"`
+	// Zone picks every node of that zone (cluster.zones) instead of naming them: a slow rack.
+	Zone string `yaml:"zone"`
+	// Intermittent turns the fault on and off within its span.
+	Intermittent *Intermittent `yaml:"intermittent"`
+	// Share is the part of the node's resource the fault hits: some of its cores, one of its
+	// disks, one of its NICs. The subtasks on the rest run as before. Default 1.
+	Share float64 `yaml:"share"`
+	// Neighbour is who takes the CPU in a cpu_contention fault (a pod, or a systemd unit);
+	// by default a pod named after the fault.
+	Neighbour *Neighbour `yaml:"neighbour"`
+	// Direction of a network_loss: send (default: the node's own packets are lost) or
+	// receive (packets to the node are lost, which its senders see).
+	Direction string `yaml:"direction"`
 	// Line is where the fault is in the file, for errors found after loading.
 	Line int `yaml:"-"`
+}
+
+// Intermittent is an on/off pattern within a fault's span, starting on.
+type Intermittent struct {
+	On  Duration `yaml:"on"`
+	Off Duration `yaml:"off"`
+}
+
+// Neighbour is the cgroup that takes the CPU in a cpu_contention fault.
+type Neighbour struct {
+	Pod       string `yaml:"pod"`
+	Namespace string `yaml:"namespace"`
+	Unit      string `yaml:"unit"`
+	// Cgroup, PodUID are derived at load.
+	Cgroup string `yaml:"-"`
+	PodUID string `yaml:"-"`
 }
 
 // Control kinds: things that look like trouble but are not node faults.
@@ -156,10 +208,22 @@ const (
 	ControlClusterSlowdown  = "cluster_slowdown"
 	ControlPartition        = "partition"
 	ControlAgentRestart     = "agent_restart"
+	// ControlSlowExternal: an external system (a sink, a Kafka broker) slows the subtasks of
+	// one operator that talk to it, on whatever nodes they run.
+	ControlSlowExternal = "slow_external"
+	// ControlStaleMetrics: one node's Flink metrics go missing (mode missing) or stop
+	// changing (mode stale) while its host reports go on.
+	ControlStaleMetrics = "stale_metrics"
+	// ControlTaskManagerRestart: the TaskManagers on the nodes restart; their subtasks stop
+	// and come back as new attempts that catch up on their backlog.
+	ControlTaskManagerRestart = "tm_restart"
+	// ControlJobFailover: every subtask of the job restarts (a failover) and catches up.
+	ControlJobFailover = "job_failover"
 )
 
 // ControlKinds lists the control kinds in a stable order.
-var ControlKinds = []string{ControlDataSkew, ControlTrafficSpike, ControlUnderProvisioned, ControlClusterSlowdown, ControlPartition, ControlAgentRestart}
+var ControlKinds = []string{ControlDataSkew, ControlTrafficSpike, ControlUnderProvisioned, ControlClusterSlowdown, ControlPartition, ControlAgentRestart,
+	ControlSlowExternal, ControlStaleMetrics, ControlTaskManagerRestart, ControlJobFailover}
 
 // Control is a scheduled negative-control event.
 type Control struct {
@@ -178,6 +242,11 @@ type Control struct {
 	Fraction float64  `yaml:"fraction"`
 	Nodes    []string `yaml:"nodes"`
 	Count    int      `yaml:"count"`
+	// Share of the operator's subtasks slowed (slow_external: those that talk to the slow
+	// broker). Default 0.25.
+	Share float64 `yaml:"share"`
+	// Mode of stale_metrics: missing (default) or stale.
+	Mode string `yaml:"mode"`
 }
 
 // TruthEntry says a node (or one TaskManager on it) is truly slow from From to To.
@@ -187,6 +256,8 @@ type TruthEntry struct {
 	From        Duration `yaml:"from"`
 	To          Duration `yaml:"to"`
 	Cause       string   `yaml:"cause"`
+	// Culprit is the cgroup of the neighbour that takes the CPU (cpu_contention faults).
+	Culprit string `yaml:"culprit"`
 	// Onset is when the fault behind the entry started; before From for a ramped fault, whose
 	// target is degrading but not yet slow. A verdict between Onset and From is early, not false.
 	Onset Duration `yaml:"-"`

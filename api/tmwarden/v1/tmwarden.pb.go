@@ -464,8 +464,13 @@ type Hello struct {
 	// gateway_endpoint is where peers fetch cached state from (host:port), empty if disabled.
 	GatewayEndpoint       string  `protobuf:"bytes,10,opt,name=gateway_endpoint,json=gatewayEndpoint,proto3" json:"gateway_endpoint,omitempty"`
 	ReportIntervalSeconds float64 `protobuf:"fixed64,11,opt,name=report_interval_seconds,json=reportIntervalSeconds,proto3" json:"report_interval_seconds,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The machine as the agent reads it: with labels (instance type, pool) this is the node's
+	// hardware class, whose members detection compares with each other.
+	CpuModel      string `protobuf:"bytes,12,opt,name=cpu_model,json=cpuModel,proto3" json:"cpu_model,omitempty"`
+	NumCpus       uint32 `protobuf:"varint,13,opt,name=num_cpus,json=numCpus,proto3" json:"num_cpus,omitempty"`
+	MemoryBytes   uint64 `protobuf:"varint,14,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -571,6 +576,27 @@ func (x *Hello) GetGatewayEndpoint() string {
 func (x *Hello) GetReportIntervalSeconds() float64 {
 	if x != nil {
 		return x.ReportIntervalSeconds
+	}
+	return 0
+}
+
+func (x *Hello) GetCpuModel() string {
+	if x != nil {
+		return x.CpuModel
+	}
+	return ""
+}
+
+func (x *Hello) GetNumCpus() uint32 {
+	if x != nil {
+		return x.NumCpus
+	}
+	return 0
+}
+
+func (x *Hello) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
 	}
 	return 0
 }
@@ -1852,8 +1878,18 @@ type CgroupStats struct {
 	MemoryPressure            *PressureStat          `protobuf:"bytes,9,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
 	IoPressure                *PressureStat          `protobuf:"bytes,10,opt,name=io_pressure,json=ioPressure,proto3" json:"io_pressure,omitempty"`
 	CpuLimitCores             float64                `protobuf:"fixed64,11,opt,name=cpu_limit_cores,json=cpuLimitCores,proto3" json:"cpu_limit_cores,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// Who the cgroup belongs to, as far as its path and the container runtime say: a
+	// Kubernetes pod (uid from the kubepods path; name and namespace when known), a container,
+	// or a systemd unit. A neighbour named here can be named as a culprit.
+	PodUid       string `protobuf:"bytes,12,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	PodName      string `protobuf:"bytes,13,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`
+	PodNamespace string `protobuf:"bytes,14,opt,name=pod_namespace,json=podNamespace,proto3" json:"pod_namespace,omitempty"`
+	ContainerId  string `protobuf:"bytes,15,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	SystemdUnit  string `protobuf:"bytes,16,opt,name=systemd_unit,json=systemdUnit,proto3" json:"systemd_unit,omitempty"`
+	// task_manager is set on the cgroups of the node's TaskManagers.
+	TaskManager   bool `protobuf:"varint,17,opt,name=task_manager,json=taskManager,proto3" json:"task_manager,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CgroupStats) Reset() {
@@ -1961,6 +1997,48 @@ func (x *CgroupStats) GetCpuLimitCores() float64 {
 		return x.CpuLimitCores
 	}
 	return 0
+}
+
+func (x *CgroupStats) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *CgroupStats) GetPodName() string {
+	if x != nil {
+		return x.PodName
+	}
+	return ""
+}
+
+func (x *CgroupStats) GetPodNamespace() string {
+	if x != nil {
+		return x.PodNamespace
+	}
+	return ""
+}
+
+func (x *CgroupStats) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *CgroupStats) GetSystemdUnit() string {
+	if x != nil {
+		return x.SystemdUnit
+	}
+	return ""
+}
+
+func (x *CgroupStats) GetTaskManager() bool {
+	if x != nil {
+		return x.TaskManager
+	}
+	return false
 }
 
 // TaskManager is one Flink TaskManager JVM on the node and what was scraped from it.
@@ -2955,7 +3033,7 @@ const file_tmwarden_v1_tmwarden_proto_rawDesc = "" +
 	"\n" +
 	"report_ack\x18\x02 \x01(\v2\x16.tmwarden.v1.ReportAckH\x00R\treportAck\x120\n" +
 	"\acommand\x18\x03 \x01(\v2\x14.tmwarden.v1.CommandH\x00R\acommandB\x05\n" +
-	"\x03msg\"\x82\x04\n" +
+	"\x03msg\"\xdd\x04\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12)\n" +
@@ -2971,7 +3049,10 @@ const file_tmwarden_v1_tmwarden_proto_rawDesc = "" +
 	"\x06labels\x18\t \x03(\v2\x1e.tmwarden.v1.Hello.LabelsEntryR\x06labels\x12)\n" +
 	"\x10gateway_endpoint\x18\n" +
 	" \x01(\tR\x0fgatewayEndpoint\x126\n" +
-	"\x17report_interval_seconds\x18\v \x01(\x01R\x15reportIntervalSeconds\x1a9\n" +
+	"\x17report_interval_seconds\x18\v \x01(\x01R\x15reportIntervalSeconds\x12\x1b\n" +
+	"\tcpu_model\x18\f \x01(\tR\bcpuModel\x12\x19\n" +
+	"\bnum_cpus\x18\r \x01(\rR\anumCpus\x12!\n" +
+	"\fmemory_bytes\x18\x0e \x01(\x04R\vmemoryBytes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x01\n" +
@@ -3108,7 +3189,7 @@ const file_tmwarden_v1_tmwarden_proto_rawDesc = "" +
 	"\rKIND_BLOCK_IO\x10\x02\"Y\n" +
 	"\x0eTcpRetransmits\x12%\n" +
 	"\x0eremote_address\x18\x01 \x01(\tR\rremoteAddress\x12 \n" +
-	"\vretransmits\x18\x02 \x01(\x04R\vretransmits\"\x8f\x04\n" +
+	"\vretransmits\x18\x02 \x01(\x04R\vretransmits\"\xd1\x05\n" +
 	"\vCgroupStats\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12&\n" +
@@ -3122,7 +3203,13 @@ const file_tmwarden_v1_tmwarden_proto_rawDesc = "" +
 	"\vio_pressure\x18\n" +
 	" \x01(\v2\x19.tmwarden.v1.PressureStatR\n" +
 	"ioPressure\x12&\n" +
-	"\x0fcpu_limit_cores\x18\v \x01(\x01R\rcpuLimitCores\"\xdc\x03\n" +
+	"\x0fcpu_limit_cores\x18\v \x01(\x01R\rcpuLimitCores\x12\x17\n" +
+	"\apod_uid\x18\f \x01(\tR\x06podUid\x12\x19\n" +
+	"\bpod_name\x18\r \x01(\tR\apodName\x12#\n" +
+	"\rpod_namespace\x18\x0e \x01(\tR\fpodNamespace\x12!\n" +
+	"\fcontainer_id\x18\x0f \x01(\tR\vcontainerId\x12!\n" +
+	"\fsystemd_unit\x18\x10 \x01(\tR\vsystemdUnit\x12!\n" +
+	"\ftask_manager\x18\x11 \x01(\bR\vtaskManager\"\xdc\x03\n" +
 	"\vTaskManager\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12\x10\n" +

@@ -120,7 +120,7 @@ func Start(t testing.TB) *Cluster {
 	if err != nil {
 		t.Skipf("no real Kubernetes control plane: %v", err)
 	}
-	dir, err := os.MkdirTemp("", "h19-kubetest-")
+	dir, err := os.MkdirTemp("", "kubetest-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +137,9 @@ func Start(t testing.TB) *Cluster {
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	c.run(t, "etcd", bins.Etcd, "--name=h19", "--data-dir="+filepath.Join(dir, "etcd"),
+	c.run(t, "etcd", bins.Etcd, "--name=kubetest", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL, "--initial-cluster=h19="+peerURL,
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL, "--initial-cluster=kubetest="+peerURL,
 		"--unsafe-no-fsync")
 
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -203,7 +203,7 @@ func (c *Cluster) run(t testing.TB, name, bin string, args ...string) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}

@@ -49,7 +49,9 @@ type evaluator struct {
 	detections metric.Int64Counter
 	decided    metric.Int64Counter
 	migrations metric.Int64Counter
-	duration   metric.Float64Histogram
+	// transitions counts health changes (decisions.WithTransition).
+	transitions metric.Int64Counter
+	duration    metric.Float64Histogram
 
 	mu   sync.Mutex
 	last detect.Round
@@ -58,13 +60,15 @@ type evaluator struct {
 // initMetrics creates the instruments the Grafana dashboards query (telemetry/names.go).
 func (e *evaluator) initMetrics(c *Coordinator) error {
 	m := c.tel.Meters.Meter("github.com/tmwarden/tmwarden/coordinator")
-	var errs [7]error
+	var errs [8]error
 	e.detections, errs[0] = m.Int64Counter(telemetry.MetricDetections, metric.WithUnit("{verdict}"),
 		metric.WithDescription("Nodes newly judged slow, by cause."))
 	e.decided, errs[1] = m.Int64Counter(telemetry.MetricDecisions, metric.WithUnit("{decision}"),
 		metric.WithDescription("Decisions taken, by action, mode and outcome."))
 	e.migrations, errs[2] = m.Int64Counter(telemetry.MetricMigrations, metric.WithUnit("{migration}"),
 		metric.WithDescription("Migrations that ended, by outcome (succeeded, failed, node_gone, dry_run) and mode; a dry run counts as outcome dry_run, never as succeeded."))
+	e.transitions, errs[7] = m.Int64Counter(telemetry.MetricNodeTransitions, metric.WithUnit("{transition}"),
+		metric.WithDescription("Changes of a node's health (decision state), by node, from and to."))
 	e.duration, errs[3] = m.Float64Histogram(telemetry.MetricEvaluationDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time one evaluation round (detection and decisions) took."),
 		metric.WithExplicitBucketBoundaries(telemetry.SecondsBuckets...))
@@ -124,8 +128,15 @@ func (c *Coordinator) newEvaluator() error {
 				attribute.String("mode", string(d.Action.Mode))))
 		}
 	}
+	transition := func(node string, from, to decide.State) {
+		if e.transitions != nil {
+			e.transitions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("k8s.node.name", node),
+				attribute.String("from", string(from)), attribute.String("to", string(to))))
+		}
+	}
 	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithLogger(c.log.With("component", "decisions")),
-		decisions.WithTracer(c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator/decisions")), decisions.WithFinished(finished))
+		decisions.WithTracer(c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator/decisions")), decisions.WithFinished(finished),
+		decisions.WithTransition(transition))
 	if err != nil {
 		return fmt.Errorf("decisions: %w", err)
 	}

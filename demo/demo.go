@@ -20,6 +20,7 @@ import (
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/coordinator"
+	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -48,6 +49,23 @@ type Options struct {
 	Live bool
 	// Render draws the nodes table (tmwardenctl passes the same renderer as `tmwardenctl nodes`).
 	Render func(io.Writer, []httpv1.Node, time.Time)
+	// Mode is the decision mode (dry-run, approve, auto); empty keeps the default, dry-run.
+	Mode string
+	// APITokenFile, when set, makes the coordinator's API demand this bearer token for approvals.
+	APITokenFile string
+	// Started, when set, is called once every component runs, with a handle to the live demo
+	// (tests drive the status page against it and cut agents off).
+	Started func(Running)
+}
+
+// Running is a demo while it runs.
+type Running struct {
+	// HTTPAddr is the coordinator's API and status page address.
+	HTTPAddr string
+	// Nodes are the simulated nodes' names.
+	Nodes []string
+	// CutOff stops one simulated node's agent, as if its network had gone.
+	CutOff func(node string)
 }
 
 // Summary is what the demo saw.
@@ -116,6 +134,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	ccfg.DataDir = filepath.Join(dataDir, "coordinator")
 	ccfg.GRPCAddr, ccfg.HTTPAddr = opts.GRPCAddr, opts.HTTPAddr
 	ccfg.DefaultInterval, ccfg.Detection.Interval = opts.Interval, opts.Interval
+	if opts.Mode != "" {
+		ccfg.Decisions.Policy.Mode = decide.Mode(opts.Mode)
+	}
+	ccfg.APITokenFile = opts.APITokenFile
 	if u := cluster.RESTURL(); u != "" {
 		ccfg.Flink.JobManagers = []coordinator.JobManagerConfig{{URL: u}}
 		ccfg.Flink.PollInterval = 2 * opts.Interval
@@ -188,6 +210,16 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		defer cancel()
 	}
 	start := time.Now()
+	if opts.Started != nil {
+		var mu sync.Mutex
+		opts.Started(Running{HTTPAddr: coord.HTTPAddr(), Nodes: nodes, CutOff: func(node string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if cancel := simCancel[node]; cancel != nil {
+				cancel()
+			}
+		}})
+	}
 	faultTimer := time.NewTimer(faultAfter)
 	defer faultTimer.Stop()
 	tick := time.NewTicker(time.Second)

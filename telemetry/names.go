@@ -60,6 +60,8 @@ const (
 	MetricNodeScore = "tmwarden.node.score"
 	// MetricNodeState is 1 for the state a node is in [k8s.node.name, state].
 	MetricNodeState = "tmwarden.node.state"
+	// MetricNodeTransitions counts changes of a node's health [k8s.node.name, from, to].
+	MetricNodeTransitions = "tmwarden.node.transitions"
 	// MetricDetections counts verdicts that flagged a node [cause].
 	MetricDetections = "tmwarden.detections"
 	// MetricDecisions counts decisions taken [action, mode, outcome].
@@ -132,6 +134,7 @@ var Instruments = []Instrument{
 	// Decision engine and state cache (names reserved; see the constants above).
 	{MetricNodeScore, "", "Node slowness score from peer comparison [k8s.node.name, cause].", Gauge},
 	{MetricNodeState, "", "1 for the state a node is in [k8s.node.name, state].", Gauge},
+	{MetricNodeTransitions, "{transition}", "Changes of a node's health (decision state) [k8s.node.name, from, to].", Counter},
 	{MetricDetections, "{verdict}", "Verdicts that flagged a node [cause].", Counter},
 	{MetricDecisions, "{decision}", "Decisions taken [action, mode, outcome].", Counter},
 	{MetricMigrations, "{migration}", "Migrations that ended [outcome=succeeded|failed|node_gone|dry_run, mode].", Counter},

@@ -311,6 +311,16 @@ func (p *Policy) Node(name string) (NodeState, bool) {
 	return n, ok
 }
 
+// States returns every tracked node's state (the decision manager compares them before and
+// after a round to report health transitions).
+func (p *Policy) States() map[string]State {
+	out := make(map[string]State, len(p.s.Nodes))
+	for k, v := range p.s.Nodes {
+		out[k] = v.State
+	}
+	return out
+}
+
 // Breaker returns the circuit breaker's state.
 func (p *Policy) Breaker() BreakerState { return p.s.Breaker }
 

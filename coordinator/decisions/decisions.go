@@ -162,6 +162,12 @@ func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 // WithTracer traces each executor pass over a decision and each actuator step in it.
 func WithTracer(t trace.Tracer) Option { return func(m *Manager) { m.tracer = t } }
 
+// WithTransition calls f for every change of a node's health (decision state), after the
+// health_changed event is written: the coordinator counts them by from and to.
+func WithTransition(f func(node string, from, to decide.State)) Option {
+	return func(m *Manager) { m.transition = f }
+}
+
 // WithFinished calls f once with every decision that ends (succeeded, failed, dry_run,
 // node_gone), after its end is stored: the coordinator counts migrations there, by outcome.
 func WithFinished(f func(Decision)) Option { return func(m *Manager) { m.finished = f } }
@@ -174,8 +180,9 @@ type Manager struct {
 	log *slog.Logger
 	now func() time.Time
 	// tracer and finished are optional (WithTracer, WithFinished).
-	tracer   trace.Tracer
-	finished func(Decision)
+	tracer     trace.Tracer
+	finished   func(Decision)
+	transition func(node string, from, to decide.State)
 
 	mu     sync.Mutex // guards pol and open
 	pol    *decide.Policy
@@ -375,7 +382,9 @@ func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[s
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pol.ObserveFleet(fleet)
+	before := m.pol.States()
 	acts := m.pol.Round(now, obs, reachable)
+	m.transitions(before, m.pol.States())
 	var out []Decision
 	var errs []error
 	for _, a := range acts {
@@ -455,10 +464,12 @@ func (m *Manager) Approve(id, by string) (Decision, error) {
 		return *d, fmt.Errorf("approving %s (status %s): %w", id, d.Status, ErrNotApprovable)
 	}
 	now := m.now()
+	before := m.pol.States()
 	a, err := m.pol.Approve(id, now)
 	if err != nil {
 		return *d, err
 	}
+	m.transitions(before, m.pol.States())
 	d.Action, d.Status, d.ApprovedAt, d.ApprovedBy = a, StatusPending, now.UTC(), by
 	errs := []error{m.audit(d, "approved", "", "approved by "+orAnon(by)), m.put(d), m.saveSnapshot()}
 	m.event(d, "decision_approved", fmt.Sprintf("decision %s approved by %s", id, orAnon(by)))
@@ -742,7 +753,11 @@ func (m *Manager) finish(d *Decision, status, errMsg string) error {
 	m.mu.Lock()
 	errs = append(errs, m.put(d))
 	delete(m.open, d.Action.ID)
+	before, _ := m.pol.Node(d.Action.Node)
 	m.pol.Finished(d.Action.ID, outcomeOf(status), errMsg, m.now())
+	if after, ok := m.pol.Node(d.Action.Node); ok && before.State != "" {
+		m.transitions(map[string]decide.State{d.Action.Node: before.State}, map[string]decide.State{d.Action.Node: after.State})
+	}
 	errs = append(errs, m.saveSnapshot())
 	m.mu.Unlock()
 	if status == StatusDryRun {
@@ -788,4 +803,44 @@ func planSummary(steps []actuate.Step) string {
 		names[i] = s.Name
 	}
 	return fmt.Sprintf("%d steps: %s", len(steps), strings.Join(names, ", "))
+}
+
+// transitions writes a health_changed event for every node whose state differs between before
+// and after (a node new to the policy starts healthy), so the event log is the nodes' health
+// timeline. Callers hold m.mu.
+func (m *Manager) transitions(before, after map[string]decide.State) {
+	names := make([]string, 0, len(after))
+	for n, to := range after {
+		from, ok := before[n]
+		if !ok {
+			from = decide.Healthy
+		}
+		if from != to {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		from, ok := before[n]
+		if !ok {
+			from = decide.Healthy
+		}
+		to := after[n]
+		ns, _ := m.pol.Node(n)
+		msg := fmt.Sprintf("node %s: %s → %s (verdict %s, score %.2f", n, from, to, ns.Verdict, ns.Score)
+		if ns.Cause != "" {
+			msg += ", cause " + ns.Cause
+		}
+		msg += ")"
+		if ns.Note != "" {
+			msg += ": " + ns.Note
+		}
+		if _, err := m.st.AppendEvent(store.Event{Time: m.now().UTC(), Node: n, Type: "health_changed", Message: msg,
+			Attrs: map[string]string{"from": string(from), "to": string(to), "verdict": ns.Verdict, "cause": ns.Cause}}); err != nil {
+			m.log.Error("cannot append health event", "node", n, "err", err)
+		}
+		if m.transition != nil {
+			m.transition(n, from, to)
+		}
+	}
 }

@@ -503,3 +503,43 @@ func TestRunLoopStopsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHealthTransitionsAreEvents: healthy → suspect → healthy lands in the event log, one
+// health_changed event per change, with the metric hook called alike.
+func TestHealthTransitionsAreEvents(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var hooked []string
+	cfg := DefaultConfig()
+	cfg.Policy.ClearRounds = 1
+	m, err := New(st, cfg, nil, WithTransition(func(n string, from, to decide.State) { hooked = append(hooked, n+":"+string(from)+">"+string(to)) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	reach := map[string]bool{"n1": true, "n2": true, "n3": true, "n4": true, "n5": true}
+	for i, o := range [][]decide.Observation{nil, {{Node: "n1", Suspect: true, Score: 0.4, Cause: "cpu_contention"}}, nil} {
+		if _, err := m.Round(now.Add(time.Duration(i)*time.Minute), o, reach); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := st.LatestEvents(100, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Type == "health_changed" {
+			got = append(got, e.Attrs["from"]+">"+e.Attrs["to"])
+		}
+	}
+	if strings.Join(got, ",") != "healthy>suspect,suspect>healthy" && strings.Join(got, ",") != "suspect>healthy,healthy>suspect" {
+		t.Errorf("health_changed events for n1: %v, want healthy>suspect and suspect>healthy", got)
+	}
+	if strings.Join(hooked, ",") != "n1:healthy>suspect,n1:suspect>healthy" {
+		t.Errorf("transition hook saw %v", hooked)
+	}
+}

@@ -1,14 +1,18 @@
-// tmwarden status page: reads /api/v1/* and renders nodes, one node's evidence, decisions and
-// events. Everything is built with textContent, never innerHTML, so API strings cannot inject.
+// tmwarden status page. It reads the coordinator's JSON API under /api/v1/; the documents are
+// api/httpv1's Go types (NodeList, NodeDetail, DecisionList, Decision, EventList), whose JSON
+// field names this file uses as they are. Everything is built with textContent, never
+// innerHTML, so API strings cannot inject.
 "use strict";
 
 const REFRESH_MS = 5000;
 const $ = (sel) => document.querySelector(sel);
+// Health values in order of severity (api/httpv1 Node.health, plus reachability).
+const SEVERITY = ["unreachable", "quarantined", "migrating", "slow", "suspect", "probation", "healthy"];
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null) continue;
+    if (v === undefined || v === null || v === false) continue;
     if (k === "class") e.className = v;
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v);
@@ -21,7 +25,7 @@ function el(tag, attrs, ...children) {
 }
 
 const pct = (v) => (typeof v === "number" ? (v * 100).toFixed(1) + "%" : "–");
-const num = (v, d = 2) => (typeof v === "number" ? v.toFixed(d) : "–");
+const num = (v, d = 2) => (typeof v === "number" && isFinite(v) ? v.toFixed(d) : "–");
 const bytes = (v) => {
   if (typeof v !== "number" || v <= 0) return "–";
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -32,15 +36,18 @@ const bytes = (v) => {
 function ago(ts) {
   if (!ts) return "never";
   const s = Math.round((Date.now() - new Date(ts).getTime()) / 1000);
-  if (s < 60) return s + "s ago";
+  if (s < 60) return Math.max(s, 0) + "s ago";
   if (s < 3600) return Math.round(s / 60) + "m ago";
   return new Date(ts).toLocaleString();
 }
-const stateBadge = (s) => el("span", { class: "state state-" + String(s || "unknown").toLowerCase() }, s || "unknown");
+const when = (ts) => (ts ? new Date(ts).toLocaleString() : "–");
+const badge = (s) => el("span", { class: "state state-" + String(s || "unknown").toLowerCase().replace(/[^a-z_-]/g, "") }, s || "unknown");
 
-// cause and score may come from the detection engine (verdict) or be absent before it runs.
-const causeOf = (n) => n.cause || (n.verdict && (n.verdict.cause || n.verdict.kind)) || "";
-const scoreOf = (n) => (typeof n.score === "number" ? n.score : n.verdict && typeof n.verdict.score === "number" ? n.verdict.score : undefined);
+// A node's health as the page ranks it: an agent that stopped reporting trumps the decision state.
+const healthOf = (n) => (n.state === "unreachable" ? "unreachable" : n.health || "healthy");
+const severity = (n) => { const i = SEVERITY.indexOf(healthOf(n)); return i < 0 ? SEVERITY.length : i; };
+
+function token() { return sessionStorage.getItem("tmwarden-token") || ""; }
 
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
@@ -53,150 +60,227 @@ async function getJSON(path) {
   return { body: await r.json() };
 }
 
-function fill(tbody, rows) {
-  tbody.replaceChildren(...rows);
-}
+const fill = (tbody, rows) => tbody.replaceChildren(...rows);
 
 function showError(err) {
   const e = $("#error");
   if (err) { e.textContent = String(err.message || err); e.hidden = false; } else { e.hidden = true; }
 }
 
-function selectedNode() {
-  const m = location.hash.match(/^#node\/(.+)$/);
-  return m ? decodeURIComponent(m[1]) : "";
+function route() {
+  let m = location.hash.match(/^#node\/(.+)$/);
+  if (m) return { node: decodeURIComponent(m[1]) };
+  m = location.hash.match(/^#decision\/(.+)$/);
+  if (m) return { decision: decodeURIComponent(m[1]) };
+  return {};
 }
 
 async function loadNodes() {
   const { body } = await getJSON("/api/v1/nodes");
-  const nodes = (body && body.nodes) || [];
-  const sel = selectedNode();
+  const nodes = ((body && body.nodes) || []).slice();
+  nodes.sort((a, b) => severity(a) - severity(b) || (b.score || 0) - (a.score || 0) || a.name.localeCompare(b.name));
+  const sel = route().node;
   fill($("#nodes tbody"), nodes.map((n) => {
     const h = n.host || {};
+    const health = healthOf(n);
+    // An unreachable node's figures are what its agent said last: marked, never shown as current.
+    const stale = n.stale ? "stale" : "";
+    const fig = (v) => el("td", { class: stale, title: n.stale ? "stale: last report " + ago(n.last_report_at) : null }, v);
     return el("tr", {
-      class: "clickable" + (n.name === sel ? " selected" : ""), "data-node": n.name,
+      class: "clickable sev-" + health + (n.name === sel ? " selected" : ""), "data-node": n.name, "data-health": health,
       onclick: () => { location.hash = "#node/" + encodeURIComponent(n.name); },
     },
       el("td", null, el("a", { href: "#node/" + encodeURIComponent(n.name) }, n.name)),
-      el("td", null, stateBadge(n.state)),
-      el("td", { class: "cause" }, causeOf(n) || "–"),
-      el("td", null, num(scoreOf(n))),
-      el("td", null, n.connected ? "connected" : "disconnected", " ", el("span", { class: "muted" }, n.agent_version || "")),
-      el("td", null, pct(h.cpu_busy)),
-      el("td", null, pct(h.cpu_steal)),
-      el("td", null, num(h.load1)),
-      el("td", null, num(h.tcp_retransmits_per_second, 1)),
-      el("td", null, n.task_managers ?? 0),
-      el("td", null, n.subtasks ?? 0),
-      el("td", null, ago(n.last_report_at)));
+      el("td", { class: "health" }, badge(health), n.would_migrate ? el("span", { class: "would", title: n.would_migrate }, " would migrate (dry-run)") : null),
+      el("td", { class: "score" }, num(n.score)),
+      el("td", { class: "cause" }, n.cause || "–"),
+      el("td", null, n.connected ? "connected" : "disconnected"),
+      fig(pct(h.cpu_busy)), fig(pct(h.cpu_steal)), fig(num(h.load1)),
+      fig(n.task_managers ?? 0), fig(n.subtasks ?? 0),
+      el("td", { class: stale }, ago(n.last_report_at), n.stale ? " (stale)" : ""));
   }));
   $("#nodes-empty").hidden = nodes.length > 0;
-  const counts = {};
-  for (const n of nodes) counts[n.state] = (counts[n.state] || 0) + 1;
-  $("#summary").textContent = nodes.length + " nodes" +
-    Object.entries(counts).map(([s, c]) => " · " + c + " " + s).join("");
+  const counts = Object.fromEntries(SEVERITY.map((s) => [s, 0]));
+  for (const n of nodes) counts[healthOf(n)] = (counts[healthOf(n)] || 0) + 1;
+  fill($("#fleet-summary"), [el("li", { "data-health": "all" }, el("b", null, nodes.length), " nodes"),
+    ...SEVERITY.map((s) => el("li", { class: counts[s] ? "sev-" + s : "zero", "data-health": s }, el("b", null, counts[s]), " " + s))]);
 }
 
-function evidenceRows(ev) {
-  if (!ev) return [];
-  const items = Array.isArray(ev) ? ev : Object.entries(ev).map(([k, v]) => (typeof v === "object" && v ? { signal: k, ...v } : { signal: k, value: v }));
-  return items.map((it) => {
-    if (typeof it !== "object" || it === null) return el("tr", null, el("td", { class: "wrap", colspan: 4 }, String(it)));
-    const signal = it.signal || it.name || it.metric || it.kind || "";
-    const value = it.value ?? it.observed ?? "";
-    const peers = it.peers ?? it.peer_median ?? it.baseline ?? "";
-    const detail = it.detail || it.message || it.reason || "";
-    return el("tr", null, el("td", null, signal), el("td", null, typeof value === "number" ? num(value, 3) : String(value)),
-      el("td", null, typeof peers === "number" ? num(peers, 3) : typeof peers === "object" ? JSON.stringify(peers) : String(peers)),
-      el("td", { class: "wrap" }, detail));
-  });
+function subtaskEvidence(e) { return e.kind === "straggler" || e.vertex_id || e.vertex_name; }
+
+function evidenceRows(evidence) {
+  const subs = [], host = [];
+  for (const e of evidence || []) {
+    if (subtaskEvidence(e)) {
+      subs.push(el("tr", { "data-evidence": "subtask" },
+        el("td", { class: "wrap" }, e.job_name || e.job_id || "–"), el("td", { class: "wrap" }, e.vertex_name || e.vertex_id || "–"),
+        el("td", null, e.subtask ?? 0), el("td", null, num(e.tpr, 1)), el("td", null, num(e.peer_median_tpr, 1)),
+        el("td", null, e.slowdown ? num(e.slowdown, 2) + "×" : "–"), el("td", { class: "wrap" }, e.task_manager || "–"), el("td", null, ago(e.since))));
+    } else {
+      const ratio = e.peer_median ? e.value / e.peer_median : undefined;
+      host.push(el("tr", { "data-evidence": "host" },
+        el("td", null, e.signal || e.kind), el("td", null, num(e.value ?? 0, 4)), el("td", null, num(e.peer_median ?? 0, 4)),
+        el("td", null, ratio !== undefined ? num(ratio, 1) + "×" : "–"), el("td", null, e.kind), el("td", null, ago(e.since))));
+    }
+  }
+  return { subs, host };
 }
 
-async function loadDetail() {
-  const name = selectedNode();
+async function loadNode(name) {
   const sec = $("#detail");
   if (!name) { sec.hidden = true; return; }
   const res = await getJSON("/api/v1/nodes/" + encodeURIComponent(name));
-  if (res.notFound) { sec.hidden = true; showError(new Error("no node named " + name)); return; }
+  if (res.notFound) { sec.hidden = true; throw new Error("no node named " + name); }
   const d = res.body;
   $("#detail-name").textContent = d.name;
-  const facts = [["state", stateBadge(d.state)], ["hostname", d.hostname], ["agent", (d.agent_version || "") + " (" + (d.connected ? "connected" : "disconnected") + ")"],
-    ["instance", d.instance_id], ["reports", d.reports_received + " received, " + d.sequence_gaps + " gaps, " + d.dropped_by_agent + " dropped by agent"],
-    ["last report", ago(d.last_report_at)], ["first seen", d.first_seen ? new Date(d.first_seen).toLocaleString() : "–"]];
-  if (d.labels) facts.push(["labels", Object.entries(d.labels).map(([k, v]) => k + "=" + v).join(", ")]);
-  $("#detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", null, k), el("dd", null, v ?? "–")]));
-
-  const verdict = d.verdict || (d.cause ? { cause: d.cause, score: d.score } : null);
-  const evidence = d.evidence || (d.verdict && d.verdict.evidence);
-  $("#evidence-block").hidden = !verdict && !evidence;
-  if (verdict) {
-    $("#verdict").replaceChildren(...Object.entries(verdict).filter(([k, v]) => k !== "evidence" && typeof v !== "object")
-      .flatMap(([k, v]) => [el("dt", null, k), el("dd", null, typeof v === "number" ? num(v, 3) : String(v))]));
+  const ds = d.decision;
+  const v = [["health", badge(healthOf(d))]];
+  if (ds) {
+    v.push(["verdict", ds.verdict || "healthy"], ["score", num(ds.score)], ["cause", ds.cause || "–"],
+      ["in state since", when(ds.since)]);
+    if (ds.verdict_since) v.push(["verdict since", when(ds.verdict_since)]);
+    if (ds.would_migrate) v.push(["dry run", "would have migrated it (" + ds.would_migrate + "); nothing was changed"]);
+    if (ds.open_decision) v.push(["open decision", el("a", { href: "#decision/" + encodeURIComponent(ds.open_decision) }, ds.open_decision)]);
+    if (ds.note) v.push(["note", ds.note]);
   }
-  fill($("#evidence tbody"), evidenceRows(evidence));
+  $("#verdict").replaceChildren(...v.flatMap(([k, x]) => [el("dt", null, k), el("dd", { "data-field": k }, x ?? "–")]));
+  const facts = [["reachability", badge(d.state)], ["hostname", d.hostname], ["agent", (d.agent_version || "") + " (" + (d.connected ? "connected" : "disconnected") + ")"],
+    ["reports", d.reports_received + " received, " + d.sequence_gaps + " gaps, " + d.dropped_by_agent + " dropped by agent"],
+    ["last report", ago(d.last_report_at) + (d.stale ? " — figures below are stale" : "")]];
+  if (d.labels) facts.push(["labels", Object.entries(d.labels).map(([k, x]) => k + "=" + x).join(", ")]);
+  $("#detail-facts").replaceChildren(...facts.flatMap(([k, x]) => [el("dt", null, k), el("dd", null, x ?? "–")]));
 
-  fill($("#collectors tbody"), (d.collectors || []).map((c) =>
-    el("tr", { "data-collector": c.name }, el("td", null, c.name), el("td", null, stateBadge(c.state)), el("td", { class: "wrap" }, c.reason || ""))));
-  fill($("#taskmanagers tbody"), (d.task_manager_list || []).map((tm) =>
-    el("tr", null, el("td", null, tm.resource_id), el("td", null, tm.pod ? (tm.namespace ? tm.namespace + "/" : "") + tm.pod : "–"),
+  const { subs, host } = evidenceRows(ds && ds.evidence);
+  fill($("#evidence-subtasks tbody"), subs);
+  fill($("#evidence-host tbody"), host);
+  $("#evidence-empty").hidden = subs.length + host.length > 0;
+
+  const tmRows = [];
+  for (const tm of d.task_manager_list || []) {
+    tmRows.push(el("tr", { class: "tm" + (d.stale ? " stale" : ""), "data-tm": tm.resource_id },
+      el("td", { class: "wrap" }, el("b", null, tm.resource_id), tm.pod ? " " + (tm.namespace ? tm.namespace + "/" : "") + tm.pod : ""),
       el("td", null, pct(tm.cpu_load)), el("td", null, num(tm.gc_time_ms_per_second, 1)),
-      el("td", null, bytes(tm.heap_used_bytes) + " / " + bytes(tm.heap_max_bytes)),
-      el("td", null, (tm.subtasks || []).length), el("td", { class: "wrap" }, tm.scrape_error || "ok"))));
-  fill($("#node-events tbody"), (d.events || []).map((e) =>
-    el("tr", null, el("td", null, new Date(e.time).toLocaleString()), el("td", null, e.type), el("td", { class: "wrap" }, e.message))));
+      el("td", null, bytes(tm.heap_used_bytes) + " / " + bytes(tm.heap_max_bytes)), el("td", null, (tm.subtasks || []).length + " subtasks"),
+      el("td", { class: "wrap" }, tm.scrape_error || "ok")));
+    for (const s of tm.subtasks || []) {
+      tmRows.push(el("tr", { class: "subtask" + (d.stale ? " stale" : "") },
+        el("td", { class: "wrap" }, "↳ " + (s.job_name || s.job_id) + " / " + (s.vertex_name || s.vertex_id) + " #" + s.index),
+        el("td", null, num(s.busy_ms_per_second, 0)), el("td", null, num(s.backpressured_ms_per_second, 0)),
+        el("td", null, num(s.records_in_per_second, 1)), el("td", null, num(s.true_processing_rate, 1)), el("td", null, "")));
+    }
+  }
+  fill($("#taskmanagers tbody"), tmRows);
+  fill($("#collectors tbody"), (d.collectors || []).map((c) =>
+    el("tr", { "data-collector": c.name }, el("td", null, c.name), el("td", null, badge(c.state)), el("td", { class: "wrap" }, c.reason || ""))));
+  const evs = (d.events || []).slice().sort((a, b) => b.id - a.id);
+  fill($("#node-events tbody"), evs.map((e) =>
+    el("tr", { "data-type": e.type }, el("td", null, when(e.time)), el("td", null, e.type), el("td", { class: "wrap" }, e.message))));
   sec.hidden = false;
 }
 
-// The decisions API may not exist on an older coordinator: a 404 hides the section.
+function approveButton(d) {
+  // Only a proposed decision waits for an operator; approved or finished ones show no button.
+  if (d.status !== "proposed") return null;
+  return el("button", {
+    "data-approve": d.id,
+    onclick: async (ev) => {
+      ev.stopPropagation();
+      ev.target.disabled = true;
+      try {
+        const headers = { "Content-Type": "application/json" };
+        if (token()) headers.Authorization = "Bearer " + token();
+        const r = await fetch("/api/v1/decisions/" + encodeURIComponent(d.id) + "/approve", { method: "POST", headers, body: JSON.stringify({ by: "status page" }) });
+        if (!r.ok) {
+          const msg = (await r.json().catch(() => ({}))).error || r.statusText;
+          throw new Error("approve " + d.id + ": " + r.status + " " + msg + (r.status === 401 ? " — set the API token at the top" : ""));
+        }
+        showError(null);
+        await refresh();
+      } catch (err) { ev.target.disabled = false; showError(err); }
+    },
+  }, "approve");
+}
+
+function actionText(d) {
+  return d.dry_run && (d.kind === "migrate" || d.kind === "release") ? "would " + d.kind + " (dry-run)" : d.kind;
+}
+
 async function loadDecisions() {
-  const res = await getJSON("/api/v1/decisions");
-  const sec = $("#decisions-section");
-  if (res.notFound) { sec.hidden = true; return; }
+  const res = await getJSON("/api/v1/decisions?limit=50");
+  if (res.notFound) return;
   const body = res.body;
-  const list = Array.isArray(body) ? body : body.decisions || [];
-  const mode = Array.isArray(body) ? "" : body.mode || "";
-  $("#mode").textContent = mode ? "mode: " + mode : "";
-  fill($("#decisions tbody"), list.map((d) => {
-    const state = d.state || d.status || "";
-    const pending = /pending|await|proposed/i.test(state) || d.needs_approval === true;
-    const canApprove = pending && (mode === "" || mode === "approve") && d.id !== undefined;
-    const btn = canApprove ? el("button", {
-      "data-approve": d.id,
-      onclick: async (ev) => {
-        ev.target.disabled = true;
-        try {
-          const r = await fetch("/api/v1/decisions/" + encodeURIComponent(d.id) + "/approve", { method: "POST" });
-          if (!r.ok) throw new Error("approve " + d.id + ": " + r.status + " " + ((await r.json().catch(() => ({}))).error || r.statusText));
-          showError(null);
-        } catch (err) { showError(err); ev.target.disabled = false; }
-        refresh();
-      },
-    }, "approve") : null;
-    return el("tr", { "data-decision": d.id },
-      el("td", null, d.time || d.created_at ? new Date(d.time || d.created_at).toLocaleString() : "–"),
-      el("td", null, d.node || "–"), el("td", null, d.action || d.kind || "–"), el("td", null, stateBadge(state)),
-      el("td", { class: "wrap" }, d.reason || d.cause || ""), el("td", null, btn));
-  }));
+  $("#mode").textContent = body.mode ? "mode: " + body.mode : "";
+  const b = body.breaker || {};
+  const banner = $("#breaker");
+  if (b.open) {
+    banner.textContent = "Circuit breaker open since " + when(b.since) + ": " + (b.reason || "") + ". Nothing will be migrated until it closes.";
+    banner.hidden = false;
+  } else banner.hidden = true;
+  const list = body.decisions || [];
+  fill($("#decisions tbody"), list.map((d) => el("tr", {
+    class: "clickable", "data-decision": d.id, "data-status": d.status,
+    onclick: () => { location.hash = "#decision/" + encodeURIComponent(d.id); },
+  },
+    el("td", null, when(d.created_at)), el("td", null, d.node || "–"), el("td", null, actionText(d)), el("td", null, badge(d.status)),
+    el("td", { class: "wrap" }, d.reason || ""), el("td", null, approveButton(d)))));
   $("#decisions-empty").hidden = list.length > 0;
+}
+
+async function loadDecision(id) {
+  const sec = $("#decision-detail");
+  if (!id) { sec.hidden = true; return; }
+  const res = await getJSON("/api/v1/decisions/" + encodeURIComponent(id));
+  if (res.notFound) { sec.hidden = true; throw new Error("no decision " + id); }
+  const d = res.body;
+  $("#decision-id").textContent = d.id;
+  const f = [["action", actionText(d) + (d.node ? " on " + d.node : "")], ["status", badge(d.status)], ["mode", d.mode],
+    ["reason", d.reason], ["score", num(d.score)], ["cause", d.cause || "–"], ["created", when(d.created_at)], ["actuator", d.actuator || "–"]];
+  if (d.approved_at) f.push(["approved", when(d.approved_at) + " by " + (d.approved_by || "an operator")]);
+  if (d.message) f.push(["message", d.message]);
+  if (d.error) f.push(["error", d.error]);
+  const btn = approveButton(d);
+  if (btn) f.push(["", btn]);
+  $("#decision-facts").replaceChildren(...f.flatMap(([k, x]) => [el("dt", null, k), el("dd", null, x ?? "–")]));
+  fill($("#decision-evidence tbody"), (d.evidence || []).map((e) => subtaskEvidence(e)
+    ? el("tr", null, el("td", null, e.kind), el("td", { class: "wrap" }, (e.job_name || e.job_id) + " / " + (e.vertex_name || e.vertex_id) + " #" + (e.subtask ?? 0)),
+      el("td", null, num(e.tpr, 1)), el("td", null, num(e.peer_median_tpr, 1)), el("td", null, e.slowdown ? num(e.slowdown) + "×" : "–"), el("td", null, when(e.since)))
+    : el("tr", null, el("td", null, e.kind), el("td", null, e.signal || ""), el("td", null, num(e.value, 4)), el("td", null, num(e.peer_median, 4)),
+      el("td", null, "–"), el("td", null, when(e.since)))));
+  fill($("#decision-steps tbody"), (d.steps || []).map((s) => el("tr", null, el("td", null, s.name), el("td", null, s.kind),
+    el("td", { class: "wrap" }, s.target || ""), el("td", null, badge(s.status)), el("td", null, s.attempts), el("td", { class: "wrap" }, s.message || ""))));
+  fill($("#decision-audit tbody"), (d.audit || []).map((a) => el("tr", { "data-audit": a.event }, el("td", null, when(a.time)),
+    el("td", null, a.event), el("td", null, a.step || ""), el("td", { class: "wrap" }, a.message || ""))));
   sec.hidden = false;
 }
 
 async function loadEvents() {
   const { body } = await getJSON("/api/v1/events?limit=50");
-  fill($("#events tbody"), ((body && body.events) || []).map((e) =>
-    el("tr", null, el("td", null, new Date(e.time).toLocaleString()), el("td", null, e.node || ""), el("td", null, e.type),
+  const evs = ((body && body.events) || []).slice().sort((a, b) => b.id - a.id);
+  fill($("#events tbody"), evs.map((e) =>
+    el("tr", { "data-type": e.type }, el("td", null, when(e.time)), el("td", null, e.node || ""), el("td", null, e.type),
       el("td", { class: "wrap" }, e.message))));
 }
 
 let timer = 0;
 async function refresh() {
   clearTimeout(timer);
-  const results = await Promise.allSettled([loadNodes(), loadDetail(), loadDecisions(), loadEvents()]);
-  const failed = results.find((r) => r.status === "rejected");
+  const r = route();
+  const results = await Promise.allSettled([loadNodes(), loadNode(r.node), loadDecisions(), loadDecision(r.decision), loadEvents()]);
+  const failed = results.find((x) => x.status === "rejected");
   showError(failed ? failed.reason : null);
+  $("#updated").textContent = "updated " + new Date().toLocaleTimeString() + ", every " + REFRESH_MS / 1000 + " s";
   document.body.dataset.loaded = "true";
   timer = setTimeout(refresh, REFRESH_MS);
 }
 
+function showTokenState() { $("#token-state").textContent = token() ? "token set" : "no token"; }
+$("#token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const v = $("#token").value.trim();
+  if (v) sessionStorage.setItem("tmwarden-token", v); else sessionStorage.removeItem("tmwarden-token");
+  $("#token").value = "";
+  showTokenState();
+});
+showTokenState();
 window.addEventListener("hashchange", refresh);
 refresh();

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
 	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -159,6 +161,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	v := c.eval.model.View()
 	round := c.eval.detector.Evaluate(v, now)
 	v.Release()
+	c.realNames(round)
 	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Int("tmwarden.fleet.anomalous_nodes", round.Fleet.Anomalous), attribute.Int("tmwarden.fleet.late_nodes", round.Fleet.Late))
 	known := map[string]bool{}
 	for _, ns := range c.nodeStates() {
@@ -232,6 +235,24 @@ func (c *Coordinator) evaluationLoop(ctx context.Context) {
 		if now := c.now(); now.Sub(lastPrune) > time.Minute {
 			c.eval.model.Prune(now.Add(-c.cfg.Detection.ForgetAfter))
 			lastPrune = now
+		}
+	}
+}
+
+// realNames gives evidence the job and vertex names the JobManager uses ("Sink: orders-out"),
+// where the topology knows them: the scrape's labels carry them sanitised ("Sink:_orders_out"),
+// and every view (page, CLI, decisions) must spell a vertex one way.
+func (c *Coordinator) realNames(round detect.Round) {
+	for i := range round.Verdicts {
+		ev := round.Verdicts[i].Evidence
+		for j := range ev {
+			e := &ev[j]
+			if e.JobID == "" || e.VertexID == "" {
+				continue
+			}
+			if p, ok := c.topo.Locate(topology.Key{JobID: e.JobID, VertexID: e.VertexID, Index: e.Subtask}); ok {
+				e.JobName, e.VertexName = cmp.Or(p.JobName, e.JobName), cmp.Or(p.VertexName, e.VertexName)
+			}
 		}
 	}
 }

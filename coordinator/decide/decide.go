@@ -597,7 +597,9 @@ func (p *Policy) coolingJob(jobs []string, now time.Time) string {
 
 func (p *Policy) migrate(ns NodeState, now time.Time) Action {
 	a := p.action(KindMigrate, ns.Node, now, Action{
-		Jobs: ns.Jobs, TaskManagers: ns.TaskManagers, Score: ns.Score, Cause: ns.Cause, Evidence: ns.Evidence,
+		// Cloned: the decision keeps the evidence as it stood when it was taken, whatever later
+		// rounds do to the node's.
+		Jobs: slices.Clone(ns.Jobs), TaskManagers: slices.Clone(ns.TaskManagers), Score: ns.Score, Cause: ns.Cause, Evidence: slices.Clone(ns.Evidence),
 		Reason: fmt.Sprintf("slow for %d rounds (score %.2f, cause %s): move its TaskManagers away", ns.SlowRounds, ns.Score, orUnknown(ns.Cause)),
 	})
 	a.NeedsApproval = p.cfg.Mode == Approve

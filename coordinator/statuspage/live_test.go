@@ -149,6 +149,12 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 		t.Errorf("evidence names no vertex or host signal: %q", evidence)
 	}
 
+	// One spelling of vertex names: the JobManager's ("Sink: orders-out"), never the scrape's
+	// sanitised label value ("Sink:_orders_out").
+	if ev := textOf("#evidence-subtasks"); strings.Contains(ev, ":_") {
+		t.Errorf("evidence shows sanitised vertex names: %q", ev)
+	}
+
 	// The proposed migration: no token, refused (401 shown); with the token, approved.
 	waitJS("a proposed migration for node-2", `!!document.querySelector('#decisions tr[data-status="proposed"] button[data-approve]')`)
 	var id string

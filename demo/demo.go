@@ -239,6 +239,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		sum.FaultsInjected = scen.Faults(opts.Interval)
 		status = "scenario " + opts.Scenario + ": " + strings.Join(sum.FaultsInjected, "; ")
 	}
+	var seen map[string]string // node -> what was last printed about it (not live)
 loop:
 	for {
 		select {
@@ -261,8 +262,13 @@ loop:
 		case <-tick.C:
 			if opts.Live {
 				draw(status)
-			} else if int(time.Since(start).Seconds())%5 == 0 {
-				draw(status)
+			} else {
+				// Not a terminal (a log, CI): the table once, then only what changed.
+				if seen == nil {
+					draw(status)
+					seen = map[string]string{}
+				}
+				printChanges(opts.Out, time.Since(start), coord.Nodes(), seen)
 			}
 		}
 	}
@@ -363,5 +369,25 @@ func (s *Summary) printDecisions(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "  - %s %s: %s%s: %s (%s)\n", d.Kind, d.Node, d.Status, plan, d.Reason, d.ID)
 		}
+	}
+}
+
+// printChanges writes one line per node whose reachability, health or cause changed since the
+// last call, and remembers what it printed in seen.
+func printChanges(w io.Writer, elapsed time.Duration, nodes []httpv1.Node, seen map[string]string) {
+	for _, n := range nodes {
+		now := n.State + ", " + n.Health
+		if n.Cause != "" {
+			now += " (" + n.Cause + ")"
+		}
+		if n.WouldMigrate != "" {
+			now += ", dry-run: would migrate (" + n.WouldMigrate + ")"
+		}
+		if was, ok := seen[n.Name]; ok && was == now {
+			continue
+		} else if ok {
+			fmt.Fprintf(w, "%6s  %-10s %s  (was %s)\n", elapsed.Round(time.Second), n.Name, now, was)
+		}
+		seen[n.Name] = now
 	}
 }

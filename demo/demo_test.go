@@ -126,3 +126,22 @@ func TestDemoFromAScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintChangesOnlyPrintsChanges: a non-terminal demo prints a line when a node changes, not
+// the table every few seconds.
+func TestPrintChangesOnlyPrintsChanges(t *testing.T) {
+	seen := map[string]string{}
+	var out bytes.Buffer
+	nodes := []httpv1.Node{{Name: "node-1", State: "reachable", Health: "healthy"}, {Name: "node-2", State: "reachable", Health: "healthy"}}
+	printChanges(&out, time.Second, nodes, seen)
+	printChanges(&out, 2*time.Second, nodes, seen)
+	if out.Len() != 0 {
+		t.Fatalf("printed without a change: %q", out.String())
+	}
+	nodes[1].Health, nodes[1].Cause = "slow", "cpu_contention"
+	printChanges(&out, 3*time.Second, nodes, seen)
+	printChanges(&out, 4*time.Second, nodes, seen)
+	if got := out.String(); strings.Count(got, "\n") != 1 || !strings.Contains(got, "node-2") || !strings.Contains(got, "slow (cpu_contention)") || !strings.Contains(got, "was reachable, healthy") {
+		t.Errorf("changes printed: %q", got)
+	}
+}

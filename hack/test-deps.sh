@@ -11,6 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 go mod download
 bash hack/packaging-deps.sh chromium systemd helm kubeconform
+missing=()
+command -v setpriv >/dev/null && command -v unshare >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing ${missing[*]} with apt-get"
+	apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+		echo "could not install ${missing[*]}; the tests that need them skip and say so" >&2
+fi
 bash hack/lab-deps.sh
 if [ -f hack/s3-test-deps.sh ]; then
 	bash hack/s3-test-deps.sh

@@ -121,7 +121,22 @@ DIST := $(CURDIR)/dist
 # same source and VERSION give the same bytes (make image is reproducible).
 RELEASE_LDFLAGS = -s -w -buildid= -X github.com/tmwarden/tmwarden/agent.Version=$(VERSION) \
 	-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION) -X main.version=$(VERSION)
-.PHONY: packaging-deps lint-packaging lint-helm lint-systemd release
+.PHONY: packaging-deps lint-packaging lint-helm lint-systemd release image
+
+IMAGE_BIN = $(DIST)/image/bin
+IMAGE_OUT ?= $(DIST)/image/oci
+comma := ,
+empty :=
+space := $(empty) $(empty)
+image: ## multi-arch OCI image layout (amd64, arm64) in dist/image/oci, built without a container engine
+	@[ -f /etc/ssl/certs/ca-certificates.crt ] || { apt-get update -qq && apt-get install -y -qq ca-certificates; }
+	@rm -rf $(IMAGE_BIN)
+	@set -e; for arch in $(RELEASE_ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" \
+			-o $(IMAGE_BIN)/$$arch/ ./cmd/tmwarden-agent ./cmd/tmwarden-coordinator ./cmd/tmwardenctl; \
+	done
+	$(GO) run ./packaging/image --bin-dir $(IMAGE_BIN) --arches $(subst $(space),$(comma),$(strip $(RELEASE_ARCHES))) \
+		--version $(VERSION) --out $(IMAGE_OUT)
 
 PACKAGING_DEPS = HELM_VERSION=$(HELM_VERSION) KUBECONFORM_VERSION=$(KUBECONFORM_VERSION) NFPM_VERSION=$(NFPM_VERSION) \
 	TOOLS=$(TOOLS) bash hack/packaging-deps.sh

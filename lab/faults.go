@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,8 +61,16 @@ func run(ctx context.Context, name string, args ...string) error {
 // setupMachine creates the cgroups, the namespace and the veth pair. teardown undoes what was
 // done, also after a partial setup or an earlier run that was killed.
 func setupMachine(ctx context.Context, prefix, stateDir string) (*machine, error) {
+	if len(prefix) == 0 || len(prefix) > 12 {
+		return nil, fmt.Errorf("prefix %q: want 1 to 12 characters (interface names are at most 15)", prefix)
+	}
+	// Each prefix gets its own /30, so two labs (make lab and its test) never share a route.
+	h := fnv.New32a()
+	h.Write([]byte(prefix))
+	n := h.Sum32() % (250 * 64)
 	m := &machine{prefix: prefix, nftTable: strings.ReplaceAll(prefix, "-", "_"), tmCgroup: prefix + "-tm", noisyCG: prefix + "-noisy", netns: prefix + "-ns",
-		vethHost: prefix + "-v0", vethNS: prefix + "-v1", hostIP: "10.216.16.1", nsIP: "10.216.16.2"}
+		vethHost: prefix + "-v0", vethNS: prefix + "-v1",
+		hostIP: fmt.Sprintf("10.216.%d.%d", n/64, (n%64)*4+1), nsIP: fmt.Sprintf("10.216.%d.%d", n/64, (n%64)*4+2)}
 	m.teardown(ctx) // leftovers of a killed run
 	for _, c := range tmControllers {
 		if _, err := os.Stat(filepath.Join(cgroupRoot, c)); err != nil {

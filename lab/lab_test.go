@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +36,7 @@ func TestLabShort(t *testing.T) {
 	}
 	o := DefaultOptions()
 	o.BinDir, o.Self = bin, filepath.Join(bin, "tmwardenctl")
-	o.Prefix = "tmwlabt" + strings.TrimPrefix(runtime.GOARCH, "amd")
+	o.Prefix = "tmwlabtest"
 	o.Warmup, o.Calibrate, o.Quiet = 10*time.Second, 20*time.Second, 0
 	o.FaultFor, o.FaultMax, o.RecoverMax = 20*time.Second, 30*time.Second, 2*time.Minute
 	o.Faults = []string{"gc-storm"}

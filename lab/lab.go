@@ -94,6 +94,8 @@ type Row struct {
 	Seen     string `json:"seen,omitempty"`
 	Injected string `json:"injected"`
 	Pass     bool   `json:"pass"`
+	// from and to bound the row's window (the fault on, then the recovery).
+	from, to time.Time
 }
 
 // Result is a whole run.
@@ -424,6 +426,7 @@ collectors:
 		say("quiet control: %s without a fault", o.Quiet)
 		row := Row{Fault: "quiet", ExpectedCause: "none", ExpectedTarget: "none", Injected: "nothing"}
 		start := time.Now()
+		row.from = start
 		for time.Since(start) < o.Quiet {
 			if err := sleep(ctx, time.Second); err != nil {
 				return res, err
@@ -435,7 +438,7 @@ collectors:
 				row.Seen = evidenceSummary(d.Decision.Evidence)
 			}
 		}
-		row.Recovered = true
+		row.Recovered, row.to = true, time.Now()
 		row.Pass = len(row.FalseVerdicts) == 0
 		row.FalseVerdicts = nonNil(row.FalseVerdicts)
 		res.Rows = append(res.Rows, row)
@@ -453,7 +456,38 @@ collectors:
 			return res, ctx.Err()
 		}
 	}
+	res.Notes = obs.unattributed(ctx, res.Rows)
 	return res, nil
+}
+
+// unattributed lists the migrations decided outside every row's window: verdicts no fault of
+// the lab's caused (another workload on the machine, or noise).
+func (o *observer) unattributed(ctx context.Context, rows []Row) []string {
+	l, err := o.api.Decisions(ctx, "", 500)
+	if err != nil {
+		return []string{"decisions unreadable: " + err.Error()}
+	}
+	var out []string
+	for _, d := range l.Decisions {
+		if d.Kind != "migrate" {
+			continue
+		}
+		inside := slices.ContainsFunc(rows, func(r Row) bool {
+			return r.Fault != "quiet" && !r.from.IsZero() && !d.CreatedAt.Before(r.from) && !d.CreatedAt.After(r.to)
+		})
+		if !inside {
+			out = append(out, fmt.Sprintf("%s: migrate %s on %s outside any fault (cause %s, %s): %s",
+				d.CreatedAt.Format("15:04:05"), d.Status, d.Node, orUnknown(d.Cause), evidenceSummary(d.Evidence), d.Reason))
+		}
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // notePeer records a node that should be healthy and is not: slow or moved is a false
@@ -492,8 +526,8 @@ func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 
 // runFault injects one fault, watches the coordinator while it is on and until the real node is
 // healthy again, and removes it.
-func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []string, drainLog string, say func(string, ...any)) Row {
-	row := Row{Fault: f.Name, Node: "", ExpectedCause: f.Cause, ExpectedTarget: obs.real, Injected: f.Describe, FalseVerdicts: []string{}}
+func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []string, drainLog string, say func(string, ...any)) (row Row) {
+	row = Row{Fault: f.Name, Node: "", ExpectedCause: f.Cause, ExpectedTarget: obs.real, Injected: f.Describe, FalseVerdicts: []string{}}
 	if f.TaskManager {
 		row.ExpectedTarget = "TaskManager on " + obs.real
 	}
@@ -512,6 +546,8 @@ func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []st
 		return row
 	}
 	start := time.Now()
+	row.from = start
+	defer func() { row.to = time.Now() }()
 	removed := false
 	undo := func() {
 		if !removed {

@@ -27,6 +27,9 @@ func (r *Result) PrintTable(w io.Writer) {
 			orDash(strings.Join(row.FalseVerdicts, " ")), row.Pass)
 	}
 	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "\nnote: %s\n", n)
+	}
 	for _, row := range r.Rows {
 		if len(row.PeerSuspects) > 0 {
 			fmt.Fprintf(w, "\n%s — nodes marked suspect (watched, not acted on): %s\n", row.Fault, strings.Join(row.PeerSuspects, " "))

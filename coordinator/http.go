@@ -244,6 +244,18 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 	for _, cs := range ns.collectors {
 		n.Collectors = append(n.Collectors, httpv1.Collector{Name: cs.Name, State: collectorState(cs.State), Reason: cs.Reason})
 	}
+	round := c.LastRound()
+	for _, v := range round.Verdicts {
+		if v.Node == rec.Name && v.TaskManager == "" && v.Culprit != nil {
+			cu := httpv1.Culprit(*v.Culprit)
+			n.Culprit = &cu
+		}
+	}
+	for _, f := range round.Findings {
+		if f.Node == rec.Name {
+			n.Findings = append(n.Findings, httpv1.Finding{Kind: f.Kind, Class: f.Class, Speed: f.Speed, Cause: string(f.Cause), Detail: f.Detail, Since: f.Since})
+		}
+	}
 	if r := ns.last; r != nil {
 		n.Host = hostSummary(r.Host)
 		n.TaskManagers = len(r.TaskManagers)

@@ -53,6 +53,37 @@ type Node struct {
 	// Stale is true when the host figures and TaskManagers are older than the node's
 	// unreachable limit: the agent has not reported since LastReportAt.
 	Stale bool `json:"stale,omitempty"`
+	// Culprit names the neighbour (cgroup, pod or systemd unit) detection blames for taking
+	// the node's CPU, with its figures; absent unless the cause is CPU contention.
+	Culprit *Culprit `json:"culprit,omitempty"`
+	// Findings are detection's notes on the node that are not a slow verdict: slower_hardware
+	// (a slower machine than its peers since it joined: a class finding, never migrated) or
+	// host_only (host trouble on a node running no Flink work).
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+// Culprit is detection's named neighbour (coordinator/detect's Culprit, as JSON).
+type Culprit struct {
+	Cgroup                string  `json:"cgroup"`
+	PodName               string  `json:"pod_name,omitempty"`
+	PodNamespace          string  `json:"pod_namespace,omitempty"`
+	PodUID                string  `json:"pod_uid,omitempty"`
+	ContainerID           string  `json:"container_id,omitempty"`
+	SystemdUnit           string  `json:"systemd_unit,omitempty"`
+	CPUCores              float64 `json:"cpu_cores"`
+	OtherCPUCores         float64 `json:"other_cpu_cores"`
+	TaskManagerRunqMeanUS float64 `json:"task_manager_runq_mean_us,omitempty"`
+	RunqPeerMedianUS      float64 `json:"runq_peer_median_us,omitempty"`
+}
+
+// Finding is one of detection's notes on a node that is not a slow verdict.
+type Finding struct {
+	Kind   string    `json:"kind"`
+	Class  string    `json:"class,omitempty"`
+	Speed  float64   `json:"speed,omitempty"`
+	Cause  string    `json:"cause,omitempty"`
+	Detail string    `json:"detail"`
+	Since  time.Time `json:"since"`
 }
 
 // Collector is a collector's or probe's status as the agent last reported it.

@@ -49,6 +49,14 @@ const severity = (n) => { const i = SEVERITY.indexOf(healthOf(n)); return i < 0 
 
 function token() { return sessionStorage.getItem("tmwarden-token") || ""; }
 
+// causeLabel adds the culprit and detection's findings (slower hardware, host-only) to the cause.
+const causeLabel = (n) => {
+  let s = n.cause || "–";
+  if (n.culprit) s += " · culprit " + (n.culprit.pod_name ? `${n.culprit.pod_namespace}/${n.culprit.pod_name}` : n.culprit.systemd_unit || n.culprit.cgroup);
+  for (const f of n.findings || []) s += f.kind === "slower_hardware" ? ` · slower hardware (speed ${f.speed})` : ` · ${f.kind}`;
+  return s;
+};
+
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
   if (r.status === 404) return { notFound: true };
@@ -93,7 +101,7 @@ async function loadNodes() {
       el("td", null, el("a", { href: "#node/" + encodeURIComponent(n.name) }, n.name)),
       el("td", { class: "health" }, badge(health), n.would_migrate ? el("span", { class: "would", title: n.would_migrate }, " would migrate (dry-run)") : null),
       el("td", { class: "score" }, num(n.score)),
-      el("td", { class: "cause" }, n.cause || "–"),
+      el("td", { class: "cause" }, causeLabel(n)),
       el("td", null, n.connected ? "connected" : "disconnected"),
       fig(pct(h.cpu_busy)), fig(pct(h.cpu_steal)), fig(num(h.load1)),
       fig(n.task_managers ?? 0), fig(n.subtasks ?? 0),

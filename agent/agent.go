@@ -112,7 +112,8 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	}
 	a.log = a.log.With("node", cfg.NodeName)
 	if a.tel == nil {
-		p, err := telemetry.New("tmwarden-agent", Version, attribute.String("host.name", cfg.NodeName))
+		p, err := telemetry.New("tmwarden-agent", Version, attribute.String("host.name", cfg.NodeName),
+			attribute.String("tmwarden.node.name", cfg.NodeName))
 		if err != nil {
 			return nil, err
 		}

@@ -81,3 +81,18 @@ func TestPrometheusNames(t *testing.T) {
 		}
 	}
 }
+
+// TestResourceHonoursOTELVariables: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override
+// what the code sets, and every process has a service.instance.id.
+func TestResourceHonoursOTELVariables(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "h14-renamed")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=h14-test")
+	res := Resource("tmwarden-agent", "v1", func(string) string { return "" })
+	got := map[string]string{}
+	for _, kv := range res.Attributes() {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	if got["service.name"] != "h14-renamed" || got["deployment.environment.name"] != "h14-test" || got["service.instance.id"] == "" {
+		t.Errorf("resource attributes: %v", got)
+	}
+}

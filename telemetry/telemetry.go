@@ -5,6 +5,8 @@ package telemetry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -110,8 +112,29 @@ func Resource(service, version string, getenv func(string) string, attrs ...attr
 	if v := getenv("POD_NAMESPACE"); v != "" {
 		kv = append(kv, semconv.K8SNamespaceName(v))
 	}
-	return resource.NewWithAttributes(semconv.SchemaURL, append(kv, attrs...)...)
+	kv = append(kv, semconv.ServiceInstanceID(instanceID))
+	base := resource.NewWithAttributes(semconv.SchemaURL, append(kv, attrs...)...)
+	// The standard variables win: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's own
+	// reading of them, so their syntax and escaping are the SDK's).
+	env, err := resource.New(context.Background(), resource.WithFromEnv())
+	if err != nil {
+		return base
+	}
+	if merged, err := resource.Merge(base, env); err == nil {
+		return merged
+	}
+	return base
 }
+
+// instanceID tells this process apart from the same service's other processes
+// (service.instance.id): random per start, as the semantic conventions suggest.
+var instanceID = func() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Sprintf("pid-%d", os.Getpid())
+	}
+	return hex.EncodeToString(b)
+}()
 
 func metricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter, error) {
 	ep, _ := cfg.endpoint() // validated

@@ -136,7 +136,7 @@ func (c *Coordinator) newEvaluator() error {
 				attribute.String("from", string(from)), attribute.String("to", string(to))))
 		}
 	}
-	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithLogger(c.log.With("component", "decisions")),
+	mgr, err := decisions.New(c.st, c.cfg.Decisions, act, decisions.WithClock(c.now), decisions.WithResidents(c.topo.Residents), decisions.WithLogger(c.log.With("component", "decisions")),
 		decisions.WithTracer(c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator/decisions")), decisions.WithFinished(finished),
 		decisions.WithTransition(transition))
 	if err != nil {

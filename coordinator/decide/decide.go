@@ -66,7 +66,8 @@ type Observation struct {
 	// Evidence is what detection saw; it travels with every decision.
 	Evidence []detect.Evidence
 	Since    time.Time
-	// Jobs and TaskManagers are the Flink jobs and TaskManager ids running on the node.
+	// Jobs and TaskManagers are the Flink jobs and TaskManager ids running on the node, from
+	// the placement source (Residents).
 	Jobs         []string
 	TaskManagers []string
 }
@@ -324,9 +325,15 @@ func (p *Policy) States() map[string]State {
 // Breaker returns the circuit breaker's state.
 func (p *Policy) Breaker() BreakerState { return p.s.Breaker }
 
+// Residents says which Flink jobs and TaskManagers run on a node; the coordinator's topology
+// (coordinator/topology) is the one placement source that answers it.
+type Residents func(node string) (jobs, taskManagers []string)
+
 // FromRound turns a detection round into observations: one per node (TaskManager-level
-// verdicts are folded into their node's evidence but do not mark the node).
-func FromRound(r detect.Round) (obs []Observation, reachable map[string]bool) {
+// verdicts are folded into their node's evidence but do not mark the node). Each observation's
+// jobs and TaskManagers come from residents (nil leaves them empty), never from the evidence,
+// so a verdict on host signals alone still names every job its migration touches.
+func FromRound(r detect.Round, residents Residents) (obs []Observation, reachable map[string]bool) {
 	reachable = map[string]bool{}
 	byNode := map[string]*Observation{}
 	for _, v := range r.Verdicts {
@@ -346,18 +353,11 @@ func FromRound(r detect.Round) (obs []Observation, reachable map[string]bool) {
 			o.Score, o.Cause, o.Since = v.Score, string(v.Cause), v.Since
 		}
 		o.Evidence = append(o.Evidence, v.Evidence...)
-		for _, e := range v.Evidence {
-			if e.JobID != "" && !slices.Contains(o.Jobs, e.JobID) {
-				o.Jobs = append(o.Jobs, e.JobID)
-			}
-			if e.TaskManager != "" && !slices.Contains(o.TaskManagers, e.TaskManager) {
-				o.TaskManagers = append(o.TaskManagers, e.TaskManager)
-			}
-		}
 	}
 	for _, o := range byNode {
-		slices.Sort(o.Jobs)
-		slices.Sort(o.TaskManagers)
+		if residents != nil {
+			o.Jobs, o.TaskManagers = residents(o.Node)
+		}
 		obs = append(obs, *o)
 	}
 	sort.Slice(obs, func(i, j int) bool { return obs[i].Node < obs[j].Node })

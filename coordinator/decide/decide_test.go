@@ -324,8 +324,12 @@ func TestFromRound(t *testing.T) {
 		{Node: "b", TaskManager: "tm-9", Status: detect.StatusSlow, Cause: detect.CauseGC},
 		{Node: "c", Status: detect.StatusUnreachable},
 	}}
-	obs, reach := FromRound(r)
-	if len(obs) != 2 || !obs[0].Slow || obs[0].Cause != "disk" || strings.Join(obs[0].Jobs, ",") != "j1,j2" || obs[0].TaskManagers[0] != "tm-1" {
+	// The jobs and TaskManagers come from the placement source, not from the evidence.
+	residents := func(node string) ([]string, []string) {
+		return map[string][]string{"a": {"j1", "j2", "j3"}}[node], map[string][]string{"a": {"tm-1", "tm-2"}}[node]
+	}
+	obs, reach := FromRound(r, residents)
+	if len(obs) != 2 || !obs[0].Slow || obs[0].Cause != "disk" || strings.Join(obs[0].Jobs, ",") != "j1,j2,j3" || strings.Join(obs[0].TaskManagers, ",") != "tm-1,tm-2" {
 		t.Fatalf("obs %+v", obs)
 	}
 	if obs[1].Slow {
@@ -467,5 +471,38 @@ func TestExplicitZeroGuardrails(t *testing.T) {
 		if got := kinds(p.Round(t0, []Observation{slow("n1", 5)}, cluster(10))); got != "" {
 			t.Errorf("cap 0 (%+v) let %q through", c, got)
 		}
+	}
+}
+
+// TestHostOnlyVerdictNamesItsJobs: a verdict on host signals alone names no job in its evidence;
+// its migration still carries every job on the node (so the actuator checkpoints them before
+// eviction) and puts each one in cooldown.
+func TestHostOnlyVerdictNamesItsJobs(t *testing.T) {
+	hostOnly := func(node string) detect.Verdict {
+		return detect.Verdict{Node: node, Status: detect.StatusSlow, Score: 3, Cause: detect.CauseDisk, Since: t0,
+			Evidence: []detect.Evidence{{Kind: "host", Signal: "disk_await_ms", Value: 80, PeerMedian: 2}}}
+	}
+	residents := func(node string) ([]string, []string) {
+		return []string{"job-a", "job-b"}, []string{node + "-tm-0"}
+	}
+	p := New(cfg(func(c *Config) { c.MaxConcurrentMigrations = 5 }))
+	obs, reach := FromRound(detect.Round{Verdicts: []detect.Verdict{hostOnly("n1")}}, residents)
+	for n, up := range cluster(10) {
+		reach[n] = up
+	}
+	acts := p.Round(t0, obs, reach)
+	if kinds(acts) != "migrate:n1" || strings.Join(acts[0].Jobs, ",") != "job-a,job-b" || strings.Join(acts[0].TaskManagers, ",") != "n1-tm-0" {
+		t.Fatalf("host-only migration: %+v", acts)
+	}
+	// Another node running job-b is held by the cooldown the first migration started.
+	obs, reach = FromRound(detect.Round{Verdicts: []detect.Verdict{hostOnly("n2")}}, residents)
+	for n, up := range cluster(10) {
+		reach[n] = up
+	}
+	if got := kinds(p.Round(t0.Add(time.Minute), obs, reach)); got != "" {
+		t.Fatalf("second migration touching the same jobs: %q", got)
+	}
+	if ns, _ := p.Node("n2"); !strings.Contains(ns.Note, "cooling down") {
+		t.Fatalf("n2 should be held by the job cooldown: %+v", ns)
 	}
 }

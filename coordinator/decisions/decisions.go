@@ -156,6 +156,9 @@ type Option func(*Manager)
 // WithClock sets the clock (tests, the simulator).
 func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
 
+// WithResidents sets the placement source decisions ask for a node's jobs and TaskManagers.
+func WithResidents(r decide.Residents) Option { return func(m *Manager) { m.residents = r } }
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
@@ -179,6 +182,8 @@ type Manager struct {
 	act actuate.Actuator
 	log *slog.Logger
 	now func() time.Time
+	// residents is the placement source: which jobs and TaskManagers run on a node.
+	residents decide.Residents
 	// tracer and finished are optional (WithTracer, WithFinished).
 	tracer     trace.Tracer
 	finished   func(Decision)
@@ -364,7 +369,7 @@ func (m *Manager) breakerEvent(d *Decision, typ string, b decide.BreakerState) {
 // RoundFromDetect runs a decision round on a detection round. known lists every node the
 // coordinator knows with whether it reports; nodes missing from it are taken from the verdicts.
 func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[string]bool) ([]Decision, error) {
-	obs, reach := decide.FromRound(r)
+	obs, reach := decide.FromRound(r, m.residents)
 	for n, up := range known {
 		if _, ok := reach[n]; !ok || !up {
 			reach[n] = up

@@ -416,11 +416,14 @@ func TestRoundFromDetect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m, _ := New(st, testConfig(decide.Auto), nil)
+	// The placement source, not the evidence, says what runs on the node.
+	m, _ := New(st, testConfig(decide.Auto), nil, WithResidents(func(node string) ([]string, []string) {
+		return []string{"j", "k"}, []string{node + "-tm-1"}
+	}))
 	r := detect.Round{At: t0, Verdicts: []detect.Verdict{{Node: "n1", Status: detect.StatusSlow, Score: 3, Cause: detect.CauseCPU, Since: t0,
 		Evidence: []detect.Evidence{{Kind: "subtask", JobID: "j", TaskManager: "tm-1"}}}}}
 	ds, err := m.RoundFromDetect(t0, r, reach())
-	if err != nil || len(ds) != 1 || ds[0].Action.Node != "n1" || ds[0].Action.TaskManagers[0] != "tm-1" {
+	if err != nil || len(ds) != 1 || ds[0].Action.Node != "n1" || strings.Join(ds[0].Action.TaskManagers, ",") != "n1-tm-1" || strings.Join(ds[0].Action.Jobs, ",") != "j,k" {
 		t.Fatalf("%v %+v", err, ds)
 	}
 }

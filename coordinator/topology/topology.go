@@ -630,3 +630,29 @@ func (t *Topology) MovesSince(after time.Time) []Move {
 	}
 	return out
 }
+
+// Residents returns the Flink jobs with a subtask placed on node and the TaskManagers (raw
+// ResourceIDs, as the agent reported them) on it: everything a migration of the node touches.
+// Decisions learn a node's jobs and TaskManagers here, never from a verdict's evidence, which
+// names only what looked slow and is capped.
+func (t *Topology) Residents(node string) (jobs, taskManagers []string) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for k, p := range t.current {
+		if p.Node == node && t.placementFresh(k) && !slices.Contains(jobs, k.JobID) {
+			jobs = append(jobs, k.JobID)
+		}
+	}
+	for _, id := range t.nodeTMs[node] {
+		raw := id
+		if tm := t.tms[id]; tm != nil && tm.rawID != "" {
+			raw = tm.rawID
+		}
+		if !slices.Contains(taskManagers, raw) {
+			taskManagers = append(taskManagers, raw)
+		}
+	}
+	slices.Sort(jobs)
+	slices.Sort(taskManagers)
+	return jobs, taskManagers
+}

@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +227,13 @@ func TestAgentSeesMoveBeforeREST(t *testing.T) {
 	p, _ = topo.Locate(key)
 	if p.Node != "node-b" || p.Source != "rest+agent" {
 		t.Errorf("after REST agreed: %+v", p)
+	}
+	// What a migration of node-b would touch: the moved subtask's job and node-b's TaskManager.
+	if jobs, tms := topo.Residents("node-b"); !slices.Equal(jobs, []string{jobID}) || !slices.Equal(tms, []string{promscrape.SanitizeLabelValue(tm2)}) {
+		t.Errorf("residents of node-b: jobs %v, TaskManagers %v", jobs, tms)
+	}
+	if jobs, tms := topo.Residents("node-c"); jobs != nil || tms != nil {
+		t.Errorf("residents of an unknown node: %v %v", jobs, tms)
 	}
 	moves := topo.Snapshot().Moves
 	if len(moves) != 1 || moves[0].FromNode != "node-a" || moves[0].ToNode != "node-b" {

@@ -215,7 +215,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 const coordinatorDetector = "tmwarden"
 
 func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
-	obs, reach := decide.FromRound(r)
+	obs, reach := decide.FromRound(r, nil)
 	for _, n := range v.NodeNames() {
 		if _, judged := reach[n]; !judged {
 			reach[n] = v.Reachable(n, now)

@@ -141,7 +141,7 @@ func TestRealLogOnlyCoordinatorUsesOnlyItsLease(t *testing.T) {
 	cfg := coordinator.DefaultConfig()
 	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Leader = leader.Config{LeaseName: "l-tmwarden-coordinator", Namespace: ns, Identity: "only",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond, TakeOverTimeout: time.Minute}
 	c, err := coordinator.New(cfg, coordinator.WithKubernetes(cs), coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
 	if err != nil {
 		t.Fatal(err)

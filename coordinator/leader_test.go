@@ -51,7 +51,7 @@ func TestOnlyTheLeaderActs(t *testing.T) {
 		cfg.Actuator.Kind = "kubernetes"
 		cfg.Detection.Interval = 100 * time.Millisecond
 		cfg.Leader = leader.Config{LeaseName: "tmwarden-coordinator", Namespace: "tmwarden", Identity: id,
-			LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}
+			LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond, TakeOverTimeout: time.Minute}
 		c, err := coordinator.New(cfg, coordinator.WithKubernetes(kube), coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
 		if err != nil {
 			t.Fatal(err)

@@ -68,6 +68,10 @@ lab: build ## real faults on this machine under a TaskManager stand-in, seen by 
 bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round time, RSS, drops
 	$(GO) run ./sim/scalebench $(SCALE_ARGS)
 
+.PHONY: bench-scrape
+bench-scrape: ## scrape parser on the reference and 200-subtask scrapes, beside expfmt's full decode of the same bodies
+	$(GO) test -run '^$$' -bench 'BenchmarkParse' -benchmem ./flink/promscrape/
+
 bench: ## coordinator ingest benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./coordinator/...
 

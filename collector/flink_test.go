@@ -113,7 +113,7 @@ func TestFlinkCollectorIsolatesFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	garbled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "flink_taskmanager_job_task_busyTimeMsPerSecond{job_id=\"a\" task_id=\"b\"} 1\n")
+		fmt.Fprint(w, "flink_taskmanager_job_task_busyTimeMsPerSecond{job_id=\"a\",task_id=b} 1\n")
 	}))
 	defer garbled.Close()
 	errorSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

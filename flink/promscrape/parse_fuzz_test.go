@@ -26,3 +26,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestFamiliesAreWanted keeps the reporter filter (Families) and the parser's own filter
+// (wanted) in step: a family asked for but then skipped would be fetched for nothing, and one
+// read but not asked for would vanish when filter_families is on.
+func TestFamiliesAreWanted(t *testing.T) {
+	for _, f := range Families() {
+		if !wanted([]byte(f)) {
+			t.Errorf("Families lists %s but Parse skips it", f)
+		}
+	}
+	for _, f := range []string{"flink_taskmanager_job_task_numRecordsIn", "flink_taskmanager_Status_JVM_Memory_NonHeap_Used",
+		"flink_taskmanager_job_task_operator_numRecordsIn", "flink_taskmanager_job_task_mailboxLatencyMs_count"} {
+		if wanted([]byte(f)) {
+			t.Errorf("Parse reads %s, which it never uses", f)
+		}
+	}
+}

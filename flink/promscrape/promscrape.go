@@ -5,18 +5,20 @@
 package promscrape
 
 import (
+	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 )
@@ -72,7 +74,7 @@ var gcCollectorNames = []string{
 	"Shenandoah_Cycles", "Shenandoah_Pauses",
 }
 
-// Families lists every metric family Extract reads, for the reporter's ?name[]= filter, which
+// Families lists every metric family Parse reads, for the reporter's ?name[]= filter, which
 // cuts the body (and the parse cost) to what tmwarden uses.
 func Families() []string {
 	out := []string{}
@@ -136,13 +138,120 @@ type Scrape struct {
 // Parse reads a PrometheusReporter text body and extracts the subtasks and JVM figures.
 // A body that does not parse completely (truncated, garbled) is an error: partial families
 // would show some subtasks without their busy time and mislead the peer comparison.
+//
+// The body is tokenised by Prometheus's own scrape parser (model/textparse, what the Prometheus
+// server scrapes with): it walks the body in place, and only the series tmwarden reads (see
+// wanted) have their labels decoded, so a 200-subtask scrape costs a fraction of a full
+// expfmt decode into metric families (make bench-scrape prints both side by side).
 func Parse(r io.Reader) (*Scrape, error) {
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, fmt.Errorf("parse prometheus text: %w", err)
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		// A one-off huge body must not stay pinned in the pool.
+		if buf.Cap() <= maxPooledBody {
+			bodyPool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, fmt.Errorf("read prometheus text: %w", err)
 	}
-	return Extract(fams), nil
+	return parseBody(buf.Bytes())
+}
+
+// bodyPool recycles scrape bodies between scrapes: a 200-subtask body is about 2 MB, and
+// reading it into a fresh buffer every interval is most of what the agent allocates.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 16 << 20
+
+func parseBody(body []byte) (*Scrape, error) {
+	// The reporter ends every line with a newline; a body that does not was cut off, and the
+	// parser would otherwise read a truncated last value as complete.
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		return nil, fmt.Errorf("parse prometheus text: line %d: body ends mid-line (truncated)", bytes.Count(body, []byte{'\n'})+1)
+	}
+	ex := newExtractor()
+	p := textparse.NewPromParser(body, nil, false)
+	var lbls labels.Labels
+	// last is the offset just past the last entry parsed, to name the line an error is on.
+	last := -1
+	at := func(b []byte) int { return cap(body) - cap(b) + len(b) }
+	for {
+		et, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			line := 1
+			if last >= 0 {
+				line = bytes.Count(body[:last], []byte{'\n'}) + 2
+			}
+			return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
+		}
+		switch et {
+		case textparse.EntrySeries:
+			series, _, v := p.Series()
+			last = at(series)
+			ex.s.Series++
+			name := series
+			if i := bytes.IndexAny(series, "{ \t"); i >= 0 {
+				name = series[:i]
+			}
+			if !wanted(name) {
+				if ex.s.TaskManagerID == "" && bytes.HasPrefix(name, []byte("flink_taskmanager_")) {
+					p.Labels(&lbls)
+					ex.noteTaskManager(lbls)
+				}
+				continue
+			}
+			p.Labels(&lbls)
+			ex.add(string(name), lbls, v)
+		case textparse.EntryType:
+			name, _ := p.Type()
+			last = at(name)
+		case textparse.EntryHelp:
+			name, _ := p.Help()
+			last = at(name)
+		case textparse.EntryComment:
+			last = at(p.Comment())
+		}
+	}
+	return ex.finish(), nil
+}
+
+// wanted says whether Parse reads the series family at all; everything else is skipped
+// without decoding its labels. It must agree with Families and add.
+func wanted(name []byte) bool {
+	// The operator prefix extends the task prefix, so it is tried first.
+	if suffix, ok := bytes.CutPrefix(name, []byte(prefixOperator)); ok {
+		return operatorMetricWanted(string(suffix))
+	}
+	if suffix, ok := bytes.CutPrefix(name, []byte(prefixTask)); ok {
+		return taskMetricWanted(string(suffix))
+	}
+	if suffix, ok := bytes.CutPrefix(name, []byte(prefixJVM)); ok {
+		switch string(suffix) {
+		case "CPU_Load", "Memory_Heap_Used", "Memory_Heap_Max", "Threads_Count",
+			"GarbageCollector_All_Count", "GarbageCollector_All_Time", "GarbageCollector_All_TimeMsPerSecond":
+			return true
+		}
+		// Any collector's cumulative figures, not only the known names (pre-1.19 sums).
+		rest, ok := bytes.CutPrefix(suffix, []byte("GarbageCollector_"))
+		return ok && (bytes.HasSuffix(rest, []byte("_Count")) || bytes.HasSuffix(rest, []byte("_Time")))
+	}
+	return false
+}
+
+func taskMetricWanted(suffix string) bool {
+	switch suffix {
+	case "busyTimeMsPerSecond", "backPressuredTimeMsPerSecond", "idleTimeMsPerSecond",
+		"numRecordsInPerSecond", "numRecordsOutPerSecond", "numBytesInPerSecond", "numBytesOutPerSecond",
+		"checkpointStartDelayNanos", "mailboxLatencyMs",
+		"Shuffle_Netty_Input_Buffers_inPoolUsage", "Shuffle_Netty_Output_Buffers_outPoolUsage",
+		"buffers_inPoolUsage", "buffers_outPoolUsage":
+		return true
+	}
+	return false
 }
 
 // subtaskAcc accumulates one subtask's series; the flags remember which source a value came
@@ -158,100 +267,86 @@ type subtaskAcc struct {
 	attemptNumber int32
 }
 
-// Extract turns parsed metric families into a Scrape. It never fails: series it cannot key are
-// counted in Skipped and metrics it does not know are ignored.
-func Extract(fams map[string]*dto.MetricFamily) *Scrape {
-	s := &Scrape{JVM: JVM{
-		CPULoad: math.NaN(), HeapUsed: math.NaN(), HeapMax: math.NaN(), Threads: math.NaN(),
-		GCTimeMsPerSecond: math.NaN(),
-	}}
-	subs := make(map[SubtaskKey]*subtaskAcc)
-	var gcAll struct{ count, time float64 }
-	var gcSum struct{ count, time float64 }
-	gcAllSeen := [2]bool{}
+// extractor accumulates one scrape's series into a Scrape. It never fails: series it cannot
+// key are counted in Skipped and metrics it does not know are ignored.
+type extractor struct {
+	s         *Scrape
+	subs      map[SubtaskKey]*subtaskAcc
+	gcAll     struct{ count, time float64 }
+	gcSum     struct{ count, time float64 }
+	gcAllSeen [2]bool
+}
 
-	for name, fam := range fams {
-		metrics := fam.GetMetric()
-		s.Series += len(metrics)
-		if fam.GetType() == dto.MetricType_SUMMARY {
-			for _, m := range metrics {
-				s.Series += len(m.GetSummary().GetQuantile()) // plus _count, already counted
-			}
+func newExtractor() *extractor {
+	return &extractor{
+		s: &Scrape{JVM: JVM{
+			CPULoad: math.NaN(), HeapUsed: math.NaN(), HeapMax: math.NaN(), Threads: math.NaN(),
+			GCTimeMsPerSecond: math.NaN(),
+		}},
+		subs: make(map[SubtaskKey]*subtaskAcc),
+	}
+}
+
+// add takes one sample of a wanted family.
+func (e *extractor) add(name string, lbls labels.Labels, v float64) {
+	s := e.s
+	switch {
+	case strings.HasPrefix(name, prefixOperator):
+		if acc := e.subtask(lbls); acc != nil {
+			applyOperator(acc, name[len(prefixOperator):], v)
 		}
-		switch {
-		case strings.HasPrefix(name, prefixOperator):
-			suffix := name[len(prefixOperator):]
-			if !operatorMetricWanted(suffix) {
-				continue
-			}
-			for _, m := range metrics {
-				acc := s.subtask(subs, m)
-				if acc == nil {
-					continue
-				}
-				applyOperator(acc, suffix, sampleValue(m))
-			}
-		case strings.HasPrefix(name, prefixTask):
-			suffix := name[len(prefixTask):]
-			for _, m := range metrics {
-				acc := s.subtask(subs, m)
-				if acc == nil {
-					continue
-				}
-				if suffix == "mailboxLatencyMs" {
-					applyMailbox(acc.m, m)
-					continue
-				}
-				applyTask(acc, suffix, sampleValue(m))
-			}
-		case strings.HasPrefix(name, prefixJVM):
-			if len(metrics) == 0 {
-				continue
-			}
-			m := metrics[0]
-			s.noteTaskManager(m)
-			v := sampleValue(m)
-			switch suffix := name[len(prefixJVM):]; suffix {
-			case "CPU_Load":
-				s.JVM.CPULoad = v
-			case "Memory_Heap_Used":
-				s.JVM.HeapUsed = v
-			case "Memory_Heap_Max":
-				s.JVM.HeapMax = v
-			case "Threads_Count":
-				s.JVM.Threads = v
-			case "GarbageCollector_All_Count":
-				gcAll.count, gcAllSeen[0] = v, true
-			case "GarbageCollector_All_Time":
-				gcAll.time, gcAllSeen[1] = v, true
-			case "GarbageCollector_All_TimeMsPerSecond":
-				s.JVM.GCTimeMsPerSecond = v
-			default:
-				if rest, ok := strings.CutPrefix(suffix, "GarbageCollector_"); ok && !math.IsNaN(v) {
-					if strings.HasSuffix(rest, "_Count") {
-						gcSum.count += v
-					} else if strings.HasSuffix(rest, "_Time") {
-						gcSum.time += v
-					}
-				}
-			}
+	case strings.HasPrefix(name, prefixTask):
+		acc := e.subtask(lbls)
+		if acc == nil {
+			return
+		}
+		if suffix := name[len(prefixTask):]; suffix == "mailboxLatencyMs" {
+			applyMailbox(acc.m, lbls.Get("quantile"), v)
+		} else {
+			applyTask(acc, suffix, v)
+		}
+	case strings.HasPrefix(name, prefixJVM):
+		e.noteTaskManager(lbls)
+		switch suffix := name[len(prefixJVM):]; suffix {
+		case "CPU_Load":
+			s.JVM.CPULoad = v
+		case "Memory_Heap_Used":
+			s.JVM.HeapUsed = v
+		case "Memory_Heap_Max":
+			s.JVM.HeapMax = v
+		case "Threads_Count":
+			s.JVM.Threads = v
+		case "GarbageCollector_All_Count":
+			e.gcAll.count, e.gcAllSeen[0] = v, true
+		case "GarbageCollector_All_Time":
+			e.gcAll.time, e.gcAllSeen[1] = v, true
+		case "GarbageCollector_All_TimeMsPerSecond":
+			s.JVM.GCTimeMsPerSecond = v
 		default:
-			if strings.HasPrefix(name, "flink_taskmanager_") && len(metrics) > 0 {
-				s.noteTaskManager(metrics[0])
+			if rest, ok := strings.CutPrefix(suffix, "GarbageCollector_"); ok && !math.IsNaN(v) {
+				if strings.HasSuffix(rest, "_Count") {
+					e.gcSum.count += v
+				} else if strings.HasSuffix(rest, "_Time") {
+					e.gcSum.time += v
+				}
 			}
 		}
 	}
+}
+
+func (e *extractor) finish() *Scrape {
+	s := e.s
 	// Before 1.19 there is no "All" group; the per-collector sums are the same quantity.
-	s.JVM.GCCount, s.JVM.GCTimeMs = gcSum.count, gcSum.time
-	if gcAllSeen[0] {
-		s.JVM.GCCount = gcAll.count
+	s.JVM.GCCount, s.JVM.GCTimeMs = e.gcSum.count, e.gcSum.time
+	if e.gcAllSeen[0] {
+		s.JVM.GCCount = e.gcAll.count
 	}
-	if gcAllSeen[1] {
-		s.JVM.GCTimeMs = gcAll.time
+	if e.gcAllSeen[1] {
+		s.JVM.GCTimeMs = e.gcAll.time
 	}
 
-	s.Subtasks = make([]*tmwardenv1.SubtaskMetrics, 0, len(subs))
-	for _, acc := range subs {
+	s.Subtasks = make([]*tmwardenv1.SubtaskMetrics, 0, len(e.subs))
+	for _, acc := range e.subs {
 		if acc.pendingSeen {
 			acc.m.PendingRecords = &acc.pending
 			acc.m.IsSource = true
@@ -269,39 +364,40 @@ func Extract(fams map[string]*dto.MetricFamily) *Scrape {
 	return s
 }
 
-func (s *Scrape) noteTaskManager(m *dto.Metric) {
-	if s.TaskManagerID != "" {
+func (e *extractor) noteTaskManager(lbls labels.Labels) {
+	if e.s.TaskManagerID != "" {
 		return
 	}
-	s.TaskManagerID = label(m, "tm_id")
-	s.Host = label(m, "host")
+	e.s.TaskManagerID = lbls.Get("tm_id")
+	e.s.Host = lbls.Get("host")
 }
 
 // subtask finds or creates the accumulator for the series' (job_id, task_id, subtask_index).
-func (s *Scrape) subtask(subs map[SubtaskKey]*subtaskAcc, m *dto.Metric) *subtaskAcc {
+func (e *extractor) subtask(lbls labels.Labels) *subtaskAcc {
+	s := e.s
 	var jobID, vertexID, idx, jobName, vertexName, attemptID, attemptNum, tmID, host string
-	for _, lp := range m.GetLabel() {
-		switch lp.GetName() {
+	lbls.Range(func(l labels.Label) {
+		switch l.Name {
 		case "job_id":
-			jobID = lp.GetValue()
+			jobID = l.Value
 		case "task_id":
-			vertexID = lp.GetValue()
+			vertexID = l.Value
 		case "subtask_index":
-			idx = lp.GetValue()
+			idx = l.Value
 		case "job_name":
-			jobName = lp.GetValue()
+			jobName = l.Value
 		case "task_name":
-			vertexName = lp.GetValue()
+			vertexName = l.Value
 		case "task_attempt_id":
-			attemptID = lp.GetValue()
+			attemptID = l.Value
 		case "task_attempt_num":
-			attemptNum = lp.GetValue()
+			attemptNum = l.Value
 		case "tm_id":
-			tmID = lp.GetValue()
+			tmID = l.Value
 		case "host":
-			host = lp.GetValue()
+			host = l.Value
 		}
-	}
+	})
 	n, err := strconv.ParseInt(idx, 10, 32)
 	if jobID == "" || vertexID == "" || err != nil || n < 0 {
 		s.Skipped++
@@ -311,10 +407,10 @@ func (s *Scrape) subtask(subs map[SubtaskKey]*subtaskAcc, m *dto.Metric) *subtas
 		s.TaskManagerID, s.Host = tmID, host
 	}
 	key := SubtaskKey{JobID: jobID, VertexID: vertexID, SubtaskIndex: int32(n)}
-	acc := subs[key]
+	acc := e.subs[key]
 	if acc == nil {
 		acc = &subtaskAcc{m: newSubtask(key)}
-		subs[key] = acc
+		e.subs[key] = acc
 	}
 	// Mid-failover a scrape can hold series of two attempts; the newest attempt describes the
 	// running task.
@@ -401,40 +497,18 @@ func applyOperator(acc *subtaskAcc, suffix string, v float64) {
 	}
 }
 
-func applyMailbox(sm *tmwardenv1.SubtaskMetrics, m *dto.Metric) {
-	sum := m.GetSummary()
-	if sum == nil {
+// applyMailbox takes one quantile of the mailboxLatencyMs summary.
+func applyMailbox(sm *tmwardenv1.SubtaskMetrics, quantile string, v float64) {
+	q, err := strconv.ParseFloat(quantile, 64)
+	if err != nil {
 		return
 	}
-	for _, q := range sum.GetQuantile() {
-		switch q.GetQuantile() {
-		case 0.5:
-			sm.MailboxLatencyMsP50 = q.GetValue()
-		case 0.99:
-			sm.MailboxLatencyMsP99 = q.GetValue()
-		}
+	switch q {
+	case 0.5:
+		sm.MailboxLatencyMsP50 = v
+	case 0.99:
+		sm.MailboxLatencyMsP99 = v
 	}
-}
-
-func sampleValue(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Untyped != nil:
-		return m.Untyped.GetValue()
-	}
-	return math.NaN()
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, lp := range m.GetLabel() {
-		if lp.GetName() == name {
-			return lp.GetValue()
-		}
-	}
-	return ""
 }
 
 // Stats turns the scraped JVM figures into the report's JvmStats. GC rates come from the

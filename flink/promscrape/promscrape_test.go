@@ -241,10 +241,13 @@ func TestSanitizeLabelValue(t *testing.T) {
 	}
 }
 
-// benchBody is one scrape of a TaskManager running 200 subtasks, rendered by the stand-in.
-func benchBody(b *testing.B) ([]byte, int) {
+// benchBody is one scrape of a TaskManager running 200 subtasks, rendered by the stand-in in
+// the given Flink version's naming.
+func benchBody(b *testing.B, version string) ([]byte, int) {
 	b.Helper()
-	cl, err := flinksim.New(benchConfig())
+	cfg := benchConfig()
+	cfg.Version = version
+	cl, err := flinksim.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -276,23 +279,72 @@ func benchConfig() flinksim.Config {
 	}
 }
 
-// BenchmarkParseExtract measures parsing and extracting one scrape of a TaskManager with 200
-// subtasks (about 5000 series).
-func BenchmarkParseExtract(b *testing.B) {
-	body, series := benchBody(b)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := promscrape.Parse(bytes.NewReader(body)); err != nil {
+// benchBodies are the scrapes the parser candidates are compared on: the two reference
+// TaskManagers (4 subtasks) and the stand-in's 200-subtask TaskManager in both namings.
+func benchBodies(b *testing.B) []struct {
+	name string
+	body []byte
+} {
+	var out []struct {
+		name string
+		body []byte
+	}
+	for _, f := range []string{"tm-prometheus-1.20.txt", "tm-prometheus-2.x.txt"} {
+		body, err := os.ReadFile(refFile(b, f))
+		if err != nil {
 			b.Fatal(err)
 		}
+		out = append(out, struct {
+			name string
+			body []byte
+		}{"ref-" + strings.TrimSuffix(strings.TrimPrefix(f, "tm-prometheus-"), ".txt"), body})
 	}
-	b.ReportMetric(float64(series), "series/op")
+	for _, v := range []string{flinksim.Version120, flinksim.Version20} {
+		body, _ := benchBody(b, v)
+		out = append(out, struct {
+			name string
+			body []byte
+		}{"200subtasks-" + v, body})
+	}
+	return out
 }
 
-// BenchmarkParseExtractFiltered is the same TaskManager scraped with ?name[]= (the collector's
-// filter_families option): only the families Extract reads.
-func BenchmarkParseExtractFiltered(b *testing.B) {
+// BenchmarkParse measures Parse (Prometheus's textparse, labels decoded only for the series
+// tmwarden reads, then extraction) on each body; BenchmarkParseExpfmtDecode beside it is the
+// anchor: expfmt's full decode of the same bodies into metric families, which Parse used before,
+// before any extraction at all.
+func BenchmarkParse(b *testing.B) {
+	for _, c := range benchBodies(b) {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := promscrape.Parse(bytes.NewReader(c.body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkParseExpfmtDecode(b *testing.B) {
+	for _, c := range benchBodies(b) {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p := expfmt.NewTextParser(model.LegacyValidation)
+				if _, err := p.TextToMetricFamilies(bytes.NewReader(c.body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkParseFiltered is the 200-subtask TaskManager scraped with ?name[]= (the collector's
+// filter_families option): only the families Parse reads.
+func BenchmarkParseFiltered(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cl, err := flinksim.Start(ctx, benchConfig())
@@ -322,20 +374,4 @@ func BenchmarkParseExtractFiltered(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(s.Series), "series/op")
-}
-
-// BenchmarkExtractOnly isolates tmwarden's extraction from expfmt's parsing.
-func BenchmarkExtractOnly(b *testing.B) {
-	body, _ := benchBody(b)
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if s := promscrape.Extract(fams); len(s.Subtasks) != 200 {
-			b.Fatalf("%d subtasks", len(s.Subtasks))
-		}
-	}
 }

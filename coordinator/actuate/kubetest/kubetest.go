@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 )
 
 // Version is the Kubernetes release the control plane is built from.
@@ -365,7 +366,7 @@ func schedulable(n *corev1.Node, p *corev1.Pod) bool {
 		}
 		tolerated := false
 		for _, tol := range p.Spec.Tolerations {
-			tolerated = tolerated || tol.ToleratesTaint(&taint)
+			tolerated = tolerated || tol.ToleratesTaint(klog.Background(), &taint, false)
 		}
 		if !tolerated {
 			return false

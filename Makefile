@@ -81,7 +81,7 @@ bench-cache: ## state cache: hit vs disk (drop_caches as root), restore warm/col
 .PHONY: bench-agent
 bench-agent: bench-node bench-probes ## both agent benchmarks in one run: overhead beside node_exporter, then eBPF probe cost beside bpftrace (root)
 
-bench-node: ## agent CPU and peak RSS over 60 s beside prometheus-node-exporter (root: eBPF probes on)
+bench-node: ## agent CPU (schedstat ns) and peak RSS over 120 s scraping two 200-subtask TaskManager stand-ins, beside prometheus-node-exporter; per-collector cost (root: eBPF probes on)
 	@bash hack/bench-overhead.sh
 
 generate: generate-proto generate-bpf-deps ## regenerate committed code (protobuf, bpf2go)

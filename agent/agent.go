@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -97,6 +98,7 @@ type runningCollector struct {
 type agentMetrics struct {
 	collected, sent, reconnects metric.Int64Counter
 	collectDuration             metric.Float64Histogram
+	collectCPU                  metric.Float64Counter
 	collectSuccess              metric.Int64Gauge
 }
 
@@ -175,12 +177,14 @@ func (a *Agent) buildCollectors() {
 
 func (a *Agent) initMetrics() error {
 	m := a.tel.Meters.Meter("github.com/tmwarden/tmwarden/agent")
-	var errs [5]error
+	var errs [6]error
 	a.m.collected, errs[0] = m.Int64Counter("tmwarden.agent.reports.collected", metric.WithUnit("{report}"), metric.WithDescription("Reports built by the collect loop."))
 	a.m.sent, errs[1] = m.Int64Counter("tmwarden.agent.reports.sent", metric.WithUnit("{report}"), metric.WithDescription("Reports written to the coordinator stream (resends included)."))
 	a.m.reconnects, errs[2] = m.Int64Counter("tmwarden.agent.stream.sessions", metric.WithUnit("{session}"), metric.WithDescription("Stream sessions the coordinator welcomed."))
 	a.m.collectDuration, errs[3] = m.Float64Histogram("tmwarden.collector.duration", metric.WithUnit("s"), metric.WithDescription("Time one collector took for one round."),
 		metric.WithExplicitBucketBoundaries(telemetry.SecondsBuckets...))
+	a.m.collectCPU, errs[5] = m.Float64Counter("tmwarden.collector.cpu_time", metric.WithUnit("s"),
+		metric.WithDescription("Process CPU time (user+system) used while the collector ran. Collectors run one at a time, so this is the collector's cost plus whatever else the process did meanwhile (GC, serving /metrics, streaming)."))
 	a.m.collectSuccess, errs[4] = m.Int64Gauge("tmwarden.collector.success", metric.WithDescription("1 when the collector's last round fully succeeded, else 0."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return fmt.Errorf("creating agent metrics: %w", err)
@@ -267,6 +271,15 @@ func (a *Agent) collectLoop(ctx context.Context) {
 	}
 }
 
+// processCPU is the user+system CPU time the whole process has used so far; 0 if unknown.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // collectOnce builds one report and puts it in the send buffer.
 func (a *Agent) collectOnce(ctx context.Context) {
 	a.seq++
@@ -275,9 +288,9 @@ func (a *Agent) collectOnce(ctx context.Context) {
 		if rc.c == nil {
 			continue
 		}
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		err := a.runCollector(ctx, rc, r)
-		d := time.Since(start)
+		d, cpu := time.Since(start), processCPU()-cpu0
 		st := collector.StatusOf(rc.name, err)
 		if err != nil && !collector.IsDegraded(err) {
 			rc.errors++
@@ -290,6 +303,9 @@ func (a *Agent) collectOnce(ctx context.Context) {
 		rc.status = st
 		attrs := metric.WithAttributes(attribute.String("collector", rc.name))
 		a.m.collectDuration.Record(ctx, d.Seconds(), attrs)
+		if cpu >= 0 {
+			a.m.collectCPU.Add(ctx, cpu.Seconds(), attrs)
+		}
 		ok := int64(0)
 		if err == nil {
 			ok = 1

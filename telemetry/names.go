@@ -124,6 +124,7 @@ var Instruments = []Instrument{
 	{"tmwarden.agent.buffer.reports", "{report}", "Reports waiting in the buffer.", Gauge},
 	{"tmwarden.agent.connected", "", "1 while the coordinator stream is up.", Gauge},
 	{"tmwarden.collector.duration", "s", "Time one collector took for one round [collector].", Histogram},
+	{"tmwarden.collector.cpu_time", "s", "Process CPU time used while the collector ran (collectors run one at a time) [collector].", Counter},
 	{"tmwarden.collector.success", "", "1 when the collector's last round fully succeeded [collector].", Gauge},
 
 	// Coordinator process (coordinator/coordinator.go).

@@ -9,6 +9,7 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
 	"github.com/tmwarden/tmwarden/coordinator/leader"
+	"github.com/tmwarden/tmwarden/coordinator/store"
 	"github.com/tmwarden/tmwarden/mtls"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -63,6 +64,10 @@ type Config struct {
 	// Leader elects the one acting replica on a Kubernetes Lease (see leader.Config). Default:
 	// on when lease_name or TMWARDEN_LEASE_NAME is set, otherwise this coordinator always acts.
 	Leader leader.Config `yaml:"leader"`
+	// Store says where the decision log, audit, command records, node records and events live:
+	// pebble under data_dir (default, one replica) or an etcd every replica shares
+	// (docs/high-availability.md).
+	Store store.Config `yaml:"store"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		LogLevel:            "info",
 		AgentIdentity:       AgentIdentityNodeName,
 		Leader:              leader.DefaultConfig(),
+		Store:               store.DefaultConfig(),
 		Detection:           defaultDetectionConfig(),
 		Decisions:           decisions.DefaultConfig(),
 		Actuator:            actuate.DefaultConfig(),

@@ -151,25 +151,15 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 			return nil, fmt.Errorf("api_token_file %s is empty", cfg.APITokenFile)
 		}
 	}
-	st, err := store.Open(cfg.DataDir)
+	st, err := store.OpenConfig(cfg.Store, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	c.st = st
-	recs, err := st.Nodes()
+	recs, err := c.loadNodes()
 	if err != nil {
 		st.Close()
-		return nil, fmt.Errorf("loading nodes: %w", err)
-	}
-	for _, rec := range recs {
-		ns := &nodeState{rec: rec}
-		if b, err := st.LastReport(rec.Name); err == nil {
-			r := &tmwardenv1.Report{}
-			if err := proto.Unmarshal(b, r); err == nil {
-				ns.last, ns.collectors = r, r.Collectors
-			}
-		}
-		c.nodes[rec.Name] = ns
+		return nil, err
 	}
 	c.topo = topology.New(topology.Options{StaleAfter: cfg.Flink.StaleAfter})
 	if c.poller, err = newJobManagerPoller(c, cfg.Flink); err != nil {
@@ -197,6 +187,31 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	c.started = c.now()
 	c.log.Info("coordinator store open", "data_dir", cfg.DataDir, "nodes", len(recs))
 	return c, nil
+}
+
+// loadNodes adds the store's node records this coordinator does not hold yet, with their last
+// reports, and returns every stored record.
+func (c *Coordinator) loadNodes() ([]store.NodeRecord, error) {
+	recs, err := c.st.Nodes()
+	if err != nil {
+		return nil, fmt.Errorf("loading nodes: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rec := range recs {
+		if c.nodes[rec.Name] != nil {
+			continue
+		}
+		ns := &nodeState{rec: rec}
+		if b, err := c.st.LastReport(rec.Name); err == nil {
+			r := &tmwardenv1.Report{}
+			if err := proto.Unmarshal(b, r); err == nil {
+				ns.last, ns.collectors = r, r.Collectors
+			}
+		}
+		c.nodes[rec.Name] = ns
+	}
+	return recs, nil
 }
 
 func (c *Coordinator) initMetrics() error {
@@ -445,6 +460,12 @@ func (c *Coordinator) nodeStates() []*nodeState {
 func (c *Coordinator) act(ctx context.Context) {
 	if c.elector != nil {
 		c.event("", "leader_elected", fmt.Sprintf("%s is the leader (term %d)", c.elector.Identity(), c.elector.Terms()), nil)
+	}
+	if c.elector != nil {
+		// With a shared store the previous leader registered nodes this replica never saw.
+		if _, err := c.loadNodes(); err != nil {
+			c.log.Error("reloading node records on taking over", "err", err)
+		}
 	}
 	if err := c.takeOver(ctx); err != nil {
 		if ctx.Err() == nil && c.elector != nil {

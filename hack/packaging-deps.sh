@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what packaging checks and releases need; idempotent (acts only on what is missing).
-#   hack/packaging-deps.sh [helm] [kubeconform] [nfpm] [chromium] [systemd]   (default: helm kubeconform)
+#   hack/packaging-deps.sh [helm] [kubeconform] [nfpm] [chromium] [systemd] [etcd]   (default: helm kubeconform)
 # Go tools are pinned (versions from the Makefile's environment) and built into $TOOLS with
 # `go install`; a tool is rebuilt only when its recorded version differs. chromium and
 # systemd-analyze come from Debian with apt-get.
@@ -40,6 +40,7 @@ for t in "$@"; do
 	nfpm) go_tool nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm "$NFPM_VERSION" ;;
 	chromium) apt_pkg chromium chromium ;;
 	systemd) apt_pkg systemd-analyze systemd ;;
+	etcd) apt_pkg etcd etcd-server ;;
 	*) echo "unknown tool $t" >&2; exit 2 ;;
 	esac
 done

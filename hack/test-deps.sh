@@ -2,6 +2,7 @@
 # Installs what `make test` needs on a fresh machine. Idempotent: it only acts on what is missing.
 #   - Go modules;
 #   - Debian's chromium (the status page is tested in headless Chromium) and systemd-analyze;
+#   - Debian's etcd-server (the shared store backend is tested against it);
 #   - helm and kubeconform at pinned versions (packaging checks), via hack/packaging-deps.sh;
 #   - the real-fault lab's tools (stress-ng, fio, iproute2, nftables), via hack/lab-deps.sh;
 #   - the S3 test tools (pinned `go install`s), via hack/s3-test-deps.sh when present;
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go mod download
-bash hack/packaging-deps.sh chromium systemd helm kubeconform
+bash hack/packaging-deps.sh chromium systemd helm kubeconform etcd
 missing=()
 command -v setpriv >/dev/null && command -v unshare >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)

@@ -32,9 +32,20 @@ type marks struct {
 // round runs, for every actuator that marks (actuate.Marker): there is no actuator-specific
 // take-over. It fails when the cluster cannot be read; the caller retries or steps down. In
 // dry-run mode the marks are adopted but nothing is written.
+//
+// It first reloads the policy's memory and the open decisions from the store: with a shared
+// store (store.backend etcd) the previous leader wrote decisions this replica never saw, and
+// they resume from their last recorded step under the same idempotency keys.
 func (m *Manager) TakeOver(ctx context.Context) error {
 	m.execMu.Lock()
 	defer m.execMu.Unlock()
+	m.mu.Lock()
+	m.pol, m.open = decide.New(m.cfg.Policy), map[string]*Decision{}
+	err := m.load()
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("reloading the decisions from the store: %w", err)
+	}
 	mk, ok := m.act.(actuate.Marker)
 	if !ok {
 		return nil

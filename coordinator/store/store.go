@@ -9,11 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/cockroachdb/pebble"
 )
 
 // Key prefixes. Keys sort within a prefix; event ids are big-endian so they sort numerically.
@@ -28,50 +25,58 @@ var ErrNotFound = errors.New("not found")
 
 // Store is safe for concurrent use.
 type Store struct {
-	db *pebble.DB
+	db kv
 
 	eventMu   sync.Mutex
 	nextEvent uint64
 	cmdMu     sync.Mutex // serialises command record updates
 }
 
-// Open opens (or creates) the store in dir.
+// Open opens (or creates) the embedded pebble store in dir.
 func Open(dir string) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	db, err := openPebble(dir)
 	if err != nil {
-		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
+		return nil, err
 	}
+	return newStore(db)
+}
+
+// OpenConfig opens the backend cfg names: pebble in dataDir, or etcd.
+func OpenConfig(cfg Config, dataDir string) (*Store, error) {
+	switch cfg.Backend {
+	case "", BackendPebble:
+		return Open(dataDir)
+	case BackendEtcd:
+		db, err := openEtcd(cfg.Etcd)
+		if err != nil {
+			return nil, err
+		}
+		return newStore(db)
+	}
+	return nil, fmt.Errorf("store backend %q: want %s or %s", cfg.Backend, BackendPebble, BackendEtcd)
+}
+
+func newStore(db kv) (*Store, error) {
 	s := &Store{db: db, nextEvent: 1}
 	if err := s.loadEventCursor(); err != nil {
-		db.Close()
+		db.close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close flushes and closes the store.
-func (s *Store) Close() error {
-	if err := s.db.Flush(); err != nil {
-		s.db.Close()
-		return fmt.Errorf("flushing store: %w", err)
-	}
-	return s.db.Close()
-}
+// Close flushes and closes the store; later calls fail with ErrClosed.
+func (s *Store) Close() error { return s.db.close() }
 
+// loadEventCursor sets the next event id after the last one stored (by any replica).
 func (s *Store) loadEventCursor() error {
-	it, err := s.db.NewIter(prefixBounds(prefixEvent))
-	if err != nil {
-		return fmt.Errorf("reading event log: %w", err)
-	}
-	defer it.Close()
-	if it.Last() {
-		k := it.Key()
+	return s.db.scan(prefixEvent, nil, true, func(k, _ []byte) (bool, error) {
 		if len(k) != len(prefixEvent)+8 {
-			return fmt.Errorf("event log: malformed key %q", k)
+			return false, fmt.Errorf("event log: malformed key %q", k)
 		}
 		s.nextEvent = binary.BigEndian.Uint64(k[len(prefixEvent):]) + 1
-	}
-	return it.Error()
+		return false, nil
+	})
 }
 
 // RecordVersion is the version of every record shape this package and its users write. A
@@ -129,31 +134,18 @@ const (
 	Buffered Sync = false
 )
 
-func (s Sync) opts() *pebble.WriteOptions {
-	if s {
-		return pebble.Sync
-	}
-	return pebble.NoSync
-}
-
 // PutNode stores a node record and, if report is not nil, its last report (marshalled protobuf).
 func (s *Store) PutNode(rec NodeRecord, report []byte, sync Sync) error {
 	rec.V = RecordVersion
-	b := s.db.NewBatch()
-	defer b.Close()
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding node %s: %w", rec.Name, err)
 	}
-	if err := b.Set([]byte(prefixNode+rec.Name), v, nil); err != nil {
-		return err
-	}
+	pairs := [][]byte{[]byte(prefixNode + rec.Name), v}
 	if report != nil {
-		if err := b.Set([]byte(prefixReport+rec.Name), report, nil); err != nil {
-			return err
-		}
+		pairs = append(pairs, []byte(prefixReport+rec.Name), report)
 	}
-	if err := b.Commit(sync.opts()); err != nil {
+	if err := s.db.set(sync, pairs...); err != nil {
 		return fmt.Errorf("storing node %s: %w", rec.Name, err)
 	}
 	return nil
@@ -202,64 +194,68 @@ func decodeEvent(k, v []byte) (Event, error) {
 	return ev, CheckVersion(fmt.Sprintf("event %x", k), ev.V)
 }
 
-// AppendEvent gives ev the next id and writes it durably.
+// AppendEvent gives ev the next id and writes it durably. Ids are unique even when replicas
+// share the backend: an id another replica took first moves this one's cursor past it.
 func (s *Store) AppendEvent(ev Event) (Event, error) {
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
-	ev.ID, ev.V = s.nextEvent, RecordVersion
-	v, err := json.Marshal(ev)
-	if err != nil {
-		return ev, fmt.Errorf("encoding event: %w", err)
+	for range 100 {
+		ev.ID, ev.V = s.nextEvent, RecordVersion
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return ev, fmt.Errorf("encoding event: %w", err)
+		}
+		created, err := s.db.create(eventKey(ev.ID), v)
+		if err != nil {
+			return ev, fmt.Errorf("appending event: %w", err)
+		}
+		if created {
+			s.nextEvent++
+			return ev, nil
+		}
+		if err := s.loadEventCursor(); err != nil {
+			return ev, err
+		}
 	}
-	if err := s.db.Set(eventKey(ev.ID), v, pebble.Sync); err != nil {
-		return ev, fmt.Errorf("appending event: %w", err)
-	}
-	s.nextEvent++
-	return ev, nil
+	return ev, errors.New("appending event: no free id after 100 tries")
 }
 
 // Events returns up to limit events with id > after, oldest first; node filters when not empty.
 func (s *Store) Events(after uint64, limit int, node string) ([]Event, error) {
 	var out []Event
-	lower := eventKey(after + 1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixUpper(prefixEvent)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
-		ev, err := decodeEvent(it.Key(), it.Value())
+	err := s.db.scan(prefixEvent, eventKey(after+1), false, func(k, v []byte) (bool, error) {
+		ev, err := decodeEvent(k, v)
 		if err != nil {
-			return out, err
+			return false, err
 		}
 		if node == "" || ev.Node == node {
 			out = append(out, ev)
 		}
-	}
-	return out, it.Error()
+		return limit <= 0 || len(out) < limit, nil
+	})
+	return out, err
 }
 
 // LatestEvents returns the newest limit events (optionally of one node), oldest first.
 func (s *Store) LatestEvents(limit int, node string) ([]Event, error) {
 	var rev []Event
-	it, err := s.db.NewIter(prefixBounds(prefixEvent))
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	for ok := it.Last(); ok && len(rev) < limit; ok = it.Prev() {
-		ev, err := decodeEvent(it.Key(), it.Value())
+	err := s.db.scan(prefixEvent, nil, true, func(k, v []byte) (bool, error) {
+		ev, err := decodeEvent(k, v)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		if node == "" || ev.Node == node {
 			rev = append(rev, ev)
 		}
+		return len(rev) < limit, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 		rev[i], rev[j] = rev[j], rev[i]
 	}
-	return rev, it.Error()
+	return rev, nil
 }
 
 // PutJSON stores v as JSON under key; for the parts that keep their own records.
@@ -268,7 +264,7 @@ func (s *Store) PutJSON(key string, v any, sync Sync) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", key, err)
 	}
-	return s.db.Set([]byte(key), b, sync.opts())
+	return s.db.set(sync, []byte(key), b)
 }
 
 // GetJSON decodes the JSON under key into v; ErrNotFound when absent.
@@ -285,30 +281,10 @@ func (s *Store) ScanJSON(prefix string, fn func(key string, raw []byte) error) e
 	return s.scan(prefix, func(k, v []byte) error { return fn(string(k), v) })
 }
 
-func (s *Store) get(key string) ([]byte, error) {
-	v, closer, err := s.db.Get([]byte(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
-	}
-	defer closer.Close()
-	return append([]byte(nil), v...), nil
-}
+func (s *Store) get(key string) ([]byte, error) { return s.db.get(key) }
 
 func (s *Store) scan(prefix string, fn func(k, v []byte) error) error {
-	it, err := s.db.NewIter(prefixBounds(prefix))
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		if err := fn(it.Key(), it.Value()); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+	return s.db.scan(prefix, nil, false, func(k, v []byte) (bool, error) { return true, fn(k, v) })
 }
 
 func eventKey(id uint64) []byte {
@@ -318,25 +294,9 @@ func eventKey(id uint64) []byte {
 	return k
 }
 
-func prefixBounds(p string) *pebble.IterOptions {
-	return &pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixUpper(p)}
-}
-
 // prefixUpper is the smallest key after every key with prefix p (p ends in '/', so bump it).
 func prefixUpper(p string) []byte {
 	u := []byte(p)
 	u[len(u)-1]++
 	return u
-}
-
-// quietLogger keeps pebble's informational chatter out of the daemon's structured log.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any) {}
-func (quietLogger) Errorf(format string, args ...any) {
-	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
-}
-func (quietLogger) Fatalf(format string, args ...any) {
-	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
 }

@@ -87,6 +87,8 @@ func TestExplicitZero(t *testing.T) {
 		"leader.renew_deadline":                  refused,
 		"leader.retry_period":                    refused,
 		"leader.take_over_timeout":               refused,
+		"store.etcd.dial_timeout":                refused,
+		"store.etcd.request_timeout":             refused,
 	}
 	keys := configfile.NumericKeys(coordinator.Config{})
 	for k := range want {
@@ -109,6 +111,8 @@ func TestExplicitZero(t *testing.T) {
 				cfg.Leader.LeaseName = "tmwarden-coordinator"
 			case "telemetry":
 				cfg.Telemetry.Endpoint = "otel-collector:4317"
+			case "store":
+				cfg.Store.Backend, cfg.Store.Etcd.Endpoints = "etcd", []string{"http://etcd:2379"}
 			}
 			if err := configfile.Decode(strings.NewReader(configfile.ZeroAt(key)), "test.yaml", &cfg); err != nil {
 				t.Fatal(err)

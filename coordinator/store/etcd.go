@@ -48,6 +48,28 @@ func DefaultConfig() Config {
 	return Config{Backend: BackendPebble, Etcd: EtcdConfig{Prefix: "/tmwarden/", DialTimeout: 5 * time.Second, RequestTimeout: 10 * time.Second}}
 }
 
+// Validate refuses an unknown backend and, with etcd, a missing endpoint or a zero timeout.
+func (c Config) Validate() error {
+	switch c.Backend {
+	case "", BackendPebble:
+		return nil
+	case BackendEtcd:
+	default:
+		return fmt.Errorf("store.backend %q: want %s or %s", c.Backend, BackendPebble, BackendEtcd)
+	}
+	var errs []error
+	if len(c.Etcd.Endpoints) == 0 {
+		errs = append(errs, errors.New("store.etcd.endpoints: at least one etcd URL is required with store.backend etcd"))
+	}
+	if c.Etcd.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("store.etcd.dial_timeout %v: must be positive", c.Etcd.DialTimeout))
+	}
+	if c.Etcd.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("store.etcd.request_timeout %v: must be positive", c.Etcd.RequestTimeout))
+	}
+	return errors.Join(errs...)
+}
+
 // etcdPage is how many keys one range request reads.
 const etcdPage = 500
 

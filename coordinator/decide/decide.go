@@ -105,7 +105,9 @@ type Config struct {
 	// least max(1, BreakerMinNodes, share × known nodes) nodes look bad (suspect, slow or
 	// anomalous this round) or vanish (reachable, then unreachable within
 	// BreakerVanishWindow). As many agents merely late with their reports hold migrations for
-	// one round without opening it. Defaults 3, 0.2, 0.2.
+	// one round without opening it. Defaults 3, 0.15, 0.2 (0.15: the stricter of the two
+	// breakers tmwarden had before they became one, so no migration is allowed that both
+	// did not allow).
 	BreakerMinNodes    int     `yaml:"breaker_min_nodes" json:"breaker_min_nodes"`
 	BreakerBadShare    float64 `yaml:"breaker_bad_share" json:"breaker_bad_share"`
 	BreakerVanishShare float64 `yaml:"breaker_vanish_share" json:"breaker_vanish_share"`
@@ -135,7 +137,7 @@ func DefaultConfig() Config {
 		ApprovalTTL:             30 * time.Minute,
 		RetryAfter:              2 * time.Minute,
 		BreakerMinNodes:         3,
-		BreakerBadShare:         0.2,
+		BreakerBadShare:         0.15,
 		BreakerVanishShare:      0.2,
 		BreakerRegressShare:     0.3,
 		BreakerHold:             5 * time.Minute,

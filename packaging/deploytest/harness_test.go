@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,8 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmwarden/tmwarden/packaging/helm/helmrender"
 	"golang.org/x/sys/unix"
-	"gopkg.in/yaml.v3"
 )
 
 // moduleRoot is the module root, two levels up from this package, resolved at start: the
@@ -84,67 +83,16 @@ func build(t *testing.T, dir, pkg, out string) string {
 // helmTemplate renders the chart with the pinned helm and returns its documents.
 func helmTemplate(t *testing.T, args ...string) []map[string]any {
 	t.Helper()
-	helm := filepath.Join(repoRoot(t), ".tools", "helm")
-	if _, err := os.Stat(helm); err != nil {
-		if helm, err = exec.LookPath("helm"); err != nil {
-			t.Skip("helm is not installed: `make test-deps` installs the pinned version into .tools")
-		}
-	}
-	cmd := exec.Command(helm, append([]string{"template", "t", filepath.Join(repoRoot(t), "packaging/helm/tmwarden"),
-		"--namespace", "tmwarden", "--kube-version", "1.33.0"}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, stderr.String())
-	}
-	var docs []map[string]any
-	dec := yaml.NewDecoder(bytes.NewReader(out))
-	for {
-		var d map[string]any
-		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("rendered YAML: %v", err)
-		}
-		if d != nil {
-			docs = append(docs, d)
-		}
-	}
-	return docs
+	return helmrender.Template(t, repoRoot(t), args...)
 }
 
 func findDoc(t *testing.T, docs []map[string]any, kind, name string) map[string]any {
 	t.Helper()
-	for _, d := range docs {
-		if d["kind"] == kind && dig(d, "metadata", "name") == name {
-			return d
-		}
-	}
-	t.Fatalf("no %s %s rendered", kind, name)
-	return nil
+	return helmrender.Find(t, docs, kind, name)
 }
 
 // dig walks nested maps and lists (list indices as ints).
-func dig(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		}
-	}
-	return v
-}
+func dig(v any, path ...any) any { return helmrender.Dig(v, path...) }
 
 func strs(v any) []string {
 	l, _ := v.([]any)

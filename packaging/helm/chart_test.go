@@ -4,88 +4,28 @@
 package helm
 
 import (
-	"bytes"
-	"errors"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tmwarden/tmwarden/agent"
 	"github.com/tmwarden/tmwarden/configfile"
 	"github.com/tmwarden/tmwarden/coordinator"
+	"github.com/tmwarden/tmwarden/packaging/helm/helmrender"
 )
 
 func render(t *testing.T, args ...string) []map[string]any {
 	t.Helper()
-	helm, err := filepath.Abs("../../.tools/helm")
-	if err == nil {
-		_, err = os.Stat(helm)
-	}
-	if err != nil {
-		if helm, err = exec.LookPath("helm"); err != nil {
-			t.Skip("helm is not installed: `make lint-helm` installs the pinned version into .tools")
-		}
-	}
-	cmd := exec.Command(helm, append([]string{"template", "t", "tmwarden", "--namespace", "tmwarden", "--kube-version", "1.33.0"}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, stderr.String())
-	}
-	var docs []map[string]any
-	dec := yaml.NewDecoder(bytes.NewReader(out))
-	for {
-		var d map[string]any
-		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("rendered YAML: %v", err)
-		}
-		if d != nil {
-			docs = append(docs, d)
-		}
-	}
-	return docs
+	return helmrender.Template(t, "../..", args...)
 }
 
 func find(t *testing.T, docs []map[string]any, kind, name string) map[string]any {
 	t.Helper()
-	for _, d := range docs {
-		if d["kind"] == kind && get(d, "metadata", "name") == name {
-			return d
-		}
-	}
-	t.Fatalf("no %s %s rendered", kind, name)
-	return nil
+	return helmrender.Find(t, docs, kind, name)
 }
 
 // get walks nested maps and lists (list indices as ints).
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		}
-	}
-	return v
-}
+func get(v any, path ...any) any { return helmrender.Dig(v, path...) }
 
 func TestRenderedConfigsLoad(t *testing.T) {
 	docs := render(t)

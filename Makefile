@@ -69,7 +69,7 @@ bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC ev
 	$(GO) run ./sim/scalebench $(SCALE_ARGS)
 
 .PHONY: bench-scrape
-bench-scrape: ## scrape parser on the reference and 200-subtask scrapes, beside expfmt's full decode of the same bodies
+bench-scrape: ## scrape parser on the reference and 200-subtask scrapes, beside Prometheus textparse (the previous parser) and expfmt's full decode of the same bodies
 	$(GO) test -run '^$$' -bench 'BenchmarkParse' -benchmem ./flink/promscrape/
 
 bench: ## coordinator ingest benchmark

@@ -7,6 +7,7 @@ package promscrape
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/textparse"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 )
@@ -139,10 +137,13 @@ type Scrape struct {
 // A body that does not parse completely (truncated, garbled) is an error: partial families
 // would show some subtasks without their busy time and mislead the peer comparison.
 //
-// The body is tokenised by Prometheus's own scrape parser (model/textparse, what the Prometheus
-// server scrapes with): it walks the body in place, and only the series tmwarden reads (see
-// wanted) have their labels decoded, so a 200-subtask scrape costs a fraction of a full
-// expfmt decode into metric families (make bench-scrape prints both side by side).
+// The body is read in place, line by line. Most of a busy TaskManager's lines are families
+// tmwarden never reads: those are only checked to start with a metric name, found with a
+// newline search, and skipped. The lines of the families it reads (see wanted) are parsed in
+// full, labels, value and timestamp, and a malformed one is an error naming its line. Earlier
+// versions tokenised every line with Prometheus's model/textparse, which made the agent's
+// scrape cost several times node_exporter's whole cost; make bench-scrape prints this parser
+// beside textparse and expfmt on the same bodies.
 func Parse(r io.Reader) (*Scrape, error) {
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -158,6 +159,11 @@ func Parse(r io.Reader) (*Scrape, error) {
 	return parseBody(buf.Bytes())
 }
 
+// ParseBody is Parse on a body already in memory, for callers that keep their own read
+// buffers (the agent's Flink collector reuses one per concurrent scrape). Nothing of body is
+// retained.
+func ParseBody(body []byte) (*Scrape, error) { return parseBody(body) }
+
 // bodyPool recycles scrape bodies between scrapes: a 200-subtask body is about 2 MB, and
 // reading it into a fresh buffer every interval is most of what the agent allocates.
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -171,52 +177,153 @@ func parseBody(body []byte) (*Scrape, error) {
 		return nil, fmt.Errorf("parse prometheus text: line %d: body ends mid-line (truncated)", bytes.Count(body, []byte{'\n'})+1)
 	}
 	ex := newExtractor()
-	p := textparse.NewPromParser(body, nil, false)
-	var lbls labels.Labels
-	// last is the offset just past the last entry parsed, to name the line an error is on.
-	last := -1
-	at := func(b []byte) int { return cap(body) - cap(b) + len(b) }
-	for {
-		et, err := p.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	tmSeen := false
+	line := 0
+	for off := 0; off < len(body); {
+		n := bytes.IndexByte(body[off:], '\n')
+		l := body[off : off+n]
+		off += n + 1
+		line++
+		l = l[skipBlank(l):]
+		if len(l) == 0 || l[0] == '#' {
+			continue
 		}
-		if err != nil {
-			line := 1
-			if last >= 0 {
-				line = bytes.Count(body[:last], []byte{'\n'}) + 2
+		name := metricName(l)
+		if name == nil {
+			return nil, fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
+		}
+		ex.s.Series++
+		if !wanted(name) {
+			// One series names the TaskManager; the rest of an unread line is never looked at.
+			if !tmSeen && bytes.HasPrefix(name, []byte("flink_taskmanager_")) && bytes.Contains(l, []byte(`tm_id="`)) {
+				lbls, _, err := parseSeries(l[len(name):])
+				if err != nil {
+					return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
+				}
+				ex.noteTaskManager(lbls)
+				tmSeen = true
 			}
+			continue
+		}
+		lbls, v, err := parseSeries(l[len(name):])
+		if err != nil {
 			return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
 		}
-		switch et {
-		case textparse.EntrySeries:
-			series, _, v := p.Series()
-			last = at(series)
-			ex.s.Series++
-			name := series
-			if i := bytes.IndexAny(series, "{ \t"); i >= 0 {
-				name = series[:i]
-			}
-			if !wanted(name) {
-				if ex.s.TaskManagerID == "" && bytes.HasPrefix(name, []byte("flink_taskmanager_")) {
-					p.Labels(&lbls)
-					ex.noteTaskManager(lbls)
-				}
-				continue
-			}
-			p.Labels(&lbls)
-			ex.add(string(name), lbls, v)
-		case textparse.EntryType:
-			name, _ := p.Type()
-			last = at(name)
-		case textparse.EntryHelp:
-			name, _ := p.Help()
-			last = at(name)
-		case textparse.EntryComment:
-			last = at(p.Comment())
-		}
+		ex.add(name, lbls, v)
 	}
 	return ex.finish(), nil
+}
+
+// metricName returns the metric name a series line starts with, or nil when the line does not
+// start with one followed by labels or a blank.
+func metricName(l []byte) []byte {
+	i := 0
+	for i < len(l) && nameByte(l[i], i == 0) {
+		i++
+	}
+	if i == 0 || i == len(l) || (l[i] != '{' && l[i] != ' ' && l[i] != '\t') {
+		return nil
+	}
+	return l[:i]
+}
+
+func nameByte(c byte, first bool) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' || !first && c >= '0' && c <= '9'
+}
+
+// parseSeries reads what follows the metric name on a series line: the optional label set,
+// the value and an optional timestamp (which the reporter does not write; it is ignored).
+func parseSeries(rest []byte) (seriesLabels, float64, error) {
+	var lbls seriesLabels
+	if len(rest) > 0 && rest[0] == '{' {
+		n, err := labelSetLen(rest)
+		if err != nil {
+			return nil, 0, err
+		}
+		lbls, rest = seriesLabels(rest[1:n-1]), rest[n:]
+	}
+	rest = rest[skipBlank(rest):]
+	end := 0
+	for end < len(rest) && rest[end] != ' ' && rest[end] != '\t' {
+		end++
+	}
+	if end == 0 {
+		return nil, 0, errors.New("series without a value")
+	}
+	v, err := parseValue(rest[:end])
+	if err != nil {
+		return nil, 0, err
+	}
+	if ts := bytes.TrimSpace(rest[end:]); len(ts) > 0 {
+		if _, err := strconv.ParseInt(string(ts), 10, 64); err != nil {
+			return nil, 0, fmt.Errorf("bad timestamp %q", ts)
+		}
+	}
+	return lbls, v, nil
+}
+
+// parseValue reads a sample value as the text format writes it: a Go float, or NaN, +Inf, -Inf.
+func parseValue(b []byte) (float64, error) {
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad value %q", truncate(b, 40))
+	}
+	return v, nil
+}
+
+// labelSetLen checks the label set at the start of b ({name="value",...}, a trailing comma
+// allowed, as the reporter writes it) and returns its length including both braces.
+func labelSetLen(b []byte) (int, error) {
+	i := 1
+	for {
+		i += skipBlank(b[i:])
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		start := i
+		for i < len(b) && nameByte(b[i], i == start) && b[i] != ':' {
+			i++
+		}
+		if i == start {
+			return 0, fmt.Errorf("bad label name at %q", truncate(b[start:], 40))
+		}
+		i += skipBlank(b[i:])
+		if i >= len(b) || b[i] != '=' {
+			return 0, fmt.Errorf("label %q without =", b[start:i])
+		}
+		i++
+		i += skipBlank(b[i:])
+		if i >= len(b) || b[i] != '"' {
+			return 0, fmt.Errorf("label %q: value not quoted", b[start:i-1])
+		}
+		i++
+		for i < len(b) && b[i] != '"' {
+			if b[i] == '\\' {
+				i++
+			}
+			i++
+		}
+		if i >= len(b) {
+			return 0, fmt.Errorf("label %q: value not closed", b[start:])
+		}
+		i++
+		i += skipBlank(b[i:])
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		return 0, fmt.Errorf("expected , or } after label %q", truncate(b[start:], 40))
+	}
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
 }
 
 // wanted says whether Parse reads the series family at all; everything else is skipped
@@ -270,8 +377,11 @@ type subtaskAcc struct {
 // extractor accumulates one scrape's series into a Scrape. It never fails: series it cannot
 // key are counted in Skipped and metrics it does not know are ignored.
 type extractor struct {
-	s         *Scrape
-	subs      map[SubtaskKey]*subtaskAcc
+	s *Scrape
+	// subs is keyed by the job_id and task_id label bytes and the subtask index (built in key),
+	// so looking up an existing subtask allocates nothing.
+	subs      map[string]*subtaskAcc
+	key       []byte
 	gcAll     struct{ count, time float64 }
 	gcSum     struct{ count, time float64 }
 	gcAllSeen [2]bool
@@ -283,31 +393,31 @@ func newExtractor() *extractor {
 			CPULoad: math.NaN(), HeapUsed: math.NaN(), HeapMax: math.NaN(), Threads: math.NaN(),
 			GCTimeMsPerSecond: math.NaN(),
 		}},
-		subs: make(map[SubtaskKey]*subtaskAcc),
+		subs: make(map[string]*subtaskAcc),
 	}
 }
 
 // add takes one sample of a wanted family.
-func (e *extractor) add(name string, lbls labels.Labels, v float64) {
+func (e *extractor) add(name []byte, lbls seriesLabels, v float64) {
 	s := e.s
 	switch {
-	case strings.HasPrefix(name, prefixOperator):
+	case bytes.HasPrefix(name, []byte(prefixOperator)):
 		if acc := e.subtask(lbls); acc != nil {
 			applyOperator(acc, name[len(prefixOperator):], v)
 		}
-	case strings.HasPrefix(name, prefixTask):
+	case bytes.HasPrefix(name, []byte(prefixTask)):
 		acc := e.subtask(lbls)
 		if acc == nil {
 			return
 		}
-		if suffix := name[len(prefixTask):]; suffix == "mailboxLatencyMs" {
-			applyMailbox(acc.m, lbls.Get("quantile"), v)
+		if suffix := name[len(prefixTask):]; string(suffix) == "mailboxLatencyMs" {
+			applyMailbox(acc.m, lbls.get("quantile"), v)
 		} else {
 			applyTask(acc, suffix, v)
 		}
-	case strings.HasPrefix(name, prefixJVM):
+	case bytes.HasPrefix(name, []byte(prefixJVM)):
 		e.noteTaskManager(lbls)
-		switch suffix := name[len(prefixJVM):]; suffix {
+		switch suffix := name[len(prefixJVM):]; string(suffix) {
 		case "CPU_Load":
 			s.JVM.CPULoad = v
 		case "Memory_Heap_Used":
@@ -323,10 +433,10 @@ func (e *extractor) add(name string, lbls labels.Labels, v float64) {
 		case "GarbageCollector_All_TimeMsPerSecond":
 			s.JVM.GCTimeMsPerSecond = v
 		default:
-			if rest, ok := strings.CutPrefix(suffix, "GarbageCollector_"); ok && !math.IsNaN(v) {
-				if strings.HasSuffix(rest, "_Count") {
+			if rest, ok := bytes.CutPrefix(suffix, []byte("GarbageCollector_")); ok && !math.IsNaN(v) {
+				if bytes.HasSuffix(rest, []byte("_Count")) {
 					e.gcSum.count += v
-				} else if strings.HasSuffix(rest, "_Time") {
+				} else if bytes.HasSuffix(rest, []byte("_Time")) {
 					e.gcSum.time += v
 				}
 			}
@@ -364,65 +474,82 @@ func (e *extractor) finish() *Scrape {
 	return s
 }
 
-func (e *extractor) noteTaskManager(lbls labels.Labels) {
+func (e *extractor) noteTaskManager(lbls seriesLabels) {
 	if e.s.TaskManagerID != "" {
 		return
 	}
-	e.s.TaskManagerID = lbls.Get("tm_id")
-	e.s.Host = lbls.Get("host")
+	e.s.TaskManagerID = string(lbls.get("tm_id"))
+	e.s.Host = string(lbls.get("host"))
 }
 
 // subtask finds or creates the accumulator for the series' (job_id, task_id, subtask_index).
-func (e *extractor) subtask(lbls labels.Labels) *subtaskAcc {
+// Label values are converted to strings only when a subtask is new or its attempt changes.
+func (e *extractor) subtask(lbls seriesLabels) *subtaskAcc {
 	s := e.s
-	var jobID, vertexID, idx, jobName, vertexName, attemptID, attemptNum, tmID, host string
-	lbls.Range(func(l labels.Label) {
-		switch l.Name {
+	var jobID, vertexID, idx, jobName, vertexName, attemptID, attemptNum, tmID, host []byte
+	lbls.each(func(name, value []byte) {
+		switch string(name) {
 		case "job_id":
-			jobID = l.Value
+			jobID = value
 		case "task_id":
-			vertexID = l.Value
+			vertexID = value
 		case "subtask_index":
-			idx = l.Value
+			idx = value
 		case "job_name":
-			jobName = l.Value
+			jobName = value
 		case "task_name":
-			vertexName = l.Value
+			vertexName = value
 		case "task_attempt_id":
-			attemptID = l.Value
+			attemptID = value
 		case "task_attempt_num":
-			attemptNum = l.Value
+			attemptNum = value
 		case "tm_id":
-			tmID = l.Value
+			tmID = value
 		case "host":
-			host = l.Value
+			host = value
 		}
 	})
-	n, err := strconv.ParseInt(idx, 10, 32)
-	if jobID == "" || vertexID == "" || err != nil || n < 0 {
+	n, ok := subtaskIndex(idx)
+	if len(jobID) == 0 || len(vertexID) == 0 || !ok {
 		s.Skipped++
 		return nil
 	}
-	if s.TaskManagerID == "" && tmID != "" {
-		s.TaskManagerID, s.Host = tmID, host
-	}
-	key := SubtaskKey{JobID: jobID, VertexID: vertexID, SubtaskIndex: int32(n)}
-	acc := e.subs[key]
+	e.key = append(append(append(e.key[:0], jobID...), 0), vertexID...)
+	e.key = binary.LittleEndian.AppendUint32(append(e.key, 0), uint32(n))
+	acc := e.subs[string(e.key)]
 	if acc == nil {
-		acc = &subtaskAcc{m: newSubtask(key)}
-		e.subs[key] = acc
+		if s.TaskManagerID == "" && len(tmID) > 0 {
+			s.TaskManagerID, s.Host = string(tmID), string(host)
+		}
+		acc = &subtaskAcc{m: newSubtask(SubtaskKey{JobID: string(jobID), VertexID: string(vertexID), SubtaskIndex: int32(n)})}
+		e.subs[string(e.key)] = acc
 	}
 	// Mid-failover a scrape can hold series of two attempts; the newest attempt describes the
 	// running task.
-	an, _ := strconv.ParseInt(attemptNum, 10, 32)
+	an, _ := strconv.ParseInt(string(attemptNum), 10, 32)
 	if acc.m.AttemptId == "" || int32(an) > acc.attemptNumber {
 		acc.attemptNumber = int32(an)
 		acc.m.AttemptNumber = int32(an)
-		acc.m.AttemptId = attemptID
-		acc.m.JobName = jobName
-		acc.m.VertexName = vertexName
+		acc.m.AttemptId = string(attemptID)
+		acc.m.JobName = string(jobName)
+		acc.m.VertexName = string(vertexName)
 	}
 	return acc
+}
+
+// subtaskIndex reads a subtask_index label: decimal digits that fit an int32.
+func subtaskIndex(b []byte) (int32, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := int32(0)
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int32(c-'0')
+	}
+	return n, true
 }
 
 func newSubtask(k SubtaskKey) *tmwardenv1.SubtaskMetrics {
@@ -436,9 +563,9 @@ func newSubtask(k SubtaskKey) *tmwardenv1.SubtaskMetrics {
 	}
 }
 
-func applyTask(acc *subtaskAcc, suffix string, v float64) {
+func applyTask(acc *subtaskAcc, suffix []byte, v float64) {
 	m := acc.m
-	switch suffix {
+	switch string(suffix) {
 	case "busyTimeMsPerSecond":
 		m.BusyMsPerSecond = v
 	case "backPressuredTimeMsPerSecond":
@@ -478,8 +605,8 @@ func operatorMetricWanted(suffix string) bool {
 	return false
 }
 
-func applyOperator(acc *subtaskAcc, suffix string, v float64) {
-	switch suffix {
+func applyOperator(acc *subtaskAcc, suffix []byte, v float64) {
+	switch string(suffix) {
 	case "pendingRecords":
 		// A chain normally holds one source; summing covers multi-source chains.
 		if !math.IsNaN(v) {
@@ -498,8 +625,8 @@ func applyOperator(acc *subtaskAcc, suffix string, v float64) {
 }
 
 // applyMailbox takes one quantile of the mailboxLatencyMs summary.
-func applyMailbox(sm *tmwardenv1.SubtaskMetrics, quantile string, v float64) {
-	q, err := strconv.ParseFloat(quantile, 64)
+func applyMailbox(sm *tmwardenv1.SubtaskMetrics, quantile []byte, v float64) {
+	q, err := strconv.ParseFloat(string(quantile), 64)
 	if err != nil {
 		return
 	}
@@ -546,4 +673,90 @@ func toUint(v float64) uint64 {
 		return math.MaxUint64
 	}
 	return uint64(v)
+}
+
+// seriesLabels is the label part of a series line labelSetLen has accepted, between the
+// braces: name="value" pairs separated by commas, values in the text format's escaping.
+type seriesLabels []byte
+
+// each calls fn with every label's name and (unescaped) value. Values without a backslash,
+// which is all of them unless the reporter's label filter is off, are passed in place, so they
+// share the body's memory: copy what must outlive the scrape.
+func (l seriesLabels) each(fn func(name, value []byte)) {
+	for len(l) > 0 {
+		l = l[skipBlank(l):]
+		eq := bytes.IndexByte(l, '=')
+		if eq < 0 {
+			return
+		}
+		name := bytes.TrimRight(l[:eq], " \t")
+		l = l[eq+1:]
+		q := bytes.IndexByte(l, '"')
+		if q < 0 {
+			return
+		}
+		l = l[q+1:]
+		// The value ends at the first quote not escaped by a backslash.
+		end, esc := 0, false
+		for end < len(l) && l[end] != '"' {
+			if l[end] == '\\' {
+				esc = true
+				end++
+			}
+			end++
+		}
+		if end > len(l) {
+			return
+		}
+		value := l[:end]
+		if esc {
+			value = unescapeLabel(make([]byte, 0, len(value)), value)
+		}
+		fn(name, value)
+		if end == len(l) {
+			return
+		}
+		l = l[end+1:]
+		l = l[skipBlank(l):]
+		if len(l) > 0 && l[0] == ',' {
+			l = l[1:]
+		}
+	}
+}
+
+// get returns the value of the named label (in place, see each), nil when absent.
+func (l seriesLabels) get(want string) []byte {
+	var out []byte
+	l.each(func(name, value []byte) {
+		if out == nil && string(name) == want {
+			out = value
+		}
+	})
+	return out
+}
+
+func skipBlank(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// unescapeLabel undoes the text format's label value escapes: \\, \" and \n.
+func unescapeLabel(dst, v []byte) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\\' && i+1 < len(v) {
+			i++
+			switch v[i] {
+			case 'n':
+				c = '\n'
+			default:
+				c = v[i]
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
@@ -37,14 +38,19 @@ var flinkMainClasses = []string{
 type taskManagerCollector struct {
 	proc        string
 	mainClasses []string
-	defaultPort int
-	scan        bool
-	static      []StaticTaskManager
-	self        int
+	// mainClassBytes are mainClasses as bytes, for the substring check on raw command lines.
+	mainClassBytes [][]byte
+	defaultPort    int
+	scan           bool
+	static         []StaticTaskManager
+	self           int
 	// known caches what was learnt about a pid: the command line, config file and cgroup of a
 	// JVM do not change while it lives. An exec() that turns a wrapper script into the JVM keeps
 	// the pid, so only TaskManagers are cached, and the command line is compared on every scan.
 	known map[int]*tmProcess
+	// cmdBuf is the scan's read buffer for command lines, kept between scans: every process's
+	// command line is read every interval, so the read is three system calls and no allocation.
+	cmdBuf []byte
 }
 
 type tmProcess struct {
@@ -136,6 +142,9 @@ func newTaskManagerCollector(o Options) (Collector, error) {
 		self:        os.Getpid(),
 		known:       map[int]*tmProcess{},
 	}
+	for _, m := range c.mainClasses {
+		c.mainClassBytes = append(c.mainClassBytes, []byte(m))
+	}
 	if c.defaultPort <= 0 {
 		c.defaultPort = 9249
 	}
@@ -197,7 +206,7 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 		if err != nil || pid == c.self {
 			continue
 		}
-		cmd, err := os.ReadFile(filepath.Join(c.proc, name, "cmdline"))
+		cmd, err := readProcFile(filepath.Join(c.proc, name, "cmdline"), &c.cmdBuf)
 		if err != nil {
 			if !vanished(err) {
 				unreadable++
@@ -212,6 +221,11 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 			// A copy: later collectors fill in the report's TaskManagers, and the report may
 			// still be in the send buffer when the next round runs.
 			out = append(out, proto.Clone(k.tm).(*tmwardenv1.TaskManager))
+			continue
+		}
+		// Most processes are not JVMs running a TaskManager main class: a substring check
+		// spares splitting their command lines into strings every interval.
+		if !mentionsAny(cmd, c.mainClassBytes) {
 			continue
 		}
 		args := splitCmdline(cmd)
@@ -230,7 +244,7 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 			}
 			continue
 		}
-		p.cmdline = cmd
+		p.cmdline = bytes.Clone(cmd)
 		c.known[pid] = p
 		seen[pid] = true
 		if p.unresolved != "" {
@@ -247,6 +261,40 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 		problems = append(problems, fmt.Sprintf("cannot read the command line of %d processes (first: %v); TaskManagers among them are missing", unreadable, firstErr))
 	}
 	return out, problems, nil
+}
+
+// readProcFile reads a small procfs file whole into *buf (grown as needed, kept by the caller)
+// with plain open, read and close: os.ReadFile also stats the file and registers it with the
+// poller, which doubles the system calls of a scan that reads every process's command line.
+// The result aliases *buf.
+func readProcFile(path string, buf *[]byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if cap(*buf) == 0 {
+		*buf = make([]byte, 0, 4096)
+	}
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, cap(b))
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			*buf = b
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			*buf = b
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }
 
 // vanished reports whether err means the process is gone (ENOENT on its files, ESRCH on reads).
@@ -527,6 +575,16 @@ func splitCmdline(b []byte) []string {
 
 // findMainClass returns the main class and its index. It matches whole arguments only, so a
 // shell wrapper whose single `-c` argument mentions the class is not mistaken for the JVM.
+// mentionsAny reports whether the raw command line contains one of the class names at all.
+func mentionsAny(cmd []byte, classes [][]byte) bool {
+	for _, c := range classes {
+		if bytes.Contains(cmd, c) {
+			return true
+		}
+	}
+	return false
+}
+
 func findMainClass(args, classes []string) (string, int) {
 	if len(args) == 0 || !strings.HasSuffix(path.Base(args[0]), "java") {
 		// Only the JVM itself: a `timeout`/`nice` wrapper that passes the class along is not it.

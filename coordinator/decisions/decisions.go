@@ -112,8 +112,8 @@ type StepRecord struct {
 	DoneAt   time.Time `json:"done_at,omitempty"`
 }
 
-// Decision is the durable record of one action. Its shape is this package's stored format
-// (versioned with store.RecordVersion); ToAPI maps it to the API's document.
+// Decision is one action and how far it got. It is stored as a decisionRecord (record.go,
+// versioned with store.RecordVersion); ToAPI maps it to the API's document.
 type Decision struct {
 	// V is the record version (store.RecordVersion when written; 0 in records older than versions).
 	V            int           `json:"v,omitempty"`
@@ -220,10 +220,13 @@ func New(st *store.Store, cfg Config, act actuate.Actuator, opts ...Option) (*Ma
 }
 
 func (m *Manager) load() error {
-	var snap decide.Snapshot
+	var snap policyRecord
 	switch err := m.st.GetJSON(keyPolicy, &snap); {
 	case err == nil:
-		m.pol.Restore(snap)
+		if err := store.CheckVersion(keyPolicy, snap.V); err != nil {
+			return err
+		}
+		m.pol.Restore(policyFromRecord(snap))
 	case errors.Is(err, store.ErrNotFound):
 	default:
 		return fmt.Errorf("loading decision policy state: %w", err)
@@ -236,10 +239,11 @@ func (m *Manager) load() error {
 	var changed bool
 	var maxSeq uint64
 	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
-		d, err := decodeRecord(key, raw, decisionVersion)
+		r, err := decodeRecord(key, raw, decisionVersion)
 		if err != nil {
 			return err
 		}
+		d := decisionFromRecord(r)
 		maxSeq = max(maxSeq, decide.SeqOf(d.Action.ID))
 		switch {
 		case d.open():
@@ -291,7 +295,7 @@ func (m *Manager) saveSnapshot() error {
 			delete(snap.Nodes, name)
 		}
 	}
-	if err := m.st.PutJSON(keyPolicy, snap, store.Durable); err != nil {
+	if err := m.st.PutJSON(keyPolicy, policyToRecord(snap, store.RecordVersion), store.Durable); err != nil {
 		return fmt.Errorf("saving decision policy state: %w", err)
 	}
 	return nil
@@ -316,12 +320,12 @@ func decodeRecord[T any](key string, raw []byte, version func(*T) int) (T, error
 	return v, store.CheckVersion(key, version(&v))
 }
 
-func decisionVersion(d *Decision) int { return d.V }
-func auditVersion(e *AuditEntry) int  { return e.V }
+func decisionVersion(d *decisionRecord) int { return d.V }
+func auditVersion(e *AuditEntry) int        { return e.V }
 
 func (m *Manager) put(d *Decision) error {
 	d.UpdatedAt, d.V = m.now().UTC(), store.RecordVersion
-	if err := m.st.PutJSON(prefixDecision+d.Action.ID, d, store.Durable); err != nil {
+	if err := m.st.PutJSON(prefixDecision+d.Action.ID, decisionToRecord(*d), store.Durable); err != nil {
 		return fmt.Errorf("saving decision %s: %w", d.Action.ID, err)
 	}
 	return nil
@@ -490,14 +494,14 @@ func orAnon(s string) string {
 }
 
 func (m *Manager) get(id string) (Decision, error) {
-	var d Decision
-	if err := m.st.GetJSON(prefixDecision+id, &d); err != nil {
+	var r decisionRecord
+	if err := m.st.GetJSON(prefixDecision+id, &r); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return d, fmt.Errorf("decision %s: %w", id, ErrNotFound)
+			return Decision{}, fmt.Errorf("decision %s: %w", id, ErrNotFound)
 		}
-		return d, err
+		return Decision{}, err
 	}
-	return d, store.CheckVersion(prefixDecision+id, d.V)
+	return decisionFromRecord(r), store.CheckVersion(prefixDecision+id, r.V)
 }
 
 // Decision returns one decision with its audit log.
@@ -522,10 +526,11 @@ func (m *Manager) Decision(id string) (Decision, []AuditEntry, error) {
 func (m *Manager) Decisions(limit int, node string) ([]Decision, error) {
 	var all []Decision
 	err := m.st.ScanJSON(prefixDecision, func(key string, raw []byte) error {
-		d, err := decodeRecord(key, raw, decisionVersion)
+		r, err := decodeRecord(key, raw, decisionVersion)
 		if err != nil {
 			return err
 		}
+		d := decisionFromRecord(r)
 		if node == "" || d.Action.Node == node {
 			all = append(all, d)
 		}

@@ -168,3 +168,31 @@ func TestTracepointArgs(t *testing.T) {
 		t.Errorf("not a typedef: %d, want -1", got)
 	}
 }
+
+func TestHaveSchedInfo(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range map[string]struct {
+		body string
+		ok   bool
+	}{
+		"counting":   {"6321170 126543160 5\n", true},
+		"no slices":  {"0 0 0\n", false},
+		"short":      {"12\n", false},
+		"not a file": {"", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+			if c.body != "" {
+				if err := os.WriteFile(p, []byte(c.body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := haveSchedInfo(p); (err == nil) != c.ok {
+				t.Errorf("haveSchedInfo(%q) = %v, want ok %v", c.body, err, c.ok)
+			}
+		})
+	}
+	if err := haveSchedInfo("/proc/thread-self/schedstat"); err != nil {
+		t.Logf("this kernel: %v (the run-queue probe falls back to raw_tp)", err)
+	}
+}

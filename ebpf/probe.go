@@ -87,7 +87,8 @@ func StatusOf(probe string, err error) Status {
 	return Status{Probe: probe, State: StateUnavailable, Reason: err.Error()}
 }
 
-// hook is one tracepoint a probe attaches to, with its program in each attach mode.
+// hook is one tracepoint a probe attaches to, with its program in each attach mode ("" when
+// that mode does without the tracepoint).
 type hook struct {
 	tracepoint string
 	tpBTF      string
@@ -294,7 +295,9 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 	cs := spec.Copy()
 	keep := map[string]bool{}
 	for _, h := range hooks {
-		keep[h.program(mode)] = true
+		if prog := h.program(mode); prog != "" {
+			keep[prog] = true
+		}
 	}
 	for prog := range cs.Programs {
 		if !keep[prog] {
@@ -329,6 +332,9 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 	p := &probe{coll: coll}
 	var degraded []string
 	for _, h := range hooks {
+		if h.program(mode) == "" {
+			continue // this mode does without the hook
+		}
 		prog := coll.Programs[h.program(mode)]
 		var l link.Link
 		if mode == ModeTPBTF {

@@ -20,11 +20,18 @@ char LICENSE[] SEC("license") = "GPL";
 // hierarchy is where the container runtime places pods. Set by the loader before load.
 const volatile bool cgroup_v1_cpu = false;
 
-// runq_task holds each runnable thread's enqueue time in the thread itself (task-local
-// storage): no hash lookup, no bound on threads, and it goes away with the thread. Used by the
-// tp_btf programs, which get typed task pointers.
+// runq_task holds, in each thread itself (task-local storage: no hash lookup, no bound on
+// threads, gone with the thread), the kernel's own run-queue figures for it as of its last
+// switch-out. Used by the tp_btf program, which gets typed task pointers.
+//
+// The kernel already times every wait on a run queue (CONFIG_SCHED_INFO: sched_info.run_delay
+// grows by each wait when the thread gets a CPU, pcount counts those arrivals). Reading the
+// growth of run_delay when a thread is switched out gives the wait before the slice it just
+// ran, so the probe needs no wakeup programs and no clock reads of its own: one program per
+// context switch, one task-storage lookup, one histogram update.
 struct runq_ts {
-	u64 ts;
+	u64 run_delay;
+	u64 pcount;
 	// The thread's cgroup id, cached with the css_set it was read from: following the cgroup
 	// pointers on every switch costs more than the rest of the program, and a thread's css_set
 	// only changes when it moves between cgroups.
@@ -74,13 +81,6 @@ static __always_inline void record(u64 cgid, u64 delta)
 
 // tp_btf: the arguments are typed kernel pointers, read with plain loads.
 
-static __always_inline long btf_task_state(struct task_struct *t)
-{
-	if (bpf_core_field_exists(t->__state))
-		return t->__state;
-	return ((struct task_struct___o *)t)->state;
-}
-
 static __always_inline u64 btf_cgroup_id(struct css_set *cset)
 {
 	if (!cgroup_v1_cpu)
@@ -95,54 +95,39 @@ static __always_inline u64 btf_cgroup_id(struct css_set *cset)
 	return css->cgroup->kn->id;
 }
 
-static __always_inline void btf_enqueue(struct task_struct *t)
-{
-	struct runq_ts *s;
-
-	if (!t->pid)
-		return;
-	s = bpf_task_storage_get(&runq_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (s)
-		s->ts = bpf_ktime_get_ns();
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(tp_sched_wakeup, struct task_struct *p)
-{
-	btf_enqueue(p);
-	return 0;
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(tp_sched_wakeup_new, struct task_struct *p)
-{
-	btf_enqueue(p);
-	return 0;
-}
-
 SEC("tp_btf/sched_switch")
 int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct runq_ts *s;
 	struct css_set *cset;
-	u64 ts;
+	u64 delay, pcount, seen;
 
-	// A preempted thread stays runnable: it starts waiting again right now.
-	if (btf_task_state(prev) == TASK_RUNNING)
-		btf_enqueue(prev);
-	if (!next->pid)
+	if (!prev->pid)
 		return 0;
-	s = bpf_task_storage_get(&runq_task, next, 0, 0);
-	if (!s || !s->ts)
+	s = bpf_task_storage_get(&runq_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
 		return 0;
-	ts = s->ts;
-	s->ts = 0;
-	cset = next->cgroups;
+	pcount = prev->sched_info.pcount;
+	seen = s->pcount;
+	// Nothing new since the last switch-out: the thread did not wait for this slice (it never
+	// left the CPU's queue accounting, e.g. a yield with nothing else runnable).
+	if (pcount == seen)
+		return 0;
+	delay = prev->sched_info.run_delay;
+	s->pcount = pcount;
+	if (!seen) {
+		// First sight of the thread: its run_delay holds every wait since it started.
+		s->run_delay = delay;
+		return 0;
+	}
+	delay -= s->run_delay;
+	s->run_delay += delay;
+	cset = prev->cgroups;
 	if ((u64)cset != s->cset) {
 		s->cgid = btf_cgroup_id(cset);
 		s->cset = (u64)cset;
 	}
-	record(s->cgid, bpf_ktime_get_ns() - ts);
+	record(s->cgid, delay);
 	return 0;
 }
 

@@ -20,10 +20,11 @@ type runqlatHist struct {
 }
 
 type runqlatRunqTs struct {
-	_    structs.HostLayout
-	Ts   uint64
-	Cset uint64
-	Cgid uint64
+	_        structs.HostLayout
+	RunDelay uint64
+	Pcount   uint64
+	Cset     uint64
+	Cgid     uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -37,8 +38,6 @@ const (
 	runqlatProgRawSchedWakeup    = "raw_sched_wakeup"
 	runqlatProgRawSchedWakeupNew = "raw_sched_wakeup_new"
 	runqlatProgTpSchedSwitch     = "tp_sched_switch"
-	runqlatProgTpSchedWakeup     = "tp_sched_wakeup"
-	runqlatProgTpSchedWakeupNew  = "tp_sched_wakeup_new"
 	runqlatVarCgroupV1Cpu        = "cgroup_v1_cpu"
 )
 
@@ -88,8 +87,6 @@ type runqlatProgramSpecs struct {
 	RawSchedWakeup    *ebpf.ProgramSpec `ebpf:"raw_sched_wakeup"`
 	RawSchedWakeupNew *ebpf.ProgramSpec `ebpf:"raw_sched_wakeup_new"`
 	TpSchedSwitch     *ebpf.ProgramSpec `ebpf:"tp_sched_switch"`
-	TpSchedWakeup     *ebpf.ProgramSpec `ebpf:"tp_sched_wakeup"`
-	TpSchedWakeupNew  *ebpf.ProgramSpec `ebpf:"tp_sched_wakeup_new"`
 }
 
 // runqlatMapSpecs contains maps before they are loaded into the kernel.
@@ -156,8 +153,6 @@ type runqlatPrograms struct {
 	RawSchedWakeup    *ebpf.Program `ebpf:"raw_sched_wakeup"`
 	RawSchedWakeupNew *ebpf.Program `ebpf:"raw_sched_wakeup_new"`
 	TpSchedSwitch     *ebpf.Program `ebpf:"tp_sched_switch"`
-	TpSchedWakeup     *ebpf.Program `ebpf:"tp_sched_wakeup"`
-	TpSchedWakeupNew  *ebpf.Program `ebpf:"tp_sched_wakeup_new"`
 }
 
 func (p *runqlatPrograms) Close() error {
@@ -166,8 +161,6 @@ func (p *runqlatPrograms) Close() error {
 		p.RawSchedWakeup,
 		p.RawSchedWakeupNew,
 		p.TpSchedSwitch,
-		p.TpSchedWakeup,
-		p.TpSchedWakeupNew,
 	)
 }
 

@@ -3,6 +3,9 @@ package ebpf
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -32,18 +35,27 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 	if err != nil {
 		return nil, &LoadError{Probe: RunQueueProbe, Reason: err.Error(), Err: err}
 	}
+	// The tp_btf program reads the waits the kernel already timed (sched_info) when a thread
+	// is switched out, so it needs no wakeup programs; the raw_tp fallback times waits itself,
+	// from wakeup (or preemption) to switch-in.
 	hooks := []hook{
 		{tracepoint: "sched_switch", tpBTF: runqlatProgTpSchedSwitch, raw: runqlatProgRawSchedSwitch, required: true},
-		{tracepoint: "sched_wakeup", tpBTF: runqlatProgTpSchedWakeup, raw: runqlatProgRawSchedWakeup, required: true},
+		{tracepoint: "sched_wakeup", raw: runqlatProgRawSchedWakeup, required: true},
 		// Without it, the first wait of a new thread goes uncounted: a small loss.
-		{tracepoint: "sched_wakeup_new", tpBTF: runqlatProgTpSchedWakeupNew, raw: runqlatProgRawSchedWakeupNew},
+		{tracepoint: "sched_wakeup_new", raw: runqlatProgRawSchedWakeupNew},
 	}
 	p, err := loadProbe(RunQueueProbe, spec, hooks, loadOptions{
 		configure: func(cs *ebpf.CollectionSpec) error {
 			return cs.Variables[runqlatVarCgroupV1Cpu].Set(opts.CgroupV1CPU)
 		},
-		// The tp_btf programs keep enqueue times in task-local storage (Linux 5.11+).
-		tpBTFNeeds: func() error { return features.HaveMapType(ebpf.TaskStorage) },
+		// The tp_btf program keeps each thread's figures in task-local storage (Linux 5.11+)
+		// and reads the kernel's run-queue accounting, which must be on.
+		tpBTFNeeds: func() error {
+			if err := features.HaveMapType(ebpf.TaskStorage); err != nil {
+				return err
+			}
+			return haveSchedInfo("/proc/thread-self/schedstat")
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -83,3 +95,21 @@ func (r *RunQueue) Forget(ids ...uint64) error {
 
 // Close detaches the probe and frees its maps.
 func (r *RunQueue) Close() error { return r.p.close() }
+
+// haveSchedInfo says whether the kernel times run-queue waits per thread (CONFIG_SCHED_INFO):
+// then the calling thread's schedstat (run time, run-queue wait, slices run) counts at least the
+// slice it is running now.
+func haveSchedInfo(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("no per-thread run-queue accounting (CONFIG_SCHED_INFO): %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return fmt.Errorf("no per-thread run-queue accounting: %s reads %q", path, strings.TrimSpace(string(b)))
+	}
+	if n, err := strconv.ParseUint(f[2], 10, 64); err != nil || n == 0 {
+		return fmt.Errorf("no per-thread run-queue accounting: %s counts no slices (%q)", path, strings.TrimSpace(string(b)))
+	}
+	return nil
+}

@@ -1,7 +1,8 @@
 // Command probebench measures what tmwarden's eBPF probes cost a context-switch-heavy workload:
 // a pipe ping-pong between two threads pinned to one CPU, timed with every probe detached, with
 // every probe attached, and with bpftrace running the equivalent run-queue histogram.
-// It needs root and prints figures and ratios; `make bench-probes` runs it.
+// It needs root and prints figures and ratios (medians and fastest trials, the load average
+// beside them); `make bench-probes` runs it.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -77,7 +79,7 @@ func run(n, trials int, withBpftrace bool) error {
 	}
 
 	// Detached and attached trials alternate, so drift on a shared machine hits both alike.
-	var detached, attached, empty []sample
+	var detached, attached, empty, emptySwitch []sample
 	for range trials {
 		s, err := pingPong(cpu, n)
 		if err != nil {
@@ -85,7 +87,7 @@ func run(n, trials int, withBpftrace bool) error {
 		}
 		detached = append(detached, s)
 
-		floor, err := attachEmpty()
+		floor, err := attachEmpty(schedHooks...)
 		if err != nil {
 			return err
 		}
@@ -95,6 +97,17 @@ func run(n, trials int, withBpftrace bool) error {
 			return err
 		}
 		empty = append(empty, s)
+
+		floor, err = attachEmpty("sched_switch")
+		if err != nil {
+			return err
+		}
+		s, err = pingPong(cpu, n)
+		closeAll(floor)
+		if err != nil {
+			return err
+		}
+		emptySwitch = append(emptySwitch, s)
 
 		probes, statuses, err := attachAll()
 		if err != nil {
@@ -113,14 +126,32 @@ func run(n, trials int, withBpftrace bool) error {
 		}
 	}
 
-	det, att, emp := summarize(detached), summarize(attached), summarize(empty)
+	det, att, emp, empSw := summarize(detached), summarize(attached), summarize(empty), summarize(emptySwitch)
+	fmt.Printf("load average during the trials: %s\n", loadAvg())
 	fmt.Println()
 	fmt.Printf("%-26s %12s %12s %14s %14s\n", "configuration", "ns/roundtrip", "(median)", "switches/trip", "events/trip")
 	printRow("probes detached", det)
 	printRow("empty programs attached", emp)
+	printRow("empty on sched_switch", empSw)
 	printRow("tmwarden probes attached", att)
 	report("empty programs (floor)", det, emp)
+	report("empty on sched_switch only", det, empSw)
 	report("tmwarden probes", det, att)
+	// The goal is stated on medians: each configuration's median trial, per scheduler event
+	// of the run with tmwarden's probes (the same workload, so the same events).
+	floorMed := (emp.median - det.median) / att.events
+	oursMed := (att.median - det.median) / att.events
+	floorMin := (emp.perTrip - det.perTrip) / att.events
+	oursMin := (att.perTrip - det.perTrip) / att.events
+	fmt.Printf("\nper scheduler event, median of %d trials: floor (empty programs on sched_switch, sched_wakeup, sched_wakeup_new) %.0f ns, tmwarden %.0f ns: %.2fx the floor (goal <= 1.25x)\n",
+		trials, floorMed, oursMed, ratio(oursMed, floorMed))
+	fmt.Printf("per scheduler event, fastest trial: floor %.0f ns, tmwarden %.0f ns: %.2fx the floor\n", floorMin, oursMin, ratio(oursMin, floorMin))
+	// tmwarden's run-queue probe needs sched_switch alone (tp_btf mode); an empty program there
+	// is the floor of any probe built that way.
+	swMed := (empSw.median - det.median) / att.events
+	swMin := (empSw.perTrip - det.perTrip) / att.events
+	fmt.Printf("against one empty program on sched_switch alone: median %.0f ns (tmwarden %.2fx), fastest %.0f ns (tmwarden %.2fx)\n",
+		swMed, ratio(oursMed, swMed), swMin, ratio(oursMin, swMin))
 
 	if !withBpftrace {
 		return nil
@@ -135,14 +166,36 @@ func run(n, trials int, withBpftrace bool) error {
 	printRow("probes detached (again)", bt.detached)
 	printRow("bpftrace runqlat attached", bt.attached)
 	report("bpftrace", bt.detached, bt.attached)
-	ours := (att.perTrip - det.perTrip) / att.events
-	theirs := (bt.attached.perTrip - bt.detached.perTrip) / bt.attached.events
+	ours := (att.median - det.median) / att.events
+	theirs := (bt.attached.median - bt.detached.median) / bt.attached.events
 	if ours > 0 {
-		fmt.Printf("\nbpftrace costs %.1fx tmwarden's probes per scheduler event (%.0f ns vs %.0f ns)\n", theirs/ours, theirs, ours)
+		fmt.Printf("\nbpftrace costs %.1fx tmwarden's probes per scheduler event, medians (%.0f ns vs %.0f ns)\n", theirs/ours, theirs, ours)
 	} else {
 		fmt.Printf("\ntmwarden's probe cost is below the noise of this run; bpftrace: %.0f ns per event\n", theirs)
 	}
+	fmt.Printf("load average after bpftrace's trials: %s\n", loadAvg())
 	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+// loadAvg is /proc/loadavg's three averages: the machine is shared, and the figures mean
+// little without it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func printRow(name string, s sample) {
@@ -186,11 +239,15 @@ func closeAll(cs []io.Closer) {
 	}
 }
 
-// attachEmpty attaches programs that do nothing to the scheduler tracepoints the run-queue probe
-// uses: the floor any tp_btf probe pays for being called.
-func attachEmpty() ([]io.Closer, error) {
+// schedHooks are the tracepoints a run-queue latency probe conventionally uses (bpftrace's
+// runqlat, tmwarden's raw_tp fallback): the floor the goal is stated against.
+var schedHooks = []string{"sched_switch", "sched_wakeup", "sched_wakeup_new"}
+
+// attachEmpty attaches programs that do nothing to the given scheduler tracepoints: the floor
+// any tp_btf probe there pays for being called.
+func attachEmpty(tps ...string) ([]io.Closer, error) {
 	var out []io.Closer
-	for _, tp := range []string{"sched_switch", "sched_wakeup", "sched_wakeup_new"} {
+	for _, tp := range tps {
 		prog, err := cebpf.NewProgramWithOptions(&cebpf.ProgramSpec{
 			Type:         cebpf.Tracing,
 			AttachType:   cebpf.AttachTraceRawTp,

@@ -135,6 +135,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("detection: interval %v, window %d, forget_after %v: need a positive interval, a window of 2 or more and a positive forget_after",
 			c.Detection.Interval, c.Detection.Window, c.Detection.ForgetAfter))
 	}
+	if err := c.Detection.Peer.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}

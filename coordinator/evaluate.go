@@ -33,10 +33,15 @@ type DetectionConfig struct {
 	Window int `yaml:"window"`
 	// ForgetAfter drops subtasks and nodes not reported for this long from the model. Default 10m.
 	ForgetAfter time.Duration `yaml:"forget_after"`
+	// Peer tunes the tmwarden detector: what makes a subtask a straggler, a node slow, a host
+	// signal severe, a machine slower hardware (detect.PeerConfig; defaults in
+	// packaging/config/coordinator.yaml). The baselines ignore it.
+	Peer detect.PeerConfig `yaml:"peer"`
 }
 
 func defaultDetectionConfig() DetectionConfig {
-	return DetectionConfig{Interval: 5 * time.Second, Detector: "tmwarden", Window: 12, ForgetAfter: 10 * time.Minute}
+	return DetectionConfig{Interval: 5 * time.Second, Detector: "tmwarden", Window: 12, ForgetAfter: 10 * time.Minute,
+		Peer: detect.DefaultPeerConfig()}
 }
 
 // evaluator is the policy side of the coordinator: the cluster model fed by ingest, the
@@ -106,12 +111,7 @@ func (c *Coordinator) newEvaluator() error {
 	cfg := c.cfg.Detection
 	mcfg := model.DefaultConfig()
 	mcfg.Window, mcfg.Interval, mcfg.StaleAfter = cfg.Window, c.cfg.DefaultInterval, c.cfg.MissedIntervals
-	var det detect.Detector
-	for _, r := range detect.Registry {
-		if r.Name == cfg.Detector {
-			det = r.New()
-		}
-	}
+	det := detect.NewWith(cfg.Detector, cfg.Peer)
 	if det == nil {
 		return fmt.Errorf("detection.detector %q: no such detector", cfg.Detector)
 	}

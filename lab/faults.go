@@ -217,7 +217,7 @@ func (e *faultEnv) faults() []Fault {
 	m := e.m
 	return []Fault{
 		{
-			Name: "cpu-neighbour", Cause: "cpu", Culprit: "/" + m.noisyCG,
+			Name: "cpu-neighbour", Cause: "cpu_contention", Culprit: "/" + m.noisyCG,
 			Describe: fmt.Sprintf("stress-ng --cpu %d in cgroup %s (cpu.shares %d: a neighbour with 8 times the TaskManager's CPU request)", e.cpus, m.noisyCG, 8*tmShares),
 			Inject: func(ctx context.Context) (func() error, error) {
 				if err := writeFile(cgPath("cpu", m.noisyCG, "cpu.shares"), strconv.Itoa(8*tmShares)); err != nil {
@@ -245,7 +245,7 @@ func (e *faultEnv) faults() []Fault {
 			},
 		},
 		{
-			Name: "cpu-quota", Cause: "cpu",
+			Name: "cpu-quota", Cause: "cpu_throttled",
 			Describe: fmt.Sprintf("cpu.cfs_quota_us on %s: 30%% of the TaskManager's quiet CPU use (%.2f cores)", m.tmCgroup, e.quietCores),
 			Inject: func(context.Context) (func() error, error) {
 				quota := max(2000, int(0.3*e.quietCores*100000))

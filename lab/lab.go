@@ -571,6 +571,13 @@ func runFault(ctx context.Context, o Options, obs *observer, f Fault, peers []st
 				lastSeq = d.LastSequence
 				seen = append(seen, fmt.Sprintf("t+%.0fs %s", el.Seconds(), obs.seen(d)))
 			}
+			if row.Detected && row.Culprit == "" && f.Culprit != "" {
+				// The culprit may be named a round after the node was first judged slow.
+				if _, _, culprit := detected(d, f); culprit != "" {
+					row.Culprit = culprit
+					say("fault %s: culprit %q named after %.0fs", f.Name, culprit, el.Seconds())
+				}
+			}
 			if !row.Detected {
 				if ok, cause, culprit := detected(d, f); ok {
 					row.Detected, row.TTD, row.Cause, row.Culprit = true, round1(el.Seconds()), cause, culprit
@@ -662,9 +669,18 @@ func taskManagerOf(d httpv1.NodeDetail) string {
 	return ""
 }
 
-// culpritOf finds a culprit the coordinator named, in whatever field of the node's decision it
-// puts it (the API has none yet; this reads any "culprit" key).
+// culpritOf finds the culprit the coordinator named: the node's culprit (the neighbour cgroup,
+// with its pod or unit), else any "culprit" key in the node's decision.
 func culpritOf(d httpv1.NodeDetail) string {
+	if c := d.Culprit; c != nil && c.Cgroup != "" {
+		s := c.Cgroup
+		if c.PodName != "" {
+			s += " (pod " + c.PodNamespace + "/" + c.PodName + ")"
+		} else if c.SystemdUnit != "" {
+			s += " (" + c.SystemdUnit + ")"
+		}
+		return s
+	}
 	b, err := json.Marshal(d.Decision)
 	if err != nil {
 		return ""

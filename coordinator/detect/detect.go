@@ -29,11 +29,14 @@ const (
 	CauseCPU     Cause = "cpu_contention"
 	// CauseSteal is CPU taken by the hypervisor: the node's share of the physical machine
 	// shrank, which no neighbour on the node explains.
-	CauseSteal   Cause = "cpu_steal"
-	CauseDisk    Cause = "disk"
-	CauseNetwork Cause = "network"
-	CauseMemory  Cause = "memory"
-	CauseGC      Cause = "taskmanager_gc"
+	CauseSteal Cause = "cpu_steal"
+	// CauseThrottled is the TaskManagers' own CPU quota holding them back (CFS throttling):
+	// their cgroup, not the machine, is short of CPU.
+	CauseThrottled Cause = "cpu_throttled"
+	CauseDisk      Cause = "disk"
+	CauseNetwork   Cause = "network"
+	CauseMemory    Cause = "memory"
+	CauseGC        Cause = "taskmanager_gc"
 )
 
 // Evidence is one observation behind a verdict.
@@ -170,21 +173,28 @@ type Registration struct {
 	Help string
 	// Baseline marks detectors kept only to be scored against.
 	Baseline bool
-	New      func() Detector
+	// New builds the detector; tmwarden's takes its tuning from cfg (the coordinator's
+	// detection.peer section), the baselines keep their published rules.
+	New func(cfg PeerConfig) Detector
 }
 
 // Registry lists the detectors in the order they are reported.
 var Registry = []Registration{
-	{Name: "tmwarden", Help: "peer comparison of true processing rate, host signals and JVM GC, with persistence", New: func() Detector { return NewPeer(DefaultPeerConfig()) }},
-	{Name: "flink-slow-task", Baseline: true, Help: "Flink's batch slow-task rule applied to streaming: a subtask 1.5x slower per record than its vertex median for 3 windows marks its node", New: func() Detector { return NewFlinkSlowTask(1.5, 3) }},
-	{Name: "host-threshold", Baseline: true, Help: "fixed thresholds on CPU steal, iowait and run-queue latency for 2 windows", New: func() Detector { return NewHostThreshold(DefaultHostThresholds()) }},
+	{Name: "tmwarden", Help: "peer comparison of true processing rate, host signals and JVM GC, with persistence", New: func(cfg PeerConfig) Detector { return NewPeer(cfg) }},
+	{Name: "flink-slow-task", Baseline: true, Help: "Flink's batch slow-task rule applied to streaming: a subtask 1.5x slower per record than its vertex median for 3 windows marks its node", New: func(PeerConfig) Detector { return NewFlinkSlowTask(1.5, 3) }},
+	{Name: "host-threshold", Baseline: true, Help: "fixed thresholds on CPU steal, iowait and run-queue latency for 2 windows", New: func(PeerConfig) Detector { return NewHostThreshold(DefaultHostThresholds()) }},
 }
 
-// New builds the named detector, or returns nil.
+// New builds the named detector with the default tuning, or returns nil.
 func New(name string) Detector {
+	return NewWith(name, DefaultPeerConfig())
+}
+
+// NewWith builds the named detector with cfg as tmwarden's tuning, or returns nil.
+func NewWith(name string, cfg PeerConfig) Detector {
 	for _, r := range Registry {
 		if r.Name == name {
-			return r.New()
+			return r.New(cfg)
 		}
 	}
 	return nil

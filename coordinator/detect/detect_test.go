@@ -24,11 +24,14 @@ type cluster struct {
 	runq  map[string]float64 // node -> mean run-queue latency
 	steal map[string]float64
 	gone  map[string]bool
+	// edit changes a node's report before the model sees it (cgroups, TCP).
+	edit map[string]func(*tmwardenv1.Report)
 }
 
 func newCluster() *cluster {
 	return &cluster{m: model.New(model.DefaultConfig()), slow: map[string]float64{}, input: map[string]float64{},
-		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{}}
+		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{},
+		edit: map[string]func(*tmwardenv1.Report){}}
 }
 
 func node(i int) string    { return fmt.Sprintf("node-%d", i) }
@@ -73,6 +76,9 @@ func (c *cluster) step() time.Time {
 					SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: in, RecordsOutPerSecond: in})
 			}
 			r.TaskManagers = append(r.TaskManagers, tm)
+		}
+		if f := c.edit[node(n)]; f != nil {
+			f(r)
 		}
 		c.m.Observe(node(n), at, r)
 	}
@@ -487,5 +493,100 @@ func TestPeerWeakGCStormInTheOnlyJVM(t *testing.T) {
 	}
 	if v, ok := verdict(r, node(4), tmOf(4, 0)); !ok || v.Status != StatusSlow || v.Cause != CauseGC {
 		t.Fatalf("want the JVM slow with a GC cause, got %+v", r.Verdicts)
+	}
+}
+
+// withTMCgroup gives every node's TaskManagers the cgroup its run-queue histogram is for, so
+// the TaskManagers' own wait is told apart from the neighbours'.
+func withTMCgroup(c *cluster, n int, extra func(*tmwardenv1.Report)) {
+	c.edit[node(n)] = func(r *tmwardenv1.Report) {
+		for _, tm := range r.TaskManagers {
+			tm.Cgroup = "/tm"
+		}
+		r.Host.Tcp.OutSegmentsPerSecond = 1000
+		r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/tm", TaskManager: true, CpuUsageCores: 4},
+			&tmwardenv1.CgroupStats{Path: "/system.slice/sshd.service", SystemdUnit: "sshd.service", CpuUsageCores: 0.05})
+		if extra != nil {
+			extra(r)
+		}
+	}
+}
+
+// TestPeerCPUStarvationExplainsRetransmits: a neighbour cgroup takes the CPU on a machine
+// already full (CPU used outside the TaskManagers barely rises), the TaskManagers' threads
+// wait, and TCP retransmits because the kernel's packet work waits too. The cause is CPU, the
+// neighbour is named, and the retransmits are not called network.
+func TestPeerCPUStarvationExplainsRetransmits(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	c.runq[node(3)] = 4000
+	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 4, 4
+	withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+		r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/noisy", CpuUsageCores: 1.6})
+		r.Host.Tcp.RetransmitsPerSecond = 150 // a ratio of 0.15 against the peers' 0.001
+	})
+	var v Verdict
+	for range 3 {
+		r := c.eval(d)
+		v, _ = verdict(r, node(3), "")
+	}
+	if v.Status != StatusSlow || v.Cause != CauseCPU {
+		t.Fatalf("node-3 = %s / %s, want slow / cpu_contention: %+v", v.Status, v.Cause, v.Evidence)
+	}
+	if v.Culprit == nil || v.Culprit.Cgroup != "/noisy" || v.Culprit.CPUCores != 1.6 {
+		t.Fatalf("culprit = %+v, want /noisy at 1.6 cores", v.Culprit)
+	}
+}
+
+// TestPeerQuotaIsThrottling: the TaskManagers' own CFS quota holds them back while no
+// neighbour takes more: the cause is throttling, with no culprit.
+func TestPeerQuotaIsThrottling(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	c.runq[node(2)] = 3000
+	c.slow[tmOf(2, 0)], c.slow[tmOf(2, 1)] = 5, 5
+	withTMCgroup(c, 2, func(r *tmwardenv1.Report) {
+		r.Cgroups[0].ThrottledShare, r.Cgroups[0].CpuUsageCores = 0.9, 1
+	})
+	var v Verdict
+	for range 3 {
+		v, _ = verdict(c.eval(d), node(2), "")
+	}
+	if v.Status != StatusSlow || v.Cause != CauseThrottled || v.Culprit != nil {
+		t.Fatalf("node-2 = %s / %s, culprit %+v, want slow / cpu_throttled without a culprit: %+v", v.Status, v.Cause, v.Culprit, v.Evidence)
+	}
+}
+
+// TestPeerSevereOwnLoss: a node losing a tenth of its segments is slow within the strong
+// windows although no subtask's true processing rate shows it (waiting on the network is
+// never busy time); a mild blip of loss in one window is not.
+func TestPeerSevereOwnLoss(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	withTMCgroup(c, 4, func(r *tmwardenv1.Report) { r.Host.Tcp.RetransmitsPerSecond = 8 }) // ratio 0.008: mild
+	for range 3 {
+		if v, ok := verdict(c.eval(d), node(4), ""); ok && v.Status == StatusSlow {
+			t.Fatalf("mild loss made node-4 slow: %+v", v.Evidence)
+		}
+	}
+	withTMCgroup(c, 4, func(r *tmwardenv1.Report) { r.Host.Tcp.RetransmitsPerSecond = 100 })
+	var v Verdict
+	for range 2 {
+		v, _ = verdict(c.eval(d), node(4), "")
+	}
+	if v.Status != StatusSlow || v.Cause != CauseNetwork {
+		t.Fatalf("node-4 = %s / %s, want slow / network after two windows: %+v", v.Status, v.Cause, v.Evidence)
 	}
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -13,59 +14,61 @@ import (
 // PeerConfig tunes tmwarden's peer-comparison detector.
 type PeerConfig struct {
 	// MinBusyMs: subtasks busier than this per second have a meaningful true processing rate.
-	MinBusyMs float64
+	MinBusyMs float64 `yaml:"min_busy_ms"`
 	// MinPeers is the fewest measurable subtasks of a vertex worth comparing.
-	MinPeers int
+	MinPeers int `yaml:"min_peers"`
 	// Slowdown is how many times below its vertex's median TPR a subtask must be to straggle.
-	Slowdown float64
+	Slowdown float64 `yaml:"slowdown"`
 	// BackpressureExcessMs: a subtask backpressured this much more than its vertex's median is
 	// blocked on its own output (a slow network path), not on a slow consumer.
-	BackpressureExcessMs float64
+	BackpressureExcessMs float64 `yaml:"backpressure_excess_ms"`
 	// GCExcessMs: a JVM spending this much more time per second in GC than the cluster's
 	// median TaskManager (and 4x the median) stalls its tasks noticeably.
-	GCExcessMs float64
+	GCExcessMs float64 `yaml:"gc_excess_ms"`
 	// SingleSlowdown: one straggler this much slower than its peers is app impact on its own.
-	SingleSlowdown float64
+	SingleSlowdown float64 `yaml:"single_slowdown"`
 	// NodeShare is the share of a node's measurable subtasks that must straggle, and
 	// MinVertices the distinct vertices they must span, for the node (not the data) to be slow.
-	NodeShare   float64
-	MinVertices int
+	NodeShare   float64 `yaml:"node_share"`
+	MinVertices int     `yaml:"min_vertices"`
 	// StrongWindows consecutive windows of host evidence with app impact, or WeakWindows of
 	// WeakOf windows with app evidence alone, make a node slow; ClearWindows clean ones clear it.
-	StrongWindows, WeakWindows, ClearWindows int
+	StrongWindows int `yaml:"strong_windows"`
+	WeakWindows   int `yaml:"weak_windows"`
+	ClearWindows  int `yaml:"clear_windows"`
 	// DecisiveHostScore: a window in which the node's host signals score at least this (floors
 	// above the peer median, summed) while its subtasks straggle across MinVertices vertices is
 	// decisive on its own: two independent witnesses agreeing stand in for a second window. Persistence
 	// before acting stays with the decision layer's confirm_rounds. A JVM far out on GC time whose
 	// subtasks straggle across vertices is decisive for its TaskManager the same way. 0 turns
 	// single-window verdicts off.
-	DecisiveHostScore float64
+	DecisiveHostScore float64 `yaml:"decisive_host_score"`
 	// WeakOf is the span of windows WeakWindows are counted in.
-	WeakOf int
+	WeakOf int `yaml:"weak_of"`
 	// A host anomaly SevereHostScore floors above the peer median, held HostOnlyWindows, makes
 	// a node slow even when no subtask shows it (a dying disk under stateless tasks).
-	SevereHostScore float64
-	HostOnlyWindows int
+	SevereHostScore float64 `yaml:"severe_host_score"`
+	HostOnlyWindows int     `yaml:"host_only_windows"`
 	// ForgetAfter: a node silent this long no longer counts as vanished, it is gone.
-	ForgetAfter time.Duration
+	ForgetAfter time.Duration `yaml:"forget_after"`
 	// MaxEvidence bounds the subtask evidence kept per verdict (the strongest first).
-	MaxEvidence int
+	MaxEvidence int `yaml:"max_evidence"`
 	// GCElevatedMs: a JVM spending this much more time per second in GC than the median
 	// TaskManager (and twice the median) is the likelier cause of its own subtasks straggling
 	// than the node: a node's trouble slows every JVM on it and shows on the host.
-	GCElevatedMs float64
+	GCElevatedMs float64 `yaml:"gc_elevated_ms"`
 	// LearnWindows is how many windows a node's speed relative to its peers is averaged over
 	// when it joins, before app evidence alone can make it slow: a machine that is equally
 	// slower since it joined is a slower machine, not a slow node. Nodes of a class with
 	// MinClassPeers learned members start from their class's speed instead.
-	LearnWindows  int
-	MinClassPeers int
+	LearnWindows  int `yaml:"learn_windows"`
+	MinClassPeers int `yaml:"min_class_peers"`
 	// SpeedAlpha is how fast a node's learned speed follows clean windows afterwards (aging
 	// hardware, a changed workload mix) — slowly, so a fault is never learned as normal.
-	SpeedAlpha float64
+	SpeedAlpha float64 `yaml:"speed_alpha"`
 	// SlowerHardware: a node whose learned speed is this many times below its peers' is
 	// reported as slower hardware (a class finding), never as a slow node.
-	SlowerHardware float64
+	SlowerHardware float64 `yaml:"slower_hardware"`
 }
 
 // DefaultPeerConfig is tuned on the public scenarios in sim/scenarios.
@@ -78,6 +81,63 @@ func DefaultPeerConfig() PeerConfig {
 		ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
 		GCElevatedMs: 50, LearnWindows: 6, MinClassPeers: 3, SpeedAlpha: 0.02, SlowerHardware: 1.15,
 	}
+}
+
+// Validate names every option whose value the detector cannot work with (under the
+// coordinator's `detection.peer:` section). An explicit zero is kept where it means something —
+// no busy-time floor, no backpressure or GC margin, no single-window verdicts
+// (decisive_host_score), any host anomaly severe, no subtask evidence, a learned speed that no
+// longer follows — and refused where it does not.
+func (c PeerConfig) Validate() error {
+	var errs []error
+	bad := func(key string, v any, want string) {
+		errs = append(errs, fmt.Errorf("detection.peer.%s %v: %s", key, v, want))
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"min_busy_ms", c.MinBusyMs}, {"backpressure_excess_ms", c.BackpressureExcessMs}, {"gc_excess_ms", c.GCExcessMs},
+		{"gc_elevated_ms", c.GCElevatedMs}, {"decisive_host_score", c.DecisiveHostScore}, {"severe_host_score", c.SevereHostScore}} {
+		if f.v < 0 {
+			bad(f.key, f.v, "must not be negative")
+		}
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"slowdown", c.Slowdown}, {"single_slowdown", c.SingleSlowdown}, {"slower_hardware", c.SlowerHardware}} {
+		if f.v <= 1 {
+			bad(f.key, f.v, "must be above 1 (a ratio of rates)")
+		}
+	}
+	if c.MinPeers < 2 {
+		bad("min_peers", c.MinPeers, "must be at least 2 (a median of one is no comparison)")
+	}
+	if c.NodeShare <= 0 || c.NodeShare > 1 {
+		bad("node_share", c.NodeShare, "must be in (0, 1]")
+	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"min_vertices", c.MinVertices}, {"strong_windows", c.StrongWindows}, {"weak_windows", c.WeakWindows}, {"clear_windows", c.ClearWindows},
+		{"host_only_windows", c.HostOnlyWindows}, {"learn_windows", c.LearnWindows}, {"min_class_peers", c.MinClassPeers}} {
+		if f.v < 1 {
+			bad(f.key, f.v, "must be at least 1")
+		}
+	}
+	if c.WeakOf < c.WeakWindows || c.WeakOf > 32 {
+		bad("weak_of", c.WeakOf, fmt.Sprintf("must be between weak_windows (%d) and 32", c.WeakWindows))
+	}
+	if c.MaxEvidence < 0 {
+		bad("max_evidence", c.MaxEvidence, "must not be negative")
+	}
+	if c.ForgetAfter <= 0 {
+		bad("forget_after", c.ForgetAfter, "must be positive")
+	}
+	if c.SpeedAlpha < 0 || c.SpeedAlpha > 1 {
+		bad("speed_alpha", c.SpeedAlpha, "must be in [0, 1]")
+	}
+	return errors.Join(errs...)
 }
 
 // hostSignal is one host signal compared across nodes. A node is anomalous on it when its value
@@ -93,6 +153,9 @@ type hostSignal struct {
 
 var hostSignals = []hostSignal{
 	{"runqueue_mean_us", CauseCPU, func(h *model.HostDigest) float64 { return h.RunqMeanUS }, 300, 4},
+	{"tm_runqueue_mean_us", CauseCPU, func(h *model.HostDigest) float64 { return h.TaskManagerRunqMeanUS }, 300, 4},
+	{"tm_cpu_throttled_share", CauseThrottled, func(h *model.HostDigest) float64 { return h.TaskManagerThrottledShare }, 0.15, 3},
+	{"busiest_neighbour_cpu_cores", CauseCPU, func(h *model.HostDigest) float64 { return h.BusiestNeighbourCPUCores }, 0.5, 3},
 	{"cpu_steal", CauseCPU, func(h *model.HostDigest) float64 { return h.Steal }, 0.05, 3},
 	{"other_cpu_cores", CauseCPU, func(h *model.HostDigest) float64 { return h.OtherCPUCores }, 1, 3},
 	{"psi_cpu_some", CauseCPU, func(h *model.HostDigest) float64 { return h.PSICPU }, 0.15, 3},
@@ -185,6 +248,11 @@ type nodeEval struct {
 	addresses  []string
 	// inboundWitnesses counts the nodes that retransmitted to this one.
 	inboundWitnesses int
+	// retransToPeers is what this node retransmitted to other nodes' addresses: their inbound
+	// loss, which shows at this sender but is not its own.
+	retransToPeers float64
+	// lossScore is the score of the node's own retransmit anomalies (rate and ratio).
+	lossScore float64
 	// ratios are the node's subtasks' raw rates over their vertex medians this window; rel is
 	// their median and expect the speed the node is compared at (learned, or its class's).
 	ratios   []float64
@@ -340,6 +408,7 @@ func inboundRetransmits(order []*nodeEval) {
 			if to := byAddr[addr]; to != nil && to != e {
 				to.hd.InboundRetransPerSec += rate
 				to.inboundWitnesses++
+				e.retransToPeers += rate
 			}
 		}
 	}
@@ -461,40 +530,68 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 					x := (ev.Value - ev.PeerMedian) / sig.floor
 					scores[sig.cause] += x
 					e.hostScore += x
+					if ev.Signal == "tcp_retransmits_per_s" || ev.Signal == "tcp_retransmit_ratio" {
+						e.lossScore += x
+					}
 				}
 			}
 		}
+		// A quota and a neighbour both take CPU from the TaskManagers: one family of causes,
+		// told apart below.
+		scores[CauseCPU] += scores[CauseThrottled]
 		best := CauseUnknown
 		for _, c := range []Cause{CauseCPU, CauseDisk, CauseNetwork, CauseMemory} {
 			if scores[c] > scores[best] {
 				best = c
 			}
 		}
+		if best == CauseNetwork && cpuStarved(e.host) {
+			// The TaskManagers' threads wait for a CPU that something else takes: the same
+			// starvation delays the kernel's packet processing and acknowledgements, and TCP
+			// retransmits (timeouts, tail-loss probes). Loss cannot make threads wait for a CPU,
+			// so the CPU is the cause and the retransmits its symptom.
+			best = CauseCPU
+		}
 		e.hostCause = best
 		if best == CauseCPU {
-			for _, ev := range e.host {
-				if ev.Signal == "cpu_steal" {
-					// Steal is the hypervisor's own account of CPU taken: it explains the run
-					// queue and pressure that come with it, which no neighbour on the node does.
-					e.hostCause = CauseSteal
-				}
+			switch {
+			case hasSignal(e.host, "cpu_steal"):
+				// Steal is the hypervisor's own account of CPU taken: it explains the run
+				// queue and pressure that come with it, which no neighbour on the node does.
+				e.hostCause = CauseSteal
+			case hasSignal(e.host, "tm_cpu_throttled_share"):
+				// A throttled TaskManager got all the CPU its quota allows: the quota, not a
+				// neighbour, is its limit (one starved by a neighbour never reaches its quota).
+				// What others use of the CPU it leaves is not contention.
+				e.hostCause = CauseThrottled
 			}
 		}
 	}
 }
 
-// selfLoadExplained drops run-queue and CPU-pressure anomalies that neither steal nor CPU used
-// outside the TaskManagers explain: a node busy with its own subtasks queues threads too, and
-// that is load, not a neighbour taking the machine.
+// cpuWaits are the signals of threads waiting for a CPU; cpuTakers those that say who took it.
+var (
+	cpuWaits  = []string{"runqueue_mean_us", "tm_runqueue_mean_us", "psi_cpu_some"}
+	cpuTakers = []string{"cpu_steal", "other_cpu_cores", "busiest_neighbour_cpu_cores", "tm_cpu_throttled_share"}
+)
+
+// selfLoadExplained drops run-queue and CPU-pressure anomalies that nothing taking CPU (steal,
+// CPU used outside the TaskManagers, one busy neighbour, the TaskManagers' own quota) explains:
+// a node busy with its own subtasks queues threads too, and that is load, not a neighbour taking
+// the machine. A busy neighbour that makes no thread wait is no contention either.
 func selfLoadExplained(host []Evidence) []Evidence {
-	for _, ev := range host {
-		if ev.Signal == "cpu_steal" || ev.Signal == "other_cpu_cores" {
-			return host
-		}
-	}
+	waits := slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuWaits, ev.Signal) })
+	takers := slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuTakers, ev.Signal) })
 	return slices.DeleteFunc(host, func(ev Evidence) bool {
-		return ev.Signal == "runqueue_mean_us" || ev.Signal == "psi_cpu_some"
+		return !takers && slices.Contains(cpuWaits, ev.Signal) || !waits && ev.Signal == "busiest_neighbour_cpu_cores"
 	})
+}
+
+// cpuStarved says whether the TaskManagers' threads wait for a CPU that something other than
+// their own load takes.
+func cpuStarved(host []Evidence) bool {
+	return slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuWaits, ev.Signal) }) &&
+		slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuTakers, ev.Signal) })
 }
 
 // gcOutliers compares every TaskManager's GC time with all TaskManagers in the cluster.
@@ -659,6 +756,15 @@ func (p *Peer) appEvidence(e *nodeEval) (appSlow, impact bool) {
 	return share >= p.cfg.NodeShare && vertices >= p.cfg.MinVertices, impact
 }
 
+// ownLoss says whether the node loses its own packets severely: the true processing rate is
+// blind to the network (waiting for it is idle or backpressured time, never busy time), and a
+// receiver's loss leaves its own subtasks idle while its senders elsewhere block, so severe loss
+// is evidence on its own, like app impact. Retransmits mostly to other nodes' addresses are
+// their inbound loss (scored there), and loss that CPU starvation explains is the CPU's.
+func (e *nodeEval) ownLoss(severe float64) bool {
+	return e.hostCause == CauseNetwork && e.lossScore > 0 && e.lossScore >= severe && e.retransToPeers < 0.5*e.hd.RetransPerSec
+}
+
 // networkTrouble says whether the node retransmits far more than its peers.
 func (e *nodeEval) networkTrouble() bool {
 	for _, ev := range e.host {
@@ -725,7 +831,7 @@ func hasSignal(host []Evidence, name string) bool {
 func gcExplainsHost(host []Evidence) bool {
 	for _, ev := range host {
 		switch ev.Signal {
-		case "runqueue_mean_us", "psi_cpu_some":
+		case "runqueue_mean_us", "tm_runqueue_mean_us", "psi_cpu_some":
 		default:
 			return false
 		}
@@ -756,9 +862,10 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 	}
 	o := outcome{
 		// Loss on the way in, reported by several senders, is as many independent witnesses.
-		strong: (appSlow || impact) && len(e.host) > 0 || e.inboundWitnesses >= p.cfg.MinPeers && hasSignal(e.host, "tcp_inbound_retransmits_per_s"),
-		weak:   appSlow || (len(e.host) > 0 && impact),
-		host:   len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
+		strong: (appSlow || impact) && len(e.host) > 0 || e.inboundWitnesses >= p.cfg.MinPeers && hasSignal(e.host, "tcp_inbound_retransmits_per_s") ||
+			e.ownLoss(p.cfg.SevereHostScore),
+		weak: appSlow || (len(e.host) > 0 && impact),
+		host: len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
 		decisive: len(e.host) > 0 && p.cfg.DecisiveHostScore > 0 && e.hostScore >= p.cfg.DecisiveHostScore &&
 			(appSlow || impact && e.slowVertices >= p.cfg.MinVertices),
 	}

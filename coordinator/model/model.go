@@ -58,6 +58,17 @@ type HostDigest struct {
 	// the node's busy CPU: what neighbours (or the system) took.
 	TaskManagerCPUCores float64
 	OtherCPUCores       float64
+	// TaskManagerRunqMeanUS is how long the TaskManagers' own threads waited for a CPU (their
+	// cgroups' run-queue histograms only): a neighbour, steal or a quota delays them, while
+	// RunqMeanUS also counts the neighbours' own waits.
+	TaskManagerRunqMeanUS float64
+	// TaskManagerThrottledShare is the largest share of CFS periods in which a TaskManager's
+	// cgroup was throttled: its CPU quota, not the machine, held it back.
+	TaskManagerThrottledShare float64
+	// BusiestNeighbourCPUCores is the CPU used by the busiest cgroup on the node that is not a
+	// TaskManager's: on a machine already full, a neighbour can take the TaskManagers' CPU
+	// without the CPU used outside them rising by much, but it shows in that one cgroup.
+	BusiestNeighbourCPUCores float64
 	// InboundRetransPerSec is what other nodes retransmitted to this node's addresses: loss on
 	// the way in, which only the senders see. Detection fills it in from all nodes' reports.
 	InboundRetransPerSec float64
@@ -307,6 +318,9 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		}
 	}
 	s.Neighbours = digestNeighbours(r)
+	if len(s.Neighbours) > 0 {
+		s.Host.BusiestNeighbourCPUCores = s.Neighbours[0].CPUCores
+	}
 	for _, rt := range r.GetRetransmits() {
 		host, _, err := net.SplitHostPort(rt.GetRemoteAddress())
 		if err != nil || rt.GetRetransmits() == 0 {
@@ -489,8 +503,19 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 			}
 		}
 	}
-	var rqCount, ioCount uint64
-	var rqSum, ioSum float64
+	tmCgroups := map[string]bool{}
+	for _, tm := range r.GetTaskManagers() {
+		if tm.GetCgroup() != "" {
+			tmCgroups[tm.GetCgroup()] = true
+		}
+	}
+	for _, cg := range r.GetCgroups() {
+		if cg.GetTaskManager() {
+			tmCgroups[cg.GetPath()] = true
+		}
+	}
+	var rqCount, ioCount, tmRqCount uint64
+	var rqSum, ioSum, tmRqSum float64
 	var rqBuckets []uint64
 	for _, hg := range r.GetHistograms() {
 		switch hg.GetKind() {
@@ -501,6 +526,10 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 			}
 			rqCount += hg.GetCount()
 			rqSum += hg.GetSumMicroseconds()
+			if tmCgroups[hg.GetTarget()] {
+				tmRqCount += hg.GetCount()
+				tmRqSum += hg.GetSumMicroseconds()
+			}
 			if len(rqBuckets) < len(hg.GetBuckets()) {
 				rqBuckets = append(rqBuckets, make([]uint64, len(hg.GetBuckets())-len(rqBuckets))...)
 			}
@@ -516,19 +545,21 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 		d.RunqMeanUS = rqSum / float64(rqCount)
 		d.RunqP99US = quantileLog2(rqBuckets, rqCount, 0.99)
 	}
+	if tmRqCount > 0 {
+		d.TaskManagerRunqMeanUS = tmRqSum / float64(tmRqCount)
+	}
 	if ioCount > 0 {
 		d.BlockIOMeanUS = ioSum / float64(ioCount)
 	}
 	for _, rt := range r.GetRetransmits() {
 		d.RetransEvents += rt.GetRetransmits()
 	}
-	if d.Valid && len(r.GetCgroups()) > 0 {
-		tmCgroups := map[string]bool{}
-		for _, tm := range r.GetTaskManagers() {
-			if tm.GetCgroup() != "" {
-				tmCgroups[tm.GetCgroup()] = true
-			}
+	for _, cg := range r.GetCgroups() {
+		if tmCgroups[cg.GetPath()] {
+			d.TaskManagerThrottledShare = max(d.TaskManagerThrottledShare, cg.GetThrottledShare())
 		}
+	}
+	if d.Valid && len(r.GetCgroups()) > 0 {
 		matched := false
 		for _, cg := range r.GetCgroups() {
 			if tmCgroups[cg.GetPath()] {

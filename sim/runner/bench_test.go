@@ -90,7 +90,7 @@ faults:
 	b.ReportMetric(float64(reports)/14, "reports/round")
 	for _, reg := range detect.Registry {
 		b.Run(reg.Name, func(b *testing.B) {
-			d := reg.New()
+			d := reg.New(detect.DefaultPeerConfig())
 			now := s.Now()
 			for range b.N {
 				v := m.View()

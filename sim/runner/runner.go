@@ -368,7 +368,7 @@ var SlowerHardware = detect.DefaultPeerConfig().SlowerHardware
 // TruthCause maps a detector's cause onto the ground truth's words.
 func TruthCause(c detect.Cause) string {
 	switch c {
-	case detect.CauseCPU:
+	case detect.CauseCPU, detect.CauseThrottled:
 		return "cpu"
 	case detect.CauseSteal:
 		return "steal"

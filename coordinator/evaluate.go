@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
@@ -62,7 +64,12 @@ type evaluator struct {
 
 	mu   sync.Mutex
 	last detect.Round
+	// rounds are the latest rounds' timings, oldest first (GET /api/v1/rounds).
+	rounds []httpv1.Round
 }
+
+// keptRounds is how many rounds GET /api/v1/rounds shows: over an hour at the default interval.
+const keptRounds = 1024
 
 // initMetrics creates the instruments the Grafana dashboards query (telemetry/names.go).
 func (e *evaluator) initMetrics(c *Coordinator) error {
@@ -159,9 +166,11 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	defer span.End()
 	now := c.now()
 	v := c.eval.model.View()
+	nodes := v.NodeCount()
 	round := c.eval.detector.Evaluate(v, now)
 	v.Release()
 	c.realNames(round)
+	detected := time.Now()
 	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Int("tmwarden.fleet.anomalous_nodes", round.Fleet.Anomalous), attribute.Int("tmwarden.fleet.late_nodes", round.Fleet.Late))
 	known := map[string]bool{}
 	for _, ns := range c.nodeStates() {
@@ -170,12 +179,19 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 		ns.mu.Unlock()
 	}
 	ds, err := c.eval.decisions.RoundFromDetect(now, round, known)
+	end := time.Now()
 	c.eval.mu.Lock()
 	prev := c.eval.last
 	c.eval.last = round
+	if len(c.eval.rounds) == keptRounds {
+		c.eval.rounds = append(c.eval.rounds[:0], c.eval.rounds[1:]...)
+	}
+	c.eval.rounds = append(c.eval.rounds, httpv1.Round{Started: start, Seconds: end.Sub(start).Seconds(),
+		DetectSeconds: detected.Sub(start).Seconds(), DecideSeconds: end.Sub(detected).Seconds(),
+		Nodes: nodes, Verdicts: len(round.Verdicts)})
 	c.eval.mu.Unlock()
 	c.recordRound(ctx, prev, round, ds)
-	c.eval.duration.Record(ctx, time.Since(start).Seconds())
+	c.eval.duration.Record(ctx, end.Sub(start).Seconds())
 	span.SetAttributes(attribute.Bool("tmwarden.breaker_open", c.eval.decisions.Breaker().Open))
 	if err != nil {
 		span.RecordError(err)
@@ -205,6 +221,13 @@ func (c *Coordinator) recordRound(ctx context.Context, prev, round detect.Round,
 		c.eval.decided.Add(ctx, 1, metric.WithAttributes(attribute.String("action", string(a.Kind)),
 			attribute.String("mode", string(a.Mode)), attribute.String("outcome", d.Status)))
 	}
+}
+
+// Rounds returns the timings of the latest evaluation rounds, oldest first.
+func (c *Coordinator) Rounds() []httpv1.Round {
+	c.eval.mu.Lock()
+	defer c.eval.mu.Unlock()
+	return slices.Clone(c.eval.rounds)
 }
 
 // LastRound is the latest detection round.

@@ -60,6 +60,9 @@ func (c *Coordinator) Handler() http.Handler {
 		}
 		httpv1.WriteJSON(w, http.StatusOK, d)
 	})
+	mux.HandleFunc("GET /api/v1/rounds", func(w http.ResponseWriter, _ *http.Request) {
+		httpv1.WriteJSON(w, http.StatusOK, httpv1.RoundList{Rounds: c.Rounds()})
+	})
 	mux.HandleFunc("GET /api/v1/topology", func(w http.ResponseWriter, _ *http.Request) {
 		httpv1.WriteJSON(w, http.StatusOK, c.topo.Snapshot())
 	})

@@ -100,3 +100,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// Rounds calls GET /api/v1/rounds.
+func (c *Client) Rounds(ctx context.Context) ([]Round, error) {
+	var l RoundList
+	err := c.get(ctx, "/api/v1/rounds", &l)
+	return l.Rounds, err
+}

@@ -164,3 +164,21 @@ type Subtask struct {
 	// TrueProcessingRate is records processed per second of busy time (DS2's model).
 	TrueProcessingRate *float64 `json:"true_processing_rate,omitempty"`
 }
+
+// RoundList is GET /api/v1/rounds: the coordinator's most recent evaluation rounds, oldest
+// first, timed directly (the evaluation duration histogram on /metrics only has buckets).
+type RoundList struct {
+	Rounds []Round `json:"rounds"`
+}
+
+// Round is one evaluation round: detection over the model, then the decision policy.
+type Round struct {
+	Started time.Time `json:"started"`
+	// Seconds is the whole round; DetectSeconds and DecideSeconds its two steps.
+	Seconds       float64 `json:"seconds"`
+	DetectSeconds float64 `json:"detect_seconds"`
+	DecideSeconds float64 `json:"decide_seconds"`
+	// Nodes is how many nodes the model held; Verdicts how many verdicts detection gave.
+	Nodes    int `json:"nodes"`
+	Verdicts int `json:"verdicts"`
+}

@@ -6,6 +6,7 @@
 package decisions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,12 +190,14 @@ type Manager struct {
 	finished   func(Decision)
 	transition func(node string, from, to decide.State)
 
-	mu     sync.Mutex // guards pol and open
-	pol    *decide.Policy
-	open   map[string]*Decision
-	execMu sync.Mutex // one executor pass or marks reconcile at a time
-	kick   chan struct{}
-	marks  marks // guarded by execMu
+	mu sync.Mutex // guards pol, open and savedPolicy
+	// savedPolicy is the policy state as last written to the store.
+	savedPolicy []byte
+	pol         *decide.Policy
+	open        map[string]*Decision
+	execMu      sync.Mutex // one executor pass or marks reconcile at a time
+	kick        chan struct{}
+	marks       marks // guarded by execMu
 }
 
 // New loads the policy's memory and the open decisions from st and reconciles them, so a
@@ -295,9 +298,19 @@ func (m *Manager) saveSnapshot() error {
 			delete(snap.Nodes, name)
 		}
 	}
-	if err := m.st.PutJSON(keyPolicy, policyToRecord(snap, store.RecordVersion), store.Durable); err != nil {
+	b, err := json.Marshal(policyToRecord(snap, store.RecordVersion))
+	if err != nil {
+		return fmt.Errorf("encoding decision policy state: %w", err)
+	}
+	// Most rounds change nothing the policy remembers; a durable write (an fsync) every round
+	// anyway put the disk's latency, on a busy machine seconds, into every evaluation round.
+	if bytes.Equal(b, m.savedPolicy) {
+		return nil
+	}
+	if err := m.st.PutJSON(keyPolicy, json.RawMessage(b), store.Durable); err != nil {
 		return fmt.Errorf("saving decision policy state: %w", err)
 	}
+	m.savedPolicy = b
 	return nil
 }
 

@@ -189,6 +189,7 @@ as1=$(run_ns "$AGENT_PID")
 ns1=$(run_ns "$NE_PID")
 t1=$(date +%s.%N)
 collector_costs >"$WORK/costs1"
+load_avg=$(cut -d' ' -f1-3 /proc/loadavg)
 a_hwm=$(status_kib "$AGENT_PID" VmHWM)
 n_hwm=$(status_kib "$NE_PID" VmHWM)
 a_rss=$(status_kib "$AGENT_PID" VmRSS)
@@ -204,7 +205,7 @@ fi
 status=$(curl -s --max-time 5 "http://127.0.0.1:$AGENT_PORT/debug/status" || true)
 
 awk -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v a0="$a0" -v a1="$a1" -v n0="$n0" -v n1="$n1" \
-	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v ne="$NE_VERSION" -v iv="$INTERVAL" '
+	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v ne="$NE_VERSION" -v iv="$INTERVAL" -v la="$load_avg" '
 BEGIN {
 	secs = t1 - t0
 	acpu = (as1 - as0) / 1e7 / secs
@@ -219,7 +220,7 @@ BEGIN {
 	printf "%-26s %9s %14s %7s %14s %9s\n", "process", "CPU %", "CPU ns", "ticks", "peak RSS MiB", "RSS MiB"
 	printf "%-26s %9.3f %14d %7d %14.1f %9.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024
 	printf "%-26s %9.3f %14d %7d %14.1f %9.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024
-	printf "(%s)\n", ne
+	printf "(%s; load average at the end %s)\n", ne, la
 	if (anote != "") print anote
 	if (nnote != "") print nnote
 	if (ncpu > 0) printf "ratio agent / node_exporter: CPU %.2fx", acpu / ncpu; else printf "ratio agent / node_exporter: CPU n/a (node_exporter used no measurable CPU)"

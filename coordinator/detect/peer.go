@@ -811,6 +811,12 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 		}
 	}
 	if len(bad) == 1 && len(good) > 0 {
+		if e.learning && !bad[0].gcElevated && len(e.host) == 0 {
+			// Until the node's speed is learned, one TaskManager's subtasks lagging with nothing
+			// on its JVM or the host cannot be told from where they landed (hardware, data):
+			// the same rule as for the node.
+			return nil
+		}
 		return bad[0]
 	}
 	// The one bad JVM is also far out on GC time, and nothing on the host points elsewhere (its

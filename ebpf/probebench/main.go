@@ -143,8 +143,12 @@ func run(n, trials int, withBpftrace bool) error {
 	oursMed := (att.median - det.median) / att.events
 	floorMin := (emp.perTrip - det.perTrip) / att.events
 	oursMin := (att.perTrip - det.perTrip) / att.events
-	fmt.Printf("\nper scheduler event, median of %d trials: floor (empty programs on sched_switch, sched_wakeup, sched_wakeup_new) %.0f ns, tmwarden %.0f ns: %.2fx the floor (goal <= 1.25x)\n",
-		trials, floorMed, oursMed, ratio(oursMed, floorMed))
+	if floorMed <= 0 || oursMed <= 0 {
+		fmt.Printf("\nper scheduler event, median of %d trials: no figure, the detached trials' median is not below the attached ones' (other work on the machine moved the medians; see the load average)\n", trials)
+	} else {
+		fmt.Printf("\nper scheduler event, median of %d trials: floor (empty programs on sched_switch, sched_wakeup, sched_wakeup_new) %.0f ns, tmwarden %.0f ns: %.2fx the floor (goal <= 1.25x)\n",
+			trials, floorMed, oursMed, ratio(oursMed, floorMed))
+	}
 	fmt.Printf("per scheduler event, fastest trial: floor %.0f ns, tmwarden %.0f ns: %.2fx the floor\n", floorMin, oursMin, ratio(oursMin, floorMin))
 	// tmwarden's run-queue probe needs sched_switch alone (tp_btf mode); an empty program there
 	// is the floor of any probe built that way.

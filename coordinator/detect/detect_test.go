@@ -590,3 +590,30 @@ func TestPeerSevereOwnLoss(t *testing.T) {
 		t.Fatalf("node-4 = %s / %s, want slow / network after two windows: %+v", v.Status, v.Cause, v.Evidence)
 	}
 }
+
+// TestPeerGCStormOnANodeWithNetworkLoss: two faults on one node, its network losing packets and
+// one JVM far out on GC time. The node is slow with cause network and the JVM is judged on its
+// own at once: loss does not make a JVM collect garbage.
+func TestPeerGCStormOnANodeWithNetworkLoss(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	withTMCgroup(c, 5, func(r *tmwardenv1.Report) { r.Host.Tcp.RetransmitsPerSecond = 100 })
+	c.gc[tmOf(5, 1)] = 500
+	c.slow[tmOf(5, 1)] = 2
+	var nv, tm Verdict
+	for range 2 {
+		r := c.eval(d)
+		nv, _ = verdict(r, node(5), "")
+		tm, _ = verdict(r, node(5), tmOf(5, 1))
+	}
+	if nv.Status != StatusSlow || nv.Cause != CauseNetwork {
+		t.Errorf("node-5 = %s / %s, want slow / network", nv.Status, nv.Cause)
+	}
+	if tm.Status != StatusSlow || tm.Cause != CauseGC {
+		t.Errorf("node-5's tm-1 = %s / %s, want slow / taskmanager_gc", tm.Status, tm.Cause)
+	}
+}

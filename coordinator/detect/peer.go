@@ -876,8 +876,21 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 			(appSlow || impact && e.slowVertices >= p.cfg.MinVertices),
 	}
 	p.step(nodeKey, e, o, r, nil)
+	stepped := map[string]bool{}
+	if e.hostCause == CauseNetwork || e.hostCause == CauseDisk {
+		// A JVM far out on GC time on a node with network or disk trouble has a second,
+		// independent fault: neither makes a JVM collect garbage (memory pressure and a
+		// starved CPU may, so those stay the node's).
+		for _, t := range e.tms {
+			if t.gcOutlier {
+				stepped[t.id] = true
+				p.step(target{node: e.name, tm: t.id}, e, outcome{weak: true, strong: true,
+					decisive: p.cfg.DecisiveHostScore > 0 && len(t.vertices) >= p.cfg.MinVertices}, r, t)
+			}
+		}
+	}
 	for t, tr := range p.tracks {
-		if t.node == e.name && t.tm != "" && tr.status != StatusHealthy {
+		if t.node == e.name && t.tm != "" && !stepped[t.tm] && tr.status != StatusHealthy {
 			p.step(t, e, outcome{}, r, nil)
 		}
 	}

@@ -70,6 +70,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes: 16 << 20,
 		LogLevel:        "info",
 		Collectors:      collector.DefaultConfig(),
+		StateCache:      localstate.DefaultConfig(),
 		Drain:           DefaultDrainConfig(),
 		Telemetry:       telemetry.DefaultConfig(),
 	}
@@ -153,8 +154,16 @@ func (c Config) Validate() error {
 	if err := c.TLS.Validate(false); err != nil {
 		errs = append(errs, err)
 	}
-	if err := collector.ValidateEnabled(c.Collectors); err != nil {
+	if err := c.Collectors.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.StateCache.Enabled {
+		if err := c.StateCache.CheckLimits(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Drain.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("drain.timeout %v: must be positive (omit it for the default %v)", c.Drain.Timeout, DefaultDrainConfig().Timeout))
 	}
 	return errors.Join(errs...)
 }

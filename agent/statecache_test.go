@@ -23,8 +23,9 @@ func (nopCollector) Collect(context.Context, *tmwardenv1.Report) error { return 
 func TestStateCacheIsWiredIn(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NodeName, cfg.Coordinator, cfg.Interval, cfg.HTTPAddr = "cache-node", "127.0.0.1:1", 50*time.Millisecond, "127.0.0.1:0"
-	cfg.StateCache = localstate.Config{Enabled: true, Listen: "127.0.0.1:0", AccessKey: "flink", SecretKey: "flink-secret-key",
-		Dir: t.TempDir(), Upstream: localstate.UpstreamConfig{Endpoint: "http://127.0.0.1:1", AccessKey: "up", SecretKey: "up-secret"}}
+	sc := &cfg.StateCache // the agent's defaults, as a configuration file would start from
+	sc.Enabled, sc.Listen, sc.AccessKey, sc.SecretKey, sc.Dir = true, "127.0.0.1:0", "flink", "flink-secret-key", t.TempDir()
+	sc.Upstream.Endpoint, sc.Upstream.AccessKey, sc.Upstream.SecretKey = "http://127.0.0.1:1", "up", "up-secret"
 	a, err := New(cfg, WithCollectors(NamedCollector{Name: "nop", Collector: nopCollector{}}), WithTelemetry(telemetry.Noop()))
 	if err != nil {
 		t.Fatal(err)

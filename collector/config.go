@@ -1,5 +1,10 @@
 package collector
 
+import (
+	"errors"
+	"fmt"
+)
+
 // Config is the `collectors:` section of the agent's YAML file.
 type Config struct {
 	// Enabled turns collectors on or off by name; a collector not named keeps its default.
@@ -66,7 +71,31 @@ func DefaultConfig() Config {
 		Paths:        Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"},
 		Host:         HostConfig{DiskIgnore: DefaultDiskIgnore, NetIgnore: DefaultNetIgnore},
 		TaskManagers: TaskManagersConfig{DefaultPort: 9249},
+		Flink:        FlinkConfig{}.withDefaults(),
 	}
+}
+
+// Validate refuses numbers that make no sense, naming the option. The defaults come from
+// DefaultConfig, onto which the file is decoded, so a 0 here was written by the operator: a
+// zero scrape timeout, concurrency, body cap or port would scrape nothing.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TaskManagers.DefaultPort <= 0 || c.TaskManagers.DefaultPort > 65535 {
+		errs = append(errs, fmt.Errorf("collectors.taskmanagers.default_port %d: want a port in 1-65535", c.TaskManagers.DefaultPort))
+	}
+	if c.Flink.ScrapeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("collectors.flink.scrape_timeout %v: must be positive (omit it for the default %v)", c.Flink.ScrapeTimeout, FlinkConfig{}.withDefaults().ScrapeTimeout))
+	}
+	if c.Flink.MaxConcurrent <= 0 {
+		errs = append(errs, fmt.Errorf("collectors.flink.max_concurrent %d: must be at least 1", c.Flink.MaxConcurrent))
+	}
+	if c.Flink.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("collectors.flink.max_body_bytes %d: must be positive", c.Flink.MaxBodyBytes))
+	}
+	if err := ValidateEnabled(c); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // IsEnabled reports whether the named registration is on under this config.

@@ -177,8 +177,8 @@ func (c Config) Validate() error {
 		if jm.URL == "" {
 			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].url: empty", i))
 		}
-		if jm.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].timeout %v: must not be negative (omit it for the default)", i, jm.Timeout))
+		if jm.Timeout != nil && *jm.Timeout <= 0 {
+			errs = append(errs, fmt.Errorf("flink.jobmanagers[%d].timeout %v: must be positive (omit it for the default)", i, *jm.Timeout))
 		}
 	}
 	return errors.Join(errs...)

@@ -165,3 +165,25 @@ func TestExplicitZero(t *testing.T) {
 		})
 	}
 }
+
+// TestJobManagerTimeoutZero: flink.jobmanagers[].timeout sits in a list, which the table above
+// does not walk. Omitted it is the default (10s); an explicit 0 is refused, naming the option.
+func TestJobManagerTimeoutZero(t *testing.T) {
+	for _, tc := range []struct {
+		yaml    string
+		refused bool
+	}{
+		{"flink:\n  jobmanagers:\n    - url: http://jm:8081\n", false},
+		{"flink:\n  jobmanagers:\n    - url: http://jm:8081\n      timeout: 0\n", true},
+		{"flink:\n  jobmanagers:\n    - url: http://jm:8081\n      timeout: 2s\n", false},
+	} {
+		cfg := coordinator.DefaultConfig()
+		if err := configfile.Decode(strings.NewReader(tc.yaml), "test.yaml", &cfg); err != nil {
+			t.Fatal(err)
+		}
+		err := cfg.Validate()
+		if tc.refused != (err != nil) || err != nil && !strings.Contains(err.Error(), "flink.jobmanagers[0].timeout") {
+			t.Errorf("%q: %v, want refused %v naming flink.jobmanagers[0].timeout", tc.yaml, err, tc.refused)
+		}
+	}
+}

@@ -33,8 +33,8 @@ type FlinkConfig struct {
 type JobManagerConfig struct {
 	// URL of the REST API, e.g. http://flink-jobmanager:8081. Required.
 	URL string `yaml:"url"`
-	// Timeout of one request. Default 10s.
-	Timeout time.Duration `yaml:"timeout"`
+	// Timeout of one request. Default 10s (omitted); 0 is refused.
+	Timeout *time.Duration `yaml:"timeout"`
 	// CAFile is a PEM bundle to verify an https JobManager. Default: the system roots.
 	CAFile string `yaml:"ca_file"`
 	// Headers are sent with every request (e.g. Authorization for a proxy). Default none.
@@ -42,7 +42,10 @@ type JobManagerConfig struct {
 }
 
 func (j JobManagerConfig) client() (*rest.Client, error) {
-	o := rest.Options{BaseURL: j.URL, Timeout: j.Timeout, Headers: http.Header{}}
+	o := rest.Options{BaseURL: j.URL, Headers: http.Header{}}
+	if j.Timeout != nil {
+		o.Timeout = *j.Timeout
+	}
 	for k, v := range j.Headers {
 		o.Headers.Set(k, v)
 	}

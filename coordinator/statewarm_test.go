@@ -10,7 +10,6 @@ import (
 	"github.com/tmwarden/tmwarden/agent"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator"
-	"github.com/tmwarden/tmwarden/localstate"
 	flinksim "github.com/tmwarden/tmwarden/sim/flink"
 )
 
@@ -64,8 +63,9 @@ func TestStateFollowsMovedTasks(t *testing.T) {
 		logs[node] = &commandLog{}
 		startFlinkAgent(t, ctx, fc, node, c.GRPCAddr(), func(cfg *agent.Config, opts *[]agent.Option) {
 			// A real state cache, so the agent announces its gateway; its upstream is not needed here.
-			cfg.StateCache = localstate.Config{Enabled: true, Listen: "127.0.0.1:0", AccessKey: "flink", SecretKey: "flink-secret-key",
-				Dir: t.TempDir(), Upstream: localstate.UpstreamConfig{Endpoint: "http://127.0.0.1:1", AccessKey: "up", SecretKey: "up-secret"}}
+			sc := &cfg.StateCache // the agent's defaults, as a configuration file would start from
+			sc.Enabled, sc.Listen, sc.AccessKey, sc.SecretKey, sc.Dir = true, "127.0.0.1:0", "flink", "flink-secret-key", t.TempDir()
+			sc.Upstream.Endpoint, sc.Upstream.AccessKey, sc.Upstream.SecretKey = "http://127.0.0.1:1", "up", "up-secret"
 			*opts = append(*opts, agent.WithCommandHandler(logs[node]))
 		})
 	}

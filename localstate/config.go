@@ -213,6 +213,34 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// CheckLimits refuses numbers a configuration file set where they make no sense, naming the
+// option. The agent's defaults (DefaultConfig) are what its file is decoded onto, so a 0 here
+// was written, and New would otherwise replace it with the default. A budget_bytes of 0 is
+// meaningful (no budget) and accepted.
+func (c Config) CheckLimits() error {
+	var errs []error
+	for _, o := range []struct {
+		name string
+		v    int64
+	}{
+		{"capacity_bytes", c.CapacityBytes},
+		{"fetch_chunk_bytes", c.FetchChunkBytes},
+		{"max_concurrent_fetches", int64(c.MaxConcurrentFetches)},
+		{"passthrough_distance_bytes", c.PassthroughDistanceBytes},
+		{"upstream.timeout", int64(c.Upstream.Timeout)},
+		{"janitor.interval", int64(c.Janitor.Interval)},
+		{"janitor.grace_period", int64(c.Janitor.GracePeriod)},
+	} {
+		if o.v <= 0 {
+			errs = append(errs, fmt.Errorf("state_cache.%s: must be positive (omit it for the default)", o.name))
+		}
+	}
+	if c.Janitor.BudgetBytes < 0 {
+		errs = append(errs, fmt.Errorf("state_cache.janitor.budget_bytes %d is negative (0 means no budget)", c.Janitor.BudgetBytes))
+	}
+	return errors.Join(errs...)
+}
+
 // Validate reports the first problem in an enabled configuration.
 func (c *Config) Validate() error {
 	var errs []error

@@ -19,10 +19,12 @@ kube=${KUBE_VERSION:-1.33.0}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/schemas"
-(cd hack/kubestrict && go build -o "$out/kubestrict" .)
+# Built as the release builds (no cgo, -trimpath): it reuses the k8s.io/api packages make test's vet compiled.
+CGO_ENABLED=0 go build -trimpath -o "$out/kubestrict" ./hack/kubestrict
 
 variants=(
 	"defaults::"
+	"network-policy::--set networkPolicy.enabled=true --set agent.stateCache.enabled=true --set agent.stateCache.existingSecret=keys --set agent.stateCache.upstream.endpoint=http://minio:9000 --set networkPolicy.grpcFrom[0].ipBlock.cidr=10.20.0.0/16"
 	"everything-on::--set serviceMonitor.enabled=true --set telemetry.otlp.endpoint=otel-collector:4317 --set telemetry.otlp.headers.x-api-key=k --set agent.sysResource=true --set agent.priorityClassName=system-node-critical --set agent.nodeSelector.pool=flink"
 	"no-persistence::--set coordinator.persistence.enabled=false --set coordinator.replicas=2 --set coordinator.leaderElection.enabled=true"
 	"agent-only::--set coordinator.enabled=false"

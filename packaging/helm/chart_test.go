@@ -4,6 +4,7 @@
 package helm
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -121,4 +122,96 @@ func toStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestNetworkPolicies: off by default; on, each component admits traffic only on its ports and
+// only from who uses them. The agent's gateway takes TaskManager pods (the configured selector)
+// and the release's agents (peer transfer), and is closed while the state cache is off; the
+// coordinator's gRPC port takes the release's agents (and grpcFrom); the HTTP ports take
+// httpFrom, or anyone when it is empty. Whether the API server accepts the objects is checked by
+// the server-side dry run in coordinator/actuate (TestRealAPIServer).
+func TestNetworkPolicies(t *testing.T) {
+	for _, d := range render(t) {
+		if d["kind"] == "NetworkPolicy" {
+			t.Fatalf("networkPolicy.enabled defaults to false, but %v renders", get(d, "metadata", "name"))
+		}
+	}
+	agentSel := map[string]any{"app.kubernetes.io/name": "tmwarden", "app.kubernetes.io/instance": "t", "app.kubernetes.io/component": "agent"}
+	coordSel := map[string]any{"app.kubernetes.io/name": "tmwarden", "app.kubernetes.io/instance": "t", "app.kubernetes.io/component": "coordinator"}
+	// rules maps each port name of a policy to its from list (nil: no from, anyone).
+	rules := func(t *testing.T, np map[string]any) map[string][]any {
+		t.Helper()
+		if pt := toStrings(get(np, "spec", "policyTypes")); !slices.Equal(pt, []string{"Ingress"}) {
+			t.Errorf("%v: policyTypes %v, want [Ingress]", get(np, "metadata", "name"), pt)
+		}
+		out := map[string][]any{}
+		for _, r := range get(np, "spec", "ingress").([]any) {
+			ports := get(r, "ports").([]any)
+			if len(ports) != 1 {
+				t.Fatalf("rule %v: want one port per rule", r)
+			}
+			from, _ := get(r, "from").([]any)
+			out[get(ports[0], "port").(string)] = from
+		}
+		return out
+	}
+	cache := []string{"--set", "networkPolicy.enabled=true", "--set", "agent.stateCache.enabled=true",
+		"--set", "agent.stateCache.existingSecret=keys", "--set", "agent.stateCache.upstream.endpoint=http://minio:9000"}
+
+	t.Run("state cache on", func(t *testing.T) {
+		docs := render(t, cache...)
+		np := find(t, docs, "NetworkPolicy", "t-tmwarden-agent")
+		if !reflect.DeepEqual(get(np, "spec", "podSelector", "matchLabels"), agentSel) {
+			t.Errorf("agent policy selects %v", get(np, "spec", "podSelector"))
+		}
+		r := rules(t, np)
+		if len(r) != 2 || r["http"] != nil {
+			t.Errorf("agent rules %v: want http from anyone and gateway", r)
+		}
+		gw := r["gateway"]
+		if len(gw) != 2 || !reflect.DeepEqual(get(gw[0], "podSelector", "matchLabels"), agentSel) ||
+			!reflect.DeepEqual(get(gw[1], "podSelector", "matchLabels"), map[string]any{"component": "taskmanager"}) ||
+			!reflect.DeepEqual(get(gw[1], "namespaceSelector"), map[string]any{}) {
+			t.Errorf("gateway from %v: want the release's agents and TaskManager pods of every namespace", gw)
+		}
+		np = find(t, docs, "NetworkPolicy", "t-tmwarden-coordinator")
+		if !reflect.DeepEqual(get(np, "spec", "podSelector", "matchLabels"), coordSel) {
+			t.Errorf("coordinator policy selects %v", get(np, "spec", "podSelector"))
+		}
+		r = rules(t, np)
+		if len(r) != 2 || r["http"] != nil || len(r["grpc"]) != 1 || !reflect.DeepEqual(get(r["grpc"][0], "podSelector", "matchLabels"), agentSel) {
+			t.Errorf("coordinator rules %v: want grpc from the release's agents only, http from anyone", r)
+		}
+	})
+
+	t.Run("state cache off closes the gateway", func(t *testing.T) {
+		r := rules(t, find(t, render(t, "--set", "networkPolicy.enabled=true"), "NetworkPolicy", "t-tmwarden-agent"))
+		if _, ok := r["gateway"]; ok || len(r) != 1 {
+			t.Errorf("agent rules %v: want http only", r)
+		}
+	})
+
+	t.Run("configured peers", func(t *testing.T) {
+		docs := render(t, append(cache,
+			"--set", "networkPolicy.httpFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+			"--set", "networkPolicy.grpcFrom[0].ipBlock.cidr=10.20.0.0/16",
+			"--set", "networkPolicy.taskManagers.podSelector.matchLabels.app=orders",
+			"--set", "networkPolicy.taskManagers.namespaceSelector.matchLabels.team=data")...)
+		prom := map[string]any{"kubernetes.io/metadata.name": "monitoring"}
+		for _, name := range []string{"t-tmwarden-agent", "t-tmwarden-coordinator"} {
+			http := rules(t, find(t, docs, "NetworkPolicy", name))["http"]
+			if len(http) != 1 || !reflect.DeepEqual(get(http[0], "namespaceSelector", "matchLabels"), prom) {
+				t.Errorf("%s: http from %v, want only the monitoring namespace", name, http)
+			}
+		}
+		grpc := rules(t, find(t, docs, "NetworkPolicy", "t-tmwarden-coordinator"))["grpc"]
+		if len(grpc) != 2 || get(grpc[1], "ipBlock", "cidr") != "10.20.0.0/16" {
+			t.Errorf("grpc from %v: want the agents and 10.20.0.0/16", grpc)
+		}
+		gw := rules(t, find(t, docs, "NetworkPolicy", "t-tmwarden-agent"))["gateway"]
+		if len(gw) != 2 || !reflect.DeepEqual(get(gw[1], "podSelector", "matchLabels"), map[string]any{"component": "taskmanager", "app": "orders"}) ||
+			!reflect.DeepEqual(get(gw[1], "namespaceSelector", "matchLabels"), map[string]any{"team": "data"}) {
+			t.Errorf("gateway from %v", gw)
+		}
+	})
 }

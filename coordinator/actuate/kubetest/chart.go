@@ -3,14 +3,17 @@ package kubetest
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
@@ -85,4 +88,43 @@ func (c *Cluster) DryRunChart(t testing.TB, name, namespace string, args ...stri
 		}
 	}
 	return refused
+}
+
+//go:embed servicemonitor-crd.yaml
+var serviceMonitorCRD []byte
+
+// InstallServiceMonitorCRD creates the Prometheus Operator's ServiceMonitor CRD (a committed
+// copy, see the file's header) and waits until the API server serves the kind, so the chart's
+// serviceMonitor variant can be dry-run like the others.
+func (c *Cluster) InstallServiceMonitorCRD(t testing.TB) {
+	t.Helper()
+	j, err := yaml.YAMLToJSON(serviceMonitorCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(j); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := dc.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	if _, err := crds.Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the ServiceMonitor CRD: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		groups, err := restmapper.GetAPIGroupResources(c.Admin.Discovery())
+		if err == nil {
+			if _, err = restmapper.NewDiscoveryRESTMapper(groups).RESTMapping(schema.GroupKind{Group: "monitoring.coreos.com", Kind: "ServiceMonitor"}, "v1"); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API server does not serve ServiceMonitor two minutes after its CRD was created: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -61,6 +61,10 @@ func WithLogger(l *slog.Logger) Option { return func(a *Agent) { a.log = l } }
 // which runs the configured drain command and refuses everything else).
 func WithCommandHandler(h CommandHandler) Option { return func(a *Agent) { a.commands = h } }
 
+// WithDrainHandler sets what runs Drain commands only; prefetches still go to the state cache.
+// The demo drains a simulated node by moving its tasks in the Flink stand-in.
+func WithDrainHandler(h CommandHandler) Option { return func(a *Agent) { a.drain = h } }
+
 // Agent is one node's daemon. Build it with New and start it with Run.
 type Agent struct {
 	cfg        Config
@@ -69,6 +73,8 @@ type Agent struct {
 	ownTel     bool
 	instanceID string
 	commands   CommandHandler
+	drain      CommandHandler // WithDrainHandler; nil runs the configured drain command
+	httpAddr   atomic.Pointer[string]
 
 	gateway *localstate.Gateway // nil when the state cache is off
 
@@ -125,14 +131,18 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.StateCache.Enabled {
-		gw, err := localstate.New(cfg.StateCache, a.log.With("component", "state-cache"))
+		gw, err := localstate.New(cfg.StateCache, a.log.With("component", "state-cache"),
+			localstate.WithMeter(a.tel.Meters.Meter("github.com/tmwarden/tmwarden/localstate")))
 		if err != nil {
 			return nil, fmt.Errorf("state cache: %w", err)
 		}
 		a.gateway = gw
 	}
 	if a.commands == nil {
-		r := commandRouter{drain: NewDrainHandler(cfg.Drain, a.log.With("component", "drain"))}
+		r := commandRouter{drain: a.drain}
+		if r.drain == nil {
+			r.drain = NewDrainHandler(cfg.Drain, a.log.With("component", "drain"))
+		}
 		if a.gateway != nil {
 			r.prefetch = a.gateway.PrefetchHandler()
 		}

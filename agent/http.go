@@ -14,6 +14,15 @@ import (
 	"github.com/tmwarden/tmwarden/localstate"
 )
 
+// HTTPAddr is the address the agent's HTTP endpoint (metrics, health, cache admin) is bound
+// to, "" until Run has bound it or when http_addr is empty.
+func (a *Agent) HTTPAddr() string {
+	if p := a.httpAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // listenHTTP binds addr now, so that a taken port fails the start instead of a goroutine later.
 func (a *Agent) listenHTTP(addr string) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -47,7 +56,9 @@ func (a *Agent) listenHTTP(addr string) (*httpServer, error) {
 	if a.gateway != nil {
 		mux.Handle(localstate.AdminPrefix, a.gateway.AdminHandler())
 	}
-	a.log.Info("agent http listening", "addr", ln.Addr().String())
+	bound := ln.Addr().String()
+	a.httpAddr.Store(&bound)
+	a.log.Info("agent http listening", "addr", bound)
 	return &httpServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
 }
 

@@ -203,6 +203,10 @@ func (a *Agent) hello() *tmwardenv1.Hello {
 	}
 }
 
+// GatewayEndpoint is the state cache's S3 endpoint (host:port) that Flink and peers use, ""
+// when the cache is off.
+func (a *Agent) GatewayEndpoint() string { return a.gatewayEndpoint() }
+
 // gatewayEndpoint is where peers fetch this node's cached state ("" when the cache is off).
 func (a *Agent) gatewayEndpoint() string {
 	if a.gateway == nil {

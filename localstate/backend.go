@@ -83,10 +83,20 @@ func (b *cacheBackend) detach(ctx context.Context) (context.Context, func()) {
 	return c, cancel
 }
 
-// bodyCloser ends a detached context when the streamed body is closed.
+// bodyCloser ends a detached context when the streamed body is closed, and counts the bytes
+// the client reads from it as served.
 type bodyCloser struct {
 	io.ReadCloser
-	done func()
+	done   func()
+	served func(int64)
+}
+
+func (c *bodyCloser) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if c.served != nil {
+		c.served(int64(n))
+	}
+	return n, err
 }
 
 func (c *bodyCloser) Close() error {
@@ -315,7 +325,8 @@ func (b *cacheBackend) GetObject(ctx context.Context, in *s3.GetObjectInput) (*s
 			done()
 			return out, upstreamError(err)
 		}
-		out.Body = &bodyCloser{ReadCloser: out.Body, done: done}
+		out.Body = &bodyCloser{ReadCloser: out.Body, done: done, served: b.g.metrics.servedBy(sourceUpstream)}
+		b.g.metrics.request(resultMiss) // a conditional or versioned read: the upstream answers it
 		return out, nil
 	}
 	return b.g.get(ctx, strings.Clone(aws.ToString(in.Bucket)), strings.Clone(aws.ToString(in.Key)), aws.ToString(in.Range), priorityOnDemand, b.g.upstream, in)

@@ -158,8 +158,9 @@ type fillSet struct {
 	started atomic.Int64 // fills started, for the inventory and tests
 }
 
-// get returns the running fill of an object or starts one from src, raising its priority to prio.
-func (fs *fillSet) get(bucket, key string, prio int, src *s3.Client) *fill {
+// get returns the running fill of an object or starts one from src, raising its priority to
+// prio; started says whether this call started it.
+func (fs *fillSet) get(bucket, key string, prio int, src *s3.Client) (f *fill, started bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	k := ckey(bucket, key)
@@ -170,9 +171,9 @@ func (fs *fillSet) get(bucket, key string, prio int, src *s3.Client) *fill {
 				break
 			}
 		}
-		return f
+		return f, false
 	}
-	f := &fill{bucket: strings.Clone(bucket), key: strings.Clone(key), src: src, changed: make(chan struct{})}
+	f = &fill{bucket: strings.Clone(bucket), key: strings.Clone(key), src: src, changed: make(chan struct{})}
 	f.prio.Store(int64(prio))
 	fs.fills[k] = f
 	fs.started.Add(1)
@@ -191,7 +192,7 @@ func (fs *fillSet) get(bucket, key string, prio int, src *s3.Client) *fill {
 			f.mu.Unlock()
 		}
 	}()
-	return f
+	return f, true
 }
 
 func (fs *fillSet) running(bucket, key string) (*fill, bool) {
@@ -353,6 +354,7 @@ type fillReader struct {
 	file     *os.File
 	pos, end int64
 	release  func()
+	served   func(int64) // counts bytes as the client takes them
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {
@@ -368,6 +370,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			n := min(int64(len(p)), have-r.pos, r.end-r.pos)
 			m, rerr := r.file.ReadAt(p[:n], r.pos)
 			r.pos += int64(m)
+			r.served(int64(m))
 			if rerr == io.EOF && m > 0 {
 				rerr = nil
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/versity/versitygw/backend/s3proxy"
 	"github.com/versity/versitygw/s3api"
 	"github.com/versity/versitygw/s3api/middlewares"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sys/unix"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
@@ -54,13 +55,16 @@ type Gateway struct {
 
 	// live feeds the janitor (SetLiveSet); without it the janitor only reports usage.
 	live func() LiveSet
+
+	meter   metric.Meter // WithMeter; nil records nothing
+	metrics cacheMetrics
 }
 
 // SetLiveSet tells the janitor what runs on this node; call before Run.
 func (g *Gateway) SetLiveSet(live func() LiveSet) { g.live = live }
 
 // New opens the cache under cfg.Dir and prepares the gateway; nothing listens until Run.
-func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Gateway, error) {
 	if err := cfg.LoadKeyFiles(); err != nil {
 		return nil, err
 	}
@@ -78,6 +82,14 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{cfg: cfg, log: log, store: st, sched: newScheduler(cfg.MaxConcurrentFetches),
 		ctx: ctx, cancel: cancel, peers: map[string]*s3.Client{}}
+	for _, o := range opts {
+		o(g)
+	}
+	if err := g.initMetrics(); err != nil {
+		cancel()
+		_ = st.close()
+		return nil, err
+	}
 	if cfg.Peer.TLS && (cfg.Peer.CAFile != "" || cfg.Peer.CertFile != "") {
 		// Built once here so that unreadable files fail New; it reloads them as they change.
 		g.peerTLS, err = mtls.ClientConfig(mtls.Config{CertFile: cfg.Peer.CertFile, KeyFile: cfg.Peer.KeyFile, CAFile: cfg.Peer.CAFile})
@@ -317,6 +329,7 @@ func (g *Gateway) close() {
 		g.closeIdle(c)
 	}
 	g.peersMu.Unlock()
+	g.metrics.close()
 	g.store.flushAccess()
 	if err := g.store.close(); err != nil {
 		g.log.Warn("state cache: close index", "err", err)
@@ -352,9 +365,17 @@ func resolveListen(addr string) (string, error) {
 func (g *Gateway) get(ctx context.Context, bucket, key, rng string, prio int, src *s3.Client, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
 	st := g.store
 	if out, ok, err := g.getLocal(bucket, key, rng); ok || err != nil {
+		if ok {
+			g.metrics.request(resultHit)
+		}
 		return out, err
 	}
-	fl := g.fills.get(bucket, key, prio, src)
+	fl, started := g.fills.get(bucket, key, prio, src)
+	if started {
+		g.metrics.request(resultMiss)
+	} else {
+		g.metrics.request(resultPartial)
+	}
 	if err := fl.waitMeta(ctx); err != nil {
 		return nil, err
 	}
@@ -393,7 +414,7 @@ func (g *Gateway) get(ctx context.Context, bucket, key, rng string, prio int, sr
 			done()
 			return nil, upstreamError(err)
 		}
-		o.Body = &bodyCloser{ReadCloser: o.Body, done: done}
+		o.Body = &bodyCloser{ReadCloser: o.Body, done: done, served: g.metrics.servedBy(g.sourceOf(src))}
 		return o, nil
 	}
 	f, err := os.Open(fl.tmpPath)
@@ -402,7 +423,8 @@ func (g *Gateway) get(ctx context.Context, bucket, key, rng string, prio int, sr
 		return nil, fmt.Errorf("state cache: open loading file: %w", err)
 	}
 	st.ref(bucket, key)
-	out.Body = &fillReader{f: fl, file: f, pos: start, end: start + length, release: func() { st.unref(bucket, key) }}
+	out.Body = &fillReader{f: fl, file: f, pos: start, end: start + length, release: func() { st.unref(bucket, key) },
+		served: g.metrics.servedBy(g.sourceOf(fl.src))}
 	return out, nil
 }
 
@@ -440,7 +462,8 @@ func (g *Gateway) getLocal(bucket, key, rng string) (*s3.GetObjectOutput, bool, 
 	if isRange {
 		out.ContentRange = aws.String(fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, e.Size))
 	}
-	out.Body = &cachedBody{r: io.NewSectionReader(f, start, length), f: f, off: start, n: length, release: func() { st.unref(bucket, key) }}
+	out.Body = &cachedBody{r: io.NewSectionReader(f, start, length), f: f, off: start, n: length, release: func() { st.unref(bucket, key) },
+		served: g.metrics.servedBy(sourceLocal)}
 	return out, true, nil
 }
 
@@ -449,13 +472,24 @@ type cachedBody struct {
 	f       *os.File
 	off, n  int64
 	release func()
+	served  func(int64) // counts bytes as the client takes them
 }
 
-func (c *cachedBody) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *cachedBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.served(int64(n))
+	return n, err
+}
 
 // WriteTo lets the HTTP server send a hit with sendfile(2): fasthttp prefers a body's WriteTo,
 // and a flushed bufio.Writer hands a LimitedReader of an *os.File down to the TCP connection.
 func (c *cachedBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := c.writeTo(w)
+	c.served(n)
+	return n, err
+}
+
+func (c *cachedBody) writeTo(w io.Writer) (int64, error) {
 	if fl, ok := w.(interface{ Flush() error }); ok {
 		if err := fl.Flush(); err != nil {
 			return 0, err

@@ -226,9 +226,9 @@ func testConfig(t testing.TB, up *upstream) Config {
 }
 
 // startGateway runs a gateway in-process until the test ends.
-func startGateway(t testing.TB, cfg Config) (*Gateway, *s3.Client) {
+func startGateway(t testing.TB, cfg Config, opts ...Option) (*Gateway, *s3.Client) {
 	t.Helper()
-	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,10 +120,17 @@ type prefetchItem struct {
 // calling progress about five times a second and once at the end.
 func (g *Gateway) Prefetch(ctx context.Context, req PrefetchRequest, progress func(PrefetchStatus)) (PrefetchStatus, error) {
 	st := PrefetchStatus{State: "running", Started: time.Now(), Source: "upstream"}
+	source := sourceUpstream
 	if req.SourcePeer != "" {
 		st.Source = "peer " + req.SourcePeer
+		source = sourcePeer
 	}
+	// Bytes this prefetch has to fetch (objects not cached yet) and how many of them were
+	// already counted as fetched; the rest is pending until the prefetch ends.
+	var toFetch, counted int64
 	finish := func(err error) (PrefetchStatus, error) {
+		g.metrics.pending.Add(-(toFetch - counted)) // failed or cancelled bytes are no longer pending
+		toFetch = counted
 		st.Finished = time.Now()
 		st.State = "succeeded"
 		if err != nil {
@@ -150,12 +157,13 @@ func (g *Gateway) Prefetch(ctx context.Context, req PrefetchRequest, progress fu
 	for _, it := range items {
 		st.TotalBytes += it.size
 	}
-	var doneBytes, doneObjects atomic.Int64
+	var doneBytes, doneObjects, fetchedBytes atomic.Int64
 	var mu sync.Mutex
 	running := map[string]*fill{}
 	var firstErr error
 	sem := make(chan struct{}, g.cfg.MaxConcurrentFetches)
 	var wg sync.WaitGroup
+	var fetch []prefetchItem
 	for _, it := range items {
 		if _, ok := g.store.peek(req.Bucket, it.key); ok {
 			if req.Pin {
@@ -165,17 +173,41 @@ func (g *Gateway) Prefetch(ctx context.Context, req PrefetchRequest, progress fu
 			doneObjects.Add(1)
 			continue
 		}
+		fetch = append(fetch, it)
+		toFetch += it.size
+	}
+	g.metrics.pending.Add(toFetch)
+	report := func() {
+		mu.Lock()
+		partial := int64(0)
+		for _, f := range running {
+			h, _, _, _, _ := f.snapshot()
+			partial += h
+		}
+		fetched := fetchedBytes.Load()
+		mu.Unlock()
+		st.DoneBytes = min(doneBytes.Load()+partial, st.TotalBytes)
+		st.DoneObjects = int(doneObjects.Load())
+		// Fetched bytes go out as they land, so a long prefetch shows progress on /metrics.
+		if now := min(fetched+partial, toFetch); now > counted {
+			g.metrics.fetched(source, now-counted)
+			g.metrics.pending.Add(-(now - counted))
+			counted = now
+		}
+	}
+	for _, it := range fetch {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			wg.Wait()
+			report()
 			return finish(ctx.Err())
 		}
 		wg.Add(1)
 		go func(it prefetchItem) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			f := g.fills.get(req.Bucket, it.key, prio, src)
+			f, _ := g.fills.get(req.Bucket, it.key, prio, src)
 			mu.Lock()
 			running[it.key] = f
 			mu.Unlock()
@@ -184,6 +216,10 @@ func (g *Gateway) Prefetch(ctx context.Context, req PrefetchRequest, progress fu
 			delete(running, it.key)
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("prefetch %s/%s: %w", req.Bucket, it.key, err)
+			}
+			if err == nil {
+				// Under mu, so that report never sees the object neither running nor fetched.
+				fetchedBytes.Add(it.size)
 			}
 			mu.Unlock()
 			if err == nil {
@@ -199,17 +235,6 @@ func (g *Gateway) Prefetch(ctx context.Context, req PrefetchRequest, progress fu
 	go func() { wg.Wait(); close(done) }()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	report := func() {
-		mu.Lock()
-		partial := int64(0)
-		for _, f := range running {
-			h, _, _, _, _ := f.snapshot()
-			partial += h
-		}
-		mu.Unlock()
-		st.DoneBytes = min(doneBytes.Load()+partial, st.TotalBytes)
-		st.DoneObjects = int(doneObjects.Load())
-	}
 	for {
 		select {
 		case <-done:

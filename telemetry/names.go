@@ -53,8 +53,8 @@ const (
 	MetricCacheHitRatio      = "tmwarden.cache.hit_ratio"
 )
 
-// Names the coordinator, the decision engine and the state cache are expected to record (the
-// dashboards query them). Attributes in brackets.
+// Names the coordinator's decision engine (coordinator/evaluate.go) and the state cache
+// (localstate/metrics.go) record; the dashboards query them. Attributes in brackets.
 const (
 	// MetricNodeScore is a node's slowness score from peer comparison [k8s.node.name, cause].
 	MetricNodeScore = "tmwarden.node.score"
@@ -132,7 +132,7 @@ var Instruments = []Instrument{
 	{"tmwarden.coordinator.sessions", "{session}", "Agent streams open.", UpDownCounter},
 	{"tmwarden.coordinator.nodes", "{node}", "Known nodes by reachability [state=reachable|unreachable].", Gauge},
 
-	// Decision engine and state cache (names reserved; see the constants above).
+	// Decision engine (coordinator/evaluate.go) and state cache (localstate/metrics.go).
 	{MetricNodeScore, "", "Node slowness score from peer comparison [k8s.node.name, cause].", Gauge},
 	{MetricNodeState, "", "1 for the state a node is in [k8s.node.name, state].", Gauge},
 	{MetricNodeTransitions, "{transition}", "Changes of a node's health (decision state) [k8s.node.name, from, to].", Counter},

@@ -5,12 +5,16 @@ package configfile
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,17 +31,24 @@ func Decode(r io.Reader, name string, cfg any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	// Options are named by their YAML path (decisions.policy.mode), the way the docs and the
+	// operator name them, never by the Go type behind them.
+	w := &walker{paths: map[int]string{}}
+	w.walk(&doc, reflect.TypeOf(cfg), "")
+	if len(w.unknown) > 0 {
+		return fmt.Errorf("config %s: %w", name, errors.Join(w.unknown...))
+	}
 	strict := func(data []byte) error {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("config %s: %w", name, err)
+			return fmt.Errorf("config %s: %w", name, w.named(err))
 		}
 		return nil
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("config %s: %w", name, err)
 	}
 	if zeroDurations(&doc, reflect.TypeOf(cfg)) {
 		rewritten, err := yaml.Marshal(&doc)
@@ -49,7 +60,133 @@ func Decode(r io.Reader, name string, cfg any) error {
 	return strict(data)
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType    = reflect.TypeOf(time.Duration(0))
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+)
+
+// walker follows a YAML document along the configuration's Go type, recording each option's
+// YAML path by line and every key the type does not have.
+type walker struct {
+	paths   map[int]string // line -> path of the option written there
+	unknown []error
+}
+
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			w.walk(c, t, path)
+		}
+		return
+	}
+	if path != "" {
+		if _, ok := w.paths[n.Line]; !ok {
+			w.paths[n.Line] = path
+		}
+	}
+	if t == nil || reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
+		return // decodes itself: its own errors say what is wrong
+	}
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := map[string]reflect.Type{}
+		yamlFields(t, fields)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" {
+				continue // a merge key: its mapping is checked where it is defined
+			}
+			p := join(path, k.Value)
+			w.paths[k.Line] = p
+			ft, ok := fields[k.Value]
+			if !ok {
+				w.unknown = append(w.unknown, fmt.Errorf("line %d: unknown option %s (%s has: %s)", k.Line, p,
+					cmp.Or(path, "the top level"), strings.Join(sortedKeys(fields), ", ")))
+				continue
+			}
+			w.walk(v, ft, p)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := join(path, n.Content[i].Value)
+			w.paths[n.Content[i].Line] = p
+			w.walk(n.Content[i+1], t.Elem(), p)
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i, c := range n.Content {
+			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+// yamlFields lists the keys a struct decodes, as yaml.v3 names them (inline structs merged).
+func yamlFields(t reflect.Type, into map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				yamlFields(ft, into)
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		into[name] = f.Type
+	}
+}
+
+// typeErrLine is how yaml.v3 starts each of a TypeError's messages.
+var typeErrLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// named rewrites a decoding error's messages to name the option at their line.
+func (w *walker) named(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]error, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if g := typeErrLine.FindStringSubmatch(m); g != nil {
+			if line, _ := strconv.Atoi(g[1]); w.paths[line] != "" {
+				m = fmt.Sprintf("line %s: option %s: %s", g[1], w.paths[line], g[2])
+			}
+		}
+		msgs = append(msgs, errors.New(m))
+	}
+	return errors.Join(msgs...)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys(m map[string]reflect.Type) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // zeroDurations rewrites a bare 0 given for a duration as "0s", so that `job_cooldown: 0` means
 // zero as the operator wrote it; YAML itself only accepts a duration as a string ("0s", "10m").

@@ -49,8 +49,8 @@ func TestFlagsOverrideFileOverridesDefaults(t *testing.T) {
 func TestBadFilesNameTheProblem(t *testing.T) {
 	cases := map[string]struct{ body, want string }{
 		"garbled":       {"name: [unclosed\n", "line 1"},
-		"unknown key":   {"name: a\nintervall: 5s\n", "field intervall not found"},
-		"wrong type":    {"interval: soon\n", "line 1"},
+		"unknown key":   {"name: a\nintervall: 5s\n", "line 2: unknown option intervall"},
+		"wrong type":    {"interval: soon\n", "line 1: option interval: "},
 		"not a mapping": {"- a\n- b\n", "cannot unmarshal"},
 	}
 	for name, tc := range cases {

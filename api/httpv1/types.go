@@ -2,6 +2,9 @@
 // The coordinator serves them and tmwardenctl decodes them, so both sides share one definition.
 package httpv1
 
+// The status page's type definitions are generated from these types (checked by its test).
+//go:generate go run ./jsdoc -o ../../coordinator/statuspage/web/api-types.js
+
 import (
 	"encoding/json"
 	"time"

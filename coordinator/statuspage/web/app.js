@@ -1,10 +1,24 @@
+// @ts-check
 // tmwarden status page. It reads the coordinator's JSON API under /api/v1/; the documents are
 // api/httpv1's Go types (NodeList, NodeDetail, DecisionList, Decision, EventList), whose JSON
-// field names this file uses as they are. Everything is built with textContent, never
-// innerHTML, so API strings cannot inject.
+// field names this file uses as they are: api-types.js is generated from those Go types (make
+// generate) and the page test type-checks this file against it (tsc --checkJs), so a renamed
+// API field fails the test. Everything is built with textContent, never innerHTML, so API
+// strings cannot inject.
 "use strict";
 
+/** @typedef {import("./api-types.js").Node} APINode */
+/** @typedef {import("./api-types.js").NodeList} APINodeList */
+/** @typedef {import("./api-types.js").NodeDetail} APINodeDetail */
+/** @typedef {import("./api-types.js").HostSummary} APIHostSummary */
+/** @typedef {import("./api-types.js").Evidence} APIEvidence */
+/** @typedef {import("./api-types.js").DecisionList} APIDecisionList */
+/** @typedef {import("./api-types.js").Decision} APIDecision */
+/** @typedef {import("./api-types.js").Breaker} APIBreaker */
+/** @typedef {import("./api-types.js").EventList} APIEventList */
+
 const REFRESH_MS = 5000;
+/** @type {(sel: string) => any} DOM elements are not what the type check is about. */
 const $ = (sel) => document.querySelector(sel);
 // Health values in order of severity (api/httpv1 Node.health, plus reachability).
 const SEVERITY = ["unreachable", "quarantined", "migrating", "slow", "suspect", "probation", "healthy"];
@@ -44,12 +58,15 @@ const when = (ts) => (ts ? new Date(ts).toLocaleString() : "–");
 const badge = (s) => el("span", { class: "state state-" + String(s || "unknown").toLowerCase().replace(/[^a-z_-]/g, "") }, s || "unknown");
 
 // A node's health as the page ranks it: an agent that stopped reporting trumps the decision state.
+/** @param {APINode} n */
 const healthOf = (n) => (n.state === "unreachable" ? "unreachable" : n.health || "healthy");
+/** @param {APINode} n */
 const severity = (n) => { const i = SEVERITY.indexOf(healthOf(n)); return i < 0 ? SEVERITY.length : i; };
 
 function token() { return sessionStorage.getItem("tmwarden-token") || ""; }
 
 // causeLabel adds the culprit and detection's findings (slower hardware, host-only) to the cause.
+/** @param {APINode} n */
 const causeLabel = (n) => {
   let s = n.cause || "–";
   if (n.culprit) s += " · culprit " + (n.culprit.pod_name ? `${n.culprit.pod_namespace}/${n.culprit.pod_name}` : n.culprit.systemd_unit || n.culprit.cgroup);
@@ -57,6 +74,10 @@ const causeLabel = (n) => {
   return s;
 };
 
+/**
+ * @param {string} path
+ * @returns {Promise<{notFound?: boolean, body?: any}>} body is the document the caller declares
+ */
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
   if (r.status === 404) return { notFound: true };
@@ -84,11 +105,13 @@ function route() {
 }
 
 async function loadNodes() {
-  const { body } = await getJSON("/api/v1/nodes");
+  /** @type {APINodeList | undefined} */
+  const body = (await getJSON("/api/v1/nodes")).body;
   const nodes = ((body && body.nodes) || []).slice();
   nodes.sort((a, b) => severity(a) - severity(b) || (b.score || 0) - (a.score || 0) || a.name.localeCompare(b.name));
   const sel = route().node;
   fill($("#nodes tbody"), nodes.map((n) => {
+    /** @type {Partial<APIHostSummary>} */
     const h = n.host || {};
     const health = healthOf(n);
     // An unreachable node's figures are what its agent said last: marked, never shown as current.
@@ -114,8 +137,10 @@ async function loadNodes() {
     ...SEVERITY.map((s) => el("li", { class: counts[s] ? "sev-" + s : "zero", "data-health": s }, el("b", null, counts[s]), " " + s))]);
 }
 
+/** @param {APIEvidence} e */
 function subtaskEvidence(e) { return e.kind === "straggler" || e.vertex_id || e.vertex_name; }
 
+/** @param {APIEvidence[] | undefined} evidence */
 function evidenceRows(evidence) {
   const subs = [], host = [];
   for (const e of evidence || []) {
@@ -139,6 +164,7 @@ async function loadNode(name) {
   if (!name) { sec.hidden = true; return; }
   const res = await getJSON("/api/v1/nodes/" + encodeURIComponent(name));
   if (res.notFound) { sec.hidden = true; throw new Error("no node named " + name); }
+  /** @type {APINodeDetail} */
   const d = res.body;
   $("#detail-name").textContent = d.name;
   const ds = d.decision;
@@ -186,6 +212,7 @@ async function loadNode(name) {
   sec.hidden = false;
 }
 
+/** @param {APIDecision} d */
 function approveButton(d) {
   // Only a proposed decision waits for an operator; approved or finished ones show no button.
   if (d.status !== "proposed") return null;
@@ -209,6 +236,7 @@ function approveButton(d) {
   }, "approve");
 }
 
+/** @param {APIDecision} d */
 function actionText(d) {
   return d.dry_run && (d.kind === "migrate" || d.kind === "release") ? "would " + d.kind + " (dry-run)" : d.kind;
 }
@@ -216,8 +244,10 @@ function actionText(d) {
 async function loadDecisions() {
   const res = await getJSON("/api/v1/decisions?limit=50");
   if (res.notFound) return;
+  /** @type {APIDecisionList} */
   const body = res.body;
   $("#mode").textContent = body.mode ? "mode: " + body.mode : "";
+  /** @type {Partial<APIBreaker>} */
   const b = body.breaker || {};
   const banner = $("#breaker");
   if (b.open) {
@@ -239,6 +269,7 @@ async function loadDecision(id) {
   if (!id) { sec.hidden = true; return; }
   const res = await getJSON("/api/v1/decisions/" + encodeURIComponent(id));
   if (res.notFound) { sec.hidden = true; throw new Error("no decision " + id); }
+  /** @type {APIDecision} */
   const d = res.body;
   $("#decision-id").textContent = d.id;
   const f = [["action", actionText(d) + (d.node ? " on " + d.node : "")], ["status", badge(d.status)], ["mode", d.mode],
@@ -262,7 +293,8 @@ async function loadDecision(id) {
 }
 
 async function loadEvents() {
-  const { body } = await getJSON("/api/v1/events?limit=50");
+  /** @type {APIEventList | undefined} */
+  const body = (await getJSON("/api/v1/events?limit=50")).body;
   const evs = ((body && body.events) || []).slice().sort((a, b) => b.id - a.id);
   fill($("#events tbody"), evs.map((e) =>
     el("tr", { "data-type": e.type }, el("td", null, when(e.time)), el("td", null, e.node || ""), el("td", null, e.type),

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tmwarden/tmwarden/packaging/releasebin"
 )
 
 // TestLabShort is the lab's short form, so that `make lab` cannot rot: the real binaries, the
@@ -23,17 +24,8 @@ func TestLabShort(t *testing.T) {
 	if why := CheckRoot(); why != "" {
 		t.Skip(why)
 	}
-	bin := t.TempDir()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The binaries as they ship: no race detector, built from this tree.
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/tmwarden-agent", "./cmd/tmwarden-coordinator", "./cmd/tmwardenctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the binaries: %v\n%s", err, out)
-	}
+	// The binaries as they ship (releasebin: `make release-bin`, built once per `make test`).
+	bin := releasebin.Dir(t)
 	o := DefaultOptions()
 	o.BinDir, o.Self = bin, filepath.Join(bin, "tmwardenctl")
 	o.Prefix = "tmwlabtest"

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tmwarden/tmwarden/packaging/helm/helmrender"
+	"github.com/tmwarden/tmwarden/packaging/releasebin"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,19 +66,27 @@ func workDir(t *testing.T) string {
 	return dir
 }
 
-// build compiles a command of this module into dir.
+// build puts a command of this module into dir/out: tmwarden's own binaries as the release
+// builds them (releasebin: built once per `make test`), anything else (the TaskManager
+// stand-in) compiled with the release's settings. dir is readable by the other users the
+// processes run as; the build directory need not be.
 func build(t *testing.T, dir, pkg, out string) string {
 	t.Helper()
-	bin := filepath.Join(dir, out)
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		t.Fatal(err)
+	if name := filepath.Base(pkg); strings.HasPrefix(pkg, "./cmd/") && slices.Contains(releasebin.Binaries, name) {
+		bin := filepath.Join(dir, out)
+		b, err := os.ReadFile(filepath.Join(releasebin.Dir(t), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return bin
 	}
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
+	return releasebin.Build(t, pkg, dir, out)
 }
 
 // helmTemplate renders the chart with the pinned helm and returns its documents.

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -120,83 +119,16 @@ func waitUntil(t *testing.T, what string, d time.Duration, f func() bool) {
 	}
 }
 
-// taskManagers runs a Deployment of n TaskManager pods, all on node (the other nodes held off
-// with a temporary taint while they are placed), with a PodDisruptionBudget of minAvailable.
+// taskManagers runs a Deployment of n TaskManager pods on node with a PodDisruptionBudget of
+// minAvailable (kubetest.Cluster.TaskManagers).
 func (r *real) taskManagers(t *testing.T, name, node string, n, minAvailable int) {
 	t.Helper()
-	ctx := r.ctx
-	nodes, err := r.c.Admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hold := corev1.Taint{Key: "kubetest/hold", Effect: corev1.TaintEffectNoSchedule}
-	setHold := func(on bool) {
-		for _, nd := range nodes.Items {
-			if nd.Name == node {
-				continue
-			}
-			for {
-				cur, err := r.c.Admin.CoreV1().Nodes().Get(ctx, nd.Name, metav1.GetOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var ts []corev1.Taint
-				for _, x := range cur.Spec.Taints {
-					if x.Key != hold.Key {
-						ts = append(ts, x)
-					}
-				}
-				if on {
-					ts = append(ts, hold)
-				}
-				cur.Spec.Taints = ts
-				if _, err = r.c.Admin.CoreV1().Nodes().Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
-					break
-				} else if !apierrors.IsConflict(err) {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	setHold(true)
-	defer setHold(false)
-	labels := map[string]string{"component": "taskmanager", "app": name}
-	replicas := int32(n)
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: flinkNS},
-		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "tm", Image: "flink:2.0"}}}}}}
-	if _, err := r.c.Admin.AppsV1().Deployments(flinkNS).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, fmt.Sprintf("%d pods of %s Ready on %s", n, name, node), 2*time.Minute, func() bool {
-		return len(r.readyPods(t, name, node)) == n
-	})
-	ma := intstr.FromInt32(int32(minAvailable))
-	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: flinkNS},
-		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &ma, Selector: &metav1.LabelSelector{MatchLabels: labels}}}
-	if _, err := r.c.Admin.PolicyV1().PodDisruptionBudgets(flinkNS).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the disruption controller to compute "+name+"'s budget", time.Minute, func() bool {
-		p, err := r.c.Admin.PolicyV1().PodDisruptionBudgets(flinkNS).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.CurrentHealthy == int32(n)
-	})
+	r.c.TaskManagers(t, flinkNS, name, node, n, minAvailable)
 }
 
 func (r *real) readyPods(t *testing.T, app, node string) []corev1.Pod {
 	t.Helper()
-	pods, err := r.c.Admin.CoreV1().Pods(flinkNS).List(r.ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Pod
-	for _, p := range pods.Items {
-		if p.Spec.NodeName == node && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-			out = append(out, p)
-		}
-	}
-	return out
+	return r.c.RunningPods(t, flinkNS, app, node)
 }
 
 func (r *real) relaxPDB(t *testing.T, name string, minAvailable int) {

@@ -139,7 +139,7 @@ DIST := $(CURDIR)/dist
 # same source and VERSION give the same bytes (make image is reproducible).
 RELEASE_LDFLAGS = -s -w -buildid= -X github.com/tmwarden/tmwarden/agent.Version=$(VERSION) \
 	-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION) -X main.version=$(VERSION)
-.PHONY: packaging-deps lint-packaging lint-helm lint-systemd release release-bin image
+.PHONY: packaging-deps lint-packaging lint-helm lint-systemd lint-deb release release-bin image
 
 # The one rule that builds the shipped binaries: static, -trimpath, release ldflags, for GOARCH
 # (default this machine's) into RELEASE_BIN. release, image and the tests use it.
@@ -166,10 +166,10 @@ image: ## multi-arch OCI image layout (amd64, arm64) in dist/image/oci, built wi
 PACKAGING_DEPS = HELM_VERSION=$(HELM_VERSION) KUBECONFORM_VERSION=$(KUBECONFORM_VERSION) NFPM_VERSION=$(NFPM_VERSION) \
 	TOOLS=$(TOOLS) bash hack/packaging-deps.sh
 
-packaging-deps: ## install helm and kubeconform (pinned, go install) into ./.tools, chromium and systemd with apt
-	@$(PACKAGING_DEPS) helm kubeconform chromium systemd
+packaging-deps: ## install helm, kubeconform and nfpm (pinned, go install) into ./.tools, chromium, systemd and lintian with apt
+	@$(PACKAGING_DEPS) helm kubeconform nfpm chromium systemd lintian
 
-lint-packaging: lint-helm lint-systemd ## helm lint + kubeconform on the rendered chart, systemd-analyze verify on the units
+lint-packaging: lint-helm lint-systemd lint-deb ## helm lint + kubeconform on the rendered chart, systemd-analyze verify on the units, lintian on the deb
 
 lint-helm:
 	@$(PACKAGING_DEPS) helm kubeconform
@@ -178,6 +178,14 @@ lint-helm:
 lint-systemd:
 	@$(PACKAGING_DEPS) systemd
 	@bash hack/verify-systemd.sh
+
+# The deb exactly as `make release` builds it (release-bin, then nfpm), for this machine's
+# architecture, checked by Debian's lintian: an error fails, warnings are printed.
+LINT_DEB_BIN = $(BIN)/lint-deb
+lint-deb: ## build this machine's deb as `make release` does and run Debian's lintian on it; errors fail
+	@$(PACKAGING_DEPS) nfpm lintian
+	@$(MAKE) --no-print-directory release-bin RELEASE_BIN=$(LINT_DEB_BIN) VERSION=$(VERSION)
+	@BIN_DIR=$(LINT_DEB_BIN) VERSION=$(VERSION) TOOLS=$(TOOLS) bash hack/lint-deb.sh
 
 release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
 	@$(PACKAGING_DEPS) nfpm

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what packaging checks and releases need; idempotent (acts only on what is missing).
-#   hack/packaging-deps.sh [helm] [kubeconform] [nfpm] [chromium] [systemd] [etcd]   (default: helm kubeconform)
+#   hack/packaging-deps.sh [helm] [kubeconform] [nfpm] [chromium] [systemd] [etcd] [lintian]   (default: helm kubeconform)
 # Go tools are pinned (versions from the Makefile's environment) and built into $TOOLS with
-# `go install`; a tool is rebuilt only when its recorded version differs. chromium and
-# systemd-analyze come from Debian with apt-get.
+# `go install`; a tool is rebuilt only when its recorded version differs. chromium,
+# systemd-analyze, etcd and lintian come from Debian with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=${TOOLS:-$PWD/.tools}
@@ -41,6 +41,7 @@ for t in "$@"; do
 	chromium) apt_pkg chromium chromium ;;
 	systemd) apt_pkg systemd-analyze systemd ;;
 	etcd) apt_pkg etcd etcd-server ;;
+	lintian) apt_pkg lintian lintian ;;
 	*) echo "unknown tool $t" >&2; exit 2 ;;
 	esac
 done

@@ -27,6 +27,7 @@ import (
 	"github.com/tmwarden/tmwarden/collector"
 	"github.com/tmwarden/tmwarden/coordinator/actuate/kubetest"
 	"github.com/tmwarden/tmwarden/coordinator/store/etcdtest"
+	"github.com/tmwarden/tmwarden/packaging/releasebin"
 	flinksim "github.com/tmwarden/tmwarden/sim/flink"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -369,17 +370,11 @@ leader:
   take_over_timeout: 1m
 `
 
-// buildCoordinator builds cmd/tmwarden-coordinator into a temporary directory.
+// buildCoordinator gives the coordinator binary as the release builds it (packaging/releasebin:
+// the one `make test` built for the whole run, or a build through the same make rule).
 func buildCoordinator(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tmwarden-coordinator")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/tmwarden/tmwarden/cmd/tmwarden-coordinator")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building the coordinator: %v\n%s", err, out.String())
-	}
-	return bin
+	return filepath.Join(releasebin.Dir(t), "tmwarden-coordinator")
 }
 
 // coordProc is one coordinator process.

@@ -24,9 +24,11 @@ var Binaries = []string{"tmwarden-agent", "tmwarden-coordinator", "tmwardenctl"}
 
 // root is the module root, found from the working directory the test binary starts in (some
 // tests change it later: versitygw's posix backend does).
-var root, rootErr = findRoot()
+var root, rootErr = ModuleRoot()
 
-func findRoot() (string, error) {
+// ModuleRoot finds the module root from the working directory (a package directory, where go
+// test starts a test binary).
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -37,7 +39,7 @@ func findRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("releasebin: not inside the tmwarden module")
+			return "", errors.New("not inside the tmwarden module (no go.mod of github.com/tmwarden/tmwarden above the working directory)")
 		}
 		dir = parent
 	}

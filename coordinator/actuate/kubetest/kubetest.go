@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,6 +35,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+
+	"github.com/tmwarden/tmwarden/packaging/releasebin"
 )
 
 // Version is the Kubernetes release the control plane is built from.
@@ -52,22 +53,7 @@ func Version(root string) (string, error) {
 }
 
 // RepoRoot finds the repository's root from the working directory (a package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/tmwarden/tmwarden\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the tmwarden repository")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return releasebin.ModuleRoot() }
 
 // Binaries are the control plane's executables.
 type Binaries struct {

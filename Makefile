@@ -141,6 +141,10 @@ RELEASE_LDFLAGS = -s -w -buildid= -X github.com/tmwarden/tmwarden/agent.Version=
 	-X github.com/tmwarden/tmwarden/coordinator.Version=$(VERSION) -X main.version=$(VERSION)
 .PHONY: packaging-deps lint-packaging lint-helm lint-systemd lint-deb release release-bin image
 
+# The packages' version: VERSION without its leading v when it is semver, else 0.0.0-dev+VERSION
+# (nfpm's semver schema needs a number; a git describe of an untagged tree is not one).
+PACKAGE_VERSION = $(shell v='$(patsubst v%,%,$(VERSION))'; echo "$$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' || v="0.0.0-dev+$$v"; echo "$$v")
+
 # The one rule that builds the shipped binaries: static, -trimpath, release ldflags, for GOARCH
 # (default this machine's) into RELEASE_BIN. release, image and the tests use it.
 RELEASE_BIN ?= $(BIN)/release
@@ -185,7 +189,7 @@ LINT_DEB_BIN = $(BIN)/lint-deb
 lint-deb: ## build this machine's deb as `make release` does and run Debian's lintian on it; errors fail
 	@$(PACKAGING_DEPS) nfpm lintian
 	@$(MAKE) --no-print-directory release-bin RELEASE_BIN=$(LINT_DEB_BIN) VERSION=$(VERSION)
-	@BIN_DIR=$(LINT_DEB_BIN) VERSION=$(VERSION) TOOLS=$(TOOLS) bash hack/lint-deb.sh
+	@BIN_DIR=$(LINT_DEB_BIN) PACKAGE_VERSION=$(PACKAGE_VERSION) TOOLS=$(TOOLS) bash hack/lint-deb.sh
 
 release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
 	@$(PACKAGING_DEPS) nfpm
@@ -196,8 +200,7 @@ release: ## static binaries, deb and rpm packages and SHA256SUMS into ./dist
 		for f in tmwarden-agent tmwarden-coordinator tmwardenctl; do cp $(DIST)/bin/$$arch/$$f $(DIST)/$$f-linux-$$arch; done; \
 		rm -rf $(DIST)/stage && cp -r $(DIST)/bin/$$arch $(DIST)/stage; \
 		for p in deb rpm; do \
-			v=$$(echo "$(VERSION)" | sed 's/^v//'); echo "$$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' || v="0.0.0-dev+$$v"; \
-			ARCH=$$arch VERSION=$$v $(TOOLS)/nfpm package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/; \
+			ARCH=$$arch VERSION=$(PACKAGE_VERSION) $(TOOLS)/nfpm package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/; \
 		done; \
 	done; rm -rf $(DIST)/stage $(DIST)/bin
 	@cd $(DIST) && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS

@@ -12,9 +12,7 @@ if ! command -v lintian >/dev/null; then
 	exit 1
 fi
 arch=$(go env GOARCH)
-version=${VERSION:-dev}
-v=${version#v}
-echo "$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' || v="0.0.0-dev+$v"
+v=${PACKAGE_VERSION:?set by the Makefile}
 out=$(mktemp -d)
 # nfpm.yaml reads the binaries from dist/stage, as in `make release`.
 trap 'rm -rf "$out" dist/stage' EXIT

@@ -86,7 +86,13 @@ func TestCacheMetricsCountReadsAndBytes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The server counts served bytes as its handler's copy returns, which can be after the
+	// client has the last byte: wait for the count rather than read it once.
 	m = read()
+	for m[telemetry.MetricCacheBytesServed][sourceLocal] < 1024 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		m = read()
+	}
 	req := m[telemetry.MetricCacheRequests]
 	if req[resultHit] != 1 {
 		t.Fatalf("requests %v, want exactly one hit", req)
@@ -172,7 +178,12 @@ func TestCacheMetricsFollowPrefetches(t *testing.T) {
 	if got := readB()[telemetry.MetricPrefetchBytes]; got[sourcePeer] != total || got[sourceUpstream] != 0 {
 		t.Fatalf("B fetched %v, want %d bytes from the peer", got, total)
 	}
-	if got := readA()[telemetry.MetricCacheBytesServed][sourceLocal] - localBefore; got != total {
+	// A counts a hit's bytes when its sendfile returns, which can be after B has them all.
+	servedA := func() int64 { return readA()[telemetry.MetricCacheBytesServed][sourceLocal] - localBefore }
+	for wait := time.Now().Add(30 * time.Second); servedA() < total && time.Now().Before(wait); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := servedA(); got != total {
 		t.Fatalf("A served %d bytes from its disk to the peer, want %d", got, total)
 	}
 	// Prefetching what is cached fetches nothing more.

@@ -287,22 +287,34 @@ func TestCgroupCollectorRealThrottling(t *testing.T) {
 	if err := c.Collect(context.Background(), &tmwardenv1.Report{TaskManagers: tms}); err != nil {
 		t.Fatalf("round 1: %v", err)
 	}
-	time.Sleep(time.Second) // let the busy loop run into its quota for a few periods
-	r := &tmwardenv1.Report{TaskManagers: tms}
-	if err := c.Collect(context.Background(), r); err != nil {
-		t.Fatalf("round 2: %v", err)
+	// On a loaded machine the busy loop may get less than its quota in a given second, and then
+	// it is not throttled: take one-second rounds until one shows the quota biting (at most a
+	// minute), checking in every round that usage never goes past the limit.
+	var st *tmwardenv1.CgroupStats
+	for deadline := time.Now().Add(time.Minute); ; {
+		time.Sleep(time.Second)
+		r := &tmwardenv1.Report{TaskManagers: tms}
+		if err := c.Collect(context.Background(), r); err != nil {
+			t.Fatalf("round: %v", err)
+		}
+		if len(r.Cgroups) != 1 {
+			t.Fatalf("cgroups = %v", r.Cgroups)
+		}
+		st = r.Cgroups[0]
+		t.Logf("v%d %s: %.3f cores of %.2f, throttled %.0f%% of periods, %.3f s/s, memory %d of %d bytes",
+			st.Version, st.Path, st.CpuUsageCores, st.CpuLimitCores, st.ThrottledShare*100, st.ThrottledSecondsPerSecond, st.MemoryUsageBytes, st.MemoryLimitBytes)
+		if st.CpuUsageCores > 0.3 {
+			t.Fatalf("cpu usage %.3f cores, over the 0.2 limit", st.CpuUsageCores)
+		}
+		if st.ThrottledShare >= 0.2 || time.Now().After(deadline) {
+			break
+		}
 	}
-	if len(r.Cgroups) != 1 {
-		t.Fatalf("cgroups = %v", r.Cgroups)
-	}
-	st := r.Cgroups[0]
-	t.Logf("v%d %s: %.3f cores of %.2f, throttled %.0f%% of periods, %.3f s/s, memory %d of %d bytes",
-		st.Version, st.Path, st.CpuUsageCores, st.CpuLimitCores, st.ThrottledShare*100, st.ThrottledSecondsPerSecond, st.MemoryUsageBytes, st.MemoryLimitBytes)
 	approx(t, "cpu limit cores", st.CpuLimitCores, 0.2)
 	if st.MemoryLimitBytes != 512<<20 || st.MemoryUsageBytes == 0 {
 		t.Errorf("memory %d of %d, want some usage of 512 MiB", st.MemoryUsageBytes, st.MemoryLimitBytes)
 	}
-	if st.CpuUsageCores <= 0.02 || st.CpuUsageCores > 0.3 {
+	if st.CpuUsageCores <= 0.02 {
 		t.Errorf("cpu usage %.3f cores, want about the 0.2 limit", st.CpuUsageCores)
 	}
 	if st.ThrottledShare < 0.2 || st.ThrottledSecondsPerSecond <= 0 {

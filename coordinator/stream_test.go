@@ -124,8 +124,12 @@ func startAgent(t *testing.T, name, coordAddr string, interval time.Duration, bu
 	return a, stop
 }
 
+// waitFor polls cond until it holds. The deadline is three times the one asked for: it only
+// bounds a failing test, and on a loaded 2-core CI machine the asked-for one was sometimes
+// too short for a passing one.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	timeout *= 3
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {

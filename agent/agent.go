@@ -227,6 +227,9 @@ func (a *Agent) initMetrics() error {
 	if err != nil {
 		return err
 	}
+	if err := a.registerCollectorState(m); err != nil {
+		return err
+	}
 	_, err = m.Int64ObservableGauge("tmwarden.agent.connected", metric.WithDescription("1 while the coordinator stream is up."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			if a.connected.Load() {
@@ -237,6 +240,52 @@ func (a *Agent) initMetrics() error {
 			return nil
 		}))
 	return err
+}
+
+// collectorStates are the values of tmwarden.collector.state's state attribute: the
+// CollectorStatus states, lower case and without the STATE_ prefix, as the coordinator's API
+// and tmwardenctl name them.
+var collectorStates = []tmwardenv1.CollectorStatus_State{
+	tmwardenv1.CollectorStatus_STATE_OK, tmwardenv1.CollectorStatus_STATE_DEGRADED,
+	tmwardenv1.CollectorStatus_STATE_DISABLED, tmwardenv1.CollectorStatus_STATE_FAILED,
+}
+
+// registerCollectorState registers tmwarden.collector.state: for every collector of the table
+// (disabled and failed-to-build ones too, which never run and so never record
+// tmwarden.collector.success), one series per state, 1 for the state it is in and 0 for the
+// others, as kube-state-metrics exports a pod's phase. Series that exist in every state keep
+// `== 1` alerts and `changes()` meaningful across a transition instead of a series vanishing.
+//
+// The reason is deliberately not a label. It is free text naming pids, paths, addresses and
+// wrapped errors, so as a label it would start a new series for every TaskManager restart and
+// every distinct failure, without bound; and a fixed taxonomy of reason codes would say less
+// than the text. The metric says which collector is in which state (cardinality: collectors ×
+// 4), which is what an alert needs; the reason and its fix are one step away in the agent's
+// /debug/status, the node's API record and `tmwardenctl node NAME`, and in the agent's log
+// line "collector status changed".
+func (a *Agent) registerCollectorState(m metric.Meter) error {
+	_, err := m.Int64ObservableGauge("tmwarden.collector.state",
+		metric.WithDescription("1 for the state the collector is in (ok, degraded, disabled, failed), 0 for the others; the reason is in /debug/status and the node's API record."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			a.mu.Lock()
+			statuses := a.statuses
+			a.mu.Unlock()
+			for _, st := range statuses {
+				for _, s := range collectorStates {
+					v := int64(0)
+					if st.State == s {
+						v = 1
+					}
+					o.Observe(v, metric.WithAttributes(attribute.String("collector", st.Name),
+						attribute.String("state", strings.ToLower(strings.TrimPrefix(s.String(), "STATE_")))))
+				}
+			}
+			return nil
+		}))
+	if err != nil {
+		return fmt.Errorf("registering tmwarden.collector.state: %w", err)
+	}
+	return nil
 }
 
 // Run collects and streams until ctx is cancelled, then closes the collectors. It returns an

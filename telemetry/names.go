@@ -126,6 +126,7 @@ var Instruments = []Instrument{
 	{"tmwarden.collector.duration", "s", "Time one collector took for one round [collector].", Histogram},
 	{"tmwarden.collector.cpu_time", "s", "Process CPU time used while the collector ran (collectors run one at a time) [collector].", Counter},
 	{"tmwarden.collector.success", "", "1 when the collector's last round fully succeeded [collector].", Gauge},
+	{"tmwarden.collector.state", "", "1 for the state the collector is in, 0 for the others; the reason is in /debug/status and the node's API record [collector, state=ok|degraded|disabled|failed].", Gauge},
 
 	// Coordinator process (coordinator/coordinator.go).
 	{"tmwarden.coordinator.reports", "{report}", "Reports received from agents [outcome=stored|duplicate|rejected].", Counter},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -302,4 +303,95 @@ func TestTCPRetransmitsSeesDroppedSYN(t *testing.T) {
 			t.Errorf("no retransmit counted for %s after a dropped SYN; counts %v", addr.Addr(), after)
 		}
 	})
+}
+
+// TestTCPRetransmitsReadsAFullMap fills the probe's map to its bound with remotes of both
+// families, in more entries than one batch holds, and checks that Read (batch lookups) returns
+// every remote with its count, the same as reading the map key by key (the fallback for
+// kernels without batch lookups).
+func TestTCPRetransmitsReadsAFullMap(t *testing.T) {
+	tr, err := LoadTCPRetransmits()
+	skipIfForbidden(t, err)
+	defer tr.Close()
+	want := fillRetransMap(t, tr)
+	limit := len(want)
+	if limit <= retransBatchSize {
+		t.Fatalf("the map holds %d entries, not more than one batch (%d): the test proves nothing", limit, retransBatchSize)
+	}
+	got, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iter, err := tr.readIterate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]map[netip.Addr]uint64{"Read": got, "key by key": iter} {
+		if len(m) != len(want) {
+			t.Errorf("%s: %d remotes, want %d", name, len(m), len(want))
+		}
+		for a, n := range want {
+			if m[a] != n {
+				t.Errorf("%s: %s = %d, want %d", name, a, m[a], n)
+				break
+			}
+		}
+	}
+}
+
+// fillRetransMap detaches the probe (so this machine's own retransmits stay out of the map)
+// and fills its map to the bound with remotes of both families; it returns what it wrote.
+func fillRetransMap(t testing.TB, tr *TCPRetransmits) map[netip.Addr]uint64 {
+	t.Helper()
+	for _, l := range tr.p.links {
+		l.Close()
+	}
+	tr.p.links = nil
+	want := map[netip.Addr]uint64{}
+	limit := int(tr.counts.MaxEntries())
+	for i := 0; i < limit; i++ {
+		var k tcpretransRetransKey
+		var a netip.Addr
+		if i%2 == 0 {
+			k.Family = unix.AF_INET
+			b := [4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}
+			copy(k.Daddr[:], b[:])
+			a = netip.AddrFrom4(b)
+		} else {
+			k.Family = unix.AF_INET6
+			b := [16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
+			k.Daddr = b
+			a = netip.AddrFrom16(b)
+		}
+		n := uint64(i + 1)
+		if err := tr.counts.Put(&k, &n); err != nil {
+			t.Fatalf("fill entry %d of %d: %v", i, limit, err)
+		}
+		want[a] = n
+	}
+	return want
+}
+
+// BenchmarkTCPRetransmitsRead reads a full map (4,096 remotes) with batch lookups and, beside
+// it, key by key as before.
+func BenchmarkTCPRetransmitsRead(b *testing.B) {
+	tr, err := LoadTCPRetransmits()
+	if err != nil {
+		b.Skipf("cannot load the probe: %v", err)
+	}
+	defer tr.Close()
+	fillRetransMap(b, tr)
+	for _, c := range []struct {
+		name string
+		read func() (map[netip.Addr]uint64, error)
+	}{{"batch", tr.Read}, {"key-by-key", tr.readIterate}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

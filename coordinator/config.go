@@ -22,6 +22,10 @@ type Config struct {
 	GRPCAddr string `yaml:"grpc_addr"`
 	// HTTPAddr serves the API, /healthz, /readyz and /metrics. Default :9711.
 	HTTPAddr string `yaml:"http_addr"`
+	// PprofAddr serves Go's runtime profiles (net/http/pprof: CPU, heap, goroutines) on an
+	// address of their own, apart from the API, so they are never exposed by accident.
+	// Default "" (off).
+	PprofAddr string `yaml:"pprof_addr"`
 	// MissedIntervals is how many report intervals a node may stay silent before it is
 	// unreachable. Default 3.
 	MissedIntervals int `yaml:"missed_intervals"`
@@ -104,6 +108,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded pebble store")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listen address for agents")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for the API, health and metrics")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", cfg.PprofAddr, "listen address for Go's runtime profiles (/debug/pprof/); empty turns them off")
 	fs.IntVar(&cfg.MissedIntervals, "missed-intervals", cfg.MissedIntervals, "silent report intervals before a node is unreachable")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest gRPC message accepted from an agent")
 	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile, "file holding the bearer token required for mutating API requests")

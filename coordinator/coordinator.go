@@ -89,6 +89,7 @@ type Coordinator struct {
 	kube    kubernetes.Interface // set with the elector
 
 	grpcLn, httpLn net.Listener
+	pprofLn        net.Listener
 	ready          atomic.Bool
 	acting         atomic.Bool // take-over done: evaluating and executing
 	actMu          sync.Mutex
@@ -98,9 +99,12 @@ type Coordinator struct {
 }
 
 type nodeState struct {
-	mu   sync.Mutex
-	rec  store.NodeRecord
-	last *tmwardenv1.Report
+	// writeMu orders the node's store writes, which happen outside mu so that readers of the
+	// record (the evaluation round, the API) never wait for the disk. Take it before mu.
+	writeMu sync.Mutex
+	mu      sync.Mutex
+	rec     store.NodeRecord
+	last    *tmwardenv1.Report
 	// collectors are the statuses from the last report or Hello.
 	collectors []*tmwardenv1.CollectorStatus
 	// reportPersisted is when last was last written to the store.
@@ -259,6 +263,15 @@ func (c *Coordinator) Listen() error {
 			return fmt.Errorf("coordinator http listen on %s: %w", c.cfg.HTTPAddr, err)
 		}
 	}
+	if c.cfg.PprofAddr != "" {
+		if c.pprofLn, err = net.Listen("tcp", c.cfg.PprofAddr); err != nil {
+			c.grpcLn.Close()
+			if c.httpLn != nil {
+				c.httpLn.Close()
+			}
+			return fmt.Errorf("coordinator pprof listen on %s: %w", c.cfg.PprofAddr, err)
+		}
+	}
 	return nil
 }
 
@@ -314,6 +327,16 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 			return nil
 		})
 	}
+	var ps *http.Server
+	if c.pprofLn != nil {
+		ps = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := ps.Serve(c.pprofLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("pprof server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { c.reachabilityLoop(gctx); return nil })
 	g.Go(func() error { c.poller.run(gctx, c.cfg.Flink.PollInterval); return nil })
 	if c.elector == nil {
@@ -340,6 +363,10 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = hs.Shutdown(sctx)
+		}
+		if ps != nil {
+			// A CPU profile under way holds its request open: close, do not wait for it.
+			_ = ps.Close()
 		}
 		return nil
 	})
@@ -411,11 +438,13 @@ func (c *Coordinator) CheckReachability() {
 		lost := ns.rec.Reachable && !inGrace && silentFor > time.Duration(c.cfg.MissedIntervals)*interval
 		if lost {
 			ns.rec.Reachable = false
-			c.persist(ns, nil, store.Durable)
 		}
 		name := ns.rec.Name
 		ns.mu.Unlock()
 		if lost {
+			ns.writeMu.Lock()
+			c.persist(ns, nil, store.Durable)
+			ns.writeMu.Unlock()
 			c.event(name, "node_unreachable", fmt.Sprintf("node %s unreachable: silent for %s (%d intervals of %s)",
 				name, silentFor.Round(time.Second), c.cfg.MissedIntervals, interval), nil)
 		}
@@ -429,16 +458,21 @@ func (c *Coordinator) intervalOf(rec *store.NodeRecord) time.Duration {
 	return c.cfg.DefaultInterval
 }
 
+// persist writes the node's current record and, if report is not nil, the report. The caller
+// holds ns.writeMu and not ns.mu: the write happens outside mu, on a copy taken under it.
 func (c *Coordinator) persist(ns *nodeState, report *tmwardenv1.Report, sync store.Sync) {
+	ns.mu.Lock()
+	rec := ns.rec
+	ns.mu.Unlock()
 	var b []byte
 	if report != nil {
 		var err error
 		if b, err = proto.Marshal(report); err != nil {
-			c.log.Error("cannot encode report", "node", ns.rec.Name, "err", err)
+			c.log.Error("cannot encode report", "node", rec.Name, "err", err)
 		}
 	}
-	if err := c.st.PutNode(ns.rec, b, sync); err != nil {
-		c.log.Error("cannot store node", "node", ns.rec.Name, "err", err)
+	if err := c.st.PutNode(rec, b, sync); err != nil {
+		c.log.Error("cannot store node", "node", rec.Name, "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -325,4 +326,15 @@ func (c *Coordinator) Events(limit int, node string) ([]httpv1.Event, error) {
 		out[i] = httpv1.Event{ID: e.ID, Time: e.Time, Node: e.Node, Type: e.Type, Message: e.Message, Attrs: e.Attrs}
 	}
 	return out, err
+}
+
+// pprofHandler serves net/http/pprof on its own mux (pprof_addr), never on the API's.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

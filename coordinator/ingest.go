@@ -210,6 +210,7 @@ func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
 	}
 	c.mu.Unlock()
 
+	ns.writeMu.Lock()
 	ns.mu.Lock()
 	restarted := known && ns.rec.InstanceID != h.InstanceId
 	if restarted || !known {
@@ -221,8 +222,9 @@ func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
 	ns.rec.LastSeen = now
 	ns.collectors = h.Collectors
 	last := ns.rec.LastSequence
-	c.persist(ns, nil, store.Durable)
 	ns.mu.Unlock()
+	c.persist(ns, nil, store.Durable)
+	ns.writeMu.Unlock()
 	if c.eval != nil {
 		// Detection compares a node with machines of its class (DESIGN.md, hardware-aware peers).
 		c.eval.model.Describe(h.NodeName, now, model.NodeInfo{Labels: h.Labels, CPUModel: h.CpuModel, NumCPUs: h.NumCpus, MemoryBytes: h.MemoryBytes})
@@ -274,9 +276,11 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	if ns == nil {
 		return false, fmt.Errorf("report from node %q that never said hello", node)
 	}
+	ns.writeMu.Lock()
 	ns.mu.Lock()
 	if r.Sequence <= ns.rec.LastSequence {
 		ns.mu.Unlock()
+		ns.writeMu.Unlock()
 		c.m.reports.Add(context.Background(), 1, attrDuplicate)
 		return false, nil
 	}
@@ -293,13 +297,17 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	// The record (sequence, counters) is written with every report, so a restarted coordinator
 	// never stores a report twice; the report body, the bulk of the bytes, at most every
 	// reportPersistEvery, which is all a restart needs to show the node again.
-	if now.Sub(ns.reportPersisted) >= reportPersistEvery {
+	body := now.Sub(ns.reportPersisted) >= reportPersistEvery
+	if body {
 		ns.reportPersisted = now
+	}
+	ns.mu.Unlock()
+	if body {
 		c.persist(ns, r, store.Buffered)
 	} else {
 		c.persist(ns, nil, store.Buffered)
 	}
-	ns.mu.Unlock()
+	ns.writeMu.Unlock()
 	c.m.reports.Add(context.Background(), 1, attrStored)
 	if becameReachable {
 		c.event(node, "node_reachable", fmt.Sprintf("node %s is reporting", node), map[string]string{"sequence": fmt.Sprint(r.Sequence)})

@@ -148,15 +148,16 @@ func (e *etcdKV) set(_ Sync, pairs ...[]byte) error {
 	return nil
 }
 
-func (e *etcdKV) create(key, value []byte) (bool, error) {
+func (e *etcdKV) create(key, value []byte) (bool, func() error, error) {
 	k := e.prefix + string(key)
 	ctx, cancel := e.ctx()
 	defer cancel()
 	r, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(value))).Commit()
 	if err != nil {
-		return false, fmt.Errorf("writing %s to etcd: %w", key, err)
+		return false, nil, fmt.Errorf("writing %s to etcd: %w", key, err)
 	}
-	return r.Succeeded, nil
+	// etcd answers after its quorum has the write: durable already.
+	return r.Succeeded, func() error { return nil }, nil
 }
 
 // scan reads etcdPage keys per request, so a long event log is never read in one answer.

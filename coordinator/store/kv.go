@@ -13,8 +13,10 @@ type kv interface {
 	get(key string) ([]byte, error) // ErrNotFound when absent
 	// set writes the pairs (key, value, key, value, ...) atomically.
 	set(sync Sync, pairs ...[]byte) error
-	// create writes key only if it does not exist yet, and says whether it did.
-	create(key, value []byte) (bool, error)
+	// create writes key only if it does not exist yet, and says whether it did. The write is
+	// visible when create returns and durable when durable returns nil: callers that hold a lock
+	// around create wait for the disk after releasing it.
+	create(key, value []byte) (created bool, durable func() error, err error)
 	// scan calls fn for the keys under prefix from from (inclusive; nil: the first or, reverse,
 	// the last) in key order or reverse order, until fn returns false.
 	scan(prefix string, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error

@@ -65,15 +65,37 @@ func (p *pebbleKV) set(sync Sync, pairs ...[]byte) error {
 	return b.Commit(sync.opts())
 }
 
-func (p *pebbleKV) create(key, value []byte) (bool, error) {
+func (p *pebbleKV) create(key, value []byte) (bool, func() error, error) {
 	p.createMu.Lock() // one process owns a pebble directory: a mutex makes get-then-set atomic
 	defer p.createMu.Unlock()
 	if _, err := p.get(string(key)); err == nil {
-		return false, nil
+		return false, nil, nil
 	} else if !errors.Is(err, ErrNotFound) {
-		return false, err
+		return false, nil, err
 	}
-	return true, p.set(Durable, key, value)
+	// The read lock is held until durable returns, so close waits for the fsync.
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return false, nil, ErrClosed
+	}
+	// Applied now (the next get sees it), synced later: pebble's commit pipeline gives writes
+	// waiting for the WAL at the same time one fsync.
+	b := p.db.NewBatch()
+	err := b.Set(key, value, nil)
+	if err == nil {
+		err = p.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		b.Close()
+		p.mu.RUnlock()
+		return false, nil, err
+	}
+	return true, func() error {
+		defer p.mu.RUnlock()
+		defer b.Close()
+		return b.SyncWait()
+	}, nil
 }
 
 func (p *pebbleKV) scan(prefix string, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {

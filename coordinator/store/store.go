@@ -197,27 +197,40 @@ func decodeEvent(k, v []byte) (Event, error) {
 // AppendEvent gives ev the next id and writes it durably. Ids are unique even when replicas
 // share the backend: an id another replica took first moves this one's cursor past it.
 func (s *Store) AppendEvent(ev Event) (Event, error) {
+	ev, durable, err := s.appendEvent(ev)
+	if err != nil {
+		return ev, err
+	}
+	// Wait for the disk outside eventMu: appends from many streams (a fleet connecting at once)
+	// then share one fsync instead of queueing for one each.
+	if err := durable(); err != nil {
+		return ev, fmt.Errorf("appending event %d: %w", ev.ID, err)
+	}
+	return ev, nil
+}
+
+func (s *Store) appendEvent(ev Event) (Event, func() error, error) {
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
 	for range 100 {
 		ev.ID, ev.V = s.nextEvent, RecordVersion
 		v, err := json.Marshal(ev)
 		if err != nil {
-			return ev, fmt.Errorf("encoding event: %w", err)
+			return ev, nil, fmt.Errorf("encoding event: %w", err)
 		}
-		created, err := s.db.create(eventKey(ev.ID), v)
+		created, durable, err := s.db.create(eventKey(ev.ID), v)
 		if err != nil {
-			return ev, fmt.Errorf("appending event: %w", err)
+			return ev, nil, fmt.Errorf("appending event: %w", err)
 		}
 		if created {
 			s.nextEvent++
-			return ev, nil
+			return ev, durable, nil
 		}
 		if err := s.loadEventCursor(); err != nil {
-			return ev, err
+			return ev, nil, err
 		}
 	}
-	return ev, errors.New("appending event: no free id after 100 tries")
+	return ev, nil, errors.New("appending event: no free id after 100 tries")
 }
 
 // Events returns up to limit events with id > after, oldest first; node filters when not empty.

@@ -90,7 +90,9 @@ type Move struct {
 
 type agentTM struct {
 	node, host, rawID string
-	seen              time.Time
+	// rawHost is the host as the report spelled it, for comparing the next report unsanitised.
+	rawHost string
+	seen    time.Time
 }
 
 type agentSubtask struct {
@@ -133,6 +135,9 @@ type Topology struct {
 	current map[Key]*Placement
 	moves   []Move
 	last    time.Time
+
+	// fullOnly turns confirmReport off, so a test can hold its result against the full path's.
+	fullOnly bool
 }
 
 // New returns an empty Topology.
@@ -159,6 +164,11 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.touch(at)
+	// Reports repeat the same placements every interval: when this one shows exactly what the
+	// node's last one did, only confirm it (no maps built, nothing removed and re-added).
+	if !t.fullOnly && t.confirmReport(node, r, at) {
+		return
+	}
 	affected := map[Key]bool{}
 	touchedTMs := map[string]bool{}
 	for _, id := range t.nodeTMs[node] {
@@ -201,7 +211,7 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 		}
 		ids = append(ids, id)
 		touchedTMs[id] = true
-		t.tms[id] = &agentTM{node: node, host: host, rawID: tm.GetResourceId(), seen: at}
+		t.tms[id] = &agentTM{node: node, host: host, rawID: tm.GetResourceId(), rawHost: tm.GetHost(), seen: at}
 		for _, st := range tm.GetSubtasks() {
 			k := Key{JobID: st.GetJobId(), VertexID: st.GetVertexId(), Index: int(st.GetSubtaskIndex())}
 			// A TaskManager can briefly show a subtask that already moved; the newest attempt wins.
@@ -232,6 +242,63 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 	for k := range affected {
 		t.resolve(k, at)
 	}
+}
+
+// confirmReport handles a report that repeats the node's last one: the same TaskManagers (ids
+// and hosts, still this node's) listing the same subtasks in the same order, each still placed
+// by this node with the same attempt and names. It marks them seen at `at` and re-resolves them,
+// which is what the full path ends in for such a report, and reports whether it applied.
+// Anything else (a TaskManager or subtask that came, went or moved, another node claiming one,
+// an unidentified TaskManager) takes the full path.
+func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time) bool {
+	ids, keys := t.nodeTMs[node], t.nodeSubs[node]
+	tms := r.GetTaskManagers()
+	if len(tms) != len(ids) || len(ids) == 0 {
+		return false
+	}
+	n := 0
+	for i, tm := range tms {
+		a := t.tms[ids[i]]
+		if a == nil || a.node != node || a.rawID != tm.GetResourceId() || a.rawHost != tm.GetHost() ||
+			(a.host != "" && t.hostNode[a.host] != node) {
+			return false
+		}
+		for _, st := range tm.GetSubtasks() {
+			if n == len(keys) {
+				return false
+			}
+			k := keys[n]
+			n++
+			if k.Index != int(st.GetSubtaskIndex()) || k.VertexID != st.GetVertexId() || k.JobID != st.GetJobId() {
+				return false
+			}
+			as := t.agentSubs[k]
+			if as == nil || as.node != node || as.tm != ids[i] || as.attempt != int(st.GetAttemptNumber()) ||
+				as.jobName != st.GetJobName() || as.vertexName != st.GetVertexName() {
+				return false
+			}
+		}
+	}
+	if n != len(keys) {
+		return false
+	}
+	for _, id := range ids {
+		t.tms[id].seen = at
+	}
+	for _, k := range keys {
+		t.agentSubs[k].seen = at
+	}
+	// Fresher sightings can change a resolution (an agent seen after REST's poll wins; REST's
+	// view may have gone stale), and so can REST's subtasks on these TaskManagers.
+	for _, k := range keys {
+		t.resolve(k, at)
+	}
+	for _, id := range ids {
+		for k := range t.restByTM[id] {
+			t.resolve(k, at)
+		}
+	}
+	return true
 }
 
 // ForgetNode drops a node (its agent disconnected for good).
@@ -346,8 +413,9 @@ func (t *Topology) nodeFor(tmID, subtaskHost string) (node, host string) {
 }
 
 // resolve recomputes one subtask's placement and records a move when its TaskManager changed.
+// An unchanged placement (the common case: every report confirms most of them) allocates nothing.
 func (t *Topology) resolve(k Key, at time.Time) {
-	var p *Placement
+	var p Placement
 	rs := t.restSubs[k]
 	as := t.agentSubs[k]
 	if rs != nil && !t.fresh(rs.seen) {
@@ -360,7 +428,7 @@ func (t *Topology) resolve(k Key, at time.Time) {
 	case rs != nil:
 		id := sanitize(rs.TaskManagerID)
 		node, host := t.nodeFor(id, rs.Host)
-		p = &Placement{Key: k, Attempt: rs.Attempt, TaskManagerID: id, Host: host, Node: node, Source: "rest"}
+		p = Placement{Key: k, Attempt: rs.Attempt, TaskManagerID: id, Host: host, Node: node, Source: "rest"}
 		if as != nil {
 			switch {
 			case as.tm == id:
@@ -373,8 +441,11 @@ func (t *Topology) resolve(k Key, at time.Time) {
 		}
 	case as != nil:
 		p = agentPlacement(k, as, t.tms[as.tm])
+	default:
+		delete(t.current, k)
+		return
 	}
-	if rj := t.restJobs[k.JobID]; rj != nil && p != nil {
+	if rj := t.restJobs[k.JobID]; rj != nil {
 		p.JobName = rj.name
 		for _, v := range rj.vertices {
 			if v.id == k.VertexID {
@@ -383,11 +454,7 @@ func (t *Topology) resolve(k Key, at time.Time) {
 		}
 	}
 	old := t.current[k]
-	if p == nil {
-		delete(t.current, k)
-		return
-	}
-	if old != nil && samePlacement(old, p) {
+	if old != nil && samePlacement(old, &p) {
 		return // unchanged: keep the old value and its Since
 	}
 	p.Since = at
@@ -401,7 +468,7 @@ func (t *Topology) resolve(k Key, at time.Time) {
 			t.moves = slices.Delete(t.moves, 0, len(t.moves)-t.opts.MaxMoves)
 		}
 	}
-	t.current[k] = p
+	t.current[k] = &p
 }
 
 func samePlacement(a, b *Placement) bool {
@@ -409,8 +476,8 @@ func samePlacement(a, b *Placement) bool {
 		a.Host == b.Host && a.JobName == b.JobName && a.VertexName == b.VertexName
 }
 
-func agentPlacement(k Key, as *agentSubtask, tm *agentTM) *Placement {
-	p := &Placement{Key: k, Attempt: as.attempt, TaskManagerID: as.tm, Node: as.node, Source: "agent",
+func agentPlacement(k Key, as *agentSubtask, tm *agentTM) Placement {
+	p := Placement{Key: k, Attempt: as.attempt, TaskManagerID: as.tm, Node: as.node, Source: "agent",
 		JobName: as.jobName, VertexName: as.vertexName}
 	if tm != nil {
 		p.Host = tm.host

@@ -42,6 +42,7 @@ func main() {
 	interval := flag.Duration("interval", 5*time.Second, "report interval")
 	duration := flag.Duration("duration", 90*time.Second, "how long to measure after every node is connected")
 	bin := flag.String("coordinator", "", "coordinator binary (default: build it)")
+	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
 	flag.Parse()
 	var sizes []int
 	for _, f := range strings.Split(*nodeList, ",") {
@@ -67,7 +68,7 @@ func main() {
 	}
 	var results []result
 	for i, n := range sizes {
-		r, err := run(n, *subtasks, *interval, *duration, *bin, filepath.Join(dir, strconv.Itoa(i)))
+		r, err := run(n, *subtasks, *interval, *duration, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -83,18 +84,27 @@ type result struct {
 	rounds                []float64 // seconds, each round in the measured window
 	detect, decide        []float64
 	hwm, rss              float64
+	coordCPU, simCPU      float64 // cores busy over the measured window: the coordinator, this simulator
+	memory                string  // the coordinator's runtime memory figures (with -profile)
+	connect               time.Duration
 	gaps, stored          uint64
 	sent, acked, failed   int64
 	loadBefore, loadAfter string
 }
 
-func run(nodes, subtasks int, interval, duration time.Duration, bin, dir string) (result, error) {
+func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profileDir string) (result, error) {
 	res := result{nodes: nodes, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	args := []string{"--data-dir", filepath.Join(dir, "data"), "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn"}
+	pprofAddr := ""
+	if profileDir != "" {
+		pprofAddr = freeAddr()
+		args = append(args, "--pprof-addr", pprofAddr)
+	}
+	cmd := exec.Command(bin, args...)
 	logf, _ := os.Create(filepath.Join(dir, "coordinator.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -111,6 +121,7 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir string)
 	var connected atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	cs0, ss0 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
 	// The fleet: one connection and stream per node, their first reports spread over an interval.
 	for i := range nodes {
 		wg.Add(1)
@@ -126,10 +137,30 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir string)
 	for connected.Load() < int64(nodes) && time.Since(start) < 5*time.Minute {
 		time.Sleep(200 * time.Millisecond)
 	}
-	fmt.Printf("%d nodes connected in %s\n", connected.Load(), time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	res.connect = took
+	fmt.Printf("%d nodes connected in %s (CPU meanwhile: coordinator %.2f cores, the simulated fleet %.2f cores; load average %s)\n", connected.Load(), took.Round(time.Millisecond),
+		(cpuOf(cmd.Process.Pid)-cs0)/took.Seconds(), (cpuOf(os.Getpid())-ss0)/took.Seconds(), loadAvg())
 	a0, t0 := acked.Load(), time.Now()
+	c0, s0 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
+	var profiled sync.WaitGroup
+	if pprofAddr != "" {
+		profiled.Add(1)
+		go func() {
+			defer profiled.Done()
+			secs := int(min(duration-2*time.Second, 30*time.Second) / time.Second)
+			saveProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, secs)), filepath.Join(profileDir, fmt.Sprintf("cpu-%d.pprof", nodes)))
+		}()
+	}
 	time.Sleep(duration)
 	a1, t1 := acked.Load(), time.Now()
+	c1, s1 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
+	res.coordCPU, res.simCPU = (c1-c0)/t1.Sub(t0).Seconds(), (s1-s0)/t1.Sub(t0).Seconds()
+	profiled.Wait()
+	if pprofAddr != "" {
+		saveProfile(fmt.Sprintf("http://%s/debug/pprof/heap", pprofAddr), filepath.Join(profileDir, fmt.Sprintf("heap-%d.pprof", nodes)))
+		res.memory = memoryBreakdown(pprofAddr)
+	}
 	rounds, err := httpv1.NewClient(httpAddr).Rounds(context.Background())
 	if err != nil {
 		return res, fmt.Errorf("reading the rounds: %w", err)
@@ -159,6 +190,13 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir string)
 			1000*quantile(res.detect, 0.5), 1000*quantile(res.decide, 0.5))
 	}
 	fmt.Printf("  %-34s %10.0f MiB peak, %.0f MiB now\n", "coordinator RSS", res.hwm, res.rss)
+	fmt.Printf("  %-34s %10.2f cores (the simulated fleet, same machine: %.2f cores)\n", "coordinator CPU", res.coordCPU, res.simCPU)
+	if res.memory != "" {
+		fmt.Printf("  %-34s %s\n", "coordinator memory (runtime)", res.memory)
+	}
+	if profileDir != "" {
+		summarise(bin, profileDir, nodes)
+	}
 	fmt.Printf("  %-34s %10d missing in sequence at the coordinator, %d reports stored, %d sent, %d acknowledged, %d streams failed\n",
 		"reports dropped", res.gaps, res.stored, res.sent, res.acked, res.failed)
 	return res, nil
@@ -168,14 +206,14 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir string)
 func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %8s %12s %12s %12s %8s %12s %12s %10s %10s  %s\n", "nodes", "rounds", "round p50", "round p99", "round max", "ingest", "peak RSS", "RSS/node", "dropped", "failed", "load average")
+	fmt.Printf("%8s %9s %8s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "ingest", "peak RSS", "RSS/node", "coord CPU", "sim CPU", "dropped", "failed", "load average")
 	for _, r := range rs {
 		p50, p99, mx := math.NaN(), math.NaN(), math.NaN()
 		if len(r.rounds) > 0 {
 			p50, p99, mx = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1)
 		}
-		fmt.Printf("%8d %8d %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10d %10d  %s\n", r.nodes, len(r.rounds), 1000*p50, 1000*p99, 1000*mx,
-			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.gaps, r.failed, r.loadAfter)
+		fmt.Printf("%8d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.2f %10d %10d  %s\n", r.nodes, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx,
+			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, r.simCPU, r.gaps, r.failed, r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
 }

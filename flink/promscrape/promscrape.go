@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 )
@@ -140,7 +141,9 @@ type Scrape struct {
 // The body is read in place, line by line. Most of a busy TaskManager's lines are families
 // tmwarden never reads: those are only checked to start with a metric name, found with a
 // newline search, and skipped. The lines of the families it reads (see wanted) are parsed in
-// full, labels, value and timestamp, and a malformed one is an error naming its line. Earlier
+// full, labels, value and timestamp, and a malformed one is an error naming its line; a label
+// set already decoded in the same body is recognised by its bytes and not decoded again (see
+// knownSet). TestParseAgreesWithTextparse holds it to textparse's reading. Earlier
 // versions tokenised every line with Prometheus's model/textparse, which made the agent's
 // scrape cost several times node_exporter's whole cost; make bench-scrape prints this parser
 // beside textparse and expfmt on the same bodies.
@@ -193,7 +196,11 @@ func parseBody(body []byte) (*Scrape, error) {
 			return nil, fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
 		}
 		ex.s.Series++
-		if !wanted(name) {
+		want := wanted(name)
+		if want && ex.known(name, l[len(name):]) {
+			continue
+		}
+		if !want {
 			// One series names the TaskManager; the rest of an unread line is never looked at.
 			if !tmSeen && bytes.HasPrefix(name, []byte("flink_taskmanager_")) && bytes.Contains(l, []byte(`tm_id="`)) {
 				lbls, _, err := parseSeries(l[len(name):])
@@ -210,8 +217,113 @@ func parseBody(body []byte) (*Scrape, error) {
 			return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
 		}
 		ex.add(name, lbls, v)
+		ex.remember(name, l[len(name):len(name)+len(lbls)+2])
 	}
 	return ex.finish(), nil
+}
+
+// A 200-subtask TaskManager writes about 3,500 series of the families Parse reads, but only
+// a few hundred label sets: every task-scope family repeats one label set per subtask (nine
+// labels, some 330 bytes), and a summary's quantiles add a last quantile label to it. Decoding
+// every label set, twice (check, then read), was most of the parse. The extractor remembers
+// each label set it decoded, keyed by its bytes, and a later line whose label set is the same
+// bytes takes the subtask from there: it is checked by being equal to one that was checked.
+//
+// The key is the label set without its closing brace, and for a set whose last label is
+// quantile (as the reporter writes summaries), without that label: the quantile's prefix is
+// the subtask's task-scope label set, so all of a subtask's lines share one entry.
+
+// knownSet is what one label set (a key, above) resolved to.
+type knownSet struct {
+	// acc is the subtask; nil when the set lacks the labels that key one (counted Skipped).
+	acc *subtaskAcc
+	// quantile is the set's own quantile label (not the one a summary line adds after it).
+	quantile    []byte
+	hasQuantile bool
+}
+
+// labelSetKey splits a label set as the reporter writes it ({...,} or {...,quantile="q",})
+// into its key and the added quantile's value (nil when there is none). ok is false for a
+// set not in that shape; such lines take the full decode.
+func labelSetKey(set []byte) (key, quantile []byte, ok bool) {
+	if len(set) < 2 || set[0] != '{' || set[len(set)-1] != '}' {
+		return nil, nil, false
+	}
+	body := set[:len(set)-1]
+	// The last label is a quantile when the set ends with ,quantile="VALUE",} and VALUE has no
+	// quote or backslash (then the quote before it opens it). Searched from the end: the rest
+	// of the set is compared whole, as a key.
+	const q = `quantile=`
+	if n := len(body); n > len(q)+3 && body[n-1] == ',' && body[n-2] == '"' {
+		if j := bytes.LastIndexByte(body[:n-2], '"'); j > len(q) {
+			v := body[j+1 : n-2]
+			if i := j - len(q); body[i-1] == ',' && string(body[i:j]) == q && bytes.IndexByte(v, '\\') < 0 {
+				return body[:i], v, true
+			}
+		}
+	}
+	return body, nil, true
+}
+
+// known handles a series line of a wanted family whose label set was decoded before in this
+// body: rest is what follows the metric name. It returns false when the line must be decoded in full (another
+// family, a new label set, or one not in the reporter's shape).
+func (e *extractor) known(name, rest []byte) bool {
+	if len(rest) == 0 || rest[0] != '{' || !bytes.HasPrefix(name, []byte(prefixTask)) {
+		return false
+	}
+	end := bytes.LastIndexByte(rest, '}')
+	if end < 0 {
+		return false
+	}
+	key, q, ok := labelSetKey(rest[:end+1])
+	if !ok {
+		return false
+	}
+	// A string conversion in a map index does not allocate.
+	ks := e.sets[string(key)]
+	if ks == nil {
+		return false
+	}
+	v, err := parseSample(rest[end+1:])
+	if err != nil {
+		// The full decode names the problem and its line.
+		return false
+	}
+	if ks.acc == nil {
+		e.s.Skipped++
+		return true
+	}
+	if ks.hasQuantile {
+		q = ks.quantile
+	}
+	e.apply(ks.acc, name, q, v)
+	return true
+}
+
+// remember records the label set of a task- or operator-scope line add has just taken.
+func (e *extractor) remember(name, set []byte) {
+	if !bytes.HasPrefix(name, []byte(prefixTask)) {
+		return
+	}
+	key, _, ok := labelSetKey(set)
+	if !ok {
+		return
+	}
+	if _, dup := e.sets[string(key)]; dup {
+		return
+	}
+	// The key's labels are the set's without the added quantile; its subtask is the line's
+	// (the quantile is not one of the labels that key a subtask). Skipped was counted by add.
+	skipped := e.s.Skipped
+	lbls := seriesLabels(key[1:])
+	ks := &knownSet{acc: e.subtask(lbls)}
+	e.s.Skipped = skipped
+	ks.quantile = lbls.get("quantile")
+	ks.hasQuantile = ks.quantile != nil
+	// The key points into the body, which outlives the extractor and is not written while it
+	// is parsed: no copy of the 300-byte key per subtask.
+	e.sets[unsafe.String(unsafe.SliceData(key), len(key))] = ks
 }
 
 // metricName returns the metric name a series line starts with, or nil when the line does not
@@ -242,24 +354,33 @@ func parseSeries(rest []byte) (seriesLabels, float64, error) {
 		}
 		lbls, rest = seriesLabels(rest[1:n-1]), rest[n:]
 	}
+	v, err := parseSample(rest)
+	if err != nil {
+		return nil, 0, err
+	}
+	return lbls, v, nil
+}
+
+// parseSample reads what follows the label set: the value and an optional timestamp.
+func parseSample(rest []byte) (float64, error) {
 	rest = rest[skipBlank(rest):]
 	end := 0
 	for end < len(rest) && rest[end] != ' ' && rest[end] != '\t' {
 		end++
 	}
 	if end == 0 {
-		return nil, 0, errors.New("series without a value")
+		return 0, errors.New("series without a value")
 	}
 	v, err := parseValue(rest[:end])
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	if ts := bytes.TrimSpace(rest[end:]); len(ts) > 0 {
 		if _, err := strconv.ParseInt(string(ts), 10, 64); err != nil {
-			return nil, 0, fmt.Errorf("bad timestamp %q", ts)
+			return 0, fmt.Errorf("bad timestamp %q", ts)
 		}
 	}
-	return lbls, v, nil
+	return v, nil
 }
 
 // parseValue reads a sample value as the text format writes it: a Go float, or NaN, +Inf, -Inf.
@@ -382,6 +503,7 @@ type extractor struct {
 	// so looking up an existing subtask allocates nothing.
 	subs      map[string]*subtaskAcc
 	key       []byte
+	sets      map[string]*knownSet
 	gcAll     struct{ count, time float64 }
 	gcSum     struct{ count, time float64 }
 	gcAllSeen [2]bool
@@ -394,6 +516,7 @@ func newExtractor() *extractor {
 			GCTimeMsPerSecond: math.NaN(),
 		}},
 		subs: make(map[string]*subtaskAcc),
+		sets: make(map[string]*knownSet),
 	}
 }
 
@@ -401,19 +524,9 @@ func newExtractor() *extractor {
 func (e *extractor) add(name []byte, lbls seriesLabels, v float64) {
 	s := e.s
 	switch {
-	case bytes.HasPrefix(name, []byte(prefixOperator)):
-		if acc := e.subtask(lbls); acc != nil {
-			applyOperator(acc, name[len(prefixOperator):], v)
-		}
 	case bytes.HasPrefix(name, []byte(prefixTask)):
-		acc := e.subtask(lbls)
-		if acc == nil {
-			return
-		}
-		if suffix := name[len(prefixTask):]; string(suffix) == "mailboxLatencyMs" {
-			applyMailbox(acc.m, lbls.get("quantile"), v)
-		} else {
-			applyTask(acc, suffix, v)
+		if acc := e.subtask(lbls); acc != nil {
+			e.apply(acc, name, lbls.get("quantile"), v)
 		}
 	case bytes.HasPrefix(name, []byte(prefixJVM)):
 		e.noteTaskManager(lbls)
@@ -441,6 +554,21 @@ func (e *extractor) add(name []byte, lbls seriesLabels, v float64) {
 				}
 			}
 		}
+	}
+}
+
+// apply takes one sample of a wanted task- or operator-scope family for its subtask; quantile
+// is the series' quantile label (nil when it has none).
+func (e *extractor) apply(acc *subtaskAcc, name, quantile []byte, v float64) {
+	// The operator prefix extends the task prefix, so it is tried first.
+	if suffix, ok := bytes.CutPrefix(name, []byte(prefixOperator)); ok {
+		applyOperator(acc, suffix, v)
+		return
+	}
+	if suffix := name[len(prefixTask):]; string(suffix) == "mailboxLatencyMs" {
+		applyMailbox(acc.m, quantile, v)
+	} else {
+		applyTask(acc, suffix, v)
 	}
 }
 

@@ -2,9 +2,13 @@ package deploytest
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -12,7 +16,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tmwarden/tmwarden/api/httpv1"
 )
 
 // chartAgentPrivileges reads the agent container's user and capabilities from the rendered
@@ -144,9 +152,9 @@ func scraped(want map[int]string) func(debugStatus) bool {
 	}
 }
 
-// degradedFor waits until discovery is degraded naming the capability, and checks that no
-// TaskManager of want carries a (guessed) endpoint.
-func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) {
+// degradedFor waits until discovery is degraded naming the capability, checks that no
+// TaskManager of want carries a (guessed) endpoint, and returns the reason.
+func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) string {
 	t.Helper()
 	st := waitStatus(t, a, "taskmanagers degraded naming CAP_"+capName, func(st debugStatus) bool {
 		s, r := st.collector("taskmanagers")
@@ -170,6 +178,86 @@ func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) 
 		}
 	}
 	t.Logf("without CAP_%s: %s", capName, reason)
+	return reason
+}
+
+// reasonOnEverySurface checks that the collector's degraded state reaches every place an
+// operator looks, with the reason the agent's /debug/status gave word for word: the agent's
+// /metrics (tmwarden_collector_state says degraded, not ok), the node's record in the
+// coordinator's API, and `tmwardenctl node NAME` (the release binary against that API).
+func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collector, reason string) {
+	t.Helper()
+	poll(t, "tmwarden_collector_state on the agent's /metrics to say "+collector+" is degraded", func() (bool, string) {
+		states, err := collectorStates(a)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := states[collector]
+		return got["degraded"] == 1 && got["ok"] == 0 && len(got) == 4,
+			fmt.Sprintf("tmwarden_collector_state{collector=%q} by state: %v", collector, got)
+	})
+	poll(t, "node "+node+"'s record in the coordinator's API to show "+collector+" degraded with the agent's reason", func() (bool, string) {
+		resp, err := http.Get("http://" + coord.http + "/api/v1/nodes/" + node)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var d httpv1.NodeDetail
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &d) != nil {
+			return false, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
+		}
+		for _, c := range d.Collectors {
+			if c.Name == collector {
+				return c.State == "degraded" && c.Reason == reason, fmt.Sprintf("%s is %q: %q", collector, c.State, c.Reason)
+			}
+		}
+		return false, fmt.Sprintf("no collector %s in the record: %s", collector, body)
+	})
+	poll(t, "`tmwardenctl node "+node+"` to show "+collector+" degraded with the agent's reason", func() (bool, string) {
+		out, err := exec.Command(coord.bin, "--server", "http://"+coord.http, "node", node).CombinedOutput()
+		if err != nil {
+			return false, fmt.Sprintf("%v: %s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == collector && f[1] == "degraded" && strings.HasSuffix(line, "  "+reason) {
+				return true, ""
+			}
+		}
+		return false, string(out)
+	})
+}
+
+// collectorStates reads tmwarden_collector_state from the agent's /metrics as collector ->
+// state -> value.
+func collectorStates(a agentRun) (map[string]map[string]float64, error) {
+	resp, err := http.Get("http://" + a.addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the agent's /metrics: %w", err)
+	}
+	out := map[string]map[string]float64{}
+	for _, m := range fams["tmwarden_collector_state"].GetMetric() {
+		var c, s string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "collector":
+				c = l.GetValue()
+			case "state":
+				s = l.GetValue()
+			}
+		}
+		if out[c] == nil {
+			out[c] = map[string]float64{}
+		}
+		out[c][s] = m.GetGauge().GetValue()
+	}
+	return out, nil
 }
 
 // TestAgentFindsPodTaskManagerUnderChartPrivileges: the pod case. A TaskManager of another
@@ -177,7 +265,8 @@ func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) 
 // the agent runs with exactly the user and capabilities of the rendered chart (no host network,
 // so in another network namespace than the TaskManager, as in its own pod). Each capability the
 // chart adds for discovery is then removed in turn: the collector must say it is degraded and
-// why, never report a guessed endpoint.
+// why, never report a guessed endpoint, and say so on every surface an operator reads (the
+// agent's /debug/status and /metrics, a real coordinator's API record, `tmwardenctl node`).
 func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 	requireRoot(t, "setpriv", "ip")
 	docs := helmTemplate(t)
@@ -204,17 +293,25 @@ func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 	}
 	waitStatus(t, a, fmt.Sprintf("pid %d found at %s and scraped", tm.pid, want[tm.pid]), scraped(want))
 
+	// Without either capability, the reason reaches every surface: the agents report to a real
+	// coordinator, each as its own node.
+	coord := startCoordinator(t, dir)
 	for _, c := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
 		t.Run("without_"+c, func(t *testing.T) {
-			a := startAgent(t, agentBin, priv.without(c), config, agentFlags...)
-			degradedFor(t, a, c, want)
+			node := "h13-pod-without-" + strings.ToLower(strings.ReplaceAll(c, "_", "-"))
+			a := startAgent(t, agentBin, priv.without(c), config,
+				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
+			reason := degradedFor(t, a, c, want)
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reason)
 		})
 	}
 }
 
 // TestAgentFindsHostTaskManagersUnderSystemdUnit: the bare-metal case. Two TaskManagers of the
 // flink user (9999) on one host share metrics.reporter.prom.port as a range, so they bound its
-// first and second port; the agent runs as the unit's user with the unit's capabilities.
+// first and second port; the agent runs as the unit's user with the unit's capabilities. With
+// either discovery capability removed, the collector is degraded with the reason, which reaches
+// a real coordinator's API and tmwardenctl unchanged.
 func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
 	requireRoot(t, "setpriv")
 	priv := unitAgentPrivileges(t).grantable(t)
@@ -240,10 +337,14 @@ func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
 	}
 	waitStatus(t, a, fmt.Sprintf("both TaskManagers found at their own ports %v and scraped", want), scraped(want))
 
+	coord := startCoordinator(t, dir)
 	for _, c := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
 		t.Run("without_"+c, func(t *testing.T) {
-			a := startAgent(t, agentBin, priv.without(c), config, agentFlags...)
-			degradedFor(t, a, c, want)
+			node := "h13-host-without-" + strings.ToLower(strings.ReplaceAll(c, "_", "-"))
+			a := startAgent(t, agentBin, priv.without(c), config,
+				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
+			reason := degradedFor(t, a, c, want)
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reason)
 		})
 	}
 }

@@ -442,3 +442,94 @@ func freePortRange(t *testing.T, n int) int {
 	t.Fatal("no free port range")
 	return 0
 }
+
+// coordRun is a running coordinator: the release binary with a store in a private directory,
+// on loopback ports it chose itself.
+type coordRun struct {
+	grpc, http string
+	bin        string // tmwardenctl, beside it
+}
+
+var serveLine = regexp.MustCompile(`"msg":"coordinator serving".*?"grpc":"([^"]+)".*?"http":"([^"]+)"`)
+
+// startCoordinator starts the coordinator binary as the release builds it and waits until it
+// serves. It is not what these tests examine, so it runs with the test's own privileges.
+func startCoordinator(t *testing.T, dir string) coordRun {
+	t.Helper()
+	bin := build(t, dir, "./cmd/tmwarden-coordinator", "tmwarden-coordinator")
+	ctl := build(t, dir, "./cmd/tmwardenctl", "tmwardenctl")
+	data, err := os.MkdirTemp(dir, "coordinator-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(data, "coordinator.yaml")
+	body := fmt.Sprintf("data_dir: %s\ngrpc_addr: 127.0.0.1:0\nhttp_addr: 127.0.0.1:0\nlog_level: info\n", filepath.Join(data, "store"))
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfg)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); pw.Close() }()
+	var logs syncBuffer
+	addrs := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+			if m := serveLine.FindSubmatch(sc.Bytes()); m != nil {
+				select {
+				case addrs <- [2]string{string(m[1]), string(m[2])}:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("coordinator log:\n%s", logs.String())
+		}
+	})
+	select {
+	case a := <-addrs:
+		return coordRun{grpc: a[0], http: a[1], bin: ctl}
+	case err := <-exited:
+		exited <- err // for the cleanup
+		t.Fatalf("the coordinator exited before serving: %v\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the coordinator did not serve within a minute:\n%s", logs.String())
+	}
+	return coordRun{}
+}
+
+// poll calls ok every half second until it returns true or 90 s have passed; then it fails
+// with what ok last said was missing.
+func poll(t *testing.T, what string, ok func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for {
+		done, why := ok()
+		if done {
+			return
+		}
+		last = why
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %s", what, last)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -107,13 +107,33 @@ type scrapeResult struct {
 
 func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) error {
 	var targets []*tmwardenv1.TaskManager
+	// A TaskManager discovery saw but could not resolve has no endpoint. Its metrics are missing
+	// from this round as surely as a failed scrape's, so the collector is degraded for it too
+	// (never OK with part of the node's TaskManagers unscraped); why it has no endpoint, and
+	// the fix, is the taskmanagers collector's reason and the TaskManager's scrape_error.
+	var noEndpoint []string
 	for _, tm := range r.GetTaskManagers() {
-		if tm.GetMetricsEndpoint() != "" {
+		switch {
+		case tm.GetMetricsEndpoint() != "":
 			targets = append(targets, tm)
+		case tm.GetResourceId() != "":
+			noEndpoint = append(noEndpoint, tm.GetResourceId())
+		default:
+			noEndpoint = append(noEndpoint, fmt.Sprintf("pid %d", tm.GetPid()))
 		}
 	}
+	unresolved := func(problems []string) error {
+		if len(noEndpoint) > 0 {
+			problems = append(problems, fmt.Sprintf("%d TaskManager(s) not scraped for want of a metrics endpoint (%s); the taskmanagers collector says why",
+				len(noEndpoint), strings.Join(noEndpoint, ", ")))
+		}
+		if len(problems) == 0 {
+			return nil
+		}
+		return Degradedf("%s", strings.Join(problems, "; "))
+	}
 	if len(targets) == 0 {
-		return nil
+		return unresolved(nil)
 	}
 	results := make([]scrapeResult, len(targets))
 	sem := make(chan struct{}, f.cfg.MaxConcurrent)
@@ -157,11 +177,12 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 			delete(f.prev, ep)
 		}
 	}
+	var problems []string
 	if len(failed) > 0 {
-		return Degradedf("%d of %d TaskManager scrapes failed (%s); see each TaskManager's scrape_error",
-			len(failed), len(targets), strings.Join(failed, ", "))
+		problems = append(problems, fmt.Sprintf("%d of %d TaskManager scrapes failed (%s); see each TaskManager's scrape_error",
+			len(failed), len(targets), strings.Join(failed, ", ")))
 	}
-	return nil
+	return unresolved(problems)
 }
 
 func (f *flinkCollector) apply(tm *tmwardenv1.TaskManager, ep string, res scrapeResult) {

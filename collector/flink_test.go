@@ -157,6 +157,9 @@ func TestFlinkCollectorIsolatesFailures(t *testing.T) {
 	if !strings.Contains(err.Error(), "6 of 8") {
 		t.Errorf("degraded reason %q does not count the failures", err)
 	}
+	if !strings.Contains(err.Error(), "1 TaskManager(s) not scraped for want of a metrics endpoint (no-endpoint)") {
+		t.Errorf("degraded reason %q does not name the TaskManager without an endpoint", err)
+	}
 	wantErr := map[int]string{
 		1: "unexpected EOF",
 		2: "parse prometheus text",
@@ -191,6 +194,26 @@ func TestFlinkCollectorIsolatesFailures(t *testing.T) {
 	r2 := &tmwardenv1.Report{TaskManagers: []*tmwardenv1.TaskManager{{MetricsEndpoint: tms[1].MetricsAddr}}}
 	if err := c.Collect(context.Background(), r2); err != nil || len(r2.TaskManagers[0].Subtasks) == 0 {
 		t.Errorf("recovered TaskManager: err %v, %d subtasks", err, len(r2.TaskManagers[0].Subtasks))
+	}
+}
+
+// TestFlinkCollectorDegradedForUnresolvedTaskManagers: a TaskManager discovery saw but could
+// not resolve has no endpoint; with nothing else to scrape the collector is still degraded,
+// naming it, and leaves its scrape_error (discovery's reason) alone.
+func TestFlinkCollectorDegradedForUnresolvedTaskManagers(t *testing.T) {
+	const why = "metrics endpoint unknown: cannot read /proc/4242/environ: permission denied"
+	r := &tmwardenv1.Report{TaskManagers: []*tmwardenv1.TaskManager{{Pid: 4242, ScrapeError: why}}}
+	c := newFlinkCollectorWith(FlinkConfig{}, nil)
+	defer c.Close()
+	err := c.Collect(context.Background(), r)
+	if !IsDegraded(err) || !strings.Contains(err.Error(), "(pid 4242)") {
+		t.Fatalf("Collect error = %v, want degraded naming pid 4242", err)
+	}
+	if r.TaskManagers[0].ScrapeError != why {
+		t.Errorf("scrape_error changed to %q", r.TaskManagers[0].ScrapeError)
+	}
+	if err := c.Collect(context.Background(), &tmwardenv1.Report{}); err != nil {
+		t.Errorf("no TaskManagers at all: %v, want OK (nothing is missing)", err)
 	}
 }
 

@@ -177,6 +177,10 @@ func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) 
 			t.Errorf("the degraded reason does not name pid %d: %s", pid, reason)
 		}
 	}
+	// The scrape collector has nothing to scrape for them: degraded too, not OK.
+	if s, r := st.collector("flink"); s != "STATE_DEGRADED" || !strings.Contains(r, "not scraped for want of a metrics endpoint") {
+		t.Errorf("without CAP_%s the flink collector is %s (%q); want degraded for the TaskManagers it cannot scrape", capName, s, r)
+	}
 	t.Logf("without CAP_%s: %s", capName, reason)
 	return reason
 }

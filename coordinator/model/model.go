@@ -24,11 +24,17 @@ type Config struct {
 	Interval time.Duration
 	// StaleAfter is how many intervals without a report make a node unreachable.
 	StaleAfter int
+	// FrozenAfter is how long a busy subtask's figures may stay exactly the same before they
+	// count as stale. Flink recomputes its rate and busy-time gauges every 5 seconds, so a
+	// subtask that is processing records shows new figures at least that often; the same figures
+	// for six updates mean its TaskManager's metric reporter stopped, and comparing (or learning
+	// from) figures that no longer describe the subtask would judge the node on the past.
+	FrozenAfter time.Duration
 }
 
 // DefaultConfig is what the coordinator uses unless configured otherwise.
 func DefaultConfig() Config {
-	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3}
+	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3, FrozenAfter: 30 * time.Second}
 }
 
 // HostDigest is the part of HostSignals and the eBPF histograms that detection compares across
@@ -180,9 +186,14 @@ type Subtask struct {
 	// NodeIndex is Node's Index, for detectors that keep per-node tables in slices.
 	NodeIndex   int
 	TaskManager string
-	At          time.Time
-	Metrics     SubtaskMetrics
-	vertex      *Vertex
+	// At is when the subtask's figures were last collected, and still current: a busy subtask
+	// whose figures have not changed for Config.FrozenAfter keeps the At of the last report
+	// within that time, so it stops being fresh as a node that stopped reporting does.
+	At      time.Time
+	Metrics SubtaskMetrics
+	// changed is when Metrics last differed from the report before.
+	changed time.Time
+	vertex  *Vertex
 }
 
 // Vertex is one operator chain of one job with its subtasks ordered by index.
@@ -383,12 +394,7 @@ func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time,
 		if at.Before(e.At) {
 			continue
 		}
-		e.Attempt = int(st.GetAttemptNumber())
-		e.Node = n.Name
-		e.NodeIndex = n.Index
-		e.TaskManager = tm.GetResourceId()
-		e.At = at
-		e.Metrics = SubtaskMetrics{
+		mt := SubtaskMetrics{
 			BusyMs:          st.GetBusyMsPerSecond(),
 			BackpressuredMs: st.GetBackpressuredMsPerSecond(),
 			IdleMs:          st.GetIdleMsPerSecond(),
@@ -398,6 +404,18 @@ func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time,
 			IsSource:        st.GetIsSource(),
 			KafkaLag:        st.GetKafkaLag(),
 		}
+		moved := e.Node != n.Name || e.TaskManager != tm.GetResourceId() || e.Attempt != int(st.GetAttemptNumber())
+		if mt != e.Metrics || moved || (mt.BusyMs <= 0 && mt.RecordsIn <= 0) {
+			e.changed = at
+		}
+		e.Attempt = int(st.GetAttemptNumber())
+		e.Node = n.Name
+		e.NodeIndex = n.Index
+		e.TaskManager = tm.GetResourceId()
+		if m.cfg.FrozenAfter <= 0 || at.Sub(e.changed) <= m.cfg.FrozenAfter {
+			e.At = at
+		}
+		e.Metrics = mt
 	}
 	return pos
 }

@@ -190,3 +190,39 @@ func TestLateReportDoesNotBecomeLatest(t *testing.T) {
 		t.Fatal("the late report still belongs in the window")
 	}
 }
+
+// TestFrozenFiguresGoStale: a busy subtask whose figures stop changing (its TaskManager's
+// metric reporter stopped, the scrape returns what it returned before) is fresh while that is
+// within FrozenAfter and stale after it, although its node keeps reporting; new figures make it
+// fresh again. An idle subtask's unchanging zeros are not stale.
+func TestFrozenFiguresGoStale(t *testing.T) {
+	m := New(DefaultConfig()) // 5 s reports, FrozenAfter 30 s
+	fresh := func(at time.Time, vertex string) bool {
+		v := m.View()
+		defer v.Release()
+		for _, vx := range v.Vertices() {
+			if vx.Key.VertexID == vertex {
+				return v.Fresh(vx.Subtasks[0], at)
+			}
+		}
+		t.Fatalf("no vertex %s", vertex)
+		return false
+	}
+	at := t0
+	for i := range 12 { // a minute of the same figures
+		at = t0.Add(time.Duration(i) * 5 * time.Second)
+		m.Observe("n1", at, report(uint64(i+1), at, "tm1", sub("j", "busy", 0, 500, 1000), sub("j", "idle", 0, 0, 0)))
+		wantFresh := at.Sub(t0) <= 30*time.Second+10*time.Second // FrozenAfter, then the two intervals Fresh allows
+		if got := fresh(at, "busy"); got != wantFresh {
+			t.Fatalf("after %v of the same figures: fresh %v, want %v", at.Sub(t0), got, wantFresh)
+		}
+		if !fresh(at, "idle") {
+			t.Fatalf("an idle subtask went stale after %v", at.Sub(t0))
+		}
+	}
+	at = at.Add(5 * time.Second)
+	m.Observe("n1", at, report(13, at, "tm1", sub("j", "busy", 0, 510, 1002), sub("j", "idle", 0, 0, 0)))
+	if !fresh(at, "busy") {
+		t.Fatal("new figures did not make the subtask fresh again")
+	}
+}

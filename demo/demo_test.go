@@ -145,3 +145,25 @@ func TestPrintChangesOnlyPrintsChanges(t *testing.T) {
 		t.Errorf("changes printed: %q", got)
 	}
 }
+
+// TestSummaryNamesDegradedCollectorsWithTheirReason: the summary lists this machine's
+// collectors that are not OK, each with its state and the reason as the coordinator's record
+// has it (the fix included), and says "none" only when there are none.
+func TestSummaryNamesDegradedCollectorsWithTheirReason(t *testing.T) {
+	const reason = "taskmanagers: TaskManager pid 4242 (uid 9999) is not scraped: cannot read its environment: " +
+		"open /proc/4242/environ: permission denied; the agent lacks CAP_DAC_READ_SEARCH, needed to read another user's process"
+	sum := &Summary{RealNode: "worker-1", Degraded: []httpv1.Collector{{Name: "taskmanagers", State: "degraded", Reason: reason}}}
+	var out bytes.Buffer
+	sum.Print(&out, render)
+	if want := "  - taskmanagers: degraded: " + reason + "\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "not fully available:\n  none\n") {
+		t.Errorf("summary says none are degraded:\n%s", out.String())
+	}
+	out.Reset()
+	(&Summary{RealNode: "worker-1"}).Print(&out, render)
+	if !strings.Contains(out.String(), "not fully available:\n  none\n") {
+		t.Errorf("summary without degraded collectors does not say none:\n%s", out.String())
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator"
 	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/decisions"
+	"github.com/tmwarden/tmwarden/localstate"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
@@ -56,6 +57,17 @@ type Options struct {
 	// Started, when set, is called once every component runs, with a handle to the live demo
 	// (tests drive the status page against it and cut agents off).
 	Started func(Running)
+	// Actuator is the coordinator's actuator kind; empty keeps the default (log). With
+	// "baremetal" a simulated node drains the way Flink answers a drained TaskManager: its
+	// subtasks restart on a TaskManager of another node (stateful moves the state warmer follows).
+	Actuator string
+	// StateCache, when set, runs a state cache on every simulated node in front of this
+	// upstream, with a peer credential shared between them; the simulated TaskManagers write each
+	// completed checkpoint through their node's cache, as Flink does when s3.endpoint points there.
+	StateCache *localstate.UpstreamConfig
+	// AgentMetrics gives every simulated agent its own telemetry and HTTP port (/metrics), as each
+	// node's agent has in a deployment; Running.AgentHTTP lists them.
+	AgentMetrics bool
 }
 
 // Running is a demo while it runs.
@@ -66,6 +78,11 @@ type Running struct {
 	Nodes []string
 	// CutOff stops one simulated node's agent, as if its network had gone.
 	CutOff func(node string)
+	// AgentHTTP is each agent's HTTP address (metrics, health) by node name: the real one always,
+	// the simulated ones with Options.AgentMetrics.
+	AgentHTTP map[string]string
+	// CoordinatorGRPC is the coordinator's gRPC address.
+	CoordinatorGRPC string
 }
 
 // Summary is what the demo saw.
@@ -138,6 +155,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		ccfg.Decisions.Policy.Mode = decide.Mode(opts.Mode)
 	}
 	ccfg.APITokenFile = opts.APITokenFile
+	if opts.Actuator != "" {
+		ccfg.Actuator.Kind = opts.Actuator
+		ccfg.Actuator.BareMetal.Poll = opts.Interval
+	}
 	if u := cluster.RESTURL(); u != "" {
 		ccfg.Flink.JobManagers = []coordinator.JobManagerConfig{{URL: u}}
 		ccfg.Flink.PollInterval = 2 * opts.Interval
@@ -173,6 +194,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	go func() { defer wg.Done(); realErr <- real.Run(runCtx) }()
 
 	simCancel := map[string]context.CancelFunc{}
+	agents := map[string]*agent.Agent{acfg.NodeName: real}
+	withHTTP := map[string]*agent.Agent{}
+	if acfg.HTTPAddr != "" {
+		withHTTP[acfg.NodeName] = real
+	}
 	nodes := cluster.Nodes()
 	if scen != nil {
 		nodes = scen.Nodes()
@@ -180,6 +206,17 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	for _, name := range nodes {
 		scfg := acfg
 		scfg.NodeName, scfg.HTTPAddr = name, ""
+		agentOpts := []agent.Option{agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(log.With("component", "sim-agent"))}
+		if opts.AgentMetrics {
+			scfg.HTTPAddr = "127.0.0.1:0"
+			agentOpts = agentOpts[1:] // its own telemetry, as a real agent has
+		}
+		if opts.StateCache != nil {
+			scfg.StateCache = demoStateCache(*opts.StateCache, filepath.Join(dataDir, "state-cache", name))
+		}
+		if opts.Actuator == "baremetal" && scen == nil {
+			agentOpts = append(agentOpts, agent.WithDrainHandler(&simulatedDrain{cluster: cluster, node: name}))
+		}
 		var cols []agent.NamedCollector
 		if scen != nil {
 			cols = scen.Collectors(name)
@@ -189,11 +226,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			stopAll()
 			return nil, err
 		}
-		sa, err := agent.New(scfg, agent.WithCollectors(cols...),
-			agent.WithTelemetry(telemetry.Noop()), agent.WithLogger(log.With("component", "sim-agent")))
+		sa, err := agent.New(scfg, append(agentOpts, agent.WithCollectors(cols...))...)
 		if err != nil {
 			stopAll()
 			return nil, err
+		}
+		agents[name] = sa
+		if opts.AgentMetrics {
+			withHTTP[name] = sa
 		}
 		actx, cancel := context.WithCancel(runCtx)
 		simCancel[name] = cancel
@@ -209,10 +249,21 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
 		defer cancel()
 	}
+	if opts.StateCache != nil && scen == nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); writeCheckpoints(runCtx, cluster, agents, opts.Interval, log) }()
+	}
 	start := time.Now()
 	if opts.Started != nil {
 		var mu sync.Mutex
-		opts.Started(Running{HTTPAddr: coord.HTTPAddr(), Nodes: nodes, CutOff: func(node string) {
+		httpAddrs, err := agentHTTPAddrs(ctx, withHTTP)
+		if err != nil {
+			stopAll()
+			wg.Wait()
+			<-coordDone
+			return nil, err
+		}
+		opts.Started(Running{HTTPAddr: coord.HTTPAddr(), CoordinatorGRPC: coord.GRPCAddr(), Nodes: nodes, AgentHTTP: httpAddrs, CutOff: func(node string) {
 			mu.Lock()
 			defer mu.Unlock()
 			if cancel := simCancel[node]; cancel != nil {

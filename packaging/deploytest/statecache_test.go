@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,18 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/versity/versitygw/auth"
-	"github.com/versity/versitygw/backend/meta"
-	"github.com/versity/versitygw/backend/posix"
-	"github.com/versity/versitygw/s3api"
-	"github.com/versity/versitygw/s3api/middlewares"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tmwarden/tmwarden/localstate/s3test"
 )
 
 const (
-	upAccess, upSecret       = "upstream-key", "upstream-secret-0123456789"
+	upAccess, upSecret       = s3test.AccessKey, s3test.SecretKey
 	flinkAccess, flinkSecret = "flink-key", "flink-secret-0123456789"
 	bucket                   = "flink-state"
 	s3ClientEnv              = "TMWARDEN_DEPLOYTEST_S3_CLIENT"
@@ -46,10 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 func s3Client(endpoint, access, secret string) *s3.Client {
-	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(access, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired})
+	return s3test.Client(endpoint, access, secret)
 }
 
 // runS3Client puts the file TMW_FILE as TMW_KEY, or gets TMW_KEY into TMW_FILE, through the
@@ -82,61 +74,6 @@ func runS3Client(op string) error {
 	return fmt.Errorf("unknown operation %q", op)
 }
 
-// iam is the upstream's one account.
-type iam struct{ acc auth.Account }
-
-func (a iam) CreateAccount(auth.Account) error { return errors.New("read-only") }
-func (a iam) GetUserAccount(access string) (auth.Account, error) {
-	if access == a.acc.Access {
-		return a.acc, nil
-	}
-	return auth.Account{}, auth.ErrNoSuchUser
-}
-func (a iam) ResolveAccounts(ids []string) ([]string, error)    { return ids, nil }
-func (a iam) UpdateUserAccount(string, auth.MutableProps) error { return errors.New("read-only") }
-func (a iam) DeleteUserAccount(string) error                    { return errors.New("read-only") }
-func (a iam) ListUserAccounts() ([]auth.Account, error)         { return []auth.Account{a.acc}, nil }
-func (a iam) Shutdown() error                                   { return nil }
-
-// startUpstream serves a real S3 object store (versitygw's posix backend, as the localstate
-// tests use) on the host and creates the bucket; it returns its endpoint and data directory.
-func startUpstream(t *testing.T) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	be, err := posix.New(dir, meta.XattrMeta{}, posix.PosixOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc := auth.Account{Access: upAccess, Secret: upSecret, Role: auth.RoleAdmin}
-	srv, err := s3api.New(be, middlewares.RootUserConfig{Access: upAccess, Secret: upSecret}, "us-east-1",
-		iam{acc}, nil, nil, nil, nil, s3api.WithQuiet(), s3api.WithConcurrencyLimiter(64, 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	go func() { _ = srv.ServeMultiPort([]string{addr}) }()
-	t.Cleanup(func() { _ = srv.ShutDown() })
-	endpoint := "http://" + addr
-	c := s3Client(endpoint, upAccess, upSecret)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create bucket on the upstream: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return endpoint, dir
-}
-
 // TestStateCacheAsTheChartConfiguresIt renders the chart with the cache on, starts the agent
 // with the configuration the chart generates under the chart's capabilities and a read-only
 // root filesystem, with the Secret's keys in files and the cache on a directory standing in for
@@ -144,7 +81,8 @@ func startUpstream(t *testing.T) (string, string) {
 // through the gateway and reads it back, and it is in the real upstream.
 func TestStateCacheAsTheChartConfiguresIt(t *testing.T) {
 	requireRoot(t, "setpriv", "ip", "unshare")
-	upEndpoint, upDir := startUpstream(t)
+	upstream := s3test.Start(t, bucket)
+	upEndpoint, upDir := upstream.Endpoint, upstream.Dir
 	docs := helmTemplate(t, "--set", "agent.stateCache.enabled=true", "--set", "agent.stateCache.existingSecret=flink-s3",
 		"--set", "agent.stateCache.upstream.endpoint="+upEndpoint, "--set", "agent.stateCache.upstream.staticCredentials=true",
 		"--set", "agent.stateCache.capacityBytes=1073741824")

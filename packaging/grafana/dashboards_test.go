@@ -1,261 +1,505 @@
-// Package grafana holds tmwarden's Grafana dashboards; its test keeps every panel's queries
-// on metric and label names tmwarden really exports.
+// Package grafana holds tmwarden's Grafana dashboards; its test runs the system and checks
+// every query of every dashboard against what the live /metrics endpoints export.
 package grafana
 
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
-	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/api/httpv1"
+	"github.com/tmwarden/tmwarden/demo"
+	"github.com/tmwarden/tmwarden/localstate"
+	"github.com/tmwarden/tmwarden/localstate/s3test"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
 
-// exported returns the metric names (histograms with their _bucket/_sum/_count series) and
-// label names the Prometheus endpoint really serves for every instrument in
-// telemetry.Instruments, recorded with the attributes its description lists.
-func exported(t *testing.T) (metrics, labels map[string]bool) {
+// Resolved at start: the in-process S3 upstream (versitygw's posix backend) changes the
+// working directory.
+var (
+	dashboardDir, _ = filepath.Abs(".")
+	scrapeConfig, _ = filepath.Abs("../prometheus/tmwarden-scrape.yaml")
+)
+
+// series is one scraped sample's metric name and labels, target labels included.
+type series struct {
+	name   string
+	labels map[string]string
+}
+
+// live is everything the running system exports, by metric name.
+type live map[string][]series
+
+// TestDashboardsAgainstTheLiveSystem runs tmwarden the way the demo does, with more switched on:
+// a coordinator in auto mode with the bare-metal (drain) actuator, seven simulated nodes whose
+// real agents scrape Flink stand-in TaskManagers (sim/flink, Flink 1.20's PrometheusReporter
+// format; Flink itself cannot run here) and run a state cache each in front of a real S3
+// upstream, and the real agent on this machine. After the demo's fault (a noisy neighbour on
+// node-2) the coordinator migrates node-2 (its subtasks restart on node-1) and the state warmer
+// has node-1 prefetch the job's checkpoint from node-2's cache. Then the coordinator's and every
+// agent's /metrics are scraped, each target given the labels the shipped Prometheus scrape
+// configuration gives it (packaging/prometheus: job, instance, and the node label the
+// dashboards filter on), and every query of every dashboard is parsed with Prometheus's PromQL
+// parser: a metric, a label, or a label value it asks for that no live series has fails the
+// test, as does a metric the telemetry catalogue declares that nothing records.
+func TestDashboardsAgainstTheLiveSystem(t *testing.T) {
+	up := s3test.Start(t, "flink-state")
+	started := make(chan demo.Running, 1)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := demo.Run(ctx, demo.Options{
+			// Seven simulated nodes: the demo's lost agent (node-7) stays under the breaker's
+			// unreachable share, so the migration goes ahead.
+			// The fault comes after the stand-in's first checkpoints (one every 10 s) have completed
+			// and their files are in the caches: a job that moves before its first checkpoint has no
+			// state to warm, and the warmer rightly asks for nothing.
+			SimNodes: 7, Interval: time.Second, FaultAfter: 25 * time.Second, Mode: "auto", Actuator: "baremetal",
+			StateCache:   &localstate.UpstreamConfig{Endpoint: up.Endpoint, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey},
+			AgentMetrics: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0",
+			Out: io.Discard, Render: func(io.Writer, []httpv1.Node, time.Time) {}, Started: func(r demo.Running) { started <- r },
+		})
+		done <- err
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("demo: %v", err)
+		}
+	})
+	var run demo.Running
+	select {
+	case run = <-started:
+	case err := <-done:
+		t.Fatalf("demo ended before it started: %v", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("demo did not start within 2 minutes")
+	}
+	targets := scrapeTargets(t, run)
+
+	// Generous: detection, confirmation, the drain, the Flink poll that sees the subtasks move
+	// and the prefetch all take report rounds, and this machine may be shared and loaded.
+	var got live
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		got = scrape(t, targets)
+		migrated := got.has("tmwarden_migrations_total", map[string]string{"outcome": "succeeded", "mode": "auto"})
+		// The warmer fetches from the drained node's cache when it still holds the checkpoint
+		// and from the upstream otherwise; either records the prefetch series the panels query.
+		prefetched := len(got["tmwarden_cache_prefetch_fetched_bytes_total"]) > 0
+		if migrated && prefetched {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 minutes: migration succeeded %v, prefetch %v; decisions: %v\nthe coordinator's events:\n%s\ncommands:\n%s",
+				migrated, prefetched, got.values("tmwarden_decisions_total"),
+				apiText(run.HTTPAddr, "/api/v1/events"), apiText(run.HTTPAddr, "/api/v1/commands"))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	// Once more after the migration, so that series that appear with it are in.
+	got = scrape(t, targets)
+
+	for _, in := range telemetry.Instruments {
+		if !got.hasPrefix(strings.ReplaceAll(in.Name, ".", "_")) {
+			t.Errorf("the catalogue declares %s, but no live /metrics exports it", in.Name)
+		}
+	}
+	checkDashboards(t, got)
+}
+
+// target is one scrape target with the labels the scrape configuration gives it.
+type target struct {
+	url    string
+	labels map[string]string
+}
+
+// scrapeConfigJob is the part of a Prometheus scrape job that decides a target's labels.
+type scrapeConfigJob struct {
+	JobName        string             `yaml:"job_name"`
+	RelabelConfigs []*relabel.Config  `yaml:"relabel_configs"`
+	StaticConfigs  []struct{}         `yaml:"static_configs"`
+	FileSDConfigs  []map[string][]any `yaml:"file_sd_configs"`
+}
+
+// scrapeTargets turns the demo's endpoints into targets as Prometheus would with the shipped
+// scrape configuration: the agents as the file_sd entries it documents (address and node
+// label), the coordinator as its static target; then job, instance and the relabel rules.
+func scrapeTargets(t *testing.T, run demo.Running) []target {
 	t.Helper()
-	p, err := telemetry.New("tmwarden-test", "test")
+	b, err := os.ReadFile(scrapeConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := p.Meters.Meter("dashboards")
-	b, err := os.ReadFile("../../telemetry/testdata/report.json")
-	if err != nil {
-		t.Fatal(err)
+	var jobs []scrapeConfigJob
+	if err := yaml.Unmarshal(b, &jobs); err != nil {
+		t.Fatalf("%s: %v", scrapeConfig, err)
 	}
-	rep := &tmwardenv1.Report{}
-	if err := protojson.Unmarshal(b, rep); err != nil {
-		t.Fatal(err)
-	}
-	if err := telemetry.RegisterReportMetrics(m, func() *tmwardenv1.Report { return rep }); err != nil {
-		t.Fatal(err)
-	}
-	reportNames := map[string]bool{}
-	for _, in := range telemetry.Instruments {
-		if strings.HasPrefix(in.Name, "system.") {
-			reportNames[in.Name] = true
-		}
-	}
-	attrRE := regexp.MustCompile(`\[([^\]]+)\]`)
-	ctx := context.Background()
-	for _, in := range telemetry.Instruments {
-		if reportNames[in.Name] || strings.HasPrefix(in.Name, "tmwarden.pressure") || strings.HasPrefix(in.Name, "tmwarden.runqueue") ||
-			strings.HasPrefix(in.Name, "tmwarden.blockio") || in.Name == telemetry.MetricTCPRetransmits || in.Name == telemetry.MetricTaskManagers ||
-			in.Name == telemetry.MetricSubtasks || strings.HasPrefix(in.Name, "tmwarden.taskmanager.") ||
-			in.Name == telemetry.MetricCacheCapacity || in.Name == telemetry.MetricCacheUsage || in.Name == telemetry.MetricCacheObjects ||
-			in.Name == telemetry.MetricCacheHitRatio {
-			continue // registered by RegisterReportMetrics above
-		}
-		var kv []attribute.KeyValue
-		if mm := attrRE.FindStringSubmatch(in.Description); mm != nil {
-			for _, a := range strings.Split(mm[1], ",") {
-				a = strings.TrimSpace(a)
-				k, v, _ := strings.Cut(a, "=")
-				v, _, _ = strings.Cut(v, "|")
-				kv = append(kv, attribute.String(k, v+"x"))
+	byName := map[string]scrapeConfigJob{}
+	for _, j := range jobs {
+		for _, rc := range j.RelabelConfigs {
+			if err := rc.Validate(model.UTF8Validation); err != nil {
+				t.Fatalf("%s: job %s: %v", scrapeConfig, j.JobName, err)
 			}
 		}
-		opts := []metric.RecordOption{metric.WithAttributes(kv...)}
-		unit := metric.WithUnit(in.Unit)
-		var err error
-		switch in.Kind {
-		case telemetry.Counter:
-			var c metric.Float64Counter
-			if c, err = m.Float64Counter(in.Name, unit); err == nil {
-				c.Add(ctx, 1, metric.WithAttributes(kv...))
-			}
-		case telemetry.UpDownCounter:
-			var c metric.Float64UpDownCounter
-			if c, err = m.Float64UpDownCounter(in.Name, unit); err == nil {
-				c.Add(ctx, 1, metric.WithAttributes(kv...))
-			}
-		case telemetry.Histogram:
-			var h metric.Float64Histogram
-			if h, err = m.Float64Histogram(in.Name, unit); err == nil {
-				h.Record(ctx, 1, opts...)
-			}
-		default:
-			var g metric.Float64Gauge
-			if g, err = m.Float64Gauge(in.Name, unit); err == nil {
-				g.Record(ctx, 1, opts...)
-			}
+		byName[j.JobName] = j
+	}
+	agentJob, ok1 := byName["tmwarden-agent"]
+	coordJob, ok2 := byName["tmwarden-coordinator"]
+	if !ok1 || !ok2 || len(agentJob.FileSDConfigs) == 0 || len(coordJob.StaticConfigs) == 0 {
+		t.Fatalf("%s: want a tmwarden-agent job with file_sd_configs and a tmwarden-coordinator job with static_configs", scrapeConfig)
+	}
+	relabelled := func(j scrapeConfigJob, addr string, extra map[string]string) target {
+		lb := labels.NewBuilder(labels.FromMap(extra))
+		lb.Set(model.AddressLabel, addr)
+		lb.Set(model.JobLabel, j.JobName)
+		if !relabel.ProcessBuilder(lb, j.RelabelConfigs...) {
+			t.Fatalf("job %s drops target %s", j.JobName, addr)
 		}
+		if lb.Get(model.InstanceLabel) == "" {
+			lb.Set(model.InstanceLabel, lb.Get(model.AddressLabel))
+		}
+		out := map[string]string{}
+		lb.Labels().Range(func(l labels.Label) {
+			if !strings.HasPrefix(l.Name, model.ReservedLabelPrefix) {
+				out[l.Name] = l.Value
+			}
+		})
+		return target{url: "http://" + lb.Get(model.AddressLabel) + "/metrics", labels: out}
+	}
+	ts := []target{relabelled(coordJob, run.HTTPAddr, nil)}
+	for node, addr := range run.AgentHTTP {
+		tg := relabelled(agentJob, addr, map[string]string{"node": node})
+		if tg.labels["node"] != node {
+			t.Fatalf("agent target %s gets node label %q, want %q", addr, tg.labels["node"], node)
+		}
+		ts = append(ts, tg)
+	}
+	if len(run.AgentHTTP) < 8 {
+		t.Fatalf("the demo serves %d agents' metrics, want this machine's and seven simulated", len(run.AgentHTTP))
+	}
+	return ts
+}
+
+// scrape reads every target's /metrics, attaching its target labels (a series' own label of
+// the same name wins only with honor_labels, which the configuration does not set).
+func scrape(t *testing.T, targets []target) live {
+	t.Helper()
+	out := live{}
+	for _, tg := range targets {
+		resp, err := http.Get(tg.url)
 		if err != nil {
-			t.Fatalf("%s: %v", in.Name, err)
+			// The demo takes one agent away (its node goes unreachable): a target that is down,
+			// as Prometheus would record it. The others must be up (checked by the caller).
+			continue
 		}
-	}
-	rec := httptest.NewRecorder()
-	p.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(rec.Body)
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	metrics, labels = map[string]bool{}, map[string]bool{"le": true, "node": true, "job": true, "instance": true}
-	for name, f := range fams {
-		metrics[name] = true
-		if f.GetType().String() == "HISTOGRAM" {
-			metrics[name+"_bucket"], metrics[name+"_sum"], metrics[name+"_count"] = true, true, true
+		tp := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := tp.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("parse %s: %v", tg.url, err)
 		}
-		for _, s := range f.Metric {
-			for _, l := range s.Label {
-				labels[l.GetName()] = true
+		for name, f := range fams {
+			for _, m := range f.Metric {
+				ls := map[string]string{}
+				for _, l := range m.Label {
+					ls[l.GetName()] = l.GetValue()
+				}
+				for k, v := range tg.labels {
+					if old, ok := ls[k]; ok {
+						ls["exported_"+k] = old
+					}
+					ls[k] = v
+				}
+				switch f.GetType().String() {
+				case "HISTOGRAM":
+					for _, suffix := range []string{"_sum", "_count"} {
+						out[name+suffix] = append(out[name+suffix], series{name + suffix, ls})
+					}
+					for _, b := range m.GetHistogram().GetBucket() {
+						bl := map[string]string{"le": fmt.Sprint(b.GetUpperBound())}
+						for k, v := range ls {
+							bl[k] = v
+						}
+						out[name+"_bucket"] = append(out[name+"_bucket"], series{name + "_bucket", bl})
+					}
+				default:
+					out[name] = append(out[name], series{name, ls})
+				}
 			}
 		}
 	}
-	for _, in := range telemetry.Instruments {
-		found := false
-		for name := range metrics {
-			if strings.HasPrefix(name, strings.ReplaceAll(in.Name, ".", "_")) {
-				found = true
-			}
+	return out
+}
+
+func (l live) has(name string, want map[string]string) bool {
+	for _, s := range l[name] {
+		ok := true
+		for k, v := range want {
+			ok = ok && s.labels[k] == v
 		}
-		if !found {
-			t.Errorf("instrument %s is not served on /metrics", in.Name)
+		if ok {
+			return true
 		}
 	}
-	return metrics, labels
+	return false
 }
 
-type dashboard struct {
-	UID    string  `json:"uid"`
-	Title  string  `json:"title"`
-	Panels []panel `json:"panels"`
+func (l live) hasPrefix(p string) bool {
+	for name := range l {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
-type panel struct {
-	ID      int    `json:"id"`
-	Type    string `json:"type"`
-	Title   string `json:"title"`
-	Targets []struct {
-		Expr string `json:"expr"`
-	} `json:"targets"`
-	Panels []panel `json:"panels"`
+func (l live) values(name string) []map[string]string {
+	var out []map[string]string
+	for _, s := range l[name] {
+		out = append(out, s.labels)
+	}
+	return out
+}
+
+// hasLabel says whether some series of name carries label.
+func (l live) hasLabel(name, label string) bool {
+	for _, s := range l[name] {
+		if _, ok := s.labels[label]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// query is one PromQL expression of a dashboard, with the text templates that name its labels.
+type query struct {
+	where, expr string
+	legends     []string // legendFormat / textFormat
 }
 
 var (
-	identRE    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
-	selectorRE = regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]`)
-	stringRE   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	// Grafana's variables: $__rate_interval is a duration, the others stand for label values.
+	rateVarRE  = regexp.MustCompile(`\$__rate_interval|\$\{__rate_interval\}|\$__interval|\$\{__interval\}`)
 	varRE      = regexp.MustCompile(`\$\{?[a-zA-Z_]+\}?`)
-	byRE       = regexp.MustCompile(`\b(?:by|without|on|ignoring)\s*\(([^)]*)\)`)
-	matcherRE  = regexp.MustCompile(`{([^}]*)}`)
-	matchKeyRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	legendRE   = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
+	labelValRE = regexp.MustCompile(`^label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$`)
 )
 
-func TestDashboards(t *testing.T) {
-	metrics, labels := exported(t)
-	files, err := filepath.Glob("*.json")
+// varValue marks a label value that came from a dashboard variable: any live value will do.
+const varValue = "TMWARDEN_DASHBOARD_VARIABLE"
+
+func checkDashboards(t *testing.T, got live) {
+	files, err := filepath.Glob(filepath.Join(dashboardDir, "*.json"))
 	if err != nil || len(files) < 4 {
 		t.Fatalf("want at least four dashboards, found %v (%v)", files, err)
 	}
+	p := parser.NewParser(parser.Options{})
 	uids := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d dashboard
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		if err := dec.Decode(&d); err != nil {
+		var d map[string]any
+		if err := json.Unmarshal(b, &d); err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if d.UID == "" || d.Title == "" {
-			t.Errorf("%s: uid and title are required", f)
+		name := filepath.Base(f)
+		uid, _ := d["uid"].(string)
+		if title, _ := d["title"].(string); uid == "" || title == "" {
+			t.Errorf("%s: uid and title are required", name)
 		}
-		if other, dup := uids[d.UID]; dup {
-			t.Errorf("%s: uid %s also used by %s", f, d.UID, other)
+		if other, dup := uids[uid]; dup {
+			t.Errorf("%s: uid %s also used by %s", name, uid, other)
 		}
-		uids[d.UID] = f
-		ids := map[int]bool{}
-		queries := 0
-		var walk func([]panel)
-		walk = func(ps []panel) {
-			for _, p := range ps {
-				if ids[p.ID] {
-					t.Errorf("%s: panel id %d used twice", f, p.ID)
-				}
-				ids[p.ID] = true
-				walk(p.Panels)
-				if p.Type == "row" {
-					continue
-				}
-				if len(p.Targets) == 0 {
-					t.Errorf("%s: panel %q has no query", f, p.Title)
-				}
-				for _, tg := range p.Targets {
-					queries++
-					checkExpr(t, f+": "+p.Title, tg.Expr, metrics, labels)
-				}
+		uids[uid] = name
+		var qs []query
+		var labelValues []string
+		collect(d, name, &qs, &labelValues)
+		if len(qs) == 0 {
+			t.Errorf("%s: no queries", name)
+		}
+		for _, lv := range labelValues {
+			m := labelValRE.FindStringSubmatch(strings.TrimSpace(lv))
+			if m == nil {
+				t.Errorf("%s: variable query %q is not label_values(metric, label)", name, lv)
+				continue
+			}
+			if !got.hasLabel(m[1], m[2]) {
+				t.Errorf("%s: variable %q: no live %s series has a %s label", name, lv, m[1], m[2])
 			}
 		}
-		walk(d.Panels)
-		if queries == 0 {
-			t.Errorf("%s: no queries", f)
+		for _, q := range qs {
+			checkQuery(t, p, got, q)
 		}
 	}
 }
 
-func checkExpr(t *testing.T, where, expr string, metrics, labels map[string]bool) {
+// collect finds every query in a dashboard: panel targets and annotations ("expr", with their
+// legendFormat or textFormat) and template variables (label_values).
+func collect(v any, where string, qs *[]query, labelValues *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		if title, ok := v["title"].(string); ok {
+			where = where + ": " + title
+		} else if n, ok := v["name"].(string); ok {
+			where = where + ": " + n
+		}
+		if expr, ok := v["expr"].(string); ok {
+			q := query{where: where, expr: expr}
+			for _, k := range []string{"legendFormat", "textFormat", "titleFormat"} {
+				if s, ok := v[k].(string); ok {
+					q.legends = append(q.legends, s)
+				}
+			}
+			*qs = append(*qs, q)
+		}
+		if v["type"] == "query" {
+			if q, ok := v["query"].(map[string]any); ok {
+				if s, ok := q["query"].(string); ok {
+					*labelValues = append(*labelValues, s)
+				}
+			} else if s, ok := v["query"].(string); ok {
+				*labelValues = append(*labelValues, s)
+			}
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			collect(v[k], where, qs, labelValues)
+		}
+	case []any:
+		for _, x := range v {
+			collect(x, where, qs, labelValues)
+		}
+	}
+}
+
+func checkQuery(t *testing.T, p parser.Parser, got live, q query) {
 	t.Helper()
-	if strings.TrimSpace(expr) == "" {
-		t.Errorf("%s: empty expr", where)
+	if strings.TrimSpace(q.expr) == "" {
+		t.Errorf("%s: empty query", q.where)
 		return
 	}
-	clean := varRE.ReplaceAllString(stringRE.ReplaceAllString(expr, `""`), "")
-	usesKnown := false
-	for _, m := range selectorRE.FindAllStringSubmatch(clean, -1) {
-		name := m[1]
-		if promqlWords[name] {
-			continue
-		}
-		if !metrics[name] {
-			t.Errorf("%s: selector %s is not a metric tmwarden exports", where, name)
-		}
+	text := varRE.ReplaceAllString(rateVarRE.ReplaceAllString(q.expr, "5m"), varValue)
+	expr, err := p.ParseExpr(text)
+	if err != nil {
+		t.Errorf("%s: %q does not parse: %v", q.where, q.expr, err)
+		return
 	}
-	for _, id := range identRE.FindAllString(clean, -1) {
-		switch {
-		case metrics[id]:
-			usesKnown = true
-		case strings.HasPrefix(id, "tmwarden_") || strings.HasPrefix(id, "system_"):
-			if !labels[id] {
-				t.Errorf("%s: %s is neither an exported metric nor a label", where, id)
+	var all []string // every metric the query selects
+	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+		switch n := n.(type) {
+		case *parser.VectorSelector:
+			name := n.Name
+			for _, m := range n.LabelMatchers {
+				if m.Name == model.MetricNameLabel {
+					name = m.Value
+				}
+			}
+			all = append(all, name)
+			if len(got[name]) == 0 {
+				t.Errorf("%s: %q selects %s, which no live /metrics exports", q.where, q.expr, name)
+				return nil
+			}
+			for _, m := range n.LabelMatchers {
+				if m.Name == model.MetricNameLabel {
+					continue
+				}
+				if !got.hasLabel(name, m.Name) {
+					t.Errorf("%s: %q filters %s on label %s, which no live %s series has", q.where, q.expr, name, m.Name, name)
+					continue
+				}
+				// A fixed value the panel asks for must be one the system exports.
+				if (m.Type == labels.MatchEqual || m.Type == labels.MatchRegexp) && !strings.Contains(m.Value, varValue) && m.Value != "" {
+					found := false
+					for _, s := range got[name] {
+						if v, ok := s.labels[m.Name]; ok && m.Matches(v) {
+							found = true
+							break
+						}
+					}
+					if !found {
+						t.Errorf("%s: %q asks for %s{%s}, which no live series has", q.where, q.expr, name, m)
+					}
+				}
+			}
+		case *parser.AggregateExpr:
+			sel := selectors(n.Expr)
+			for _, l := range n.Grouping {
+				if !anyHasLabel(got, sel, l) {
+					t.Errorf("%s: %q groups by %s, which no live series of %v has", q.where, q.expr, l, sel)
+				}
+			}
+		case *parser.BinaryExpr:
+			if n.VectorMatching != nil {
+				sel := append(selectors(n.LHS), selectors(n.RHS)...)
+				for _, l := range append(append([]string{}, n.VectorMatching.MatchingLabels...), n.VectorMatching.Include...) {
+					if !anyHasLabel(got, sel, l) {
+						t.Errorf("%s: %q matches on %s, which no live series of %v has", q.where, q.expr, l, sel)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	for _, lf := range q.legends {
+		for _, m := range legendRE.FindAllStringSubmatch(lf, -1) {
+			if !anyHasLabel(got, all, m[1]) {
+				t.Errorf("%s: legend %q names label %s, which no live series of %v has", q.where, lf, m[1], all)
 			}
 		}
 	}
-	var used []string
-	for _, m := range byRE.FindAllStringSubmatch(clean, -1) {
-		for _, l := range strings.Split(m[1], ",") {
-			used = append(used, strings.TrimSpace(l))
-		}
-	}
-	for _, m := range matcherRE.FindAllStringSubmatch(clean, -1) {
-		for _, k := range matchKeyRE.FindAllStringSubmatch(m[1], -1) {
-			used = append(used, k[1])
-		}
-	}
-	for _, l := range used {
-		if l != "" && !labels[l] {
-			t.Errorf("%s: label %s is not on any exported series", where, l)
-		}
-	}
-	if !usesKnown {
-		t.Errorf("%s: query %q uses no tmwarden metric", where, expr)
-	}
 }
 
-var promqlWords = map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true}
+func selectors(e parser.Expr) []string {
+	var out []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			out = append(out, vs.Name)
+		}
+		return nil
+	})
+	return out
+}
+
+func anyHasLabel(got live, names []string, label string) bool {
+	for _, n := range names {
+		if got.hasLabel(n, label) {
+			return true
+		}
+	}
+	return false
+}
+
+// apiText is a coordinator API answer as text, for a failure message.
+func apiText(addr, path string) string {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return string(b)
+}

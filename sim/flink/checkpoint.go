@@ -121,3 +121,17 @@ func (c *Cluster) FailCheckpoints(jobName, reason string) error {
 	}
 	return fmt.Errorf("flinksim: no job %q", jobName)
 }
+
+// LatestCheckpointPath is the external path of a job's latest completed checkpoint ("" before
+// the first), as the REST API's checkpoint statistics report it.
+func (c *Cluster) LatestCheckpointPath(jobID string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.advance()
+	for _, j := range c.jobs {
+		if j.id == jobID && j.checkpoints.latestDone != nil {
+			return j.checkpoints.latestDone.path
+		}
+	}
+	return ""
+}

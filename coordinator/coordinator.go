@@ -297,6 +297,9 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		// Thousands of agents keep a connection each; reports are a few KiB every few seconds,
 		// so small per-connection buffers save hundreds of MiB at fleet scale.
 		grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(8 << 10),
+		// An agent's connection writes a few acks every interval: its write buffer goes back to a
+		// shared pool after each flush instead of staying with the connection.
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	}

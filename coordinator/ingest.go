@@ -73,17 +73,12 @@ func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMe
 	}}}); err != nil {
 		return err
 	}
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- sendLoop(ctx, stream, sess.out) }()
-
+	// Two goroutines per stream, at fleet scale tens of thousands of stacks: this one sends and
+	// watches the session, a second one receives (a Recv cannot be abandoned any other way than
+	// by returning from the handler).
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- c.receiveLoop(ctx, stream, sess) }()
-	select {
-	case err = <-recvErr:
-	case err = <-sendErr:
-	case <-ctx.Done():
-		err = context.Cause(ctx)
-	}
+	err = sendLoop(ctx, stream, sess.out, recvErr)
 	cancel(err)
 	return err
 }
@@ -165,9 +160,13 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 	}
 }
 
-func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], out <-chan *tmwardenv1.CoordinatorMessage) error {
+// sendLoop sends the session's queued messages until the receive loop ends (its error is the
+// stream's), a send fails or the session is cancelled.
+func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], out <-chan *tmwardenv1.CoordinatorMessage, recvErr <-chan error) error {
 	for {
 		select {
+		case err := <-recvErr:
+			return err
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case m := <-out:

@@ -5,6 +5,7 @@
 package detect
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -223,10 +224,62 @@ func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
-	slices.Sort(xs)
+	// Selection, not a sort: a round takes the median of every vertex's ten thousand rates at
+	// fleet scale, and only the middle is needed. The order is slices.Sort's (cmp.Less: NaN
+	// first), so the value is the one sorting gives.
 	m := len(xs) / 2
+	upper := selectNth(xs, m)
 	if len(xs)%2 == 1 {
-		return xs[m]
+		return upper
 	}
-	return (xs[m-1] + xs[m]) / 2
+	lower := xs[0]
+	for _, x := range xs[1:m] {
+		if cmp.Less(lower, x) {
+			lower = x
+		}
+	}
+	return (lower + upper) / 2
+}
+
+// selectNth reorders xs so that xs[k] is the element sorting would put there, every element
+// before it is not greater and every element after it not less (Hoare's selection with a
+// median-of-three pivot), and returns xs[k].
+func selectNth(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		a, b, c := xs[lo], xs[lo+(hi-lo)/2], xs[hi]
+		if cmp.Less(b, a) {
+			a, b = b, a
+		}
+		if cmp.Less(c, b) {
+			b = c
+			if cmp.Less(b, a) {
+				b = a
+			}
+		}
+		pivot := b
+		i, j := lo, hi
+		for i <= j {
+			for cmp.Less(xs[i], pivot) {
+				i++
+			}
+			for cmp.Less(pivot, xs[j]) {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
 }

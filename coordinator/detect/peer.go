@@ -436,13 +436,20 @@ func (p *Peer) nodeSpeeds(order []*nodeEval) {
 			classSpeeds[e.class] = append(classSpeeds[e.class], sp.rel)
 		}
 	}
+	// A class's median once per round, not once per node still learning its own speed.
+	classMedian := map[string]float64{}
 	for _, e := range order {
 		sp := p.speed[e.name]
 		switch {
 		case sp != nil && sp.n >= p.cfg.LearnWindows:
 			e.expect = sp.rel
 		case e.class != "" && len(classSpeeds[e.class]) >= p.cfg.MinClassPeers:
-			e.expect = median(classSpeeds[e.class])
+			m, ok := classMedian[e.class]
+			if !ok {
+				m = median(classSpeeds[e.class])
+				classMedian[e.class] = m
+			}
+			e.expect = m
 		default:
 			e.learning = true
 		}

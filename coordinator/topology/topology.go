@@ -136,6 +136,10 @@ type Topology struct {
 	moves   []Move
 	last    time.Time
 
+	// confirmTMs and confirmSubs are confirmReport's scratch space, kept between reports.
+	confirmTMs  []*agentTM
+	confirmSubs []*agentSubtask
+
 	// fullOnly turns confirmReport off, so a test can hold its result against the full path's.
 	fullOnly bool
 }
@@ -256,6 +260,11 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 	if len(tms) != len(ids) || len(ids) == 0 {
 		return false
 	}
+	// The node's entries, found once and kept for the updates below: at fleet scale these map
+	// lookups are most of the cost of a report.
+	tmEntries := t.confirmTMs[:0]
+	subEntries := t.confirmSubs[:0]
+	defer func() { t.confirmTMs, t.confirmSubs = tmEntries[:0], subEntries[:0] }()
 	n := 0
 	for i, tm := range tms {
 		a := t.tms[ids[i]]
@@ -263,6 +272,7 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 			(a.host != "" && t.hostNode[a.host] != node) {
 			return false
 		}
+		tmEntries = append(tmEntries, a)
 		for _, st := range tm.GetSubtasks() {
 			if n == len(keys) {
 				return false
@@ -277,21 +287,22 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 				as.jobName != st.GetJobName() || as.vertexName != st.GetVertexName() {
 				return false
 			}
+			subEntries = append(subEntries, as)
 		}
 	}
 	if n != len(keys) {
 		return false
 	}
-	for _, id := range ids {
-		t.tms[id].seen = at
+	for _, a := range tmEntries {
+		a.seen = at
 	}
-	for _, k := range keys {
-		t.agentSubs[k].seen = at
+	for _, as := range subEntries {
+		as.seen = at
 	}
 	// Fresher sightings can change a resolution (an agent seen after REST's poll wins; REST's
 	// view may have gone stale), and so can REST's subtasks on these TaskManagers.
-	for _, k := range keys {
-		t.resolve(k, at)
+	for i, k := range keys {
+		t.resolveWith(k, subEntries[i], at)
 	}
 	for _, id := range ids {
 		for k := range t.restByTM[id] {
@@ -415,9 +426,13 @@ func (t *Topology) nodeFor(tmID, subtaskHost string) (node, host string) {
 // resolve recomputes one subtask's placement and records a move when its TaskManager changed.
 // An unchanged placement (the common case: every report confirms most of them) allocates nothing.
 func (t *Topology) resolve(k Key, at time.Time) {
+	t.resolveWith(k, t.agentSubs[k], at)
+}
+
+// resolveWith is resolve with the agent's entry for k (t.agentSubs[k]) already at hand.
+func (t *Topology) resolveWith(k Key, as *agentSubtask, at time.Time) {
 	var p Placement
 	rs := t.restSubs[k]
-	as := t.agentSubs[k]
 	if rs != nil && !t.fresh(rs.seen) {
 		rs = nil
 	}
@@ -468,7 +483,8 @@ func (t *Topology) resolve(k Key, at time.Time) {
 			t.moves = slices.Delete(t.moves, 0, len(t.moves)-t.opts.MaxMoves)
 		}
 	}
-	t.current[k] = &p
+	np := p // only a changed placement reaches the heap
+	t.current[k] = &np
 }
 
 func samePlacement(a, b *Placement) bool {

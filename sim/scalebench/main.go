@@ -42,6 +42,7 @@ func main() {
 	interval := flag.Duration("interval", 5*time.Second, "report interval")
 	duration := flag.Duration("duration", 90*time.Second, "how long to measure after every node is connected")
 	bin := flag.String("coordinator", "", "coordinator binary (default: build it)")
+	connectRate := flag.Int("connect-rate", 500, "nodes that connect per second while the fleet comes up")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
 	flag.Parse()
 	var sizes []int
@@ -68,7 +69,7 @@ func main() {
 	}
 	var results []result
 	for i, n := range sizes {
-		r, err := run(n, *subtasks, *interval, *duration, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
+		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -89,10 +90,11 @@ type result struct {
 	connect               time.Duration
 	gaps, stored          uint64
 	sent, acked, failed   int64
+	retries               int64
 	loadBefore, loadAfter string
 }
 
-func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profileDir string) (result, error) {
+func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, bin, dir, profileDir string) (result, error) {
 	res := result{nodes: nodes, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -117,31 +119,39 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profil
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var sent, acked, failed atomic.Int64
-	var connected atomic.Int64
+	var c counters
 	var wg sync.WaitGroup
 	start := time.Now()
 	cs0, ss0 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
-	// The fleet: one connection and stream per node, their first reports spread over an interval.
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(rand.Int64N(int64(interval))))
-			if err := node(ctx, grpcAddr, i, subtasks, interval, &sent, &acked, &connected); err != nil && ctx.Err() == nil {
-				failed.Add(1)
-				log.Printf("node %d: %v", i, err)
+	// The fleet: one connection and stream per node, connecting at connectRate (a fleet rolling
+	// out, not ten thousand agents dialling in the same second), each node's reports then spread
+	// over the interval by when it connected.
+	wg.Add(1) // the spawner itself, so Wait never races an Add
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second / time.Duration(max(1, connectRate)))
+		defer t.Stop()
+		for i := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				node(ctx, grpcAddr, i, subtasks, interval, &c)
+			}()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-		}()
-	}
-	for connected.Load() < int64(nodes) && time.Since(start) < 5*time.Minute {
+		}
+	}()
+	for c.connected.Load() < int64(nodes) && time.Since(start) < 5*time.Minute {
 		time.Sleep(200 * time.Millisecond)
 	}
 	took := time.Since(start)
 	res.connect = took
-	fmt.Printf("%d nodes connected in %s (CPU meanwhile: coordinator %.2f cores, the simulated fleet %.2f cores; load average %s)\n", connected.Load(), took.Round(time.Millisecond),
+	fmt.Printf("%d nodes connected in %s (CPU meanwhile: coordinator %.2f cores, the simulated fleet %.2f cores; load average %s)\n", c.connected.Load(), took.Round(time.Millisecond),
 		(cpuOf(cmd.Process.Pid)-cs0)/took.Seconds(), (cpuOf(os.Getpid())-ss0)/took.Seconds(), loadAvg())
-	a0, t0 := acked.Load(), time.Now()
+	a0, t0 := c.acked.Load(), time.Now()
 	c0, s0 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
 	var profiled sync.WaitGroup
 	if pprofAddr != "" {
@@ -153,7 +163,7 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profil
 		}()
 	}
 	time.Sleep(duration)
-	a1, t1 := acked.Load(), time.Now()
+	a1, t1 := c.acked.Load(), time.Now()
 	c1, s1 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
 	res.coordCPU, res.simCPU = (c1-c0)/t1.Sub(t0).Seconds(), (s1-s0)/t1.Sub(t0).Seconds()
 	profiled.Wait()
@@ -179,7 +189,7 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profil
 	wg.Wait()
 	res.rate = float64(a1-a0) / t1.Sub(t0).Seconds()
 	res.offered = float64(nodes) / interval.Seconds()
-	res.sent, res.acked, res.failed = sent.Load(), acked.Load(), failed.Load()
+	res.sent, res.acked, res.failed, res.retries = c.sent.Load(), c.acked.Load(), c.failed.Load(), c.retries.Load()
 
 	fmt.Printf("\nscale benchmark: %d nodes x %d subtasks, a report per node every %s, measured over %s (load average %s, then %s)\n",
 		nodes, subtasks, interval, duration, res.loadBefore, res.loadAfter)
@@ -197,8 +207,8 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profil
 	if profileDir != "" {
 		summarise(bin, profileDir, nodes)
 	}
-	fmt.Printf("  %-34s %10d missing in sequence at the coordinator, %d reports stored, %d sent, %d acknowledged, %d streams failed\n",
-		"reports dropped", res.gaps, res.stored, res.sent, res.acked, res.failed)
+	fmt.Printf("  %-34s %10d missing in sequence at the coordinator, %d reports stored, %d sent, %d acknowledged, %d streams opened again after a failure, %d nodes failed\n",
+		"reports dropped", res.gaps, res.stored, res.sent, res.acked, res.retries, res.failed)
 	return res, nil
 }
 
@@ -206,14 +216,14 @@ func run(nodes, subtasks int, interval, duration time.Duration, bin, dir, profil
 func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %9s %8s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "ingest", "peak RSS", "RSS/node", "coord CPU", "sim CPU", "dropped", "failed", "load average")
+	fmt.Printf("%8s %9s %8s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "ingest", "peak RSS", "RSS/node", "coord CPU", "sim CPU", "dropped", "reopened", "load average")
 	for _, r := range rs {
 		p50, p99, mx := math.NaN(), math.NaN(), math.NaN()
 		if len(r.rounds) > 0 {
 			p50, p99, mx = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1)
 		}
 		fmt.Printf("%8d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.2f %10d %10d  %s\n", r.nodes, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx,
-			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, r.simCPU, r.gaps, r.failed, r.loadAfter)
+			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, r.simCPU, r.gaps, r.retries, r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
 }
@@ -238,50 +248,126 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// node is one simulated agent: Hello, then a report every interval, reading acks concurrently.
-func node(ctx context.Context, addr string, i, subtasks int, interval time.Duration, sent, acked, connected *atomic.Int64) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// node is one simulated agent, as the agent behaves: one connection, over which it opens its
+// stream again after a failure (backoff with jitter, 500ms doubling to 30s, the agent's
+// defaults), resuming after the last report the coordinator stored (Welcome). Each session
+// sends Hello, then a report every interval, reading acks concurrently.
+func node(ctx context.Context, addr string, i, subtasks int, interval time.Duration, c *counters) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Ten thousand connections in one process: small buffers, as the coordinator's side has.
+		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
 	if err != nil {
-		return err
+		log.Printf("node %d: %v", i, err)
+		c.failed.Add(1)
+		return
 	}
 	defer conn.Close()
-	s, err := tmwardenv1.NewAgentServiceClient(conn).Connect(ctx)
-	if err != nil {
-		return err
-	}
+	client := tmwardenv1.NewAgentServiceClient(conn)
 	name := fmt.Sprintf("node-%05d", i)
+	rng := rand.New(rand.NewPCG(uint64(i), 1))
+	bo := backoff{initial: 500 * time.Millisecond, max: 30 * time.Second}
+	everConnected := false
+	for ctx.Err() == nil {
+		welcomed, err := session(ctx, client, name, i, subtasks, interval, rng, c, !everConnected)
+		everConnected = everConnected || welcomed
+		if ctx.Err() != nil {
+			return
+		}
+		if welcomed {
+			bo.attempt = 0
+		}
+		c.retries.Add(1)
+		if n := c.retries.Load(); n <= 5 || n%1000 == 0 {
+			log.Printf("node %d: %v (opening the stream again; %d retries in the fleet so far)", i, err, n)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(bo.next()):
+		}
+	}
+}
+
+// counters are the fleet's totals.
+type counters struct {
+	sent, acked, connected, retries, failed atomic.Int64
+}
+
+// session is one stream: Hello, Welcome, then reports from the one after Welcome's last stored.
+// It reports whether the coordinator welcomed it.
+func session(ctx context.Context, client tmwardenv1.AgentServiceClient, name string, i, subtasks int, interval time.Duration,
+	rng *rand.Rand, c *counters, first bool) (bool, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := client.Connect(sctx)
+	if err != nil {
+		return false, err
+	}
 	if err := s.Send(&tmwardenv1.AgentMessage{Msg: &tmwardenv1.AgentMessage_Hello{Hello: &tmwardenv1.Hello{NodeName: name,
 		ProtocolVersion: 1, InstanceId: name, AgentVersion: "scalebench", ReportIntervalSeconds: interval.Seconds()}}}); err != nil {
-		return err
+		return false, err
 	}
-	if _, err := s.Recv(); err != nil {
-		return err
+	w, err := s.Recv()
+	if err != nil {
+		return false, err
 	}
-	connected.Add(1)
+	if first {
+		c.connected.Add(1)
+	}
+	recvErr := make(chan error, 1)
 	go func() {
 		for {
 			if _, err := s.Recv(); err != nil {
+				recvErr <- err
 				return
 			}
-			acked.Add(1)
+			c.acked.Add(1)
 		}
 	}()
-	rng := rand.New(rand.NewPCG(uint64(i), 1))
 	slow := i == 7 // one straggler node, so detection has work to do
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for seq := uint64(1); ; seq++ {
+	for seq := w.GetWelcome().GetLastSequence() + 1; ; seq++ {
 		if err := s.Send(&tmwardenv1.AgentMessage{Msg: &tmwardenv1.AgentMessage_Report{Report: report(name, i, seq, subtasks, interval, slow, rng)}}); err != nil {
-			return err
+			return true, err
 		}
-		sent.Add(1)
+		c.sent.Add(1)
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
+		case err := <-recvErr:
+			return true, err
 		case <-t.C:
 		}
 	}
 }
+
+// backoff is the agent's (agent/backoff.go): exponential with full jitter.
+type backoff struct {
+	initial, max time.Duration
+	attempt      int
+}
+
+func (b *backoff) next() time.Duration {
+	ceiling := b.initial << min(b.attempt, 30)
+	if ceiling > b.max || ceiling <= 0 {
+		ceiling = b.max
+	}
+	b.attempt++
+	return ceiling/2 + rand.N(ceiling/2+1)
+}
+
+// jobIDs and vertexIDs are the simulated jobs' ids, spelled once for every report.
+var jobIDs, vertexIDs = func() ([4]string, [4][5]string) {
+	var j [4]string
+	var v [4][5]string
+	for job := range 4 {
+		j[job] = fmt.Sprintf("job%02d", job)
+		for vertex := range 5 {
+			v[job][vertex] = fmt.Sprintf("job%02d-v%d", job, vertex)
+		}
+	}
+	return j, v
+}()
 
 // report is one node's report: host signals and one TaskManager whose subtasks belong to four
 // jobs of five vertices each, spread so every vertex has peers on many nodes.
@@ -293,12 +379,12 @@ func report(name string, i int, seq uint64, subtasks int, interval time.Duration
 	r := &tmwardenv1.Report{Sequence: seq, CollectedAt: timestamppb.Now(), IntervalSeconds: interval.Seconds(),
 		Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.5, Idle: 0.45, Steal: map[bool]float64{true: 0.3, false: 0.01}[slow]},
 			Load1: 8, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 20 << 30}}}
-	tm := &tmwardenv1.TaskManager{ResourceId: name + "-tm", Host: name}
+	tm := &tmwardenv1.TaskManager{ResourceId: name + "-tm", Host: name, Subtasks: make([]*tmwardenv1.SubtaskMetrics, 0, subtasks)}
 	for s := range subtasks {
 		job, vertex := s%4, (s/4)%5
 		in := 1000 + 50*rng.Float64()
 		tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{
-			JobId: fmt.Sprintf("job%02d", job), VertexId: fmt.Sprintf("job%02d-v%d", job, vertex), SubtaskIndex: int32(i),
+			JobId: jobIDs[job], VertexId: vertexIDs[job][vertex], SubtaskIndex: int32(i),
 			BusyMsPerSecond: math.Min(1000, 400/speed+20*rng.Float64()), RecordsInPerSecond: in * math.Min(1, speed*2.5), RecordsOutPerSecond: in,
 		})
 	}

@@ -153,18 +153,16 @@ func scraped(want map[int]string) func(debugStatus) bool {
 }
 
 // degradedFor waits until discovery is degraded naming the capability, checks that no
-// TaskManager of want carries a (guessed) endpoint, and returns the reason.
-func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) string {
+// TaskManager of want carries a (guessed) endpoint and that the reason says what is missing.
+func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) {
 	t.Helper()
 	st := waitStatus(t, a, "taskmanagers degraded naming CAP_"+capName, func(st debugStatus) bool {
 		s, r := st.collector("taskmanagers")
 		return s == "STATE_DEGRADED" && strings.Contains(r, "lacks CAP_"+capName) && st.LastReport != nil
 	})
 	_, reason := st.collector("taskmanagers")
-	for _, other := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
-		if other != capName && strings.Contains(reason, "lacks CAP_"+other) {
-			t.Errorf("the reason names CAP_%s missing, which the agent holds: %s", other, reason)
-		}
+	if err := reasonNames(capName, want)(reason); err != nil {
+		t.Error(err)
 	}
 	for _, tm := range st.LastReport.TaskManagers {
 		if _, ok := want[tm.Pid]; ok && (tm.MetricsEndpoint != "" || tm.ScrapeError == "") {
@@ -172,24 +170,46 @@ func degradedFor(t *testing.T, a agentRun, capName string, want map[int]string) 
 				capName, tm.Pid, tm.MetricsEndpoint, tm.ScrapeError)
 		}
 	}
-	for pid := range want {
-		if !strings.Contains(reason, fmt.Sprintf("pid %d", pid)) {
-			t.Errorf("the degraded reason does not name pid %d: %s", pid, reason)
-		}
-	}
 	// The scrape collector has nothing to scrape for them: degraded too, not OK.
 	if s, r := st.collector("flink"); s != "STATE_DEGRADED" || !strings.Contains(r, "not scraped for want of a metrics endpoint") {
 		t.Errorf("without CAP_%s the flink collector is %s (%q); want degraded for the TaskManagers it cannot scrape", capName, s, r)
 	}
 	t.Logf("without CAP_%s: %s", capName, reason)
-	return reason
+}
+
+// reasonNames checks a taskmanagers reason: it names the missing capability as the fix, not
+// the one the agent holds, and each TaskManager of want.
+func reasonNames(capName string, want map[int]string) func(string) error {
+	return func(reason string) error {
+		var problems []string
+		if !strings.Contains(reason, "lacks CAP_"+capName) {
+			problems = append(problems, "does not name CAP_"+capName+" as missing")
+		}
+		for _, other := range []string{"SYS_PTRACE", "DAC_READ_SEARCH"} {
+			if other != capName && strings.Contains(reason, "lacks CAP_"+other) {
+				problems = append(problems, "names CAP_"+other+" missing, which the agent holds")
+			}
+		}
+		for pid := range want {
+			if !strings.Contains(reason, fmt.Sprintf("pid %d", pid)) {
+				problems = append(problems, fmt.Sprintf("does not name pid %d", pid))
+			}
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("the degraded reason %s: %q", strings.Join(problems, ", "), reason)
+		}
+		return nil
+	}
 }
 
 // reasonOnEverySurface checks that the collector's degraded state reaches every place an
-// operator looks, with the reason the agent's /debug/status gave word for word: the agent's
-// /metrics (tmwarden_collector_state says degraded, not ok), the node's record in the
-// coordinator's API, and `tmwardenctl node NAME` (the release binary against that API).
-func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collector, reason string) {
+// operator looks, with the agent's reason word for word: the agent's /metrics
+// (tmwarden_collector_state says degraded, not ok), the node's record in the coordinator's API,
+// and `tmwardenctl node NAME` (the release binary against that API). Each surface must show the
+// reason /debug/status gives just before or just after it is read (TaskManagers of other tests
+// running on this machine may come and go and change the text between rounds), and that reason
+// must pass the caller's check (capability and pids named).
+func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collector string, check func(reason string) error) {
 	t.Helper()
 	poll(t, "tmwarden_collector_state on the agent's /metrics to say "+collector+" is degraded", func() (bool, string) {
 		states, err := collectorStates(a)
@@ -200,36 +220,75 @@ func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collec
 		return got["degraded"] == 1 && got["ok"] == 0 && len(got) == 4,
 			fmt.Sprintf("tmwarden_collector_state{collector=%q} by state: %v", collector, got)
 	})
-	poll(t, "node "+node+"'s record in the coordinator's API to show "+collector+" degraded with the agent's reason", func() (bool, string) {
+	// sameAsAgent reads the surface between two reads of the agent's reason and accepts what it
+	// shows when it is one of them and passes check.
+	sameAsAgent := func(read func() (string, string)) func() (bool, string) {
+		return func() (bool, string) {
+			before := agentReason(a, collector)
+			shown, why := read()
+			after := agentReason(a, collector)
+			if why != "" {
+				return false, why
+			}
+			if shown != before && shown != after {
+				return false, fmt.Sprintf("shows %q; the agent's /debug/status says %q", shown, after)
+			}
+			if err := check(shown); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		}
+	}
+	poll(t, "node "+node+"'s record in the coordinator's API to show "+collector+" degraded with the agent's reason", sameAsAgent(func() (string, string) {
 		resp, err := http.Get("http://" + coord.http + "/api/v1/nodes/" + node)
 		if err != nil {
-			return false, err.Error()
+			return "", err.Error()
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		var d httpv1.NodeDetail
 		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &d) != nil {
-			return false, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
+			return "", fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
 		}
 		for _, c := range d.Collectors {
 			if c.Name == collector {
-				return c.State == "degraded" && c.Reason == reason, fmt.Sprintf("%s is %q: %q", collector, c.State, c.Reason)
+				if c.State != "degraded" {
+					return "", fmt.Sprintf("%s is %q: %q", collector, c.State, c.Reason)
+				}
+				return c.Reason, ""
 			}
 		}
-		return false, fmt.Sprintf("no collector %s in the record: %s", collector, body)
-	})
-	poll(t, "`tmwardenctl node "+node+"` to show "+collector+" degraded with the agent's reason", func() (bool, string) {
+		return "", fmt.Sprintf("no collector %s in the record: %s", collector, body)
+	}))
+	poll(t, "`tmwardenctl node "+node+"` to show "+collector+" degraded with the agent's reason", sameAsAgent(func() (string, string) {
 		out, err := exec.Command(coord.bin, "--server", "http://"+coord.http, "node", node).CombinedOutput()
 		if err != nil {
-			return false, fmt.Sprintf("%v: %s", err, out)
+			return "", fmt.Sprintf("%v: %s", err, out)
 		}
+		// The collectors table's row: NAME, STATE and the reason as the last column.
 		for _, line := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == collector && f[1] == "degraded" && strings.HasSuffix(line, "  "+reason) {
-				return true, ""
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == collector && f[1] == "degraded" {
+				_, reason, _ := strings.Cut(strings.TrimSpace(line)[len(collector):], "degraded")
+				return strings.TrimSpace(reason), ""
 			}
 		}
-		return false, string(out)
-	})
+		return "", "no row \"" + collector + "  degraded  REASON\" in:\n" + string(out)
+	}))
+}
+
+// agentReason is the collector's reason in the agent's /debug/status now ("" when unreadable).
+func agentReason(a agentRun, collector string) string {
+	resp, err := http.Get("http://" + a.addr + "/debug/status")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var st debugStatus
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return ""
+	}
+	_, r := st.collector(collector)
+	return r
 }
 
 // collectorStates reads tmwarden_collector_state from the agent's /metrics as collector ->
@@ -305,8 +364,8 @@ func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 			node := "h13-pod-without-" + strings.ToLower(strings.ReplaceAll(c, "_", "-"))
 			a := startAgent(t, agentBin, priv.without(c), config,
 				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
-			reason := degradedFor(t, a, c, want)
-			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reason)
+			degradedFor(t, a, c, want)
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want))
 		})
 	}
 }
@@ -347,8 +406,8 @@ func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
 			node := "h13-host-without-" + strings.ToLower(strings.ReplaceAll(c, "_", "-"))
 			a := startAgent(t, agentBin, priv.without(c), config,
 				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
-			reason := degradedFor(t, a, c, want)
-			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reason)
+			degradedFor(t, a, c, want)
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want))
 		})
 	}
 }

@@ -531,38 +531,70 @@ func listeningPorts(pidDir string) (map[int]bool, error) {
 }
 
 // parseProcNetTCPListen adds the listening sockets of /proc/net/tcp{,6} to listen as inode → port.
+// The table lists every socket of the network namespace, thousands on a busy node, and it is
+// read every interval while a TaskManager's port is unresolved: lines are taken in place
+// (bufio.Reader.ReadSlice) and split without allocating, and only listening ones are decoded.
 func parseProcNetTCPListen(r io.Reader, listen map[uint64]int) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue // header
+	br := bufio.NewReaderSize(r, 64<<10)
+	for first := true; ; first = false {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return fmt.Errorf("proc net tcp: line longer than %d bytes", br.Size())
 		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 10 {
-			return fmt.Errorf("proc net tcp: short line %q", sc.Text())
+		if len(bytes.TrimSpace(line)) > 0 && !first { // the first line is the header
+			if perr := addListeningSocket(line, listen); perr != nil {
+				return perr
+			}
 		}
-		if f[3] != "0A" { // TCP_LISTEN
-			continue
+		if err == io.EOF {
+			return nil
 		}
-		_, portHex, ok := strings.Cut(f[1], ":")
-		if !ok {
-			return fmt.Errorf("proc net tcp: bad local address %q", f[1])
-		}
-		port, err := strconv.ParseUint(portHex, 16, 16)
 		if err != nil {
-			return fmt.Errorf("proc net tcp: bad port in %q: %w", f[1], err)
+			return err
 		}
-		inode, err := strconv.ParseUint(f[9], 10, 64)
-		if err != nil {
-			return fmt.Errorf("proc net tcp: bad inode %q: %w", f[9], err)
-		}
-		listen[inode] = int(port)
 	}
-	return sc.Err()
 }
+
+// addListeningSocket reads one /proc/net/tcp line: "sl local rem st ... uid timeout inode".
+func addListeningSocket(line []byte, listen map[uint64]int) error {
+	var f [10][]byte
+	n := 0
+	for i := 0; i < len(line) && n < len(f); {
+		for i < len(line) && asciiSpace(line[i]) {
+			i++
+		}
+		start := i
+		for i < len(line) && !asciiSpace(line[i]) {
+			i++
+		}
+		if i > start {
+			f[n] = line[start:i]
+			n++
+		}
+	}
+	if n < len(f) {
+		return fmt.Errorf("proc net tcp: short line %q", bytes.TrimSpace(line))
+	}
+	if string(f[3]) != "0A" { // TCP_LISTEN
+		return nil
+	}
+	_, portHex, ok := bytes.Cut(f[1], []byte(":"))
+	if !ok {
+		return fmt.Errorf("proc net tcp: bad local address %q", f[1])
+	}
+	port, err := strconv.ParseUint(string(portHex), 16, 16)
+	if err != nil {
+		return fmt.Errorf("proc net tcp: bad port in %q: %w", f[1], err)
+	}
+	inode, err := strconv.ParseUint(string(f[9]), 10, 64)
+	if err != nil {
+		return fmt.Errorf("proc net tcp: bad inode %q: %w", f[9], err)
+	}
+	listen[inode] = int(port)
+	return nil
+}
+
+func asciiSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // splitCmdline splits /proc/PID/cmdline (NUL-separated, usually NUL-terminated).
 func splitCmdline(b []byte) []string {

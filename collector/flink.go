@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,12 +55,6 @@ type flinkCollector struct {
 	// prev keeps each endpoint's last JVM counters for GC rates; only Collect touches it and
 	// Collect never runs concurrently with itself.
 	prev map[string]jvmSample
-	// bufs holds the read buffers of idle scrapes (at most MaxConcurrent are in use at once).
-	// A 200-subtask body is about 2 MB: reading it into a buffer kept from the last interval
-	// instead of a fresh one keeps the agent from allocating megabytes every interval, and
-	// from growing each buffer by doubling again.
-	bufMu sync.Mutex
-	bufs  []*bytes.Buffer
 }
 
 type jvmSample struct {
@@ -267,17 +260,9 @@ func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscra
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		return nil, fmt.Errorf("scrape %s: HTTP %s: %q", target, resp.Status, strings.TrimSpace(string(snippet)))
 	}
+	// The body is parsed as it arrives, never held whole: a 200-subtask body is about 2 MB.
 	body := &limitedReader{r: resp.Body, left: f.cfg.MaxBodyBytes}
-	buf := f.takeBuf()
-	defer f.putBuf(buf)
-	if resp.ContentLength > 0 && resp.ContentLength <= f.cfg.MaxBodyBytes {
-		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
-	}
-	_, err = buf.ReadFrom(body)
-	var s *promscrape.Scrape
-	if err == nil {
-		s, err = promscrape.ParseBody(buf.Bytes())
-	}
+	s, err := promscrape.Parse(body)
 	if err != nil {
 		if body.over {
 			return nil, fmt.Errorf("scrape %s: body larger than %d bytes", target, f.cfg.MaxBodyBytes)
@@ -289,31 +274,6 @@ func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscra
 	}
 	return s, nil
 }
-
-func (f *flinkCollector) takeBuf() *bytes.Buffer {
-	f.bufMu.Lock()
-	defer f.bufMu.Unlock()
-	if n := len(f.bufs); n > 0 {
-		b := f.bufs[n-1]
-		f.bufs = f.bufs[:n-1]
-		b.Reset()
-		return b
-	}
-	return new(bytes.Buffer)
-}
-
-// putBuf keeps buf for the next scrape, unless it grew for a one-off huge body.
-func (f *flinkCollector) putBuf(buf *bytes.Buffer) {
-	if buf.Cap() > maxKeptBody {
-		return
-	}
-	f.bufMu.Lock()
-	f.bufs = append(f.bufs, buf)
-	f.bufMu.Unlock()
-}
-
-// maxKeptBody is the largest read buffer kept between scrapes.
-const maxKeptBody = 16 << 20
 
 // limitedReader fails (instead of io.LimitReader's silent EOF) when the body exceeds the cap,
 // so a cut-off body is never mistaken for a complete one.

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 )
@@ -148,52 +147,106 @@ type Scrape struct {
 // scrape cost several times node_exporter's whole cost; make bench-scrape prints this parser
 // beside textparse and expfmt on the same bodies.
 func Parse(r io.Reader) (*Scrape, error) {
-	buf := bodyPool.Get().(*bytes.Buffer)
-	buf.Reset()
+	bp := chunkPool.Get().(*[]byte)
 	defer func() {
-		// A one-off huge body must not stay pinned in the pool.
-		if buf.Cap() <= maxPooledBody {
-			bodyPool.Put(buf)
+		// A buffer that grew for one huge line must not stay pinned in the pool.
+		if cap(*bp) <= chunkSize {
+			chunkPool.Put(bp)
 		}
 	}()
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, fmt.Errorf("read prometheus text: %w", err)
+	buf := (*bp)[:cap(*bp)]
+	p := newParser()
+	filled := 0
+	for {
+		n, err := r.Read(buf[filled:])
+		// Parse the complete lines read so far and keep the last, partial one for the next read.
+		// What was kept holds no newline, so only the new bytes are searched: a body that
+		// trickles in costs no more than one that arrives at once.
+		if i := bytes.LastIndexByte(buf[filled:filled+n], '\n'); i >= 0 {
+			last := filled + i
+			filled += n
+			if perr := p.lines(buf[:last+1]); perr != nil {
+				return nil, perr
+			}
+			filled = copy(buf, buf[last+1:filled])
+		} else {
+			filled += n
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read prometheus text: %w", err)
+		}
+		if filled == len(buf) {
+			// One line fills the whole buffer: the reporter's lines are a few hundred bytes, so
+			// this is garbage, unless a label value is huge; give it room up to a bound.
+			if len(buf) >= maxLine {
+				return nil, fmt.Errorf("parse prometheus text: line %d: longer than %d bytes", p.line+1, maxLine)
+			}
+			buf = slices.Grow(buf[:filled], len(buf))[:2*len(buf)]
+			*bp = buf
+		}
 	}
-	return parseBody(buf.Bytes())
+	return p.end(filled)
 }
 
-// ParseBody is Parse on a body already in memory, for callers that keep their own read
-// buffers (the agent's Flink collector reuses one per concurrent scrape). Nothing of body is
-// retained.
-func ParseBody(body []byte) (*Scrape, error) { return parseBody(body) }
+// ParseBody is Parse on a body already in memory. Nothing of body is retained.
+func ParseBody(body []byte) (*Scrape, error) {
+	p := newParser()
+	last := bytes.LastIndexByte(body, '\n')
+	if err := p.lines(body[:last+1]); err != nil {
+		return nil, err
+	}
+	return p.end(len(body) - (last + 1))
+}
 
-// bodyPool recycles scrape bodies between scrapes: a 200-subtask body is about 2 MB, and
-// reading it into a fresh buffer every interval is most of what the agent allocates.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// Bodies are parsed as they arrive, in chunks of complete lines: a 200-subtask body is about
+// 2 MB, and holding it whole (one buffer per concurrent scrape, grown by doubling to 4 MB) was
+// most of the agent's heap, and twice that in resident memory once the GC's headroom is added.
+const (
+	chunkSize = 64 << 10
+	maxLine   = 1 << 20
+)
 
-const maxPooledBody = 16 << 20
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
-func parseBody(body []byte) (*Scrape, error) {
+// parser is one body's parse: the extractor and the line count, across the body's chunks.
+type parser struct {
+	ex     *extractor
+	line   int
+	tmSeen bool
+}
+
+func newParser() *parser { return &parser{ex: newExtractor()} }
+
+// end finishes the body; partial is the length of a last line without its newline.
+func (p *parser) end(partial int) (*Scrape, error) {
 	// The reporter ends every line with a newline; a body that does not was cut off, and the
 	// parser would otherwise read a truncated last value as complete.
-	if len(body) > 0 && body[len(body)-1] != '\n' {
-		return nil, fmt.Errorf("parse prometheus text: line %d: body ends mid-line (truncated)", bytes.Count(body, []byte{'\n'})+1)
+	if partial > 0 {
+		return nil, fmt.Errorf("parse prometheus text: line %d: body ends mid-line (truncated)", p.line+1)
 	}
-	ex := newExtractor()
-	tmSeen := false
-	line := 0
-	for off := 0; off < len(body); {
-		n := bytes.IndexByte(body[off:], '\n')
-		l := body[off : off+n]
+	return p.ex.finish(), nil
+}
+
+// lines parses chunk, which holds whole lines, each ending with a newline. Nothing of chunk
+// is retained: the caller reuses it.
+func (p *parser) lines(chunk []byte) error {
+	ex := p.ex
+	for off := 0; off < len(chunk); {
+		n := bytes.IndexByte(chunk[off:], '\n')
+		l := chunk[off : off+n]
 		off += n + 1
-		line++
+		p.line++
+		line := p.line
 		l = l[skipBlank(l):]
 		if len(l) == 0 || l[0] == '#' {
 			continue
 		}
 		name := metricName(l)
 		if name == nil {
-			return nil, fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
+			return fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
 		}
 		ex.s.Series++
 		want := wanted(name)
@@ -202,24 +255,24 @@ func parseBody(body []byte) (*Scrape, error) {
 		}
 		if !want {
 			// One series names the TaskManager; the rest of an unread line is never looked at.
-			if !tmSeen && bytes.HasPrefix(name, []byte("flink_taskmanager_")) && bytes.Contains(l, []byte(`tm_id="`)) {
+			if !p.tmSeen && bytes.HasPrefix(name, []byte("flink_taskmanager_")) && bytes.Contains(l, []byte(`tm_id="`)) {
 				lbls, _, err := parseSeries(l[len(name):])
 				if err != nil {
-					return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
+					return fmt.Errorf("parse prometheus text: line %d: %w", line, err)
 				}
 				ex.noteTaskManager(lbls)
-				tmSeen = true
+				p.tmSeen = true
 			}
 			continue
 		}
 		lbls, v, err := parseSeries(l[len(name):])
 		if err != nil {
-			return nil, fmt.Errorf("parse prometheus text: line %d: %w", line, err)
+			return fmt.Errorf("parse prometheus text: line %d: %w", line, err)
 		}
 		ex.add(name, lbls, v)
 		ex.remember(name, l[len(name):len(name)+len(lbls)+2])
 	}
-	return ex.finish(), nil
+	return nil
 }
 
 // A 200-subtask TaskManager writes about 3,500 series of the families Parse reads, but only
@@ -321,9 +374,8 @@ func (e *extractor) remember(name, set []byte) {
 	e.s.Skipped = skipped
 	ks.quantile = lbls.get("quantile")
 	ks.hasQuantile = ks.quantile != nil
-	// The key points into the body, which outlives the extractor and is not written while it
-	// is parsed: no copy of the 300-byte key per subtask.
-	e.sets[unsafe.String(unsafe.SliceData(key), len(key))] = ks
+	// A copy: the key's bytes are in the read buffer, which the next chunk overwrites.
+	e.sets[string(key)] = ks
 }
 
 // metricName returns the metric name a series line starts with, or nil when the line does not

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -225,6 +226,32 @@ func TestBadBodies(t *testing.T) {
 				t.Errorf("error does not say what and where: %v", err)
 			}
 		})
+	}
+}
+
+// TestLongLines: a line longer than Parse's read buffer (64 KB) is read whole, one longer
+// than the bound (1 MB) is an error naming its line, and a body cut mid-line is an error
+// however it arrives.
+func TestLongLines(t *testing.T) {
+	series := func(taskName string) string {
+		return `flink_taskmanager_job_task_busyTimeMsPerSecond{job_id="j",task_id="t",subtask_index="0",task_name="` + taskName + `",} 250.0` + "\n"
+	}
+	body := "# TYPE x gauge\n" + series(strings.Repeat("a", 200<<10)) + series("short")
+	s, err := promscrape.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("a 200 KB line: %v", err)
+	}
+	if len(s.Subtasks) != 1 || s.Subtasks[0].BusyMsPerSecond != 250 || s.Series != 2 {
+		t.Errorf("a 200 KB line: %d subtasks, %d series", len(s.Subtasks), s.Series)
+	}
+	_, err = promscrape.Parse(strings.NewReader("# TYPE x gauge\n" + series(strings.Repeat("a", 2<<20))))
+	if err == nil || !strings.Contains(err.Error(), "line 2: longer than") {
+		t.Errorf("a 2 MB line: %v", err)
+	}
+	cut := body[:len(body)-4]
+	_, err = promscrape.Parse(iotest.OneByteReader(strings.NewReader(cut)))
+	if err == nil || !strings.Contains(err.Error(), "line 3: body ends mid-line") {
+		t.Errorf("a body cut mid-line: %v", err)
 	}
 }
 

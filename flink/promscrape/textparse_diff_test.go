@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
@@ -78,9 +79,16 @@ func TestParseAgreesWithTextparse(t *testing.T) {
 				want := extractWithTextparse(t, body)
 				got, err := promscrape.ParseBody(body)
 				if err != nil {
-					t.Fatalf("Parse: %v", err)
+					t.Fatalf("ParseBody: %v", err)
 				}
 				compareScrapes(t, got, want)
+				// Parse reads the body in chunks as it arrives; lines cut at every read boundary
+				// (a byte, then half of what is left) must read the same.
+				streamed, err := promscrape.Parse(iotest.HalfReader(io.MultiReader(iotest.OneByteReader(bytes.NewReader(body[:min(len(body), 1000)])), bytes.NewReader(body[min(len(body), 1000):]))))
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				compareScrapes(t, streamed, want)
 			})
 		}
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agent overhead benchmark: tmwarden-agent at default settings with every collector and probe
+# Agent overhead benchmark: tmwarden-agent as the release builds it, at default settings with every collector and probe
 # on, scraping two TaskManager stand-ins (Flink 1.20 and 2.x reporter output, 200 subtasks each,
 # from sim/tmstandin) every interval, side by side with Debian's prometheus-node-exporter
 # (default collectors) scraped at the same interval, in one run. Prints CPU as a share of one core
@@ -74,12 +74,21 @@ run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {pri
 
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-echo "== building tmwarden-agent and the TaskManager stand-in"
-if ! (cd "$ROOT" && go build -o "$BIN/" ./cmd/tmwarden-agent ./sim/tmstandin) >"$WORK/build.log" 2>&1; then
+# The agent is measured as it ships: built by `make release-bin` (static, -trimpath, release
+# ldflags), then installed by copying the file as the deb and the image do. How the binary got
+# into the page cache matters for its resident size: the linker writes its output through large
+# page-cache folios, and a fault in a large folio maps all of it, so the binary straight from
+# the linker shows megabytes more RssFile than the same bytes installed by a plain copy.
+echo "== building tmwarden-agent (make release-bin) and the TaskManager stand-in"
+if ! (cd "$ROOT" && make --no-print-directory release-bin RELEASE_BIN="$WORK/release" VERSION=v0.0.0-bench &&
+	go build -o "$BIN/" ./sim/tmstandin) >"$WORK/build.log" 2>&1; then
 	echo "bench-node: tmwarden-agent does not build yet, so there is nothing to measure:" >&2
 	sed 's/^/    /' "$WORK/build.log" >&2
 	exit 2
 fi
+mkdir -p "$WORK/bin"
+cp "$WORK/release/tmwarden-agent" "$WORK/bin/tmwarden-agent"
+AGENT=$WORK/bin/tmwarden-agent
 
 NODE_EXPORTER=$(command -v prometheus-node-exporter || true)
 if [[ -z $NODE_EXPORTER ]]; then
@@ -132,12 +141,12 @@ done
 echo "== TaskManager stand-ins ($SUBTASKS subtasks each; Flink version and endpoint): ${standin_endpoints[*]}"
 
 # Every collector on, whatever its default: the agent lists them as --collector.NAME flags.
-mapfile -t collectors < <("$BIN/tmwarden-agent" -h 2>&1 | grep -oE -- '-collector\.[a-z0-9_]+' | sort -u)
+mapfile -t collectors < <("$AGENT" -h 2>&1 | grep -oE -- '-collector\.[a-z0-9_]+' | sort -u)
 enable=()
 for c in "${collectors[@]}"; do enable+=("-$c=true"); done
 
 echo "== starting tmwarden-agent (coordinator 127.0.0.1:$COORD_PORT, unreachable) and node_exporter on 127.0.0.1:$NE_PORT"
-"$BIN/tmwarden-agent" --config "$WORK/agent.yaml" --node-name bench-node --coordinator "127.0.0.1:$COORD_PORT" \
+"$AGENT" --config "$WORK/agent.yaml" --node-name bench-node --coordinator "127.0.0.1:$COORD_PORT" \
 	--interval "${INTERVAL}s" --http-addr "127.0.0.1:$AGENT_PORT" "${enable[@]}" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 pids+=("$AGENT_PID")
@@ -194,6 +203,10 @@ a_hwm=$(status_kib "$AGENT_PID" VmHWM)
 n_hwm=$(status_kib "$NE_PID" VmHWM)
 a_rss=$(status_kib "$AGENT_PID" VmRSS)
 n_rss=$(status_kib "$NE_PID" VmRSS)
+a_anon=$(status_kib "$AGENT_PID" RssAnon)
+n_anon=$(status_kib "$NE_PID" RssAnon)
+a_file=$(status_kib "$AGENT_PID" RssFile)
+n_file=$(status_kib "$NE_PID" RssFile)
 
 if ! kill -0 "$AGENT_PID" 2>/dev/null; then
 	echo "bench-node: the agent died while its coordinator was unreachable" >&2
@@ -205,7 +218,7 @@ fi
 status=$(curl -s --max-time 5 "http://127.0.0.1:$AGENT_PORT/debug/status" || true)
 
 awk -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v a0="$a0" -v a1="$a1" -v n0="$n0" -v n1="$n1" \
-	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v ne="$NE_VERSION" -v iv="$INTERVAL" -v la="$load_avg" '
+	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v aa="$a_anon" -v na="$n_anon" -v af="$a_file" -v nf="$n_file" -v ne="$NE_VERSION" -v iv="$INTERVAL" -v la="$load_avg" '
 BEGIN {
 	secs = t1 - t0
 	acpu = (as1 - as0) / 1e7 / secs
@@ -217,9 +230,10 @@ BEGIN {
 	if (at > acpu * 1.2 + 0.05) { acpu = at; anote = "agent: threads exited during the run; CPU % from clock ticks" }
 	if (nt > ncpu * 1.2 + 0.05) { ncpu = nt; nnote = "node_exporter: threads exited during the run; CPU % from clock ticks" }
 	printf "\nagent overhead over %.1f s, %s s interval (CPU %% of one core from schedstat ns; clock ticks at %d/s beside it)\n", secs, iv, hz
-	printf "%-26s %9s %14s %7s %14s %9s\n", "process", "CPU %", "CPU ns", "ticks", "peak RSS MiB", "RSS MiB"
-	printf "%-26s %9.3f %14d %7d %14.1f %9.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024
-	printf "%-26s %9.3f %14d %7d %14.1f %9.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024
+	printf "%-26s %9s %14s %7s %14s %9s %10s %10s\n", "process", "CPU %", "CPU ns", "ticks", "peak RSS MiB", "RSS MiB", "anon MiB", "file MiB"
+	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024, aa / 1024, af / 1024
+	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024, na / 1024, nf / 1024
+	print "(RSS at the end split into anonymous memory and mapped file pages, mostly the binary itself)"
 	printf "(%s; load average at the end %s)\n", ne, la
 	if (anote != "") print anote
 	if (nnote != "") print nnote

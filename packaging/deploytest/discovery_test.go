@@ -205,11 +205,13 @@ func reasonNames(capName string, want map[int]string) func(string) error {
 // reasonOnEverySurface checks that the collector's degraded state reaches every place an
 // operator looks, with the agent's reason word for word: the agent's /metrics
 // (tmwarden_collector_state says degraded, not ok), the node's record in the coordinator's API,
-// and `tmwardenctl node NAME` (the release binary against that API). Each surface must show the
+// `tmwardenctl node NAME` (the release binary against that API) and, with statusPage, the
+// coordinator's status page in headless Chromium (it renders the same API record; one test
+// checking it is enough for the machine's CPU). Each surface must show the
 // reason /debug/status gives just before or just after it is read (TaskManagers of other tests
 // running on this machine may come and go and change the text between rounds), and that reason
 // must pass the caller's check (capability and pids named).
-func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collector string, check func(reason string) error) {
+func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collector string, check func(reason string) error, statusPage bool) {
 	t.Helper()
 	poll(t, "tmwarden_collector_state on the agent's /metrics to say "+collector+" is degraded", func() (bool, string) {
 		states, err := collectorStates(a)
@@ -274,6 +276,25 @@ func reasonOnEverySurface(t *testing.T, a agentRun, coord coordRun, node, collec
 		}
 		return "", "no row \"" + collector + "  degraded  REASON\" in:\n" + string(out)
 	}))
+	if !statusPage {
+		return
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Logf("chromium is not installed (make test-deps installs it): the status page is not checked")
+		return
+	}
+	poll(t, "the status page's drill-down of "+node+" to show "+collector+" degraded with the agent's reason", sameAsAgent(func() (string, string) {
+		rows, err := statusPageCollectors(chromium, "http://"+coord.http+"/#node/"+node)
+		if err != nil {
+			return "", err.Error()
+		}
+		row, ok := rows[collector]
+		if !ok || row[0] != "degraded" {
+			return "", fmt.Sprintf("collectors table: %q", rows)
+		}
+		return row[1], ""
+	}))
 }
 
 // agentReason is the collector's reason in the agent's /debug/status now ("" when unreadable).
@@ -329,7 +350,8 @@ func collectorStates(a agentRun) (map[string]map[string]float64, error) {
 // so in another network namespace than the TaskManager, as in its own pod). Each capability the
 // chart adds for discovery is then removed in turn: the collector must say it is degraded and
 // why, never report a guessed endpoint, and say so on every surface an operator reads (the
-// agent's /debug/status and /metrics, a real coordinator's API record, `tmwardenctl node`).
+// agent's /debug/status and /metrics, a real coordinator's API record, `tmwardenctl node`, the
+// status page in headless Chromium).
 func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 	requireRoot(t, "setpriv", "ip")
 	docs := helmTemplate(t)
@@ -365,7 +387,7 @@ func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 			a := startAgent(t, agentBin, priv.without(c), config,
 				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
 			degradedFor(t, a, c, want)
-			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want))
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want), true)
 		})
 	}
 }
@@ -407,7 +429,7 @@ func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
 			a := startAgent(t, agentBin, priv.without(c), config,
 				append(slices.Clone(agentFlags), "--coordinator="+coord.grpc, "--node-name="+node)...)
 			degradedFor(t, a, c, want)
-			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want))
+			reasonOnEverySurface(t, a, coord, node, "taskmanagers", reasonNames(c, want), false)
 		})
 	}
 }

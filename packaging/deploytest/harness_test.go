@@ -20,9 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/html"
+	"golang.org/x/sys/unix"
+
 	"github.com/tmwarden/tmwarden/packaging/helm/helmrender"
 	"github.com/tmwarden/tmwarden/packaging/releasebin"
-	"golang.org/x/sys/unix"
 )
 
 // moduleRoot is the module root, two levels up from this package, resolved at start: the
@@ -532,4 +534,65 @@ func poll(t *testing.T, what string, ok func() (bool, string)) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// statusPageCollectors loads the coordinator's status page on a node's drill-down in headless
+// Chromium (the page renders the API's record with JavaScript: --dump-dom after the page's
+// fetches) and returns its collectors table as name -> [state, reason].
+func statusPageCollectors(chromium, url string) (map[string][2]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dataDir, err := os.MkdirTemp("", "h13-chromium-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dataDir)
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir="+dataDir, "--virtual-time-budget=3000", "--dump-dom", url)
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("chromium --dump-dom %s: %w\n%s", url, err, errb.String())
+	}
+	doc, err := html.Parse(&out)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the dumped DOM: %w", err)
+	}
+	rows := map[string][2]string{}
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "tr" {
+			for _, a := range n.Attr {
+				if a.Key == "data-collector" {
+					var cells []string
+					for c := n.FirstChild; c != nil; c = c.NextSibling {
+						if c.Type == html.ElementNode && c.Data == "td" {
+							cells = append(cells, domText(c))
+						}
+					}
+					if len(cells) == 3 {
+						rows[a.Val] = [2]string{cells[1], cells[2]}
+					}
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	return rows, nil
+}
+
+func domText(n *html.Node) string {
+	if n.Type == html.TextNode {
+		return n.Data
+	}
+	var b strings.Builder
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		b.WriteString(domText(c))
+	}
+	return b.String()
 }

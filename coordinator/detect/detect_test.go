@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
@@ -490,6 +491,36 @@ func TestPeerWeakGCStormInTheOnlyJVM(t *testing.T) {
 	}
 	if nv, ok := verdict(r, node(4), ""); ok && nv.Status == StatusSlow {
 		t.Fatalf("the node blamed for one JVM's GC: %+v", nv)
+	}
+	if v, ok := verdict(r, node(4), tmOf(4, 0)); !ok || v.Status != StatusSlow || v.Cause != CauseGC {
+		t.Fatalf("want the JVM slow with a GC cause, got %+v", r.Verdicts)
+	}
+}
+
+// TestPeerGCStormHoldingFewerThanHalfOfTheOnlyJVMsSubtasks: a node runs one JVM, far out on GC
+// time; the pauses leave three of its seven subtasks straggling this window (pauses stall tasks
+// unevenly). That is enough of the node's subtasks for the node to look slow, but the JVM holds
+// every straggler: the JVM is blamed, not the node.
+func TestPeerGCStormHoldingFewerThanHalfOfTheOnlyJVMsSubtasks(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	oneJVM := func(r *tmwardenv1.Report) {
+		tm0, tm1 := r.TaskManagers[0], r.TaskManagers[1]
+		extra := proto.Clone(tm1.Subtasks[0]).(*tmwardenv1.SubtaskMetrics)
+		extra.SubtaskIndex = 99
+		tm0.Subtasks = append(append(tm0.Subtasks, tm1.Subtasks...), extra)
+		r.TaskManagers = r.TaskManagers[:1]
+	}
+	c.edit[node(4)] = oneJVM
+	c.warm(p)
+	c.slow[tmOf(4, 0)] = 1.6 // its own three subtasks (A, B, C) straggle; the other four do not
+	c.gc[tmOf(4, 0)] = 250   // a quarter of its time in GC: far out, not merely elevated
+	var r Round
+	for range DefaultPeerConfig().WeakWindows + 1 {
+		r = c.eval(p)
+		if nv, ok := verdict(r, node(4), ""); ok && nv.Status != StatusHealthy {
+			t.Fatalf("the node judged %s for its one JVM's GC: %+v", nv.Status, nv.Evidence)
+		}
 	}
 	if v, ok := verdict(r, node(4), tmOf(4, 0)); !ok || v.Status != StatusSlow || v.Cause != CauseGC {
 		t.Fatalf("want the JVM slow with a GC cause, got %+v", r.Verdicts)

@@ -834,6 +834,20 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	if len(bad) == 1 && bad[0].gcElevated {
 		return bad[0]
 	}
+	// One JVM far out on GC time (an outlier, not merely elevated) that holds most of the node's
+	// stragglers: it explains them even when fewer than half of its own subtasks straggle this
+	// window — pauses stall tasks unevenly, and a window's rate catches some of them and not
+	// others. Without this, a node with one TaskManager was blamed for its JVM in the windows
+	// where the pauses missed most subtasks.
+	if len(gcBad) == 1 {
+		total := 0
+		for _, t := range e.tms {
+			total += t.stragglers
+		}
+		if 2*gcBad[0].stragglers > total {
+			return gcBad[0]
+		}
+	}
 	return nil
 }
 

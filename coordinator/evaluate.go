@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -161,6 +162,10 @@ func (c *Coordinator) Evaluate() (detect.Round, []decisions.Decision, error) {
 }
 
 func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.Decision, error) {
+	// The round keeps one thread, so the thread's CPU clock is the round's CPU time.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
 	start := time.Now()
 	ctx, span := c.eval.tracer.Start(ctx, "evaluation round")
 	defer span.End()
@@ -187,7 +192,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 		c.eval.rounds = append(c.eval.rounds[:0], c.eval.rounds[1:]...)
 	}
 	c.eval.rounds = append(c.eval.rounds, httpv1.Round{Started: start, Seconds: end.Sub(start).Seconds(),
-		DetectSeconds: detected.Sub(start).Seconds(), DecideSeconds: end.Sub(detected).Seconds(),
+		DetectSeconds: detected.Sub(start).Seconds(), DecideSeconds: end.Sub(detected).Seconds(), CPUSeconds: threadCPU() - cpu0,
 		Nodes: nodes, Verdicts: len(round.Verdicts)})
 	c.eval.mu.Unlock()
 	c.recordRound(ctx, prev, round, ds)

@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/tmwarden/tmwarden/api/httpv1"
@@ -29,6 +30,11 @@ func TestRoundsAreListedWithTheirTimings(t *testing.T) {
 		if r.Started.IsZero() || r.Seconds <= 0 || r.DetectSeconds < 0 || r.DecideSeconds < 0 ||
 			r.DetectSeconds+r.DecideSeconds > r.Seconds*1.0001 {
 			t.Errorf("round %d = %+v: want a start, a duration and its two steps within it", i, r)
+		}
+		// A thread's CPU clock runs only while the thread runs: some CPU time, never more than
+		// the round took (plus the clocks' granularity).
+		if runtime.GOOS == "linux" && (r.CPUSeconds <= 0 || r.CPUSeconds > r.Seconds+0.01) {
+			t.Errorf("round %d = %+v: want its CPU time, above 0 and within its duration", i, r)
 		}
 		if i > 0 && r.Started.Before(rounds[i-1].Started) {
 			t.Errorf("round %d started %v, before round %d (%v): want oldest first", i, r.Started, i-1, rounds[i-1].Started)

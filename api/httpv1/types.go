@@ -181,6 +181,9 @@ type Round struct {
 	Seconds       float64 `json:"seconds"`
 	DetectSeconds float64 `json:"detect_seconds"`
 	DecideSeconds float64 `json:"decide_seconds"`
+	// CPUSeconds is the CPU time the round's own thread used (Linux; 0 elsewhere): on a busy
+	// machine a round waits for a core and Seconds grows, its CPU time does not.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	// Nodes is how many nodes the model held; Verdicts how many verdicts detection gave.
 	Nodes    int `json:"nodes"`
 	Verdicts int `json:"verdicts"`

@@ -136,9 +136,10 @@ type Topology struct {
 	moves   []Move
 	last    time.Time
 
-	// confirmTMs and confirmSubs are confirmReport's scratch space, kept between reports.
-	confirmTMs  []*agentTM
-	confirmSubs []*agentSubtask
+	// epoch changes with every change to the maps but confirmReport's own marks: a node's
+	// confirmCache (confirmed) is valid while the epoch is the one it was filled at.
+	epoch     uint64
+	confirmed map[string]*confirmCache
 
 	// fullOnly turns confirmReport off, so a test can hold its result against the full path's.
 	fullOnly bool
@@ -156,7 +157,7 @@ func New(o Options) *Topology {
 		opts: o, tms: map[string]*agentTM{}, hostNode: map[string]string{}, nodeTMs: map[string][]string{},
 		agentSubs: map[Key]*agentSubtask{}, nodeSubs: map[string][]Key{}, restJobs: map[string]*restJob{},
 		restSubs: map[Key]*restSubtask{}, restByTM: map[string]map[Key]bool{}, restTMs: map[string]RESTTaskManager{},
-		current: map[Key]*Placement{},
+		current: map[Key]*Placement{}, confirmed: map[string]*confirmCache{},
 	}
 }
 
@@ -173,6 +174,7 @@ func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time
 	if !t.fullOnly && t.confirmReport(node, r, at) {
 		return
 	}
+	t.epoch++
 	affected := map[Key]bool{}
 	touchedTMs := map[string]bool{}
 	for _, id := range t.nodeTMs[node] {
@@ -260,56 +262,86 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 	if len(tms) != len(ids) || len(ids) == 0 {
 		return false
 	}
-	// The node's entries, found once and kept for the updates below: at fleet scale these map
-	// lookups are most of the cost of a report.
-	tmEntries := t.confirmTMs[:0]
-	subEntries := t.confirmSubs[:0]
-	defer func() { t.confirmTMs, t.confirmSubs = tmEntries[:0], subEntries[:0] }()
+	// The node's entries in the maps, from its cache while nothing in the topology changed
+	// since it was filled (the epoch), else looked up and cached anew: at fleet scale these
+	// lookups, a few cache misses each, were most of the cost of a report.
+	c := t.confirmed[node]
+	cached := c != nil && c.epoch == t.epoch && len(c.tms) == len(ids) && len(c.subs) == len(keys)
+	if !cached {
+		c = &confirmCache{tms: make([]*agentTM, len(ids)), subs: make([]*agentSubtask, len(keys)),
+			rest: make([]*restSubtask, len(keys)), cur: make([]*Placement, len(keys))}
+	}
 	n := 0
 	for i, tm := range tms {
-		a := t.tms[ids[i]]
+		if !cached {
+			c.tms[i] = t.tms[ids[i]]
+		}
+		a := c.tms[i]
 		if a == nil || a.node != node || a.rawID != tm.GetResourceId() || a.rawHost != tm.GetHost() ||
-			(a.host != "" && t.hostNode[a.host] != node) {
+			(!cached && a.host != "" && t.hostNode[a.host] != node) {
 			return false
 		}
-		tmEntries = append(tmEntries, a)
 		for _, st := range tm.GetSubtasks() {
 			if n == len(keys) {
 				return false
 			}
 			k := keys[n]
-			n++
 			if k.Index != int(st.GetSubtaskIndex()) || k.VertexID != st.GetVertexId() || k.JobID != st.GetJobId() {
 				return false
 			}
-			as := t.agentSubs[k]
+			if !cached {
+				c.subs[n], c.rest[n], c.cur[n] = t.agentSubs[k], t.restSubs[k], t.current[k]
+			}
+			as := c.subs[n]
 			if as == nil || as.node != node || as.tm != ids[i] || as.attempt != int(st.GetAttemptNumber()) ||
 				as.jobName != st.GetJobName() || as.vertexName != st.GetVertexName() {
 				return false
 			}
-			subEntries = append(subEntries, as)
+			n++
 		}
 	}
 	if n != len(keys) {
 		return false
 	}
-	for _, a := range tmEntries {
+	for _, a := range c.tms {
 		a.seen = at
 	}
-	for _, as := range subEntries {
+	for _, as := range c.subs {
 		as.seen = at
 	}
 	// Fresher sightings can change a resolution (an agent seen after REST's poll wins; REST's
 	// view may have gone stale), and so can REST's subtasks on these TaskManagers.
+	epoch := t.epoch
+	tmOf := func(id string) *agentTM {
+		for i, tid := range ids {
+			if tid == id {
+				return c.tms[i]
+			}
+		}
+		return t.tms[id]
+	}
 	for i, k := range keys {
-		t.resolveWith(k, subEntries[i], at)
+		c.cur[i] = t.place(k, c.rest[i], c.subs[i], c.cur[i], tmOf, at)
 	}
 	for _, id := range ids {
 		for k := range t.restByTM[id] {
 			t.resolve(k, at)
 		}
 	}
+	// A placement that changed here changed the epoch: the cache is filled again next time.
+	c.epoch = epoch
+	t.confirmed[node] = c
 	return true
+}
+
+// confirmCache is one node's entries in the topology's maps, in the order of its last report,
+// valid while the topology's epoch is the one it was filled at.
+type confirmCache struct {
+	epoch uint64
+	tms   []*agentTM
+	subs  []*agentSubtask
+	rest  []*restSubtask
+	cur   []*Placement
 }
 
 // ForgetNode drops a node (its agent disconnected for good).
@@ -317,6 +349,8 @@ func (t *Topology) ForgetNode(node string, at time.Time) {
 	t.ObserveReport(node, &tmwardenv1.Report{}, at)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.epoch++
+	delete(t.confirmed, node)
 	delete(t.nodeTMs, node)
 	delete(t.nodeSubs, node)
 	for h, n := range t.hostNode {
@@ -331,6 +365,7 @@ func (t *Topology) ForgetNode(node string, at time.Time) {
 func (t *Topology) ObserveREST(jobs []RESTJob, tms []RESTTaskManager, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.epoch++
 	t.touch(at)
 	t.restTMs = make(map[string]RESTTaskManager, len(tms))
 	for _, tm := range tms {
@@ -355,6 +390,7 @@ func (t *Topology) ObserveREST(jobs []RESTJob, tms []RESTTaskManager, at time.Ti
 func (t *Topology) ObserveRESTJob(j RESTJob, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.epoch++
 	t.touch(at)
 	affected := map[Key]bool{}
 	if old := t.restJobs[j.ID]; old != nil {
@@ -424,15 +460,16 @@ func (t *Topology) nodeFor(tmID, subtaskHost string) (node, host string) {
 }
 
 // resolve recomputes one subtask's placement and records a move when its TaskManager changed.
-// An unchanged placement (the common case: every report confirms most of them) allocates nothing.
 func (t *Topology) resolve(k Key, at time.Time) {
-	t.resolveWith(k, t.agentSubs[k], at)
+	t.place(k, t.restSubs[k], t.agentSubs[k], t.current[k], func(id string) *agentTM { return t.tms[id] }, at)
 }
 
-// resolveWith is resolve with the agent's entry for k (t.agentSubs[k]) already at hand.
-func (t *Topology) resolveWith(k Key, as *agentSubtask, at time.Time) {
+// place is resolve with the subtask's entries at hand: REST's (t.restSubs[k]), the agent's
+// (t.agentSubs[k]), the current placement (t.current[k]) and a lookup of agent TaskManagers.
+// It returns the placement now current. An unchanged placement (the common case: every report
+// confirms most of them) allocates nothing; a changed one moves the epoch.
+func (t *Topology) place(k Key, rs *restSubtask, as *agentSubtask, old *Placement, tmOf func(string) *agentTM, at time.Time) *Placement {
 	var p Placement
-	rs := t.restSubs[k]
 	if rs != nil && !t.fresh(rs.seen) {
 		rs = nil
 	}
@@ -450,15 +487,18 @@ func (t *Topology) resolveWith(k Key, as *agentSubtask, at time.Time) {
 				p.Source = "rest+agent"
 			case as.seen.After(rs.seen):
 				// The agent saw the subtask elsewhere after REST was polled: it moved since.
-				p = agentPlacement(k, as, t.tms[as.tm])
+				p = agentPlacement(k, as, tmOf(as.tm))
 			}
 			p.JobName, p.VertexName = as.jobName, as.vertexName
 		}
 	case as != nil:
-		p = agentPlacement(k, as, t.tms[as.tm])
+		p = agentPlacement(k, as, tmOf(as.tm))
 	default:
-		delete(t.current, k)
-		return
+		if old != nil {
+			delete(t.current, k)
+			t.epoch++
+		}
+		return nil
 	}
 	if rj := t.restJobs[k.JobID]; rj != nil {
 		p.JobName = rj.name
@@ -468,9 +508,8 @@ func (t *Topology) resolveWith(k Key, as *agentSubtask, at time.Time) {
 			}
 		}
 	}
-	old := t.current[k]
 	if old != nil && samePlacement(old, &p) {
-		return // unchanged: keep the old value and its Since
+		return old // unchanged: keep the old value and its Since
 	}
 	p.Since = at
 	if old != nil && old.TaskManagerID == p.TaskManagerID {
@@ -485,6 +524,8 @@ func (t *Topology) resolveWith(k Key, as *agentSubtask, at time.Time) {
 	}
 	np := p // only a changed placement reaches the heap
 	t.current[k] = &np
+	t.epoch++
+	return &np
 }
 
 func samePlacement(a, b *Placement) bool {

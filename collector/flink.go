@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
@@ -150,7 +152,7 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 	}
 	wg.Wait()
 
-	var failed []string
+	var failed, fixes []string
 	seen := make(map[string]bool, len(targets))
 	for i, tm := range targets {
 		ep := tm.GetMetricsEndpoint()
@@ -160,6 +162,10 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 			tm.ScrapeError = res.err.Error()
 			tm.Subtasks, tm.Jvm = nil, nil
 			failed = append(failed, ep)
+			var fe *fixError
+			if errors.As(res.err, &fe) && !slices.Contains(fixes, fe.fix) {
+				fixes = append(fixes, fe.fix)
+			}
 			f.log.Debug("flink scrape failed", "endpoint", ep, "err", res.err)
 			continue
 		}
@@ -174,6 +180,9 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 	if len(failed) > 0 {
 		problems = append(problems, fmt.Sprintf("%d of %d TaskManager scrapes failed (%s); see each TaskManager's scrape_error",
 			len(failed), len(targets), strings.Join(failed, ", ")))
+		for _, fix := range fixes {
+			problems = append(problems, "fix: "+fix)
+		}
 	}
 	return unresolved(problems)
 }
@@ -239,7 +248,9 @@ func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscra
 	defer cancel()
 	timedOut := func(err error) error {
 		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
-			return fmt.Errorf("scrape %s: no complete answer within %s: %w", target, f.cfg.ScrapeTimeout, err)
+			return withFix(fmt.Errorf("scrape %s: no complete answer within %s: %w", target, f.cfg.ScrapeTimeout, err),
+				fmt.Sprintf("raise collectors.flink.scrape_timeout (%s) for TaskManagers with many subtasks, "+
+					"or let the agent reach the reporter port (a NetworkPolicy or firewall that drops packets looks like this)", f.cfg.ScrapeTimeout))
 		}
 		return nil
 	}
@@ -253,26 +264,64 @@ func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscra
 		if te := timedOut(err); te != nil {
 			return nil, te
 		}
-		return nil, fmt.Errorf("scrape %s: %w", target, err)
+		return nil, withFix(fmt.Errorf("scrape %s: %w", target, err), connectFix(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return nil, fmt.Errorf("scrape %s: HTTP %s: %q", target, resp.Status, strings.TrimSpace(string(snippet)))
+		return nil, withFix(fmt.Errorf("scrape %s: HTTP %s: %q", target, resp.Status, strings.TrimSpace(string(snippet))), notReporterFix)
 	}
 	// The body is parsed as it arrives, never held whole: a 200-subtask body is about 2 MB.
 	body := &limitedReader{r: resp.Body, left: f.cfg.MaxBodyBytes}
 	s, err := promscrape.Parse(body)
 	if err != nil {
 		if body.over {
-			return nil, fmt.Errorf("scrape %s: body larger than %d bytes", target, f.cfg.MaxBodyBytes)
+			return nil, withFix(fmt.Errorf("scrape %s: body larger than %d bytes", target, f.cfg.MaxBodyBytes),
+				fmt.Sprintf("raise collectors.flink.max_body_bytes (%d) or turn on collectors.flink.filter_families", f.cfg.MaxBodyBytes))
 		}
 		if te := timedOut(err); te != nil {
 			return nil, te
 		}
-		return nil, fmt.Errorf("scrape %s: %w", target, err)
+		err = fmt.Errorf("scrape %s: %w", target, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, err // cut off mid-answer (a TaskManager going away): nothing to configure
+		}
+		return nil, withFix(err, notReporterFix)
 	}
 	return s, nil
+}
+
+// fixError is a failed scrape with what to change so that it works; the collector's degraded
+// reason lists each distinct fix once, and the TaskManager's scrape_error carries its own.
+type fixError struct {
+	err error
+	fix string
+}
+
+func (e *fixError) Error() string { return e.err.Error() + " (fix: " + e.fix + ")" }
+func (e *fixError) Unwrap() error { return e.err }
+
+func withFix(err error, fix string) error {
+	if fix == "" {
+		return err
+	}
+	return &fixError{err: err, fix: fix}
+}
+
+// notReporterFix is the fix when something answers on the port, but not as the reporter does.
+const notReporterFix = "the port answers, but not as Flink's PrometheusReporter: check metrics.reporter.prom.port " +
+	"(another process may hold it) and that nothing in between rewrites the answer"
+
+// connectFix names the fix for a connection that could not be made, when the error tells.
+func connectFix(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens there: enable Flink's PrometheusReporter on that port " +
+			"(metrics.reporter.prom.factory.class and metrics.reporter.prom.port, docs/configuring-flink.md)"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "the agent has no route to the TaskManager's address: a NetworkPolicy or firewall must let it reach the reporter port"
+	}
+	return ""
 }
 
 // limitedReader fails (instead of io.LimitReader's silent EOF) when the body exceeds the cap,

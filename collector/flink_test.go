@@ -160,6 +160,22 @@ func TestFlinkCollectorIsolatesFailures(t *testing.T) {
 	if !strings.Contains(err.Error(), "1 TaskManager(s) not scraped for want of a metrics endpoint (no-endpoint)") {
 		t.Errorf("degraded reason %q does not name the TaskManager without an endpoint", err)
 	}
+	t.Logf("degraded reason: %v", err)
+	// The reason says what to change, each fix once: the refused port needs the reporter, the
+	// hanging one a longer timeout (or a path), the garbled and failing ones are not the
+	// reporter. The TaskManager cut off mid-answer has nothing to configure.
+	for _, fix := range []string{"fix: nothing listens there: enable Flink's PrometheusReporter", "fix: raise collectors.flink.scrape_timeout (3s)",
+		"fix: the port answers, but not as Flink's PrometheusReporter"} {
+		if n := strings.Count(err.Error(), fix); n != 1 {
+			t.Errorf("degraded reason names %q %d times, want once: %q", fix, n, err)
+		}
+	}
+	if !strings.Contains(r.TaskManagers[5].ScrapeError, "(fix: nothing listens there") {
+		t.Errorf("refused TaskManager's scrape_error %q does not name the fix", r.TaskManagers[5].ScrapeError)
+	}
+	if strings.Contains(r.TaskManagers[1].ScrapeError, "fix:") {
+		t.Errorf("a TaskManager cut off mid-answer got a fix: %q", r.TaskManagers[1].ScrapeError)
+	}
 	wantErr := map[int]string{
 		1: "unexpected EOF",
 		2: "parse prometheus text",

@@ -12,7 +12,7 @@ const (
 	DecisionProposed  = "proposed"  // waiting for an operator's approval
 	DecisionPending   = "pending"   // approved (or auto), not started
 	DecisionRunning   = "running"   // steps under way
-	DecisionBlocked   = "blocked"   // a step must wait (PodDisruptionBudget, pod terminating, agent draining)
+	DecisionBlocked   = "blocked"   // a step is refused for now (PodDisruptionBudget, agent out of reach)
 	DecisionSucceeded = "succeeded" // every step done
 	DecisionDryRun    = "dry_run"   // planned and recorded; nothing changed
 	DecisionFailed    = "failed"

@@ -49,11 +49,15 @@ type Marker interface {
 	ReconcileMarks(ctx context.Context, want map[string]string) ([]string, error)
 }
 
-// RetryError says a step cannot finish now (a PodDisruptionBudget, a pod still terminating, an
-// agent still draining) and should be tried again after After.
+// RetryError says a step cannot finish now and should be tried again after After. Underway
+// tells the two kinds of wait apart: the step's action was taken and is running (an agent
+// draining, an evicted pod terminating), or something refuses it for now (a
+// PodDisruptionBudget, an agent out of reach). Operators read the first as progress and the
+// second as blocked, and the decision's status says which.
 type RetryError struct {
-	After  time.Duration
-	Reason string
+	After    time.Duration
+	Reason   string
+	Underway bool
 }
 
 func (e *RetryError) Error() string { return fmt.Sprintf("retry in %s: %s", e.After, e.Reason) }

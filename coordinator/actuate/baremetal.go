@@ -128,7 +128,7 @@ func (b *BareMetal) Do(ctx context.Context, a decide.Action, s Step, key string)
 		b.mu.Unlock()
 		b.log.Info("drain command sent", "node", a.Node, "command", key, "task_managers", a.TaskManagers, "again", known)
 	}
-	return "", &RetryError{After: b.cfg.Poll, Reason: "waiting for the agent on " + a.Node + " to drain"}
+	return "", &RetryError{After: b.cfg.Poll, Reason: "waiting for the agent on " + a.Node + " to drain", Underway: true}
 }
 
 func (b *BareMetal) forget(key string) {

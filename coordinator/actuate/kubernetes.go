@@ -590,7 +590,7 @@ func (k *Kubernetes) waitGone(ctx context.Context, node, target string) (string,
 	if v := p.Annotations[SafeToEvictAnnotation]; strings.EqualFold(v, "false") {
 		return "pod stays (not safe to evict)", nil
 	}
-	return "", &RetryError{After: k.cfg.PodGonePoll, Reason: fmt.Sprintf("pod %s/%s still on %s", p.Namespace, p.Name, node)}
+	return "", &RetryError{After: k.cfg.PodGonePoll, Reason: fmt.Sprintf("pod %s/%s still on %s", p.Namespace, p.Name, node), Underway: true}
 }
 
 func truncate(s string, n int) string {

@@ -41,7 +41,7 @@ const (
 	StatusProposed  = "proposed"  // waiting for an operator's approval
 	StatusPending   = "pending"   // approved (or auto), not started
 	StatusRunning   = "running"   // steps under way
-	StatusBlocked   = "blocked"   // a step must wait (PodDisruptionBudget, pod terminating, agent draining)
+	StatusBlocked   = "blocked"   // a step is refused for now (PodDisruptionBudget, agent out of reach)
 	StatusSucceeded = "succeeded" // every step done
 	StatusDryRun    = "dry_run"   // planned and recorded; nothing changed
 	StatusFailed    = "failed"
@@ -728,6 +728,17 @@ func (m *Manager) execute(ctx context.Context, id string) (int, error) {
 				return done, aerr
 			}
 			return done, m.finish(d, StatusFailed, why)
+		case errors.As(err, &retry) && retry.Underway:
+			// The step's action runs (an agent draining, a pod terminating): the decision is
+			// running, and the wait is audited when it starts or says something new, not at
+			// every poll.
+			changed := s.Message != retry.Reason
+			s.Status, s.Message = StepPending, retry.Reason
+			d.Status, d.Message, d.NextAttempt = StatusRunning, retry.Reason, m.now().Add(retry.After)
+			if !changed {
+				return done, m.commit(d, nil)
+			}
+			return done, m.commit(d, m.audit(d, "step_waiting", s.Name, retry.Reason))
 		case errors.As(err, &retry):
 			s.Status, s.Message = StepPending, retry.Reason
 			d.Status, d.Message, d.NextAttempt = StatusBlocked, retry.Reason, m.now().Add(retry.After)

@@ -475,6 +475,64 @@ func TestPDBBlockedThenTimesOut(t *testing.T) {
 	}
 }
 
+// TestTerminatingPodIsProgressNotBlocked: an evicted pod that takes a while to terminate keeps
+// the decision running (the step's action is under way), not blocked as a refusal would; the
+// wait is audited once, not at every poll; the decision succeeds when the pod is gone.
+func TestTerminatingPodIsProgressNotBlocked(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cl := newCluster(t, "tm-a")
+	// The eviction is accepted and the pod starts terminating; it stays until released.
+	var release bool
+	cl.cs.PrependReactor("create", "pods/eviction", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		ev := a.(k8stesting.CreateAction).GetObject().(*policyv1.Eviction)
+		if !release {
+			return true, nil, nil
+		}
+		return true, nil, cl.cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, ev.Namespace, ev.Name)
+	})
+	k, _ := actuate.NewKubernetes(cl.cs, actuate.KubernetesConfig{PDBRetry: 30 * time.Second, PodGonePoll: 5 * time.Second}, nil, nil)
+	clk := &clock{t: t0}
+	m, _ := New(st, testConfig(decide.Auto), k, WithClock(clk.now))
+	ds, _ := m.Round(clk.now(), slowObs("n1"), reach())
+	id := ds[0].Action.ID
+	for range 4 {
+		if _, err := m.Execute(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ := m.Decision(id)
+		if d.Status != httpv1.DecisionRunning || !strings.Contains(d.Message, "still on") {
+			t.Fatalf("while the pod terminates: status %s message %q, want running", d.Status, d.Message)
+		}
+		clk.add(5 * time.Second)
+	}
+	_, audit, _ := m.Decision(id)
+	waits := 0
+	for _, e := range audit {
+		if e.Event == "step_blocked" {
+			t.Fatalf("a terminating pod audited as blocked: %+v", e)
+		}
+		if e.Event == "step_waiting" {
+			waits++
+		}
+	}
+	if waits != 1 {
+		t.Fatalf("%d step_waiting audit entries over four polls of the same wait, want 1: %+v", waits, audit)
+	}
+	release = true
+	_ = cl.cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "flink", "tm-a")
+	for range 5 {
+		_, _ = m.Execute(context.Background())
+		clk.add(5 * time.Second)
+	}
+	if d, _, _ := m.Decision(id); d.Status != httpv1.DecisionSucceeded {
+		t.Fatalf("after the pod went: status %s message %q error %q", d.Status, d.Message, d.Error)
+	}
+}
+
 // TestRunLoopStopsOnCancel runs the executor goroutine for real.
 func TestRunLoopStopsOnCancel(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"))

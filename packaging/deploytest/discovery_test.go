@@ -69,8 +69,16 @@ func unitAgentPrivileges(t *testing.T) privileges {
 		caps = append(caps, strings.TrimPrefix(c, "CAP_"))
 	}
 	p := privileges{caps: caps, ambient: true, noNewPriv: keys["NoNewPrivileges"] == "yes"}
-	// The package creates the user with systemd-sysusers; where it does not exist (this test
-	// machine), a free uid stands in for it: a system user with no other privilege.
+	// The package creates the user in its preinstall script (and systemd-sysusers on later
+	// boots). Where it does not exist yet, the test runs that very script, as dpkg would, so the
+	// agent runs as the user the package makes; only where that cannot run (not root, no
+	// useradd) does a free uid stand in: a system user with no other privilege.
+	if _, err := user.Lookup(keys["User"]); err != nil && os.Geteuid() == 0 {
+		script := filepath.Join(repoRoot(t), "packaging/scripts/preinstall.sh")
+		if out, err := exec.Command("sh", script).CombinedOutput(); err != nil {
+			t.Logf("the package's preinstall script could not create user %q: %v\n%s", keys["User"], err, out)
+		}
+	}
 	if u, err := user.Lookup(keys["User"]); err == nil {
 		p.uid, _ = strconv.Atoi(u.Uid)
 		p.gid, _ = strconv.Atoi(u.Gid)

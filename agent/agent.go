@@ -24,6 +24,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/collector"
+	"github.com/tmwarden/tmwarden/ebpf"
 	"github.com/tmwarden/tmwarden/localstate"
 	"github.com/tmwarden/tmwarden/telemetry"
 )
@@ -183,6 +184,8 @@ func (a *Agent) buildCollectors() {
 		}
 		a.collectors = append(a.collectors, rc)
 	}
+	// The eBPF collectors have loaded their probes: the kernel BTF they shared is garbage now.
+	ebpf.ReleaseKernelBTF()
 }
 
 func (a *Agent) initMetrics() error {

@@ -136,9 +136,35 @@ func removeMemlock() {
 	})
 }
 
+// kernelTypes shares the running kernel's BTF between the probes' loads: each probe decoding
+// it anew (four decodes at the agent's start, one per probe and one more for the block-IO
+// prototype check) made the start the agent's peak heap. ReleaseKernelBTF drops it.
+var kernelTypes struct {
+	sync.Mutex
+	cache *btf.Cache
+}
+
+func btfCache() *btf.Cache {
+	kernelTypes.Lock()
+	defer kernelTypes.Unlock()
+	if kernelTypes.cache == nil {
+		kernelTypes.cache = btf.NewCache()
+	}
+	return kernelTypes.cache
+}
+
+// ReleaseKernelBTF drops the kernel BTF the probes' loads shared (megabytes of heap). Call it
+// once the probes are loaded: loaded probes keep nothing of it, and a later load decodes it
+// again.
+func ReleaseKernelBTF() {
+	kernelTypes.Lock()
+	kernelTypes.cache = nil
+	kernelTypes.Unlock()
+}
+
 // kernelBTF returns the running kernel's BTF, which every CO-RE probe needs.
 func kernelBTF(name string) (*btf.Spec, error) {
-	spec, err := btf.LoadKernelSpec()
+	spec, err := btfCache().Kernel()
 	if err != nil {
 		err = fmt.Errorf("%w: kernel BTF not available (needs CONFIG_DEBUG_INFO_BTF, /sys/kernel/btf/vmlinux): %v", ErrKernelUnsupported, err)
 		return nil, &LoadError{Probe: name, Reason: err.Error(), Err: err}
@@ -325,6 +351,7 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
 		Programs: ebpf.ProgramOptions{KernelTypes: kspec},
+		Cache:    btfCache(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load: %w", err)

@@ -395,3 +395,20 @@ func BenchmarkTCPRetransmitsRead(b *testing.B) {
 		})
 	}
 }
+
+// TestProbesLoadAfterReleaseKernelBTF: the agent drops the shared kernel BTF once its probes
+// are loaded; a probe loaded after that (a test, a restart of a collector) decodes it again.
+func TestProbesLoadAfterReleaseKernelBTF(t *testing.T) {
+	first, err := LoadTCPRetransmits()
+	skipIfForbidden(t, err)
+	defer first.Close()
+	ReleaseKernelBTF()
+	second, err := LoadTCPRetransmits()
+	if err != nil {
+		t.Fatalf("load after ReleaseKernelBTF: %v", err)
+	}
+	defer second.Close()
+	if st := second.Status(); st.State != StateLoaded {
+		t.Errorf("status after ReleaseKernelBTF: %v", st)
+	}
+}

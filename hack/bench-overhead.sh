@@ -112,12 +112,15 @@ AGENT_PORT=$(free_port)
 NE_PORT=$(free_port)
 while [[ $NE_PORT == "$AGENT_PORT" || $NE_PORT == "$COORD_PORT" ]]; do NE_PORT=$(free_port); done
 
-# The stand-ins (sim/tmstandin) serve until their stdin closes: each gets a pipe from a sleep.
+# The stand-ins (sim/tmstandin) serve until their stdin closes: they share a pipe from a sleep,
+# which the cleanup ends. Port 0: the kernel picks a free one (a port found free here can be
+# taken by the time the stand-in binds it on a busy machine), and the stand-in prints it.
+exec {standin_stdin}< <(sleep 100000)
+pids+=("$!")
 standin_endpoints=()
 for version in 1.20.1 2.0.0; do
-	port=$(free_port)
-	TMSTANDIN_FLINK_VERSION=$version TMSTANDIN_SUBTASKS=$SUBTASKS "$BIN/tmstandin" "-Dmetrics.reporter.prom.port=$port" \
-		< <(sleep 100000) >"$WORK/standin-$version.out" 2>&1 &
+	TMSTANDIN_FLINK_VERSION=$version TMSTANDIN_SUBTASKS=$SUBTASKS "$BIN/tmstandin" "-Dmetrics.reporter.prom.port=0" \
+		<&"$standin_stdin" >"$WORK/standin-$version.out" 2>&1 &
 	pids+=("$!")
 	for _ in $(seq 1 100); do
 		grep -q '^listening' "$WORK/standin-$version.out" && break
@@ -179,7 +182,7 @@ sleep "$WARMUP"
 for p in "$AGENT_PID" "$NE_PID"; do
 	if ! kill -0 "$p" 2>/dev/null; then
 		echo "bench-node: a measured process exited during warm-up; its log:" >&2
-		tail -20 "$WORK/agent.log" "$WORK/node_exporter.log" >&2
+		tail -n 20 "$WORK/agent.log" "$WORK/node_exporter.log" >&2
 		exit 1
 	fi
 done
@@ -210,7 +213,7 @@ n_file=$(status_kib "$NE_PID" RssFile)
 
 if ! kill -0 "$AGENT_PID" 2>/dev/null; then
 	echo "bench-node: the agent died while its coordinator was unreachable" >&2
-	tail -20 "$WORK/agent.log" >&2
+	tail -n 20 "$WORK/agent.log" >&2
 	exit 1
 fi
 

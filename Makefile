@@ -74,13 +74,15 @@ lab: build ## real faults on this machine under a TaskManager stand-in, seen by 
 	$(BIN)/tmwardenctl lab $(LAB_ARGS)
 
 .PHONY: bench-scale bench-scale-fleet
-bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round p50/p99 (every round timed), RSS, drops
-	$(GO) run ./sim/scalebench $(SCALE_ARGS)
+# SCALE_PROFILES keeps the coordinator's CPU and heap profiles per fleet size (go tool pprof).
+SCALE_PROFILES ?= /tmp/tmwarden-scale-profiles
+bench-scale: ## one coordinator process, 10,000 nodes x 20 subtasks over gRPC every 5 s: ingest rate, round p50/p99 (every round timed) and its CPU time, RSS, drops, what dominates CPU and memory
+	$(GO) run ./sim/scalebench -profile $(SCALE_PROFILES) $(SCALE_ARGS)
 
 # SCALE_FLEET lists the fleet sizes; each gets a fresh coordinator, one after the other.
 SCALE_FLEET ?= 1000,3000,10000,30000
-bench-scale-fleet: ## bench-scale at 1k, 3k, 10k and 30k nodes, one table: round p50/p99/max, peak RSS and drops per fleet size
-	$(GO) run ./sim/scalebench -nodes $(SCALE_FLEET) -duration 60s $(SCALE_ARGS)
+bench-scale-fleet: ## bench-scale at 1k, 3k, 10k and 30k nodes, one table: connect time, round p50/p99/max and round CPU, peak RSS, CPU per report, drops per fleet size; profiles summarised per size
+	$(GO) run ./sim/scalebench -nodes $(SCALE_FLEET) -duration 60s -profile $(SCALE_PROFILES) $(SCALE_ARGS)
 
 .PHONY: bench-scrape
 bench-scrape: ## scrape parser on the reference and 200-subtask scrapes, beside Prometheus textparse (the previous parser) and expfmt's full decode of the same bodies

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -120,6 +121,28 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// chromiumDataDir is a user data directory for one Chromium run. Not t.TempDir: Chromium's
+// helper processes can still be writing into it when the browser has exited, and t.TempDir's
+// cleanup then fails the test over a directory that is not empty. Removal is retried for a
+// while and only logged if it still fails.
+func chromiumDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tmwarden-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("leaving Chromium's data directory %s: %v", dir, err)
+	})
+	return dir
+}
+
 // dumpDOM loads url in headless Chromium, lets the page's fetches finish (virtual time waits
 // for the network) and returns the resulting DOM.
 func dumpDOM(t *testing.T, bin, url string) *html.Node {
@@ -128,7 +151,7 @@ func dumpDOM(t *testing.T, bin, url string) *html.Node {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=3000", "--dump-dom", url)
+		"--user-data-dir="+chromiumDataDir(t), "--virtual-time-budget=3000", "--dump-dom", url)
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -14,7 +14,9 @@
 #
 # Environment: DURATION (seconds measured, default 120, at least 120 unless BENCH_SHORT=1),
 # INTERVAL (seconds, default 5), WARMUP (seconds before measuring, default 10), SUBTASKS (per
-# TaskManager stand-in, default 200).
+# TaskManager stand-in, default 200), BASELINE_REV (a git revision: its agent, built the same way,
+# runs beside the current one against the same stand-ins and is measured in the same window,
+# a before/after in one run).
 set -euo pipefail
 
 DURATION=${DURATION:-120}
@@ -89,6 +91,20 @@ fi
 mkdir -p "$WORK/bin"
 cp "$WORK/release/tmwarden-agent" "$WORK/bin/tmwarden-agent"
 AGENT=$WORK/bin/tmwarden-agent
+BASELINE=
+if [[ -n ${BASELINE_REV:-} ]]; then
+	echo "== building the agent of $BASELINE_REV (make release-bin of that tree) to run beside it"
+	mkdir -p "$WORK/baseline-src"
+	if ! (git -C "$ROOT" archive "$BASELINE_REV" | tar -x -C "$WORK/baseline-src" &&
+		cd "$WORK/baseline-src" && make --no-print-directory release-bin RELEASE_BIN="$WORK/baseline-release" VERSION=v0.0.0-baseline) \
+		>"$WORK/baseline-build.log" 2>&1; then
+		echo "bench-node: the agent of $BASELINE_REV does not build:" >&2
+		sed 's/^/    /' "$WORK/baseline-build.log" >&2
+		exit 2
+	fi
+	cp "$WORK/baseline-release/tmwarden-agent" "$WORK/bin/tmwarden-agent-baseline"
+	BASELINE=$WORK/bin/tmwarden-agent-baseline
+fi
 
 NODE_EXPORTER=$(command -v prometheus-node-exporter || true)
 if [[ -z $NODE_EXPORTER ]]; then
@@ -153,6 +169,18 @@ echo "== starting tmwarden-agent (coordinator 127.0.0.1:$COORD_PORT, unreachable
 	--interval "${INTERVAL}s" --http-addr "127.0.0.1:$AGENT_PORT" "${enable[@]}" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 pids+=("$AGENT_PID")
+BASE_PID=
+if [[ -n $BASELINE ]]; then
+	BASE_PORT=$(free_port)
+	# The baseline knows the collectors of its own revision.
+	mapfile -t base_collectors < <("$BASELINE" -h 2>&1 | grep -oE -- '-collector\.[a-z0-9_]+' | sort -u)
+	base_enable=()
+	for c in "${base_collectors[@]}"; do base_enable+=("-$c=true"); done
+	"$BASELINE" --config "$WORK/agent.yaml" --node-name bench-node-baseline --coordinator "127.0.0.1:$COORD_PORT" \
+		--interval "${INTERVAL}s" --http-addr "127.0.0.1:$BASE_PORT" "${base_enable[@]}" >"$WORK/agent-baseline.log" 2>&1 &
+	BASE_PID=$!
+	pids+=("$BASE_PID")
+fi
 "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NE_PORT" >"$WORK/node_exporter.log" 2>&1 &
 NE_PID=$!
 pids+=("$NE_PID")
@@ -163,6 +191,7 @@ pids+=("$NE_PID")
 	while sleep "$INTERVAL"; do
 		curl -s -o /dev/null --max-time "$INTERVAL" "http://127.0.0.1:$NE_PORT/metrics" || true
 		curl -s -o /dev/null --max-time "$INTERVAL" "http://127.0.0.1:$AGENT_PORT/metrics" || true
+		[[ -z $BASE_PID ]] || curl -s -o /dev/null --max-time "$INTERVAL" "http://127.0.0.1:$BASE_PORT/metrics" || true
 	done
 ) &
 pids+=("$!")
@@ -179,7 +208,7 @@ collector_costs() {
 }
 
 sleep "$WARMUP"
-for p in "$AGENT_PID" "$NE_PID"; do
+for p in "$AGENT_PID" "$NE_PID" $BASE_PID; do
 	if ! kill -0 "$p" 2>/dev/null; then
 		echo "bench-node: a measured process exited during warm-up; its log:" >&2
 		tail -n 20 "$WORK/agent.log" "$WORK/node_exporter.log" >&2
@@ -188,6 +217,7 @@ for p in "$AGENT_PID" "$NE_PID"; do
 done
 
 a0=$(cpu_ticks "$AGENT_PID")
+[[ -z $BASE_PID ]] || { b0=$(cpu_ticks "$BASE_PID"); bs0=$(run_ns "$BASE_PID"); }
 n0=$(cpu_ticks "$NE_PID")
 as0=$(run_ns "$AGENT_PID")
 ns0=$(run_ns "$NE_PID")
@@ -196,6 +226,7 @@ collector_costs >"$WORK/costs0"
 echo "== measuring for ${DURATION}s (interval ${INTERVAL}s, after ${WARMUP}s warm-up)"
 sleep "$DURATION"
 a1=$(cpu_ticks "$AGENT_PID")
+[[ -z $BASE_PID ]] || { b1=$(cpu_ticks "$BASE_PID"); bs1=$(run_ns "$BASE_PID"); }
 n1=$(cpu_ticks "$NE_PID")
 as1=$(run_ns "$AGENT_PID")
 ns1=$(run_ns "$NE_PID")
@@ -209,6 +240,12 @@ n_rss=$(status_kib "$NE_PID" VmRSS)
 a_anon=$(status_kib "$AGENT_PID" RssAnon)
 n_anon=$(status_kib "$NE_PID" RssAnon)
 a_file=$(status_kib "$AGENT_PID" RssFile)
+if [[ -n $BASE_PID ]]; then
+	b_hwm=$(status_kib "$BASE_PID" VmHWM)
+	b_rss=$(status_kib "$BASE_PID" VmRSS)
+	b_anon=$(status_kib "$BASE_PID" RssAnon)
+	b_file=$(status_kib "$BASE_PID" RssFile)
+fi
 n_file=$(status_kib "$NE_PID" RssFile)
 
 if ! kill -0 "$AGENT_PID" 2>/dev/null; then
@@ -221,7 +258,9 @@ fi
 status=$(curl -s --max-time 5 "http://127.0.0.1:$AGENT_PORT/debug/status" || true)
 
 awk -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v a0="$a0" -v a1="$a1" -v n0="$n0" -v n1="$n1" \
-	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v aa="$a_anon" -v na="$n_anon" -v af="$a_file" -v nf="$n_file" -v ne="$NE_VERSION" -v iv="$INTERVAL" -v la="$load_avg" '
+	-v as0="$as0" -v as1="$as1" -v ns0="$ns0" -v ns1="$ns1" -v ah="$a_hwm" -v nh="$n_hwm" -v ar="$a_rss" -v nr="$n_rss" -v aa="$a_anon" -v na="$n_anon" -v af="$a_file" -v nf="$n_file" -v ne="$NE_VERSION" -v iv="$INTERVAL" -v la="$load_avg" \
+	-v brev="${BASELINE_REV:-}" -v bpid="$BASE_PID" -v b0="${b0:-0}" -v b1="${b1:-0}" -v bs0="${bs0:-0}" -v bs1="${bs1:-0}" \
+	-v bh="${b_hwm:-0}" -v br="${b_rss:-0}" -v ba="${b_anon:-0}" -v bf="${b_file:-0}" '
 BEGIN {
 	secs = t1 - t0
 	acpu = (as1 - as0) / 1e7 / secs
@@ -236,12 +275,22 @@ BEGIN {
 	printf "%-26s %9s %14s %7s %14s %9s %10s %10s\n", "process", "CPU %", "CPU ns", "ticks", "peak RSS MiB", "RSS MiB", "anon MiB", "file MiB"
 	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024, aa / 1024, af / 1024
 	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024, na / 1024, nf / 1024
+	if (bpid != "") {
+		bcpu = (bs1 - bs0) / 1e7 / secs
+		bt = (b1 - b0) / hz / secs * 100
+		if (bt > bcpu * 1.2 + 0.05) { bcpu = bt; bnote = "baseline agent: threads exited during the run; CPU % from clock ticks" }
+		printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "agent @" substr(brev, 1, 19), bcpu, bs1 - bs0, b1 - b0, bh / 1024, br / 1024, ba / 1024, bf / 1024
+	}
 	print "(RSS at the end split into anonymous memory and mapped file pages, mostly the binary itself)"
 	printf "(%s; load average at the end %s)\n", ne, la
 	if (anote != "") print anote
 	if (nnote != "") print nnote
 	if (ncpu > 0) printf "ratio agent / node_exporter: CPU %.2fx", acpu / ncpu; else printf "ratio agent / node_exporter: CPU n/a (node_exporter used no measurable CPU)"
 	printf ", peak RSS %.2fx\n", ah / nh
+	if (bpid != "") {
+		if (bnote != "") print bnote
+		printf "baseline %s / node_exporter: CPU %.2fx, peak RSS %.2fx; this agent / baseline: CPU %.2fx, peak RSS %.2fx\n", brev, (ncpu > 0 ? bcpu / ncpu : 0), bh / nh, (bcpu > 0 ? acpu / bcpu : 0), ah / bh
+	}
 	printf "goal CPU <= node_exporter: %s; goal peak RSS <= 40 MiB: %s\n", (acpu <= ncpu ? "met" : "NOT met"), (ah / 1024 <= 40 ? "met" : "NOT met")
 }'
 echo

@@ -57,6 +57,9 @@ type flinkCollector struct {
 	// prev keeps each endpoint's last JVM counters for GC rates; only Collect touches it and
 	// Collect never runs concurrently with itself.
 	prev map[string]jvmSample
+	// strs shares each endpoint's subtask identity strings between its scrapes, and so between
+	// the reports buffered during a coordinator outage; same owner and lifetime as prev.
+	strs map[string]*promscrape.Strings
 }
 
 type jvmSample struct {
@@ -86,6 +89,7 @@ func newFlinkCollectorWith(cfg FlinkConfig, log *slog.Logger) *flinkCollector {
 		client: &http.Client{Transport: tr},
 		log:    log,
 		prev:   map[string]jvmSample{},
+		strs:   map[string]*promscrape.Strings{},
 	}
 }
 
@@ -131,6 +135,20 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 		return unresolved(nil)
 	}
 	results := make([]scrapeResult, len(targets))
+	// One Strings per endpoint and scrape: an endpoint listed twice shares nothing the second time.
+	strs := make([]*promscrape.Strings, len(targets))
+	taken := make(map[string]bool, len(targets))
+	for i, tm := range targets {
+		ep := tm.GetMetricsEndpoint()
+		if taken[ep] {
+			continue
+		}
+		taken[ep] = true
+		if f.strs[ep] == nil {
+			f.strs[ep] = &promscrape.Strings{}
+		}
+		strs[i] = f.strs[ep]
+	}
 	sem := make(chan struct{}, f.cfg.MaxConcurrent)
 	var wg sync.WaitGroup
 	for i, tm := range targets {
@@ -146,7 +164,7 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 				results[i].err = fmt.Errorf("scrape %s: %w", tm.GetMetricsEndpoint(), ctx.Err())
 				return
 			}
-			s, err := f.scrape(ctx, tm.GetMetricsEndpoint())
+			s, err := f.scrape(ctx, tm.GetMetricsEndpoint(), strs[i])
 			results[i] = scrapeResult{scrape: s, at: time.Now(), err: err}
 		}()
 	}
@@ -174,6 +192,11 @@ func (f *flinkCollector) Collect(ctx context.Context, r *tmwardenv1.Report) erro
 	for ep := range f.prev {
 		if !seen[ep] {
 			delete(f.prev, ep)
+		}
+	}
+	for ep := range f.strs {
+		if !seen[ep] {
+			delete(f.strs, ep)
 		}
 	}
 	var problems []string
@@ -235,7 +258,7 @@ func scrapeURL(endpoint string) (string, error) {
 	return u.String(), nil
 }
 
-func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscrape.Scrape, error) {
+func (f *flinkCollector) scrape(ctx context.Context, endpoint string, strs *promscrape.Strings) (*promscrape.Scrape, error) {
 	target, err := scrapeURL(endpoint)
 	if err != nil {
 		return nil, err
@@ -273,7 +296,7 @@ func (f *flinkCollector) scrape(ctx context.Context, endpoint string) (*promscra
 	}
 	// The body is parsed as it arrives, never held whole: a 200-subtask body is about 2 MB.
 	body := &limitedReader{r: resp.Body, left: f.cfg.MaxBodyBytes}
-	s, err := promscrape.Parse(body)
+	s, err := promscrape.ParseWith(body, strs)
 	if err != nil {
 		if body.over {
 			return nil, withFix(fmt.Errorf("scrape %s: body larger than %d bytes", target, f.cfg.MaxBodyBytes),

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"gopkg.in/yaml.v3"
 
@@ -97,12 +98,27 @@ func TestFlinkCollectorScrapesSimulatedTaskManagers(t *testing.T) {
 		}
 	}
 	// A second round gives GC rates from the counter deltas.
+	first := r.TaskManagers[0].Subtasks
 	time.Sleep(20 * time.Millisecond)
 	if err := c.Collect(context.Background(), r); err != nil {
 		t.Fatalf("second Collect: %v", err)
 	}
 	if g := r.TaskManagers[0].Jvm.GcCountPerSecond; math.IsNaN(g) || g < 0 {
 		t.Errorf("GC count rate after two scrapes = %v", g)
+	}
+	// The second round's subtasks are new messages whose identity strings are the first
+	// round's (buffered reports share them instead of holding copies).
+	second := r.TaskManagers[0].Subtasks
+	if len(second) == 0 || len(second) != len(first) || second[0] == first[0] {
+		t.Fatalf("second round: %d subtasks (first %d), same message %v", len(second), len(first), len(second) > 0 && second[0] == first[0])
+	}
+	for i := range second {
+		a, b := first[i], second[i]
+		if a.JobId != b.JobId || unsafe.StringData(a.JobId) != unsafe.StringData(b.JobId) ||
+			unsafe.StringData(a.VertexId) != unsafe.StringData(b.VertexId) || unsafe.StringData(a.VertexName) != unsafe.StringData(b.VertexName) ||
+			unsafe.StringData(a.AttemptId) != unsafe.StringData(b.AttemptId) || unsafe.StringData(a.JobName) != unsafe.StringData(b.JobName) {
+			t.Fatalf("subtask %s#%d: identity strings not shared between rounds", b.VertexId, b.SubtaskIndex)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package promscrape
 import (
 	"bytes"
 	"testing"
+	"unsafe"
 )
 
 // FuzzParse feeds arbitrary scrape bodies to the parser and extractor: they must return a
@@ -41,5 +42,22 @@ func TestFamiliesAreWanted(t *testing.T) {
 		if wanted([]byte(f)) {
 			t.Errorf("Parse reads %s, which it never uses", f)
 		}
+	}
+}
+
+// TestStringsKeepOnlyTheLastScrape: a string is shared with the next scrape, and forgotten
+// once a scrape went by without it (a finished job's ids do not stay for the agent's life).
+func TestStringsKeepOnlyTheLastScrape(t *testing.T) {
+	var st Strings
+	a := st.intern([]byte("job-a"))
+	st.rotate()
+	if b := st.intern([]byte("job-a")); unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Error("the next scrape got a new copy")
+	}
+	st.rotate()
+	st.intern([]byte("job-b"))
+	st.rotate()
+	if _, kept := st.prev["job-a"]; kept || len(st.prev) != 1 {
+		t.Errorf("after a scrape without it, kept %v: %v", kept, st.prev)
 	}
 }

@@ -146,7 +146,11 @@ type Scrape struct {
 // versions tokenised every line with Prometheus's model/textparse, which made the agent's
 // scrape cost several times node_exporter's whole cost; make bench-scrape prints this parser
 // beside textparse and expfmt on the same bodies.
-func Parse(r io.Reader) (*Scrape, error) {
+func Parse(r io.Reader) (*Scrape, error) { return ParseWith(r, nil) }
+
+// ParseWith is Parse sharing the identity strings of the subtasks with the previous scrape
+// of the same TaskManager through strs (nil: no sharing).
+func ParseWith(r io.Reader, strs *Strings) (*Scrape, error) {
 	bp := chunkPool.Get().(*[]byte)
 	defer func() {
 		// A buffer that grew for one huge line must not stay pinned in the pool.
@@ -156,6 +160,10 @@ func Parse(r io.Reader) (*Scrape, error) {
 	}()
 	buf := (*bp)[:cap(*bp)]
 	p := newParser()
+	if strs != nil {
+		p.ex.strs = strs
+		defer strs.rotate()
+	}
 	filled := 0
 	for {
 		n, err := r.Read(buf[filled:])
@@ -556,6 +564,7 @@ type extractor struct {
 	subs      map[string]*subtaskAcc
 	key       []byte
 	sets      map[string]*knownSet
+	strs      *Strings
 	gcAll     struct{ count, time float64 }
 	gcSum     struct{ count, time float64 }
 	gcAllSeen [2]bool
@@ -607,6 +616,43 @@ func (e *extractor) add(name []byte, lbls seriesLabels, v float64) {
 			}
 		}
 	}
+}
+
+// str is the label value as a string, shared with the previous scrape's when strs is set.
+func (e *extractor) str(b []byte) string {
+	if e.strs == nil {
+		return string(b)
+	}
+	return e.strs.intern(b)
+}
+
+// Strings shares the subtasks' identity strings (job and vertex ids and names, attempt ids)
+// between the scrapes of one TaskManager: they hardly change, and every report the agent
+// buffers during a coordinator outage (720 by default) would otherwise hold its own copies,
+// some 180 bytes per subtask. It keeps the strings of the last scrape only. Not safe for
+// concurrent use: one per TaskManager endpoint.
+type Strings struct {
+	prev, cur map[string]string
+}
+
+func (t *Strings) intern(b []byte) string {
+	if s, ok := t.cur[string(b)]; ok {
+		return s
+	}
+	s, ok := t.prev[string(b)]
+	if !ok {
+		s = string(b)
+	}
+	if t.cur == nil {
+		t.cur = make(map[string]string, len(t.prev))
+	}
+	t.cur[s] = s
+	return s
+}
+
+// rotate ends a scrape: the strings it used are the ones the next scrape may share.
+func (t *Strings) rotate() {
+	t.prev, t.cur = t.cur, nil
 }
 
 // apply takes one sample of a wanted task- or operator-scope family for its subtask; quantile
@@ -701,7 +747,7 @@ func (e *extractor) subtask(lbls seriesLabels) *subtaskAcc {
 		if s.TaskManagerID == "" && len(tmID) > 0 {
 			s.TaskManagerID, s.Host = string(tmID), string(host)
 		}
-		acc = &subtaskAcc{m: newSubtask(SubtaskKey{JobID: string(jobID), VertexID: string(vertexID), SubtaskIndex: int32(n)})}
+		acc = &subtaskAcc{m: newSubtask(SubtaskKey{JobID: e.str(jobID), VertexID: e.str(vertexID), SubtaskIndex: int32(n)})}
 		e.subs[string(e.key)] = acc
 	}
 	// Mid-failover a scrape can hold series of two attempts; the newest attempt describes the
@@ -710,9 +756,9 @@ func (e *extractor) subtask(lbls seriesLabels) *subtaskAcc {
 	if acc.m.AttemptId == "" || int32(an) > acc.attemptNumber {
 		acc.attemptNumber = int32(an)
 		acc.m.AttemptNumber = int32(an)
-		acc.m.AttemptId = string(attemptID)
-		acc.m.JobName = string(jobName)
-		acc.m.VertexName = string(vertexName)
+		acc.m.AttemptId = e.str(attemptID)
+		acc.m.JobName = e.str(jobName)
+		acc.m.VertexName = e.str(vertexName)
 	}
 	return acc
 }

@@ -382,8 +382,9 @@ func (e *extractor) remember(name, set []byte) {
 	e.s.Skipped = skipped
 	ks.quantile = lbls.get("quantile")
 	ks.hasQuantile = ks.quantile != nil
-	// A copy: the key's bytes are in the read buffer, which the next chunk overwrites.
-	e.sets[string(key)] = ks
+	// A copy (the key's bytes are in the read buffer, which the next chunk overwrites), shared
+	// with the previous scrape's when there is one: the label sets repeat scrape after scrape.
+	e.sets[e.str(key)] = ks
 }
 
 // metricName returns the metric name a series line starts with, or nil when the line does not
@@ -627,7 +628,8 @@ func (e *extractor) str(b []byte) string {
 }
 
 // Strings shares the subtasks' identity strings (job and vertex ids and names, attempt ids)
-// between the scrapes of one TaskManager: they hardly change, and every report the agent
+// and the label sets Parse keys its work by between the scrapes of one TaskManager: they
+// hardly change, so each scrape need not copy them again, and every report the agent
 // buffers during a coordinator outage (720 by default) would otherwise hold its own copies,
 // some 180 bytes per subtask. It keeps the strings of the last scrape only. Not safe for
 // concurrent use: one per TaskManager endpoint.

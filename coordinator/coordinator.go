@@ -300,6 +300,10 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		// An agent's connection writes a few acks every interval: its write buffer goes back to a
 		// shared pool after each flush instead of staying with the connection.
 		grpc.SharedWriteBuffer(true),
+		// HTTP/2 flow control at its floor (64 KiB, a few reports) and fixed: what an agent may
+		// send before the coordinator reads it is buffered here, so under a backlog a fleet's
+		// connections hold 64 KiB each, not windows grown by bandwidth-delay estimation.
+		grpc.InitialWindowSize(64 << 10), grpc.InitialConnWindowSize(64 << 10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	}

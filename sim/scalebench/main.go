@@ -61,6 +61,13 @@ func main() {
 	defer os.RemoveAll(dir)
 	if *bin == "" {
 		*bin = filepath.Join(dir, "tmwarden-coordinator")
+		if *profile != "" {
+			// Beside its profiles, so go tool pprof can read them after this run.
+			if err := os.MkdirAll(*profile, 0o755); err != nil {
+				log.Fatal(err)
+			}
+			*bin = filepath.Join(*profile, "tmwarden-coordinator")
+		}
 		b := exec.Command("go", "build", "-o", *bin, "./cmd/tmwarden-coordinator")
 		b.Stdout, b.Stderr = os.Stderr, os.Stderr
 		if err := b.Run(); err != nil {

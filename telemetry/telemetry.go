@@ -59,7 +59,7 @@ func Setup(ctx context.Context, cfg Config, service, version string, attrs ...at
 	res := Resource(service, version, os.Getenv, attrs...)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), newProcessCollector())
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, fmt.Errorf("creating prometheus exporter: %w", err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,10 +156,45 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 				status: &tmwardenv1.CollectorStatus{Name: nc.Name, State: tmwardenv1.CollectorStatus_STATE_OK}})
 		}
 	} else {
+		// Loading the eBPF probes decodes the kernel's BTF: megabytes of short-lived garbage,
+		// which at the default GOGC grows the heap to twice its size before the first
+		// collection, and that start-up peak stays the agent's peak RSS for its whole life.
+		// Collecting often while the collectors are built keeps the peak near the live heap;
+		// the setting the process started with is back before the first round.
+		restore := tightGC()
 		a.buildCollectors()
+		restore()
 	}
 	a.statuses = a.collectorStatuses()
 	return a, nil
+}
+
+// startupGCPercent is the GC target while the collectors are built (see New).
+const startupGCPercent = 10
+
+// startupGC counts the agents building their collectors at once (the demo runs several in one
+// process), so that the last one to finish restores the process's own GC target.
+var startupGC struct {
+	sync.Mutex
+	building int
+	prev     int
+}
+
+// tightGC sets the start-up GC target and returns the function that restores the previous one.
+func tightGC() (restore func()) {
+	startupGC.Lock()
+	defer startupGC.Unlock()
+	if startupGC.building == 0 {
+		startupGC.prev = debug.SetGCPercent(startupGCPercent)
+	}
+	startupGC.building++
+	return func() {
+		startupGC.Lock()
+		defer startupGC.Unlock()
+		if startupGC.building--; startupGC.building == 0 {
+			debug.SetGCPercent(startupGC.prev)
+		}
+	}
 }
 
 func (a *Agent) buildCollectors() {

@@ -2,7 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
+	"runtime/debug"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,5 +130,46 @@ func TestCollectorStateCoversCollectorsThatNeverRun(t *testing.T) {
 		if got := series[reg.Name]; got["disabled"] != 1 || got["ok"] != 0 {
 			t.Errorf("collector %s disabled by configuration: tmwarden_collector_state %v, want disabled=1 and ok=0", reg.Name, got)
 		}
+	}
+}
+
+// TestStartupGCTargetIsRestored: New collects garbage often while it builds the collectors
+// (the probes' BTF decode), then hands the process its own GC target back, also when several
+// agents are built at once.
+func TestStartupGCTargetIsRestored(t *testing.T) {
+	const own = 137
+	old := debug.SetGCPercent(own)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := DefaultConfig()
+			cfg.NodeName, cfg.Coordinator, cfg.Interval = fmt.Sprintf("gc-node-%d", i), "127.0.0.1:1", time.Second
+			// The /proc collectors only: the eBPF ones would load programs.
+			cfg.Collectors.Enabled = map[string]bool{}
+			for _, reg := range collector.Registrations() {
+				cfg.Collectors.Enabled[reg.Name] = !strings.HasPrefix(reg.Name, "ebpf")
+			}
+			a, err := New(cfg, WithTelemetry(telemetry.Noop()))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			a.closeCollectors()
+		}()
+	}
+	wg.Wait()
+	if got := debug.SetGCPercent(own); got != own {
+		t.Errorf("GC target after New: %d, want the process's own %d", got, own)
+	}
+	restore := tightGC()
+	if got := debug.SetGCPercent(startupGCPercent); got != startupGCPercent {
+		t.Errorf("GC target while building: %d, want %d", got, startupGCPercent)
+	}
+	restore()
+	if got := debug.SetGCPercent(own); got != own {
+		t.Errorf("GC target after restore: %d, want %d", got, own)
 	}
 }

@@ -164,16 +164,16 @@ func (h *HostThreshold) Evaluate(v model.View, now time.Time) Round {
 		}
 		var ev []Evidence
 		cause := CauseUnknown
-		if s.Host.Steal > h.t.Steal {
-			ev = append(ev, Evidence{Kind: "host", Signal: "cpu_steal", Value: s.Host.Steal, PeerMedian: h.t.Steal})
+		if x := s.Host.Signals[model.SignalSteal]; x > h.t.Steal {
+			ev = append(ev, Evidence{Kind: "host", Signal: model.SignalSteal.String(), Value: x, PeerMedian: h.t.Steal})
 			cause = CauseCPU
 		}
-		if s.Host.RunqMeanUS > h.t.RunqMeanUS {
-			ev = append(ev, Evidence{Kind: "host", Signal: "runqueue_mean_us", Value: s.Host.RunqMeanUS, PeerMedian: h.t.RunqMeanUS})
+		if x := s.Host.Signals[model.SignalRunqMean]; x > h.t.RunqMeanUS {
+			ev = append(ev, Evidence{Kind: "host", Signal: model.SignalRunqMean.String(), Value: x, PeerMedian: h.t.RunqMeanUS})
 			cause = CauseCPU
 		}
-		if s.Host.IOWait > h.t.IOWait {
-			ev = append(ev, Evidence{Kind: "host", Signal: "cpu_iowait", Value: s.Host.IOWait, PeerMedian: h.t.IOWait})
+		if x := s.Host.Signals[model.SignalIOWait]; x > h.t.IOWait {
+			ev = append(ev, Evidence{Kind: "host", Signal: model.SignalIOWait.String(), Value: x, PeerMedian: h.t.IOWait})
 			if cause == CauseUnknown {
 				cause = CauseDisk
 			}

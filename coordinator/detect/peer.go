@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/tmwarden/tmwarden/coordinator/model"
@@ -140,34 +139,14 @@ func (c PeerConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// hostSignal is one host signal compared across nodes. A node is anomalous on it when its value
-// exceeds the cluster median by Floor and is Ratio times the median: both, so that a quiet
-// cluster's tiny median does not turn noise into anomalies.
-type hostSignal struct {
-	name  string
-	cause Cause
-	get   func(*model.HostDigest) float64
-	floor float64
-	ratio float64
-}
-
-var hostSignals = []hostSignal{
-	{"runqueue_mean_us", CauseCPU, func(h *model.HostDigest) float64 { return h.RunqMeanUS }, 300, 4},
-	{"tm_runqueue_mean_us", CauseCPU, func(h *model.HostDigest) float64 { return h.TaskManagerRunqMeanUS }, 300, 4},
-	{"tm_cpu_throttled_share", CauseThrottled, func(h *model.HostDigest) float64 { return h.TaskManagerThrottledShare }, 0.15, 3},
-	{"busiest_neighbour_cpu_cores", CauseCPU, func(h *model.HostDigest) float64 { return h.BusiestNeighbourCPUCores }, 0.5, 3},
-	{"cpu_steal", CauseCPU, func(h *model.HostDigest) float64 { return h.Steal }, 0.05, 3},
-	{"other_cpu_cores", CauseCPU, func(h *model.HostDigest) float64 { return h.OtherCPUCores }, 1, 3},
-	{"psi_cpu_some", CauseCPU, func(h *model.HostDigest) float64 { return h.PSICPU }, 0.15, 3},
-	{"disk_await_ms", CauseDisk, func(h *model.HostDigest) float64 { return h.DiskAwaitMS }, 10, 5},
-	{"cpu_iowait", CauseDisk, func(h *model.HostDigest) float64 { return h.IOWait }, 0.05, 3},
-	{"psi_io_some", CauseDisk, func(h *model.HostDigest) float64 { return h.PSIIO }, 0.15, 3},
-	{"tcp_retransmits_per_s", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransPerSec }, 20, 5},
-	{"tcp_retransmit_ratio", CauseNetwork, func(h *model.HostDigest) float64 { return h.RetransRatio }, 0.005, 5},
-	{"tcp_inbound_retransmits_per_s", CauseNetwork, func(h *model.HostDigest) float64 { return h.InboundRetransPerSec }, 20, 5},
-	{"major_faults_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.MajorFaultsPerS }, 300, 5},
-	{"swap_in_pages_per_s", CauseMemory, func(h *model.HostDigest) float64 { return h.SwapInPerS }, 50, 5},
-	{"psi_memory_some", CauseMemory, func(h *model.HostDigest) float64 { return h.PSIMemory }, 0.08, 4},
+// resourceCause is the cause a host signal points to, by what it says the node is short of. The
+// signals themselves, with their floors and ratios, are model.HostSignals.
+var resourceCause = [...]Cause{
+	model.ResourceCPU:      CauseCPU,
+	model.ResourceCPUQuota: CauseThrottled,
+	model.ResourceDisk:     CauseDisk,
+	model.ResourceNetwork:  CauseNetwork,
+	model.ResourceMemory:   CauseMemory,
 }
 
 // Peer is tmwarden's detector (DESIGN.md, data flow step 4).
@@ -235,10 +214,12 @@ type nodeEval struct {
 	slowVertices int
 	tms          []*tmEval
 	host         []Evidence
-	hostCause    Cause
-	hostScore    float64
-	hostValid    bool
-	hd           model.HostDigest
+	// raised are the host signals of host: the ones the rules below ask about.
+	raised    model.SignalSet
+	hostCause Cause
+	hostScore float64
+	hostValid bool
+	hd        model.HostDigest
 	// work: the node runs subtasks; a node without Flink work cannot be a slow Flink node.
 	work       bool
 	neighbours []model.CgroupDigest
@@ -311,15 +292,15 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 		}
 		evals[n.Index] = e
 		order = append(order, e)
-		if s.Host.Valid && s.Host.RunqMeanUS > 0 {
+		if runq := s.Host.Signals[model.SignalRunqMean]; s.Host.Valid && runq > 0 {
 			ew, seen := p.runqEW[name]
 			if !seen {
-				ew = s.Host.RunqMeanUS
+				ew = runq
 			}
-			if s.Host.RunqMeanUS > 4*ew+300 {
+			if runq > 4*ew+300 {
 				regressed++
 			}
-			p.runqEW[name] = ew + 0.02*(s.Host.RunqMeanUS-ew)
+			p.runqEW[name] = ew + 0.02*(runq-ew)
 		}
 	}
 
@@ -406,7 +387,7 @@ func inboundRetransmits(order []*nodeEval) {
 	for _, e := range order {
 		for addr, rate := range e.retransTo {
 			if to := byAddr[addr]; to != nil && to != e {
-				to.hd.InboundRetransPerSec += rate
+				to.hd.Signals[model.SignalInboundRetrans] += rate
 				to.inboundWitnesses++
 				e.retransToPeers += rate
 			}
@@ -496,21 +477,27 @@ func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
 
 func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }
 
+// hostAnomalies compares every row of model.HostSignals across the nodes with a valid host
+// digest: a node is anomalous on a signal when it is above the median by the row's floor and
+// ratio. It then names each anomalous node's host cause.
 func (p *Peer) hostAnomalies(order []*nodeEval) {
 	vals := make([]float64, 0, len(order))
 	scores := map[Cause]float64{}
-	for _, sig := range hostSignals {
+	var medians [model.NumSignals]float64
+	for i := range model.HostSignals {
+		sig, row := model.Signal(i), &model.HostSignals[i]
 		vals = vals[:0]
 		for _, e := range order {
 			if e.hostValid {
-				vals = append(vals, sig.get(&e.hd))
+				vals = append(vals, e.hd.Signals[sig])
 			}
 		}
 		if len(vals) < 3 {
 			continue
 		}
 		med := median(vals)
-		if sig.name == "runqueue_mean_us" {
+		medians[sig] = med
+		if sig == model.SignalRunqMean {
 			for _, e := range order {
 				e.runqMedian = med
 			}
@@ -519,28 +506,29 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 			if !e.hostValid {
 				continue
 			}
-			x := sig.get(&e.hd)
-			if x > med+sig.floor && x > sig.ratio*med {
-				e.host = append(e.host, Evidence{Kind: "host", Signal: sig.name, Value: x, PeerMedian: med, Since: e.at})
+			if x := e.hd.Signals[sig]; x > med+row.Floor && x > row.Ratio*med {
+				e.raised = e.raised.With(sig)
 			}
 		}
 	}
 	for _, e := range order {
-		e.host = selfLoadExplained(e.host)
-		if len(e.host) == 0 {
+		e.raised = selfLoadExplained(e.raised)
+		if e.raised == 0 {
 			continue
 		}
 		clear(scores)
-		for _, ev := range e.host {
-			for _, sig := range hostSignals {
-				if sig.name == ev.Signal {
-					x := (ev.Value - ev.PeerMedian) / sig.floor
-					scores[sig.cause] += x
-					e.hostScore += x
-					if ev.Signal == "tcp_retransmits_per_s" || ev.Signal == "tcp_retransmit_ratio" {
-						e.lossScore += x
-					}
-				}
+		for i := range model.HostSignals {
+			sig, row := model.Signal(i), &model.HostSignals[i]
+			if !e.raised.Has(sig) {
+				continue
+			}
+			v, med := e.hd.Signals[sig], medians[sig]
+			e.host = append(e.host, Evidence{Kind: "host", Signal: row.Name, Value: v, PeerMedian: med, Since: e.at})
+			x := (v - med) / row.Floor
+			scores[resourceCause[row.Resource]] += x
+			e.hostScore += x
+			if ownLossSignals.Has(sig) {
+				e.lossScore += x
 			}
 		}
 		// A quota and a neighbour both take CPU from the TaskManagers: one family of causes,
@@ -552,7 +540,7 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 				best = c
 			}
 		}
-		if best == CauseNetwork && cpuStarved(e.host) {
+		if best == CauseNetwork && cpuStarved(e.raised) {
 			// The TaskManagers' threads wait for a CPU that something else takes: the same
 			// starvation delays the kernel's packet processing and acknowledgements, and TCP
 			// retransmits (timeouts, tail-loss probes). Loss cannot make threads wait for a CPU,
@@ -562,11 +550,11 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 		e.hostCause = best
 		if best == CauseCPU {
 			switch {
-			case hasSignal(e.host, "cpu_steal"):
+			case e.raised.Has(model.SignalSteal):
 				// Steal is the hypervisor's own account of CPU taken: it explains the run
 				// queue and pressure that come with it, which no neighbour on the node does.
 				e.hostCause = CauseSteal
-			case hasSignal(e.host, "tm_cpu_throttled_share"):
+			case e.raised.Has(model.SignalTMThrottled):
 				// A throttled TaskManager got all the CPU its quota allows: the quota, not a
 				// neighbour, is its limit (one starved by a neighbour never reaches its quota).
 				// What others use of the CPU it leaves is not contention.
@@ -577,28 +565,34 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 }
 
 // cpuWaits are the signals of threads waiting for a CPU; cpuTakers those that say who took it.
+// ownLossSignals are the node's own retransmits (not what others retransmitted to it);
+// networkSignals all that point to the network.
 var (
-	cpuWaits  = []string{"runqueue_mean_us", "tm_runqueue_mean_us", "psi_cpu_some"}
-	cpuTakers = []string{"cpu_steal", "other_cpu_cores", "busiest_neighbour_cpu_cores", "tm_cpu_throttled_share"}
+	cpuWaits       = model.SignalsOf(model.SignalRunqMean, model.SignalTMRunqMean, model.SignalPSICPU)
+	cpuTakers      = model.SignalsOf(model.SignalSteal, model.SignalOtherCPU, model.SignalBusiestNeighbourCPU, model.SignalTMThrottled)
+	ownLossSignals = model.SignalsOf(model.SignalRetransRate, model.SignalRetransRatio)
+	networkSignals = model.SignalsFor(model.ResourceNetwork)
 )
 
 // selfLoadExplained drops run-queue and CPU-pressure anomalies that nothing taking CPU (steal,
 // CPU used outside the TaskManagers, one busy neighbour, the TaskManagers' own quota) explains:
 // a node busy with its own subtasks queues threads too, and that is load, not a neighbour taking
 // the machine. A busy neighbour that makes no thread wait is no contention either.
-func selfLoadExplained(host []Evidence) []Evidence {
-	waits := slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuWaits, ev.Signal) })
-	takers := slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuTakers, ev.Signal) })
-	return slices.DeleteFunc(host, func(ev Evidence) bool {
-		return !takers && slices.Contains(cpuWaits, ev.Signal) || !waits && ev.Signal == "busiest_neighbour_cpu_cores"
-	})
+func selfLoadExplained(raised model.SignalSet) model.SignalSet {
+	waits, takers := raised&cpuWaits != 0, raised&cpuTakers != 0
+	if !takers {
+		raised &^= cpuWaits
+	}
+	if !waits {
+		raised &^= model.SignalsOf(model.SignalBusiestNeighbourCPU)
+	}
+	return raised
 }
 
 // cpuStarved says whether the TaskManagers' threads wait for a CPU that something other than
 // their own load takes.
-func cpuStarved(host []Evidence) bool {
-	return slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuWaits, ev.Signal) }) &&
-		slices.ContainsFunc(host, func(ev Evidence) bool { return slices.Contains(cpuTakers, ev.Signal) })
+func cpuStarved(raised model.SignalSet) bool {
+	return raised&cpuWaits != 0 && raised&cpuTakers != 0
 }
 
 // gcOutliers compares every TaskManager's GC time with all TaskManagers in the cluster.
@@ -769,23 +763,18 @@ func (p *Peer) appEvidence(e *nodeEval) (appSlow, impact bool) {
 // is evidence on its own, like app impact. Retransmits mostly to other nodes' addresses are
 // their inbound loss (scored there), and loss that CPU starvation explains is the CPU's.
 func (e *nodeEval) ownLoss(severe float64) bool {
-	return e.hostCause == CauseNetwork && e.lossScore > 0 && e.lossScore >= severe && e.retransToPeers < 0.5*e.hd.RetransPerSec
+	return e.hostCause == CauseNetwork && e.lossScore > 0 && e.lossScore >= severe && e.retransToPeers < 0.5*e.hd.Signals[model.SignalRetransRate]
 }
 
 // networkTrouble says whether the node retransmits far more than its peers.
 func (e *nodeEval) networkTrouble() bool {
-	for _, ev := range e.host {
-		if strings.HasPrefix(ev.Signal, "tcp_") {
-			return true
-		}
-	}
-	return false
+	return e.raised&networkSignals != 0
 }
 
 // tmProblem finds a single TaskManager whose subtasks straggle while the node's others do not,
 // or whose JVM spends far more time in GC than its peers with the host itself quiet.
 func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
-	if !gcExplainsHost(e.host) {
+	if !gcExplainsHost(e.raised) {
 		// Disk, network, memory or a neighbour's CPU: the node is the problem, even if the
 		// subtasks of one TaskManager happen to show it first.
 		return nil
@@ -851,19 +840,10 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	return nil
 }
 
-func hasSignal(host []Evidence, name string) bool {
-	return slices.ContainsFunc(host, func(ev Evidence) bool { return ev.Signal == name })
-}
-
-func gcExplainsHost(host []Evidence) bool {
-	for _, ev := range host {
-		switch ev.Signal {
-		case "runqueue_mean_us", "tm_runqueue_mean_us", "psi_cpu_some":
-		default:
-			return false
-		}
-	}
-	return true
+// gcExplainsHost says whether a JVM's GC could be all the host shows: its GC threads load the
+// CPUs, so threads wait for them, but nothing else rises with it.
+func gcExplainsHost(raised model.SignalSet) bool {
+	return raised&^cpuWaits == 0
 }
 
 // outcome is what one window says about a target.
@@ -889,7 +869,7 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 	}
 	o := outcome{
 		// Loss on the way in, reported by several senders, is as many independent witnesses.
-		strong: (appSlow || impact) && len(e.host) > 0 || e.inboundWitnesses >= p.cfg.MinPeers && hasSignal(e.host, "tcp_inbound_retransmits_per_s") ||
+		strong: (appSlow || impact) && len(e.host) > 0 || e.inboundWitnesses >= p.cfg.MinPeers && e.raised.Has(model.SignalInboundRetrans) ||
 			e.ownLoss(p.cfg.SevereHostScore),
 		weak: appSlow || (len(e.host) > 0 && impact),
 		host: len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
@@ -1054,11 +1034,11 @@ func culprit(e *nodeEval) *Culprit {
 		return nil
 	}
 	top := e.neighbours[0]
-	other := e.hd.OtherCPUCores
+	other := e.hd.Signals[model.SignalOtherCPU]
 	if top.CPUCores < 0.5 || (other > 0 && top.CPUCores < 0.3*other) {
 		return nil
 	}
 	return &Culprit{Cgroup: top.Path, PodName: top.PodName, PodNamespace: top.PodNamespace, PodUID: top.PodUID,
 		ContainerID: top.ContainerID, SystemdUnit: top.SystemdUnit, CPUCores: top.CPUCores, OtherCPUCores: other,
-		TaskManagerRunqMeanUS: e.hd.RunqMeanUS, RunqPeerMedianUS: e.runqMedian}
+		TaskManagerRunqMeanUS: e.hd.Signals[model.SignalRunqMean], RunqPeerMedianUS: e.runqMedian}
 }

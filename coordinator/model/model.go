@@ -37,47 +37,22 @@ func DefaultConfig() Config {
 	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3, FrozenAfter: 30 * time.Second}
 }
 
-// HostDigest is the part of HostSignals and the eBPF histograms that detection compares across
-// nodes. Rates are per second, shares in [0, 1], latencies in microseconds or milliseconds as named.
+// HostDigest is the part of HostSignals and the eBPF histograms that detection reads. Rates are
+// per second, shares in [0, 1], latencies in microseconds or milliseconds as named.
 type HostDigest struct {
-	Valid         bool
-	NumCPUs       uint32
-	CPUBusy       float64
-	Steal         float64
-	IOWait        float64
-	RunqMeanUS    float64
+	Valid   bool
+	NumCPUs uint32
+	CPUBusy float64
+	// Signals are the values detection compares across nodes, one per row of HostSignals.
+	Signals       [NumSignals]float64
 	RunqP99US     float64
 	BlockIOMeanUS float64
-	DiskAwaitMS   float64
 	DiskUtil      float64
-	RetransPerSec float64
-	// RetransRatio is retransmitted over sent segments: loss, independent of how busy the link is.
-	RetransRatio     float64
-	RetransEvents    uint64
-	PSICPU           float64
-	PSIMemory        float64
-	PSIIO            float64
-	MajorFaultsPerS  float64
-	SwapInPerS       float64
+	RetransEvents uint64
+	// MemAvailableFrac is available over total memory.
 	MemAvailableFrac float64
-	// TaskManagerCPUCores is the CPU the TaskManagers' cgroups used; OtherCPUCores is the rest of
-	// the node's busy CPU: what neighbours (or the system) took.
+	// TaskManagerCPUCores is the CPU the TaskManagers' cgroups used.
 	TaskManagerCPUCores float64
-	OtherCPUCores       float64
-	// TaskManagerRunqMeanUS is how long the TaskManagers' own threads waited for a CPU (their
-	// cgroups' run-queue histograms only): a neighbour, steal or a quota delays them, while
-	// RunqMeanUS also counts the neighbours' own waits.
-	TaskManagerRunqMeanUS float64
-	// TaskManagerThrottledShare is the largest share of CFS periods in which a TaskManager's
-	// cgroup was throttled: its CPU quota, not the machine, held it back.
-	TaskManagerThrottledShare float64
-	// BusiestNeighbourCPUCores is the CPU used by the busiest cgroup on the node that is not a
-	// TaskManager's: on a machine already full, a neighbour can take the TaskManagers' CPU
-	// without the CPU used outside them rising by much, but it shows in that one cgroup.
-	BusiestNeighbourCPUCores float64
-	// InboundRetransPerSec is what other nodes retransmitted to this node's addresses: loss on
-	// the way in, which only the senders see. Detection fills it in from all nodes' reports.
-	InboundRetransPerSec float64
 }
 
 // CgroupDigest is one cgroup on the node that is not a TaskManager's (a neighbour pod, a
@@ -308,7 +283,8 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	if r.GetIntervalSeconds() > 0 {
 		interval = time.Duration(r.GetIntervalSeconds() * float64(time.Second))
 	}
-	s := Sample{At: collected, Seq: r.GetSequence(), Interval: interval, Host: digestHost(r)}
+	s := Sample{At: collected, Seq: r.GetSequence(), Interval: interval, Neighbours: digestNeighbours(r)}
+	s.Host = digestHost(r, s.Neighbours)
 	fresh := !collected.Before(n.LastReportAt)
 	if fresh {
 		n.LastReportAt = collected
@@ -327,10 +303,6 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		if fresh {
 			pos = m.indexSubtasks(n, tm, collected, pos)
 		}
-	}
-	s.Neighbours = digestNeighbours(r)
-	if len(s.Neighbours) > 0 {
-		s.Host.BusiestNeighbourCPUCores = s.Neighbours[0].CPUCores
 	}
 	for _, rt := range r.GetRetransmits() {
 		host, _, err := net.SplitHostPort(rt.GetRemoteAddress())
@@ -486,9 +458,13 @@ func (m *Model) Prune(before time.Time) {
 	}
 }
 
-func digestHost(r *tmwardenv1.Report) HostDigest {
+// digestHost digests a report's host part: the fields of HostDigest outside the table, then
+// every row of HostSignals.
+func digestHost(r *tmwardenv1.Report, neighbours []CgroupDigest) HostDigest {
 	var d HostDigest
-	h := r.GetHost()
+	f := newHostFacts(r, neighbours)
+	defer f.release()
+	h := f.h
 	if h != nil && h.GetCpu() != nil {
 		c := h.GetCpu()
 		total := c.GetUser() + c.GetSystem() + c.GetIdle() + c.GetIowait() + c.GetSteal() + c.GetIrq() + c.GetSoftirq() + c.GetNice()
@@ -496,44 +472,27 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 		d.Valid = total > 0.5
 		d.NumCPUs = h.GetNumCpus()
 		d.CPUBusy = c.GetUser() + c.GetSystem() + c.GetNice() + c.GetIrq() + c.GetSoftirq()
-		d.Steal = c.GetSteal()
-		d.IOWait = c.GetIowait()
 	}
 	if h != nil {
 		for _, dk := range h.GetDisks() {
-			d.DiskAwaitMS = max(d.DiskAwaitMS, dk.GetAwaitMs())
 			d.DiskUtil = max(d.DiskUtil, dk.GetUtilization())
 		}
-		d.RetransPerSec = h.GetTcp().GetRetransmitsPerSecond()
-		if out := h.GetTcp().GetOutSegmentsPerSecond(); out > 0 {
-			d.RetransRatio = d.RetransPerSec / out
-		}
-		if p := h.GetPressure(); p.GetAvailable() {
-			d.PSICPU = p.GetCpu().GetSomeShare()
-			d.PSIMemory = p.GetMemory().GetSomeShare()
-			d.PSIIO = p.GetIo().GetSomeShare()
-		}
-		if mem := h.GetMemory(); mem != nil {
-			d.MajorFaultsPerS = mem.GetMajorFaultsPerSecond()
-			d.SwapInPerS = mem.GetSwapInPagesPerSecond()
-			if mem.GetTotalBytes() > 0 {
-				d.MemAvailableFrac = float64(mem.GetAvailableBytes()) / float64(mem.GetTotalBytes())
-			}
+		if mem := h.GetMemory(); mem != nil && mem.GetTotalBytes() > 0 {
+			d.MemAvailableFrac = float64(mem.GetAvailableBytes()) / float64(mem.GetTotalBytes())
 		}
 	}
-	tmCgroups := map[string]bool{}
 	for _, tm := range r.GetTaskManagers() {
 		if tm.GetCgroup() != "" {
-			tmCgroups[tm.GetCgroup()] = true
+			f.tmCgroups[tm.GetCgroup()] = true
 		}
 	}
 	for _, cg := range r.GetCgroups() {
 		if cg.GetTaskManager() {
-			tmCgroups[cg.GetPath()] = true
+			f.tmCgroups[cg.GetPath()] = true
 		}
 	}
-	var rqCount, ioCount, tmRqCount uint64
-	var rqSum, ioSum, tmRqSum float64
+	var ioCount uint64
+	var ioSum float64
 	var rqBuckets []uint64
 	for _, hg := range r.GetHistograms() {
 		switch hg.GetKind() {
@@ -542,11 +501,11 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 			if hg.GetTarget() == "/" && len(r.GetHistograms()) > 1 {
 				continue
 			}
-			rqCount += hg.GetCount()
-			rqSum += hg.GetSumMicroseconds()
-			if tmCgroups[hg.GetTarget()] {
-				tmRqCount += hg.GetCount()
-				tmRqSum += hg.GetSumMicroseconds()
+			f.rqCount += hg.GetCount()
+			f.rqSum += hg.GetSumMicroseconds()
+			if f.tmCgroups[hg.GetTarget()] {
+				f.tmRqCount += hg.GetCount()
+				f.tmRqSum += hg.GetSumMicroseconds()
 			}
 			if len(rqBuckets) < len(hg.GetBuckets()) {
 				rqBuckets = append(rqBuckets, make([]uint64, len(hg.GetBuckets())-len(rqBuckets))...)
@@ -559,12 +518,8 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 			ioSum += hg.GetSumMicroseconds()
 		}
 	}
-	if rqCount > 0 {
-		d.RunqMeanUS = rqSum / float64(rqCount)
-		d.RunqP99US = quantileLog2(rqBuckets, rqCount, 0.99)
-	}
-	if tmRqCount > 0 {
-		d.TaskManagerRunqMeanUS = tmRqSum / float64(tmRqCount)
+	if f.rqCount > 0 {
+		d.RunqP99US = quantileLog2(rqBuckets, f.rqCount, 0.99)
 	}
 	if ioCount > 0 {
 		d.BlockIOMeanUS = ioSum / float64(ioCount)
@@ -572,23 +527,17 @@ func digestHost(r *tmwardenv1.Report) HostDigest {
 	for _, rt := range r.GetRetransmits() {
 		d.RetransEvents += rt.GetRetransmits()
 	}
-	for _, cg := range r.GetCgroups() {
-		if tmCgroups[cg.GetPath()] {
-			d.TaskManagerThrottledShare = max(d.TaskManagerThrottledShare, cg.GetThrottledShare())
-		}
-	}
 	if d.Valid && len(r.GetCgroups()) > 0 {
-		matched := false
 		for _, cg := range r.GetCgroups() {
-			if tmCgroups[cg.GetPath()] {
+			if f.tmCgroups[cg.GetPath()] {
 				d.TaskManagerCPUCores += cg.GetCpuUsageCores()
-				matched = true
+				f.tmCPUMatched = true
 			}
 		}
-		// Without the TaskManagers' own usage, all busy CPU would look like a neighbour's.
-		if matched {
-			d.OtherCPUCores = max(0, d.CPUBusy*float64(d.NumCPUs)-d.TaskManagerCPUCores)
-		}
+	}
+	f.numCPUs, f.cpuBusy, f.tmCPUCores = d.NumCPUs, d.CPUBusy, d.TaskManagerCPUCores
+	for i := range HostSignals {
+		d.Signals[i] = HostSignals[i].digest(f)
 	}
 	return d
 }

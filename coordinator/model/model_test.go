@@ -40,11 +40,11 @@ func TestWindowIsBounded(t *testing.T) {
 		t.Fatalf("window should hold the last 3 reports oldest first, got %d starting at seq %d", len(w), w[0].Seq)
 	}
 	s, _ := v.Node("n1").Latest()
-	if s.Seq != 5 || s.Host.NumCPUs != 8 || !s.Host.Valid || s.Host.Steal != 0.1 {
+	if s.Seq != 5 || s.Host.NumCPUs != 8 || !s.Host.Valid || s.Host.Signals[SignalSteal] != 0.1 {
 		t.Fatalf("latest digest wrong: %+v", s)
 	}
-	if s.Host.RunqMeanUS != 20 {
-		t.Fatalf("run-queue mean over both cgroups should be 400us/20 = 20us, got %g", s.Host.RunqMeanUS)
+	if s.Host.Signals[SignalRunqMean] != 20 {
+		t.Fatalf("run-queue mean over both cgroups should be 400us/20 = 20us, got %g", s.Host.Signals[SignalRunqMean])
 	}
 	if s.Host.RunqP99US < 16 || s.Host.RunqP99US > 32 {
 		t.Fatalf("p99 should fall in the [16,32) bucket, got %g", s.Host.RunqP99US)
@@ -166,12 +166,12 @@ func TestOtherCPU(t *testing.T) {
 	v := m.View()
 	defer v.Release()
 	s, _ := v.Node("n1").Latest()
-	if s.Host.TaskManagerCPUCores != 1.5 || s.Host.OtherCPUCores != 2.5 {
+	if s.Host.TaskManagerCPUCores != 1.5 || s.Host.Signals[SignalOtherCPU] != 2.5 {
 		t.Fatalf("8 CPUs half busy, 1.5 cores in the TaskManager: want 2.5 other cores, got %+v", s.Host)
 	}
 	s, _ = v.Node("n2").Latest()
-	if s.Host.OtherCPUCores != 0 {
-		t.Fatalf("no TaskManager cgroup matched: other CPU is unknown, not everything, got %g", s.Host.OtherCPUCores)
+	if s.Host.Signals[SignalOtherCPU] != 0 {
+		t.Fatalf("no TaskManager cgroup matched: other CPU is unknown, not everything, got %g", s.Host.Signals[SignalOtherCPU])
 	}
 }
 
@@ -224,5 +224,19 @@ func TestFrozenFiguresGoStale(t *testing.T) {
 	m.Observe("n1", at, report(13, at, "tm1", sub("j", "busy", 0, 510, 1002), sub("j", "idle", 0, 0, 0)))
 	if !fresh(at, "busy") {
 		t.Fatal("new figures did not make the subtask fresh again")
+	}
+}
+
+// TestHostSignalTable: every Signal has a complete row in HostSignals, under its own name.
+func TestHostSignalTable(t *testing.T) {
+	seen := map[string]bool{}
+	for i, row := range HostSignals {
+		if row.Name == "" || seen[row.Name] || row.digest == nil || row.Floor <= 0 || row.Ratio < 1 {
+			t.Errorf("signal %d: incomplete or duplicate row %+v", i, row)
+		}
+		seen[row.Name] = true
+		if Signal(i).String() != row.Name || !SignalsOf(Signal(i)).Has(Signal(i)) || !SignalsFor(row.Resource).Has(Signal(i)) {
+			t.Errorf("signal %d (%s): name or sets disagree with the table", i, row.Name)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/tmwarden/tmwarden/configfile"
@@ -61,6 +62,15 @@ func run[C any](s Spec[C], args []string) error {
 	log, err := telemetry.NewLogger(os.Stderr, s.LogLevel(cfg))
 	if err != nil {
 		return err
+	}
+	// A container's memory limit is a wall the Go runtime does not see: without a soft limit
+	// the heap grows past it between collections and the kernel kills the process (the
+	// coordinator's ingest buffers do that at fleet scale under the chart's 1Gi). The soft limit
+	// is 90% of the cgroup's memory limit, leaving room for memory the runtime does not manage;
+	// GOMEMLIMIT, when set (the systemd unit sets it), wins, and AUTOMEMLIMIT changes the ratio
+	// or turns this off. automemlimit reads cgroup v1 and v2 and nests correctly.
+	if _, err := memlimit.Set(memlimit.WithLogger(log)); err != nil {
+		log.Warn("no soft memory limit from the cgroup", "err", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

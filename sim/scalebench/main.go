@@ -43,6 +43,7 @@ func main() {
 	duration := flag.Duration("duration", 90*time.Second, "how long to measure after every node is connected")
 	bin := flag.String("coordinator", "", "coordinator binary (default: build it)")
 	connectRate := flag.Int("connect-rate", 500, "nodes that connect per second while the fleet comes up")
+	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory, as it ships; 0: no cgroup")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
 	flag.Parse()
 	var sizes []int
@@ -52,6 +53,13 @@ func main() {
 			log.Fatalf("-nodes: %q is not a node count", f)
 		}
 		sizes = append(sizes, n)
+	}
+	if *memLimit < 0 {
+		b, err := chartMemoryLimit("packaging/helm/tmwarden/values.yaml")
+		if err != nil {
+			log.Fatalf("-memory-limit-mib -1: %v", err)
+		}
+		*memLimit = b >> 20
 	}
 	fileLimit := raiseFileLimit(slices.Max(sizes))
 	dir, err := os.MkdirTemp("", "tmwarden-scale-")
@@ -84,7 +92,7 @@ func main() {
 			results = append(results, result{nodes: n, skipped: true})
 			continue
 		}
-		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
+		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -101,6 +109,7 @@ type result struct {
 	detect, decide        []float64
 	roundCPU              []float64 // seconds of CPU each round's thread used
 	hwm, rss              float64
+	memLimit, oomKills    int64   // the coordinator's memory cgroup limit (0: none) and the kernel's kills in it
 	coordCPU, simCPU      float64 // cores busy over the measured window: the coordinator, this simulator
 	memory                string  // the coordinator's runtime memory figures (with -profile)
 	connect               time.Duration
@@ -112,7 +121,7 @@ type result struct {
 	loadBefore, loadAfter string
 }
 
-func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, bin, dir, profileDir string) (result, error) {
+func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string) (result, error) {
 	res := result{nodes: nodes, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -127,8 +136,27 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	cmd := exec.Command(bin, args...)
 	logf, _ := os.Create(filepath.Join(dir, "coordinator.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	var cg *memoryCgroup
+	if memLimit > 0 {
+		// The process starts outside and is moved at once: automemlimit reads the cgroup when the
+		// coordinator has parsed its configuration, well after the move.
+		var err error
+		if cg, err = newMemoryCgroup(fmt.Sprintf("tmwarden-scalebench-%d", os.Getpid()), memLimit); err != nil {
+			fmt.Printf("\nno memory cgroup for the coordinator (it runs unlimited): %v\n", err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return res, err
+	}
+	if cg != nil {
+		if err := cg.add(cmd.Process.Pid); err != nil {
+			fmt.Printf("\ncannot move the coordinator into its memory cgroup (it runs unlimited): %v\n", err)
+			cg.remove()
+			cg = nil
+		} else {
+			res.memLimit = memLimit
+			defer cg.remove()
+		}
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	if err := waitReady("http://" + httpAddr + "/readyz"); err != nil {
@@ -206,6 +234,10 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	res.loadAfter = loadAvg()
 	cancel()
 	wg.Wait()
+	if cg != nil {
+		// Read last: a kill while the figures above were taken shows here.
+		res.oomKills = cg.oomKills()
+	}
 	res.rate = float64(a1-a0) / t1.Sub(t0).Seconds()
 	res.offered = float64(nodes) / interval.Seconds()
 	res.sent, res.acked, res.failed, res.retries = c.sent.Load(), c.acked.Load(), c.failed.Load(), c.retries.Load()
@@ -221,6 +253,9 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			1000*quantile(res.roundCPU, 0.5), 1000*quantile(res.roundCPU, 0.99), 1000*quantile(res.roundCPU, 1))
 	}
 	fmt.Printf("  %-34s %10.0f MiB peak, %.0f MiB now\n", "coordinator RSS", res.hwm, res.rss)
+	if res.memLimit > 0 {
+		fmt.Printf("  %-34s %10d MiB (soft limit 90%% of it), %d OOM kills\n", "coordinator memory cgroup", res.memLimit>>20, res.oomKills)
+	}
 	fmt.Printf("  %-34s %10.2f cores, %.0f µs per report acknowledged, rounds included (the simulated fleet, same machine: %.2f cores)\n",
 		"coordinator CPU", res.coordCPU, 1e6*res.coordCPU/res.rate, res.simCPU)
 	if res.memory != "" {
@@ -238,11 +273,23 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	return res, nil
 }
 
+// memoryCell says what the coordinator's memory cgroup did: its limit, or that the kernel
+// killed the coordinator for going over it.
+func (r result) memoryCell() string {
+	switch {
+	case r.memLimit == 0:
+		return "unlimited"
+	case r.oomKills > 0:
+		return "OOM-KILLED"
+	}
+	return fmt.Sprintf("%d MiB ok", r.memLimit>>20)
+}
+
 // printTable prints every fleet size's figures in one table, with the goals at 10,000 nodes.
 func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %9s %8s %12s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "load average")
+	fmt.Printf("%8s %9s %8s %12s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
 	for _, r := range rs {
 		if r.skipped {
 			fmt.Printf("%8d  skipped: not enough open files for one connection per node\n", r.nodes)
@@ -252,8 +299,8 @@ func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 		if len(r.rounds) > 0 {
 			p50, p99, mx, cpu99 = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1), quantile(r.roundCPU, 0.99)
 		}
-		fmt.Printf("%8d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d  %s\n", r.nodes, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99,
-			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.loadAfter)
+		fmt.Printf("%8d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99,
+			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.memoryCell(), r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
 	fmt.Println("round p50/p99/max: wall time, timed by the coordinator; CPU p99: the round's own CPU time (its thread's clock), which a loaded machine does not inflate")

@@ -5,21 +5,24 @@ import (
 	"time"
 )
 
-// backoff is exponential with full jitter, so that a thousand agents that lost the coordinator
-// at the same moment do not reconnect at the same moment.
-type backoff struct {
-	initial, max time.Duration
+// Backoff is exponential with full jitter, so that a thousand agents that lost the coordinator
+// at the same moment do not reconnect at the same moment. The scale benchmark's simulated
+// agents reconnect with it too, so that they behave as the fleet does.
+type Backoff struct {
+	Initial, Max time.Duration
 	attempt      int
 }
 
-func (b *backoff) next() time.Duration {
-	ceiling := b.initial << min(b.attempt, 30)
-	if ceiling > b.max || ceiling <= 0 {
-		ceiling = b.max
+// Next is how long to wait before the next attempt.
+func (b *Backoff) Next() time.Duration {
+	ceiling := b.Initial << min(b.attempt, 30)
+	if ceiling > b.Max || ceiling <= 0 {
+		ceiling = b.Max
 	}
 	b.attempt++
 	// Half fixed, half random: never hammer, never wait longer than the ceiling.
 	return ceiling/2 + rand.N(ceiling/2+1)
 }
 
-func (b *backoff) reset() { b.attempt = 0 }
+// Reset starts again from Initial, after an attempt that succeeded.
+func (b *Backoff) Reset() { b.attempt = 0 }

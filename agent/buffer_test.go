@@ -64,16 +64,16 @@ func TestDropsOfSentReportsWaitForTheWelcome(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitterAndCaps(t *testing.T) {
-	b := backoff{initial: 100, max: 1000}
+	b := Backoff{Initial: 100, Max: 1000}
 	for i := 0; i < 10; i++ {
 		ceil := min(int64(100)<<i, 1000)
-		d := int64(b.next())
+		d := int64(b.Next())
 		if d < ceil/2 || d > ceil {
 			t.Fatalf("attempt %d: %d outside [%d, %d]", i, d, ceil/2, ceil)
 		}
 	}
-	b.reset()
-	if d := b.next(); d > 100 {
+	b.Reset()
+	if d := b.Next(); d > 100 {
 		t.Errorf("after reset: %d, want <= 100", d)
 	}
 }

@@ -52,16 +52,16 @@ func (a *Agent) streamLoop(ctx context.Context) {
 	}
 	defer conn.Close()
 	client := tmwardenv1.NewAgentServiceClient(conn)
-	bo := backoff{initial: a.cfg.BackoffInitial, max: a.cfg.BackoffMax}
+	bo := Backoff{Initial: a.cfg.BackoffInitial, Max: a.cfg.BackoffMax}
 	for {
 		welcomed, err := a.session(ctx, client)
 		if ctx.Err() != nil {
 			return
 		}
 		if welcomed {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		pending, dropped := a.buf.stats()
 		a.log.Warn("coordinator stream down, reconnecting", "err", err, "retry_in", wait.Round(time.Millisecond),
 			"pending_reports", pending, "dropped_reports", dropped)

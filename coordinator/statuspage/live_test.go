@@ -2,7 +2,6 @@ package statuspage_test
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +11,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/demo"
+	"github.com/tmwarden/tmwarden/demo/demotest"
 )
 
 // TestPageAgainstALiveCluster drives the page in headless Chromium against a real coordinator
@@ -40,31 +39,8 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", shots)
 
-	started := make(chan demo.Running, 1)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := demo.Run(ctx, demo.Options{
-			SimNodes: 5, Interval: time.Second, FaultAfter: 2 * time.Second, Mode: "approve", APITokenFile: tokenFile,
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0",
-			Out: io.Discard, Render: func(io.Writer, []httpv1.Node, time.Time) {}, Started: func(r demo.Running) { started <- r },
-		})
-		done <- err
-	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("demo: %v", err)
-		}
-	})
-	var run demo.Running
-	select {
-	case run = <-started:
-	case err := <-done:
-		t.Fatalf("demo ended before it started: %v", err)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("demo did not start within 2 minutes")
-	}
+	run := demotest.Start(t, demo.Options{
+		SimNodes: 5, Interval: time.Second, FaultAfter: 2 * time.Second, Mode: "approve", APITokenFile: tokenFile})
 	base := "http://" + run.HTTPAddr
 
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),

@@ -3,7 +3,6 @@
 package grafana
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,8 +22,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tmwarden/tmwarden/api/httpv1"
 	"github.com/tmwarden/tmwarden/demo"
+	"github.com/tmwarden/tmwarden/demo/demotest"
 	"github.com/tmwarden/tmwarden/localstate"
 	"github.com/tmwarden/tmwarden/localstate/s3test"
 	"github.com/tmwarden/tmwarden/telemetry"
@@ -60,37 +59,16 @@ type live map[string][]series
 // test, as does a metric the telemetry catalogue declares that nothing records.
 func TestDashboardsAgainstTheLiveSystem(t *testing.T) {
 	up := s3test.Start(t, "flink-state")
-	started := make(chan demo.Running, 1)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := demo.Run(ctx, demo.Options{
-			// Seven simulated nodes: the demo's lost agent (node-7) stays under the breaker's
-			// unreachable share, so the migration goes ahead.
-			// The fault comes after the stand-in's first checkpoints (one every 10 s) have completed
-			// and their files are in the caches: a job that moves before its first checkpoint has no
-			// state to warm, and the warmer rightly asks for nothing.
-			SimNodes: 7, Interval: time.Second, FaultAfter: 25 * time.Second, Mode: "auto", Actuator: "baremetal",
-			StateCache:   &localstate.UpstreamConfig{Endpoint: up.Endpoint, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey},
-			AgentMetrics: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AgentHTTPAddr: "127.0.0.1:0",
-			Out: io.Discard, Render: func(io.Writer, []httpv1.Node, time.Time) {}, Started: func(r demo.Running) { started <- r },
-		})
-		done <- err
-	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("demo: %v", err)
-		}
+	run := demotest.Start(t, demo.Options{
+		// Seven simulated nodes: the demo's lost agent (node-7) stays under the breaker's
+		// unreachable share, so the migration goes ahead.
+		// The fault comes after the stand-in's first checkpoints (one every 10 s) have completed
+		// and their files are in the caches: a job that moves before its first checkpoint has no
+		// state to warm, and the warmer rightly asks for nothing.
+		SimNodes: 7, Interval: time.Second, FaultAfter: 25 * time.Second, Mode: "auto", Actuator: "baremetal",
+		StateCache:   &localstate.UpstreamConfig{Endpoint: up.Endpoint, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey},
+		AgentMetrics: true,
 	})
-	var run demo.Running
-	select {
-	case run = <-started:
-	case err := <-done:
-		t.Fatalf("demo ended before it started: %v", err)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("demo did not start within 2 minutes")
-	}
 	targets := scrapeTargets(t, run)
 
 	// Generous: detection, confirmation, the drain, the Flink poll that sees the subtasks move

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tmwarden/tmwarden/agent"
 	"github.com/tmwarden/tmwarden/api/httpv1"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 )
@@ -351,7 +352,7 @@ func node(ctx context.Context, addr string, i, subtasks int, interval time.Durat
 	client := tmwardenv1.NewAgentServiceClient(conn)
 	name := fmt.Sprintf("node-%05d", i)
 	rng := rand.New(rand.NewPCG(uint64(i), 1))
-	bo := backoff{initial: 500 * time.Millisecond, max: 30 * time.Second}
+	bo := agent.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second}
 	everConnected := false
 	for ctx.Err() == nil {
 		welcomed, err := session(ctx, client, name, i, subtasks, interval, rng, c, !everConnected)
@@ -360,7 +361,7 @@ func node(ctx context.Context, addr string, i, subtasks int, interval time.Durat
 			return
 		}
 		if welcomed {
-			bo.attempt = 0
+			bo.Reset()
 		}
 		c.retries.Add(1)
 		if n := c.retries.Load(); n <= 5 || n%1000 == 0 {
@@ -368,7 +369,7 @@ func node(ctx context.Context, addr string, i, subtasks int, interval time.Durat
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(bo.next()):
+		case <-time.After(bo.Next()):
 		}
 	}
 }
@@ -425,21 +426,6 @@ func session(ctx context.Context, client tmwardenv1.AgentServiceClient, name str
 		case <-t.C:
 		}
 	}
-}
-
-// backoff is the agent's (agent/backoff.go): exponential with full jitter.
-type backoff struct {
-	initial, max time.Duration
-	attempt      int
-}
-
-func (b *backoff) next() time.Duration {
-	ceiling := b.initial << min(b.attempt, 30)
-	if ceiling > b.max || ceiling <= 0 {
-		ceiling = b.max
-	}
-	b.attempt++
-	return ceiling/2 + rand.N(ceiling/2+1)
 }
 
 // jobIDs and vertexIDs are the simulated jobs' ids, spelled once for every report.

@@ -124,9 +124,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 COORD_PORT=$(free_port)
-AGENT_PORT=$(free_port)
 NE_PORT=$(free_port)
-while [[ $NE_PORT == "$AGENT_PORT" || $NE_PORT == "$COORD_PORT" ]]; do NE_PORT=$(free_port); done
+while [[ $NE_PORT == "$COORD_PORT" ]]; do NE_PORT=$(free_port); done
 
 # The stand-ins (sim/tmstandin) serve until their stdin closes: they share a pipe from a sleep,
 # which the cleanup ends. Port 0: the kernel picks a free one (a port found free here can be
@@ -166,24 +165,39 @@ for c in "${collectors[@]}"; do enable+=("-$c=true"); done
 
 echo "== starting tmwarden-agent (coordinator 127.0.0.1:$COORD_PORT, unreachable) and node_exporter on 127.0.0.1:$NE_PORT"
 "$AGENT" --config "$WORK/agent.yaml" --node-name bench-node --coordinator "127.0.0.1:$COORD_PORT" \
-	--interval "${INTERVAL}s" --http-addr "127.0.0.1:$AGENT_PORT" "${enable[@]}" >"$WORK/agent.log" 2>&1 &
+	--interval "${INTERVAL}s" --http-addr 127.0.0.1:0 "${enable[@]}" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 pids+=("$AGENT_PID")
 BASE_PID=
 if [[ -n $BASELINE ]]; then
-	BASE_PORT=$(free_port)
 	# The baseline knows the collectors of its own revision.
 	mapfile -t base_collectors < <("$BASELINE" -h 2>&1 | grep -oE -- '-collector\.[a-z0-9_]+' | sort -u)
 	base_enable=()
 	for c in "${base_collectors[@]}"; do base_enable+=("-$c=true"); done
 	"$BASELINE" --config "$WORK/agent.yaml" --node-name bench-node-baseline --coordinator "127.0.0.1:$COORD_PORT" \
-		--interval "${INTERVAL}s" --http-addr "127.0.0.1:$BASE_PORT" "${base_enable[@]}" >"$WORK/agent-baseline.log" 2>&1 &
+		--interval "${INTERVAL}s" --http-addr 127.0.0.1:0 "${base_enable[@]}" >"$WORK/agent-baseline.log" 2>&1 &
 	BASE_PID=$!
 	pids+=("$BASE_PID")
 fi
 "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NE_PORT" >"$WORK/node_exporter.log" 2>&1 &
 NE_PID=$!
 pids+=("$NE_PID")
+
+# http_port LOG prints the port an agent bound its HTTP endpoint to (it binds port 0: a port
+# found free here can be taken before the agent binds it on a busy machine) from its log.
+http_port() {
+	local port
+	for _ in $(seq 1 300); do
+		port=$(grep -o '"msg":"agent http listening"[^}]*"addr":"[^"]*"' "$1" 2>/dev/null | head -1 | sed 's/.*:\([0-9]*\)"$/\1/')
+		[[ -n $port ]] && { echo "$port"; return; }
+		sleep 0.1
+	done
+	echo "bench-node: no HTTP address in $1:" >&2
+	tail -n 20 "$1" >&2
+	exit 1
+}
+AGENT_PORT=$(http_port "$WORK/agent.log")
+[[ -z $BASE_PID ]] || BASE_PORT=$(http_port "$WORK/agent-baseline.log")
 
 # Prometheus scrapes both at the report interval: node_exporter does its work on scrape, the
 # agent serves its own /metrics besides collecting on its interval.

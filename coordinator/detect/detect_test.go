@@ -573,6 +573,54 @@ func TestPeerCPUStarvationExplainsRetransmits(t *testing.T) {
 	}
 }
 
+// TestPeerNeighbourOnASaturatedNode: across a busy fleet every node's run queue is long, so
+// the contended node's is not far above the median; but it has no idle CPU left and one
+// neighbour uses far more than any peer's: the neighbour's CPU comes out of the TaskManagers'
+// share. The cause is CPU contention and the neighbour is named; on a node with idle CPU the
+// same neighbour alone is not contention.
+func TestPeerNeighbourOnASaturatedNode(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		idle      float64
+		contended bool
+	}{{"saturated", 0.02, true}, {"idle CPU left", 0.4, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster()
+			for n := range 8 {
+				withTMCgroup(c, n, nil)
+				c.runq[node(n)] = 2000 // a busy fleet
+			}
+			d := NewPeer(DefaultPeerConfig())
+			c.warm(d)
+			c.runq[node(3)] = 3000 // longer, but not four times the median
+			c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 1.8, 1.8
+			withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+				// The TaskManagers use what the neighbour (2.2 cores) and a little else leave:
+				// CPU used outside them is 1.5 cores, not far above the peers' 0.8.
+				r.Host.Cpu.User, r.Host.Cpu.Idle = 1-tc.idle, tc.idle
+				r.Cgroups[0].CpuUsageCores = (1-tc.idle)*16 - 1.5
+				r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/noisy", CpuUsageCores: 2.2})
+			})
+			var v Verdict
+			for range 4 {
+				v, _ = verdict(c.eval(d), node(3), "")
+			}
+			if !tc.contended {
+				if v.Cause == CauseCPU || v.Culprit != nil {
+					t.Fatalf("a busy neighbour on a node with idle CPU called contention: %s / %s, culprit %+v", v.Status, v.Cause, v.Culprit)
+				}
+				return
+			}
+			if v.Status != StatusSlow || v.Cause != CauseCPU {
+				t.Fatalf("node-3 = %s / %s, want slow / cpu_contention: %+v", v.Status, v.Cause, v.Evidence)
+			}
+			if v.Culprit == nil || v.Culprit.Cgroup != "/noisy" {
+				t.Fatalf("culprit = %+v, want /noisy", v.Culprit)
+			}
+		})
+	}
+}
+
 // TestPeerQuotaIsThrottling: the TaskManagers' own CFS quota holds them back while no
 // neighbour takes more: the cause is throttling, with no culprit.
 func TestPeerQuotaIsThrottling(t *testing.T) {

@@ -512,7 +512,7 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 		}
 	}
 	for _, e := range order {
-		e.raised = selfLoadExplained(e.raised)
+		e.raised = selfLoadExplained(e.raised, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
 		if e.raised == 0 {
 			continue
 		}
@@ -564,6 +564,10 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 	}
 }
 
+// saturatedCPU is the share of the node's CPU time, busy or stolen, above which it has no idle
+// CPU to speak of: whatever one tenant gains, another loses.
+const saturatedCPU = 0.95
+
 // cpuWaits are the signals of threads waiting for a CPU; cpuTakers those that say who took it.
 // ownLossSignals are the node's own retransmits (not what others retransmitted to it);
 // networkSignals all that point to the network.
@@ -577,13 +581,15 @@ var (
 // selfLoadExplained drops run-queue and CPU-pressure anomalies that nothing taking CPU (steal,
 // CPU used outside the TaskManagers, one busy neighbour, the TaskManagers' own quota) explains:
 // a node busy with its own subtasks queues threads too, and that is load, not a neighbour taking
-// the machine. A busy neighbour that makes no thread wait is no contention either.
-func selfLoadExplained(raised model.SignalSet) model.SignalSet {
+// the machine. A busy neighbour that makes no thread wait is no contention either, unless the
+// node has no idle CPU left (saturated): then what the neighbour uses comes out of the
+// TaskManagers' share, however long the run queue already was across a busy fleet.
+func selfLoadExplained(raised model.SignalSet, saturated bool) model.SignalSet {
 	waits, takers := raised&cpuWaits != 0, raised&cpuTakers != 0
 	if !takers {
 		raised &^= cpuWaits
 	}
-	if !waits {
+	if !waits && !saturated {
 		raised &^= model.SignalsOf(model.SignalBusiestNeighbourCPU)
 	}
 	return raised

@@ -660,7 +660,9 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			if st.At.Before(since) || evals[st.NodeIndex] == nil {
 				continue
 			}
-			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok && med > 0 {
+			// Frozen figures are compared like any others, but the node's speed is learned only
+			// from figures that still move (model.Config.FrozenAfter).
+			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok && med > 0 && !v.Frozen(st) {
 				e := evals[st.NodeIndex]
 				e.ratios = append(e.ratios, t/med)
 			}

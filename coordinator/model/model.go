@@ -25,10 +25,11 @@ type Config struct {
 	// StaleAfter is how many intervals without a report make a node unreachable.
 	StaleAfter int
 	// FrozenAfter is how long a busy subtask's figures may stay exactly the same before they
-	// count as stale. Flink recomputes its rate and busy-time gauges every 5 seconds, so a
-	// subtask that is processing records shows new figures at least that often; the same figures
-	// for six updates mean its TaskManager's metric reporter stopped, and comparing (or learning
-	// from) figures that no longer describe the subtask would judge the node on the past.
+	// count as frozen (View.Frozen). Flink recomputes its rate and busy-time gauges every 5
+	// seconds; the same figures for six updates may be a stopped metric reporter, or a perfectly
+	// steady pipeline (a rate-limited source, whole-millisecond busy time). Frozen figures are
+	// still compared, but a node's speed is not learned from them: figures that may no longer
+	// describe the subtask must not become what the node is expected to do.
 	FrozenAfter time.Duration
 }
 
@@ -161,9 +162,7 @@ type Subtask struct {
 	// NodeIndex is Node's Index, for detectors that keep per-node tables in slices.
 	NodeIndex   int
 	TaskManager string
-	// At is when the subtask's figures were last collected, and still current: a busy subtask
-	// whose figures have not changed for Config.FrozenAfter keeps the At of the last report
-	// within that time, so it stops being fresh as a node that stopped reporting does.
+	// At is when the subtask's figures were last collected.
 	At      time.Time
 	Metrics SubtaskMetrics
 	// changed is when Metrics last differed from the report before.
@@ -384,9 +383,7 @@ func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time,
 		e.Node = n.Name
 		e.NodeIndex = n.Index
 		e.TaskManager = tm.GetResourceId()
-		if m.cfg.FrozenAfter <= 0 || at.Sub(e.changed) <= m.cfg.FrozenAfter {
-			e.At = at
-		}
+		e.At = at
 		e.Metrics = mt
 	}
 	return pos
@@ -669,6 +666,12 @@ func (v View) Reachable(name string, now time.Time) bool {
 // Fresh reports whether a subtask's metrics are recent enough to compare with its peers'.
 func (v View) Fresh(s *Subtask, now time.Time) bool {
 	return !s.At.Before(v.FreshSince(now))
+}
+
+// Frozen reports whether a busy subtask's figures have stayed exactly the same for longer than
+// Config.FrozenAfter.
+func (v View) Frozen(s *Subtask) bool {
+	return v.m.cfg.FrozenAfter > 0 && s.At.Sub(s.changed) > v.m.cfg.FrozenAfter
 }
 
 // FreshSince is the oldest collection time Fresh accepts at now; loops over many subtasks

@@ -191,52 +191,37 @@ func TestLateReportDoesNotBecomeLatest(t *testing.T) {
 	}
 }
 
-// TestFrozenFiguresGoStale: a busy subtask whose figures stop changing (its TaskManager's
-// metric reporter stopped, the scrape returns what it returned before) is fresh while that is
-// within FrozenAfter and stale after it, although its node keeps reporting; new figures make it
-// fresh again. An idle subtask's unchanging zeros are not stale.
-func TestFrozenFiguresGoStale(t *testing.T) {
+// TestFrozenFigures: a busy subtask whose figures stop changing (a stopped metric reporter, or
+// a perfectly steady pipeline) is frozen after FrozenAfter, and stays fresh: its node keeps
+// reporting it. New figures unfreeze it. An idle subtask's unchanging zeros are never frozen.
+func TestFrozenFigures(t *testing.T) {
 	m := New(DefaultConfig()) // 5 s reports, FrozenAfter 30 s
-	fresh := func(at time.Time, vertex string) bool {
+	state := func(at time.Time, vertex string) (fresh, frozen bool) {
 		v := m.View()
 		defer v.Release()
 		for _, vx := range v.Vertices() {
 			if vx.Key.VertexID == vertex {
-				return v.Fresh(vx.Subtasks[0], at)
+				return v.Fresh(vx.Subtasks[0], at), v.Frozen(vx.Subtasks[0])
 			}
 		}
 		t.Fatalf("no vertex %s", vertex)
-		return false
+		return false, false
 	}
 	at := t0
 	for i := range 12 { // a minute of the same figures
 		at = t0.Add(time.Duration(i) * 5 * time.Second)
 		m.Observe("n1", at, report(uint64(i+1), at, "tm1", sub("j", "busy", 0, 500, 1000), sub("j", "idle", 0, 0, 0)))
-		wantFresh := at.Sub(t0) <= 30*time.Second+10*time.Second // FrozenAfter, then the two intervals Fresh allows
-		if got := fresh(at, "busy"); got != wantFresh {
-			t.Fatalf("after %v of the same figures: fresh %v, want %v", at.Sub(t0), got, wantFresh)
+		fresh, frozen := state(at, "busy")
+		if want := at.Sub(t0) > 30*time.Second; !fresh || frozen != want {
+			t.Fatalf("after %v of the same figures: fresh %v frozen %v, want fresh and frozen %v", at.Sub(t0), fresh, frozen, want)
 		}
-		if !fresh(at, "idle") {
-			t.Fatalf("an idle subtask went stale after %v", at.Sub(t0))
+		if fresh, frozen := state(at, "idle"); !fresh || frozen {
+			t.Fatalf("an idle subtask after %v: fresh %v frozen %v", at.Sub(t0), fresh, frozen)
 		}
 	}
 	at = at.Add(5 * time.Second)
 	m.Observe("n1", at, report(13, at, "tm1", sub("j", "busy", 0, 510, 1002), sub("j", "idle", 0, 0, 0)))
-	if !fresh(at, "busy") {
-		t.Fatal("new figures did not make the subtask fresh again")
-	}
-}
-
-// TestHostSignalTable: every Signal has a complete row in HostSignals, under its own name.
-func TestHostSignalTable(t *testing.T) {
-	seen := map[string]bool{}
-	for i, row := range HostSignals {
-		if row.Name == "" || seen[row.Name] || row.digest == nil || row.Floor <= 0 || row.Ratio < 1 {
-			t.Errorf("signal %d: incomplete or duplicate row %+v", i, row)
-		}
-		seen[row.Name] = true
-		if Signal(i).String() != row.Name || !SignalsOf(Signal(i)).Has(Signal(i)) || !SignalsFor(row.Resource).Has(Signal(i)) {
-			t.Errorf("signal %d (%s): name or sets disagree with the table", i, row.Name)
-		}
+	if _, frozen := state(at, "busy"); frozen {
+		t.Fatal("new figures did not unfreeze the subtask")
 	}
 }

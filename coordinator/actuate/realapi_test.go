@@ -102,21 +102,10 @@ func mustCreateNS(t *testing.T, c *kubetest.Cluster, name string, labels map[str
 		t.Fatal(err)
 	}
 	// Pods need the namespace's default ServiceAccount (the serviceaccount controller makes it).
-	waitUntil(t, "default ServiceAccount in "+name, time.Minute, func() bool {
+	kubetest.WaitUntil(t, "default ServiceAccount in "+name, time.Minute, func() bool {
 		_, err := c.Admin.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
 		return err == nil
 	})
-}
-
-func waitUntil(t *testing.T, what string, d time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // taskManagers runs a Deployment of n TaskManager pods on node with a PodDisruptionBudget of
@@ -258,7 +247,7 @@ func (r *real) migrateAndRelease(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	id := decideOne(t, m, "n1", true, decide.KindMigrate)
-	waitUntil(t, "the migration to be blocked by the budget", time.Minute, func() bool {
+	kubetest.WaitUntil(t, "the migration to be blocked by the budget", time.Minute, func() bool {
 		return status(t, m, id).Status == httpv1.DecisionBlocked && strings.Contains(status(t, m, id).Message, "disruption budget")
 	})
 	d := status(t, m, id)
@@ -269,7 +258,7 @@ func (r *real) migrateAndRelease(t *testing.T) {
 		t.Fatalf("migrating n1: taint %v condition %q", taint, cond)
 	}
 	r.relaxPDB(t, "tm-a", 2)
-	waitUntil(t, "the migration to succeed", 3*time.Minute, func() bool { return status(t, m, id).Status == httpv1.DecisionSucceeded })
+	kubetest.WaitUntil(t, "the migration to succeed", 3*time.Minute, func() bool { return status(t, m, id).Status == httpv1.DecisionSucceeded })
 	if left := r.readyPods(t, "tm-a", "n1"); len(left) != 0 {
 		t.Errorf("%d TaskManager pods still on n1", len(left))
 	}
@@ -310,7 +299,7 @@ func (r *real) migrateAndRelease(t *testing.T) {
 
 	// Recovery: clean rounds release the node; taint and condition go.
 	rid := ""
-	waitUntil(t, "a release of n1", time.Minute, func() bool {
+	kubetest.WaitUntil(t, "a release of n1", time.Minute, func() bool {
 		obs, reach := observe("n1", false)
 		ds, err := m.Round(time.Now(), obs, reach)
 		if err != nil {
@@ -323,7 +312,7 @@ func (r *real) migrateAndRelease(t *testing.T) {
 		}
 		return rid != ""
 	})
-	waitUntil(t, "the release to succeed", time.Minute, func() bool { return status(t, m, rid).Status == httpv1.DecisionSucceeded })
+	kubetest.WaitUntil(t, "the release to succeed", time.Minute, func() bool { return status(t, m, rid).Status == httpv1.DecisionSucceeded })
 	if taint, cond := r.marks(t, "n1"); taint || cond != corev1.ConditionFalse {
 		t.Fatalf("released n1: taint %v condition %q", taint, cond)
 	}
@@ -343,9 +332,9 @@ func (r *real) failedMigrationLeavesNoMark(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	id := decideOne(t, m, "n2", true, decide.KindMigrate)
-	waitUntil(t, "n2 marked", time.Minute, func() bool { taint, cond := r.marks(t, "n2"); return taint && cond == corev1.ConditionTrue })
-	waitUntil(t, "the migration to fail past blocked_timeout", time.Minute, func() bool { return status(t, m, id).Status == httpv1.DecisionFailed })
-	waitUntil(t, "the marks of the failed migration to go", 30*time.Second, func() bool {
+	kubetest.WaitUntil(t, "n2 marked", time.Minute, func() bool { taint, cond := r.marks(t, "n2"); return taint && cond == corev1.ConditionTrue })
+	kubetest.WaitUntil(t, "the migration to fail past blocked_timeout", time.Minute, func() bool { return status(t, m, id).Status == httpv1.DecisionFailed })
+	kubetest.WaitUntil(t, "the marks of the failed migration to go", 30*time.Second, func() bool {
 		taint, cond := r.marks(t, "n2")
 		return !taint && cond == corev1.ConditionFalse
 	})
@@ -527,15 +516,15 @@ func (r *real) failover(t *testing.T) {
 		id = decideOne(t, m, "n4", true, decide.KindMigrate)
 		idMu.Unlock()
 	})
-	waitUntil(t, "coord-a to lead and decide", time.Minute, func() bool { idMu.Lock(); defer idMu.Unlock(); return id != "" })
+	kubetest.WaitUntil(t, "coord-a to lead and decide", time.Minute, func() bool { idMu.Lock(); defer idMu.Unlock(); return id != "" })
 	b := start("coord-b", nil)
 	defer func() { b.cancel(); <-b.done }()
-	waitUntil(t, "coord-a's first eviction", 2*time.Minute, func() bool { return len(r.readyPods(t, "tm-c", "n4")) < 3 })
+	kubetest.WaitUntil(t, "coord-a's first eviction", 2*time.Minute, func() bool { return len(r.readyPods(t, "tm-c", "n4")) < 3 })
 	a.cancel()
 	<-a.done
-	waitUntil(t, "coord-b to take over", time.Minute, func() bool { return get(b) != nil })
+	kubetest.WaitUntil(t, "coord-b to take over", time.Minute, func() bool { return get(b) != nil })
 	mb := get(b)
-	waitUntil(t, "coord-b to finish the migration", 3*time.Minute, func() bool { return status(t, mb, id).Status == httpv1.DecisionSucceeded })
+	kubetest.WaitUntil(t, "coord-b to finish the migration", 3*time.Minute, func() bool { return status(t, mb, id).Status == httpv1.DecisionSucceeded })
 	perPod := map[string]int{}
 	for _, e := range r.c.Audit(t, "system:serviceaccount:"+relNS+":"+saName) {
 		if e.Verb == "create" && e.ObjectRef != nil && e.ObjectRef.Subresource == "eviction" && strings.HasPrefix(e.ObjectRef.Name, "tm-c") &&

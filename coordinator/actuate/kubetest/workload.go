@@ -66,7 +66,7 @@ func (c *Cluster) TaskManagers(t testing.TB, namespace, name, node string, n, mi
 	if _, err := c.Admin.AppsV1().Deployments(namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, fmt.Sprintf("%d pods of %s Ready on %s", n, name, node), 2*time.Minute, func() bool {
+	WaitUntil(t, fmt.Sprintf("%d pods of %s Ready on %s", n, name, node), 2*time.Minute, func() bool {
 		return len(c.RunningPods(t, namespace, name, node)) == n
 	})
 	ma := intstr.FromInt32(int32(minAvailable))
@@ -75,7 +75,7 @@ func (c *Cluster) TaskManagers(t testing.TB, namespace, name, node string, n, mi
 	if _, err := c.Admin.PolicyV1().PodDisruptionBudgets(namespace).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the disruption controller to compute "+name+"'s budget", time.Minute, func() bool {
+	WaitUntil(t, "the disruption controller to compute "+name+"'s budget", time.Minute, func() bool {
 		p, err := c.Admin.PolicyV1().PodDisruptionBudgets(namespace).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.CurrentHealthy == int32(n)
 	})
@@ -112,7 +112,9 @@ current-context: kt
 	return p
 }
 
-func waitUntil(t testing.TB, what string, d time.Duration, f func() bool) {
+// WaitUntil polls f every 100 ms until it holds, failing t after d: the tests' one way to wait
+// for the control plane's controllers and the stand-ins.
+func WaitUntil(t testing.TB, what string, d time.Duration, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !f() {

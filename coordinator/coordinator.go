@@ -77,6 +77,8 @@ type Coordinator struct {
 	st        *store.Store
 	observers []ReportObserver
 	started   time.Time
+	// persistEvery is reportPersistEvery; a benchmark sets 0 to measure a write per report.
+	persistEvery time.Duration
 
 	mu       sync.RWMutex
 	nodes    map[string]*nodeState
@@ -109,6 +111,22 @@ type nodeState struct {
 	collectors []*tmwardenv1.CollectorStatus
 	// reportPersisted is when last was last written to the store.
 	reportPersisted time.Time
+	// dirty says rec holds counters the store does not have yet (Ingest writes them at a
+	// bounded rate); flushRecord writes them.
+	dirty bool
+	// loaded says rec was read from the store and no report arrived since: its counters may be
+	// behind what the coordinator before received.
+	loaded bool
+	// unsure are the reports missing between a loaded record and the first report after it.
+	unsure unsureRange
+}
+
+// unsureRange is a run of report sequence numbers that either arrived at the coordinator before
+// (its record was written later) or were dropped by the agent. They count as received until the
+// agent's drop count, above base, says dropped, up to missing of them.
+type unsureRange struct {
+	missing, base, dropped uint64
+	open                   bool
 }
 
 type coordMetrics struct {
@@ -132,7 +150,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid coordinator configuration: %w", err)
 	}
-	c := &Coordinator{cfg: cfg, log: slog.Default(), now: time.Now, nodes: map[string]*nodeState{}, sessions: map[string]*session{}}
+	c := &Coordinator{cfg: cfg, log: slog.Default(), now: time.Now, persistEvery: reportPersistEvery, nodes: map[string]*nodeState{}, sessions: map[string]*session{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -206,7 +224,7 @@ func (c *Coordinator) loadNodes() ([]store.NodeRecord, error) {
 		if c.nodes[rec.Name] != nil {
 			continue
 		}
-		ns := &nodeState{rec: rec}
+		ns := &nodeState{rec: rec, loaded: true}
 		if b, err := c.st.LastReport(rec.Name); err == nil {
 			r := &tmwardenv1.Report{}
 			if err := proto.Unmarshal(b, r); err == nil {
@@ -380,6 +398,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	c.ready.Store(true)
 	c.log.Info("coordinator serving", "grpc", c.GRPCAddr(), "http", c.HTTPAddr(), "version", Version)
 	err := g.Wait()
+	c.flushRecords()
 	if cerr := c.st.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -402,7 +421,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 }
 
 // Close releases the store of a coordinator that was never served (tests, the simulator).
-func (c *Coordinator) Close() error { return c.st.Close() }
+func (c *Coordinator) Close() error {
+	c.flushRecords()
+	return c.st.Close()
+}
 
 // Store exposes the durable store to the parts built on top of the coordinator.
 func (c *Coordinator) Store() *store.Store { return c.st }
@@ -470,6 +492,7 @@ func (c *Coordinator) intervalOf(rec *store.NodeRecord) time.Duration {
 func (c *Coordinator) persist(ns *nodeState, report *tmwardenv1.Report, sync store.Sync) {
 	ns.mu.Lock()
 	rec := ns.rec
+	ns.dirty = false
 	ns.mu.Unlock()
 	var b []byte
 	if report != nil {
@@ -480,6 +503,25 @@ func (c *Coordinator) persist(ns *nodeState, report *tmwardenv1.Report, sync sto
 	}
 	if err := c.st.PutNode(rec, b, sync); err != nil {
 		c.log.Error("cannot store node", "node", rec.Name, "err", err)
+	}
+}
+
+// flushRecord writes a node's record if it holds counters the store does not have yet.
+func (c *Coordinator) flushRecord(ns *nodeState) {
+	ns.writeMu.Lock()
+	defer ns.writeMu.Unlock()
+	ns.mu.Lock()
+	dirty := ns.dirty
+	ns.mu.Unlock()
+	if dirty {
+		c.persist(ns, nil, store.Durable)
+	}
+}
+
+// flushRecords writes every record that is behind, before the store closes.
+func (c *Coordinator) flushRecords() {
+	for _, ns := range c.nodeStates() {
+		c.flushRecord(ns)
 	}
 }
 

@@ -22,7 +22,11 @@ import (
 	"github.com/tmwarden/tmwarden/mtls"
 )
 
-// reportPersistEvery bounds how often a node's last report body is written to the store.
+// reportPersistEvery bounds how often a node's record and last report body are written to the
+// store while nothing but the per-report counters changes. Every report used to write the
+// record: N/interval writes a second, which with store.backend etcd is a quorum write and a
+// new revision each (BenchmarkNodeRecordsOnEtcd). What a crash loses in between is recovered
+// from the agent (see Ingest).
 const reportPersistEvery = 30 * time.Second
 
 // ErrNotConnected is returned when a command is sent to a node without an open stream.
@@ -212,6 +216,8 @@ func (c *Coordinator) register(h *tmwardenv1.Hello, sessionID string) uint64 {
 	ns.writeMu.Lock()
 	ns.mu.Lock()
 	restarted := known && ns.rec.InstanceID != h.InstanceId
+	// Drops counted in a later session are not of the missing reports Ingest was unsure of.
+	ns.unsure = unsureRange{}
 	if restarted || !known {
 		ns.rec.LastSequence = 0
 	}
@@ -250,7 +256,12 @@ func (c *Coordinator) closeSession(sess *session) {
 	if current {
 		delete(c.sessions, sess.node)
 	}
+	ns := c.nodes[sess.node]
 	c.mu.Unlock()
+	if ns != nil {
+		// What the record's bounded-rate writes left behind (Ingest) is written now.
+		c.flushRecord(ns)
+	}
 	if current {
 		c.event(sess.node, "agent_disconnected", fmt.Sprintf("agent on %s disconnected", sess.node), map[string]string{"session": fmt.Sprint(sess.id)})
 	}
@@ -283,27 +294,55 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 		c.m.reports.Add(context.Background(), 1, attrDuplicate)
 		return false, nil
 	}
+	var gap uint64
 	if ns.rec.LastSequence > 0 && r.Sequence > ns.rec.LastSequence+1 {
-		ns.rec.SequenceGaps += r.Sequence - ns.rec.LastSequence - 1
+		missing := r.Sequence - ns.rec.LastSequence - 1
+		if ns.loaded {
+			// A record read from the store (a restart, a take-over) may be up to
+			// reportPersistEvery behind what the coordinator before received, so whether a
+			// missing report arrived then or was dropped by the agent's buffer is not known
+			// here. The agent counts its drops, and the reports it resends carry the count as
+			// it was when each was collected: the missing ones count as received until the
+			// count says they were dropped (every drop while the resent reports wait is one of
+			// them: a full buffer drops its oldest).
+			ns.unsure = unsureRange{missing: missing, base: ns.rec.DroppedByAgent, open: true}
+			ns.rec.ReportsReceived += missing
+		} else {
+			gap = missing
+			ns.rec.SequenceGaps += gap
+		}
+	}
+	ns.loaded = false
+	if u := &ns.unsure; u.open {
+		if g := min(u.missing, r.DroppedReports-min(r.DroppedReports, u.base)); g > u.dropped {
+			gap = g - u.dropped
+			ns.rec.SequenceGaps += gap
+			ns.rec.ReportsReceived -= gap
+			u.dropped = g
+		}
 	}
 	becameReachable := !ns.rec.Reachable
+	// Anything but the per-report counters (sequence, counts, times) is written at once.
+	changed := becameReachable || gap > 0 || r.DroppedReports != ns.rec.DroppedByAgent
 	ns.rec.LastSequence = r.Sequence
 	ns.rec.ReportsReceived++
 	ns.rec.DroppedByAgent = r.DroppedReports
 	ns.rec.LastSeen, ns.rec.LastReportAt, ns.rec.Reachable = now, now, true
 	ns.last = r
 	ns.collectors = r.Collectors
-	// The record (sequence, counters) is written with every report, so a restarted coordinator
-	// never stores a report twice; the report body, the bulk of the bytes, at most every
-	// reportPersistEvery, which is all a restart needs to show the node again.
-	body := now.Sub(ns.reportPersisted) >= reportPersistEvery
+	// The record and the report body are written at most every reportPersistEvery, which is all
+	// a restart needs to show the node again, or when the record changed otherwise; else the
+	// record is dirty and written when the agent's stream closes or the coordinator stops.
+	body := now.Sub(ns.reportPersisted) >= c.persistEvery
 	if body {
 		ns.reportPersisted = now
 	}
+	ns.dirty = !body && !changed
 	ns.mu.Unlock()
-	if body {
+	switch {
+	case body:
 		c.persist(ns, r, store.Buffered)
-	} else {
+	case changed:
 		c.persist(ns, nil, store.Buffered)
 	}
 	ns.writeMu.Unlock()

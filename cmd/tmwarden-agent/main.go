@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/tmwarden/tmwarden/agent"
@@ -12,6 +13,9 @@ import (
 )
 
 func main() {
+	// What the package inits touched is not used again (see agent.ReleaseStartupPages); the
+	// logger does not exist yet, so the outcome is logged once the agent is built.
+	initResident, initErr := agent.ReleaseStartupPages()
 	daemon.Main(daemon.Spec[agent.Config]{
 		Name:      "tmwarden-agent",
 		Version:   agent.Version,
@@ -23,6 +27,13 @@ func main() {
 			a, err := agent.New(cfg, agent.WithLogger(log), agent.WithTelemetry(tel))
 			if err != nil {
 				return err
+			}
+			// Loading the probes touched code and data that the rounds do not use either.
+			builtResident, builtErr := agent.ReleaseStartupPages()
+			if err := errors.Join(initErr, builtErr); err != nil {
+				log.Warn("start-up pages of the executable not released; the agent runs with them resident", "err", err)
+			} else {
+				log.Debug("released the executable's start-up pages", "after_init_bytes", initResident, "after_build_bytes", builtResident)
 			}
 			return a.Run(ctx)
 		},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	rtrace "runtime/trace"
 	"slices"
 	"sync"
 	"time"
@@ -165,10 +166,13 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	// The round keeps one thread, so the thread's CPU clock is the round's CPU time.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	cpu0, wait0 := threadSched()
 	start := time.Now()
 	ctx, span := c.eval.tracer.Start(ctx, "evaluation round")
 	defer span.End()
+	// A region of the Go execution trace (pprof_addr's /debug/pprof/trace), which tells where a
+	// round's wall time went beyond its CPU time; free when no trace is taken.
+	defer rtrace.StartRegion(ctx, "evaluation round").End()
 	now := c.now()
 	v := c.eval.model.View()
 	nodes := v.NodeCount()
@@ -185,6 +189,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	}
 	ds, err := c.eval.decisions.RoundFromDetect(now, round, known)
 	end := time.Now()
+	cpu1, wait1 := threadSched()
 	c.eval.mu.Lock()
 	prev := c.eval.last
 	c.eval.last = round
@@ -192,7 +197,7 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 		c.eval.rounds = append(c.eval.rounds[:0], c.eval.rounds[1:]...)
 	}
 	c.eval.rounds = append(c.eval.rounds, httpv1.Round{Started: start, Seconds: end.Sub(start).Seconds(),
-		DetectSeconds: detected.Sub(start).Seconds(), DecideSeconds: end.Sub(detected).Seconds(), CPUSeconds: threadCPU() - cpu0,
+		DetectSeconds: detected.Sub(start).Seconds(), DecideSeconds: end.Sub(detected).Seconds(), CPUSeconds: cpu1 - cpu0, RunQueueSeconds: wait1 - wait0,
 		Nodes: nodes, Verdicts: len(round.Verdicts)})
 	c.eval.mu.Unlock()
 	c.recordRound(ctx, prev, round, ds)

@@ -36,6 +36,10 @@ func TestRoundsAreListedWithTheirTimings(t *testing.T) {
 		if runtime.GOOS == "linux" && (r.CPUSeconds <= 0 || r.CPUSeconds > r.Seconds+0.01) {
 			t.Errorf("round %d = %+v: want its CPU time, above 0 and within its duration", i, r)
 		}
+		// The thread's wait for a core is part of the round's wall time too, beside its CPU time.
+		if r.RunQueueSeconds < 0 || r.CPUSeconds+r.RunQueueSeconds > r.Seconds+0.01 {
+			t.Errorf("round %d = %+v: want its run-queue wait, with its CPU time within its duration", i, r)
+		}
 		if i > 0 && r.Started.Before(rounds[i-1].Started) {
 			t.Errorf("round %d started %v, before round %d (%v): want oldest first", i, r.Started, i-1, rounds[i-1].Started)
 		}

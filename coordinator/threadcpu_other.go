@@ -2,5 +2,5 @@
 
 package coordinator
 
-// threadCPU is not measured outside Linux.
-func threadCPU() float64 { return 0 }
+// threadSched is not measured outside Linux.
+func threadSched() (cpu, wait float64) { return 0, 0 }

@@ -184,6 +184,11 @@ type Round struct {
 	// CPUSeconds is the CPU time the round's own thread used (Linux; 0 elsewhere): on a busy
 	// machine a round waits for a core and Seconds grows, its CPU time does not.
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// RunQueueSeconds is how long the round's thread was ready to run but waited for a core in
+	// the kernel's run queue (Linux with schedstats; 0 elsewhere). What remains of Seconds after
+	// CPUSeconds and RunQueueSeconds the round spent off its thread: waiting for a lock, in the
+	// Go scheduler's run queue, or for the garbage collector.
+	RunQueueSeconds float64 `json:"run_queue_seconds,omitempty"`
 	// Nodes is how many nodes the model held; Verdicts how many verdicts detection gave.
 	Nodes    int `json:"nodes"`
 	Verdicts int `json:"verdicts"`

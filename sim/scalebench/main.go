@@ -46,6 +46,7 @@ func main() {
 	connectRate := flag.Int("connect-rate", 500, "nodes that connect per second while the fleet comes up")
 	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory, as it ships; 0: no cgroup")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
+	traceFor := flag.Duration("trace", 11*time.Second, "with -profile, a Go execution trace of the coordinator this long, taken after the measured window (so it does not slow the rounds measured), and where each whole round in it spent its wall time; 0: none")
 	flag.Parse()
 	var sizes []int
 	for _, f := range strings.Split(*nodeList, ",") {
@@ -93,7 +94,7 @@ func main() {
 			results = append(results, result{nodes: n, skipped: true})
 			continue
 		}
-		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile)
+		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -109,6 +110,7 @@ type result struct {
 	rounds                []float64 // seconds, each round in the measured window
 	detect, decide        []float64
 	roundCPU              []float64 // seconds of CPU each round's thread used
+	roundRunQueue         []float64 // seconds each round's thread waited for a core
 	hwm, rss              float64
 	memLimit, oomKills    int64   // the coordinator's memory cgroup limit (0: none) and the kernel's kills in it
 	coordCPU, simCPU      float64 // cores busy over the measured window: the coordinator, this simulator
@@ -122,7 +124,7 @@ type result struct {
 	loadBefore, loadAfter string
 }
 
-func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string) (result, error) {
+func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string, traceFor time.Duration) (result, error) {
 	res := result{nodes: nodes, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -228,11 +230,20 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			res.detect = append(res.detect, r.DetectSeconds)
 			res.decide = append(res.decide, r.DecideSeconds)
 			res.roundCPU = append(res.roundCPU, r.CPUSeconds)
+			res.roundRunQueue = append(res.roundRunQueue, r.RunQueueSeconds)
 		}
 	}
 	res.hwm, res.rss = memOf(cmd.Process.Pid)
 	res.gaps, res.stored, res.counted = fleetGaps(httpAddr)
 	res.loadAfter = loadAvg()
+	var traced []roundTime
+	tracePath := filepath.Join(profileDir, fmt.Sprintf("trace-%d.out", nodes))
+	if pprofAddr != "" && traceFor > 0 {
+		saveProfile(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", pprofAddr, max(1, int(traceFor/time.Second))), tracePath)
+		if traced, err = analyseTrace(tracePath); err != nil {
+			log.Printf("%v", err)
+		}
+	}
 	cancel()
 	wg.Wait()
 	if cg != nil {
@@ -252,6 +263,16 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			1000*quantile(res.detect, 0.5), 1000*quantile(res.decide, 0.5))
 		fmt.Printf("  %-34s p50 %.1f ms, p99 %.1f ms, max %.1f ms (the CPU time of the round's thread: what the round costs, without the wait for a core)\n", "evaluation round CPU",
 			1000*quantile(res.roundCPU, 0.5), 1000*quantile(res.roundCPU, 0.99), 1000*quantile(res.roundCPU, 1))
+		fmt.Printf("  %-34s p50 %.1f ms, p99 %.1f ms, max %.1f ms (its thread ready to run, in the kernel's run queue: other processes' and threads' share of the cores)\n", "evaluation round waiting for a core",
+			1000*quantile(res.roundRunQueue, 0.5), 1000*quantile(res.roundRunQueue, 0.99), 1000*quantile(res.roundRunQueue, 1))
+		fmt.Printf("  %-34s", "every round: wall = CPU + core wait + off its thread")
+		for i := range res.rounds {
+			fmt.Printf(" %.0f=%.0f+%.0f+%.0f", 1000*res.rounds[i], 1000*res.roundCPU[i], 1000*res.roundRunQueue[i], 1000*(res.rounds[i]-res.roundCPU[i]-res.roundRunQueue[i]))
+		}
+		fmt.Println(" ms")
+	}
+	if pprofAddr != "" && traceFor > 0 {
+		printRounds(traced, tracePath)
 	}
 	fmt.Printf("  %-34s %10.0f MiB peak, %.0f MiB now\n", "coordinator RSS", res.hwm, res.rss)
 	if res.memLimit > 0 {

@@ -97,7 +97,9 @@ type Coordinator struct {
 	actMu          sync.Mutex
 	actErr         string // why this replica cannot act, while it cannot
 	sessionSeq     atomic.Uint64
-	m              coordMetrics
+	// roundPause holds the streams' new reports while an evaluation round runs.
+	roundPause pause
+	m          coordMetrics
 }
 
 type nodeState struct {

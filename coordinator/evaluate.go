@@ -168,6 +168,10 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	defer runtime.UnlockOSThread()
 	cpu0, wait0 := threadSched()
 	start := time.Now()
+	// The streams' new reports wait for the round (receiveLoop): it is the coordinator's
+	// periodic deadline, they have the interval to be acknowledged in.
+	c.roundPause.begin()
+	defer c.roundPause.end()
 	ctx, span := c.eval.tracer.Start(ctx, "evaluation round")
 	defer span.End()
 	// A region of the Go execution trace (pprof_addr's /debug/pprof/trace), which tells where a

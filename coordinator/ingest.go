@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,10 +36,26 @@ var ErrNotConnected = errors.New("node has no open stream")
 
 // session is one agent's open stream.
 type session struct {
-	id     uint64
-	node   string
+	id   uint64
+	node string
+	// out queues commands for the stream's handler goroutine to send.
 	out    chan *tmwardenv1.CoordinatorMessage
 	cancel context.CancelCauseFunc
+	// sendMu serialises the stream's two senders, the receive loop's acks and the handler's
+	// commands (a gRPC stream takes one Send at a time); done is set under it when the handler
+	// returns, after which the stream is not to be used.
+	sendMu sync.Mutex
+	done   bool
+}
+
+// send sends m on the session's stream unless its handler has returned.
+func (s *session) send(stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], m *tmwardenv1.CoordinatorMessage) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.done {
+		return status.Error(codes.Canceled, "the stream has ended")
+	}
+	return stream.Send(m)
 }
 
 // Connect serves one agent's stream. Protocol violations end only that stream, with a status
@@ -82,8 +100,11 @@ func (c *Coordinator) Connect(stream grpc.BidiStreamingServer[tmwardenv1.AgentMe
 	// by returning from the handler).
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- c.receiveLoop(ctx, stream, sess) }()
-	err = sendLoop(ctx, stream, sess.out, recvErr)
+	err = sendLoop(ctx, stream, sess, recvErr)
 	cancel(err)
+	sess.sendMu.Lock()
+	sess.done = true
+	sess.sendMu.Unlock()
 	return err
 }
 
@@ -99,6 +120,11 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 		if err != nil {
 			return err
 		}
+		// While an evaluation round runs, new work waits for it: ten thousand streams' reports
+		// would otherwise fill Go's run queue ahead of the round's goroutine each time it is
+		// preempted, and the round's wall time would grow to many times its CPU time. What
+		// arrives meanwhile waits in the stream's flow-control window, nothing is lost.
+		c.roundPause.wait(ctx)
 		switch msg := m.Msg.(type) {
 		case *tmwardenv1.AgentMessage_Report:
 			// Throttle rather than refuse: the agent's buffer holds what waits, nothing is lost.
@@ -124,11 +150,10 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 			if _, err := c.Ingest(sess.node, msg.Report); err != nil {
 				return status.Errorf(codes.Internal, "storing report %d: %v", msg.Report.Sequence, err)
 			}
+			// Acked from this goroutine, not handed to the handler's: one wake-up less per report.
 			ack := &tmwardenv1.CoordinatorMessage{Msg: &tmwardenv1.CoordinatorMessage_ReportAck{ReportAck: &tmwardenv1.ReportAck{Sequence: msg.Report.Sequence}}}
-			select {
-			case sess.out <- ack:
-			case <-ctx.Done():
-				return context.Cause(ctx)
+			if err := sess.send(stream, ack); err != nil {
+				return err
 			}
 		case *tmwardenv1.AgentMessage_Hello:
 			return status.Error(codes.FailedPrecondition, "Hello sent twice on one stream; open a new stream to start a new session")
@@ -164,19 +189,58 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 	}
 }
 
-// sendLoop sends the session's queued messages until the receive loop ends (its error is the
+// sendLoop sends the session's queued commands until the receive loop ends (its error is the
 // stream's), a send fails or the session is cancelled.
-func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], out <-chan *tmwardenv1.CoordinatorMessage, recvErr <-chan error) error {
+func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.AgentMessage, tmwardenv1.CoordinatorMessage], sess *session, recvErr <-chan error) error {
 	for {
 		select {
 		case err := <-recvErr:
 			return err
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case m := <-out:
-			if err := stream.Send(m); err != nil {
+		case m := <-sess.out:
+			if err := sess.send(stream, m); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// pause holds new ingest work while an evaluation round runs (Coordinator.roundPause). Rounds
+// may overlap (Evaluate called beside the loop): the pause lasts until the last one ends.
+type pause struct {
+	mu sync.Mutex
+	n  int
+	// ch is open while paused and closed when the pause ends; nil when not paused. Read
+	// without mu: every report looks at it.
+	ch atomic.Pointer[chan struct{}]
+}
+
+func (p *pause) begin() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == 0 {
+		ch := make(chan struct{})
+		p.ch.Store(&ch)
+	}
+	p.n++
+}
+
+func (p *pause) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n--
+	if p.n == 0 {
+		close(*p.ch.Swap(nil))
+	}
+}
+
+// wait returns when no pause is on or ctx ends.
+func (p *pause) wait(ctx context.Context) {
+	if ch := p.ch.Load(); ch != nil {
+		select {
+		case <-*ch:
+		case <-ctx.Done():
 		}
 	}
 }

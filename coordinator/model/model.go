@@ -606,6 +606,14 @@ type View struct {
 
 // View locks the model for reading; call Release when the round is done.
 func (m *Model) View() View {
+	// A read lock waits for at most the one writer that holds the lock now; the write lock
+	// would queue behind every ingest goroutine waiting in Observe, at fleet scale thousands
+	// after a busy moment. The orders change only when nodes or vertices come and go.
+	m.mu.RLock()
+	if !m.dirtyOrder {
+		return View{m: m}
+	}
+	m.mu.RUnlock()
 	m.mu.Lock()
 	if m.dirtyOrder {
 		m.nodeOrder = m.nodeOrder[:0]

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tmwarden/tmwarden/api/httpv1"
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/actuate"
 	"github.com/tmwarden/tmwarden/coordinator/leader"
@@ -108,7 +109,11 @@ type nodeState struct {
 	writeMu sync.Mutex
 	mu      sync.Mutex
 	rec     store.NodeRecord
-	last    *tmwardenv1.Report
+	// last is the node's last report in its wire form, decoded only when the API shows it: a
+	// decoded 20-subtask report is some 8 KB of small objects, its encoding about 1.5 KB, and
+	// the coordinator keeps one per node (lastReport decodes it; lastSum is what lists show).
+	last    []byte
+	lastSum reportSummary
 	// collectors are the statuses from the last report or Hello.
 	collectors []*tmwardenv1.CollectorStatus
 	// reportPersisted is when last was last written to the store.
@@ -230,7 +235,7 @@ func (c *Coordinator) loadNodes() ([]store.NodeRecord, error) {
 		if b, err := c.st.LastReport(rec.Name); err == nil {
 			r := &tmwardenv1.Report{}
 			if err := proto.Unmarshal(b, r); err == nil {
-				ns.last, ns.collectors = r, r.Collectors
+				ns.last, ns.lastSum, ns.collectors = b, summarize(r), r.Collectors
 			}
 		}
 		c.nodes[rec.Name] = ns
@@ -491,19 +496,12 @@ func (c *Coordinator) intervalOf(rec *store.NodeRecord) time.Duration {
 
 // persist writes the node's current record and, if report is not nil, the report. The caller
 // holds ns.writeMu and not ns.mu: the write happens outside mu, on a copy taken under it.
-func (c *Coordinator) persist(ns *nodeState, report *tmwardenv1.Report, sync store.Sync) {
+func (c *Coordinator) persist(ns *nodeState, report []byte, sync store.Sync) {
 	ns.mu.Lock()
 	rec := ns.rec
 	ns.dirty = false
 	ns.mu.Unlock()
-	var b []byte
-	if report != nil {
-		var err error
-		if b, err = proto.Marshal(report); err != nil {
-			c.log.Error("cannot encode report", "node", rec.Name, "err", err)
-		}
-	}
-	if err := c.st.PutNode(rec, b, sync); err != nil {
+	if err := c.st.PutNode(rec, report, sync); err != nil {
 		c.log.Error("cannot store node", "node", rec.Name, "err", err)
 	}
 }
@@ -525,6 +523,32 @@ func (c *Coordinator) flushRecords() {
 	for _, ns := range c.nodeStates() {
 		c.flushRecord(ns)
 	}
+}
+
+// reportSummary is what the node list shows of a node's last report.
+type reportSummary struct {
+	host                   *httpv1.HostSummary
+	taskManagers, subtasks int
+}
+
+func summarize(r *tmwardenv1.Report) reportSummary {
+	s := reportSummary{host: hostSummary(r.Host), taskManagers: len(r.TaskManagers)}
+	for _, tm := range r.TaskManagers {
+		s.subtasks += len(tm.Subtasks)
+	}
+	return s
+}
+
+// lastReport decodes the node's last report; nil when it has none. Call with ns.mu held.
+func (ns *nodeState) lastReport() *tmwardenv1.Report {
+	if ns.last == nil {
+		return nil
+	}
+	r := &tmwardenv1.Report{}
+	if err := proto.Unmarshal(ns.last, r); err != nil {
+		return nil // it was encoded by this process
+	}
+	return r
 }
 
 func (c *Coordinator) nodeStates() []*nodeState {

@@ -155,10 +155,9 @@ func (c *Coordinator) NodeDetail(name string) (httpv1.NodeDetail, bool) {
 	}
 	d := httpv1.NodeDetail{Node: c.summary(ns)}
 	ns.mu.Lock()
-	last := ns.last
+	last := ns.lastReport()
 	ns.mu.Unlock()
 	if last != nil {
-		// Reports are never modified after ingest, so marshalling outside the lock is safe.
 		d.LastReport, _ = protojson.MarshalOptions{UseProtoNames: true}.Marshal(last)
 	}
 	evs, err := c.Events(50, name)
@@ -260,12 +259,8 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 			n.Findings = append(n.Findings, httpv1.Finding{Kind: f.Kind, Class: f.Class, Speed: f.Speed, Cause: string(f.Cause), Detail: f.Detail, Since: f.Since})
 		}
 	}
-	if r := ns.last; r != nil {
-		n.Host = hostSummary(r.Host)
-		n.TaskManagers = len(r.TaskManagers)
-		for _, tm := range r.TaskManagers {
-			n.Subtasks += len(tm.Subtasks)
-		}
+	if ns.last != nil {
+		n.Host, n.TaskManagers, n.Subtasks = ns.lastSum.host, ns.lastSum.taskManagers, ns.lastSum.subtasks
 	}
 	return n
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/model"
@@ -350,6 +351,11 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	if ns == nil {
 		return false, fmt.Errorf("report from node %q that never said hello", node)
 	}
+	wire, err := proto.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("encoding report %d of %s: %w", r.Sequence, node, err)
+	}
+	sum := summarize(r)
 	ns.writeMu.Lock()
 	ns.mu.Lock()
 	if r.Sequence <= ns.rec.LastSequence {
@@ -392,7 +398,7 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	ns.rec.ReportsReceived++
 	ns.rec.DroppedByAgent = r.DroppedReports
 	ns.rec.LastSeen, ns.rec.LastReportAt, ns.rec.Reachable = now, now, true
-	ns.last = r
+	ns.last, ns.lastSum = wire, sum
 	ns.collectors = r.Collectors
 	// The record and the report body are written at most every reportPersistEvery, which is all
 	// a restart needs to show the node again, or when the record changed otherwise; else the
@@ -405,7 +411,7 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	ns.mu.Unlock()
 	switch {
 	case body:
-		c.persist(ns, r, store.Buffered)
+		c.persist(ns, wire, store.Buffered)
 	case changed:
 		c.persist(ns, nil, store.Buffered)
 	}

@@ -24,9 +24,10 @@ import (
 // the binary was resident, and the collectors' start-up (loading the eBPF probes) added more,
 // none of it used again. Only the executable's read-only mappings (code, read-only data) are
 // released: their pages are clean copies of the file and fault back in from it when touched
-// again, so nothing is lost; the writable data mapping is left alone. MADV_PAGEOUT also
-// reclaims the page cache behind them where no other process maps it; kernels older than 5.4
-// lack it, and there MADV_DONTNEED unmaps them only.
+// again, so nothing is lost; the writable data mapping is left alone. MADV_PAGEOUT reclaims the
+// page cache behind them where no other process maps them (kernels older than 5.4 lack it);
+// MADV_DONTNEED then unmaps whatever is left from this process, so two agents started from one
+// file (a test, a second agent on one host) release theirs too.
 //
 // cmd/tmwarden-agent calls it twice: first thing in main (what the package inits touched), and
 // once the collectors are built (what loading the probes touched). bench-node shows the effect
@@ -49,11 +50,12 @@ func ReleaseStartupPages() (resident int64, err error) {
 	}
 	resident = mappedResident(ranges)
 	for _, r := range ranges {
-		err := madvise(r, unix.MADV_PAGEOUT)
-		if errors.Is(err, unix.EINVAL) {
-			err = madvise(r, unix.MADV_DONTNEED)
+		// PAGEOUT reclaims the pages no other process maps; DONTNEED then unmaps the rest
+		// from this process (another process running the same file keeps its own).
+		if err := madvise(r, unix.MADV_PAGEOUT); err != nil && !errors.Is(err, unix.EINVAL) {
+			return resident, fmt.Errorf("releasing %#x-%#x of the executable: %w", r.start, r.end, err)
 		}
-		if err != nil {
+		if err := madvise(r, unix.MADV_DONTNEED); err != nil {
 			return resident, fmt.Errorf("releasing %#x-%#x of the executable: %w", r.start, r.end, err)
 		}
 	}

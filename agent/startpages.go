@@ -46,7 +46,7 @@ func ReleaseStartupPages() (resident int64, err error) {
 		return 0, err
 	}
 	if len(ranges) == 0 {
-		return 0, errors.New("no read-only mapping of the executable in /proc/self/maps")
+		return 0, errors.New("no read-only mapping of the executable without written pages in /proc/self/smaps")
 	}
 	resident = mappedResident(ranges)
 	for _, r := range ranges {
@@ -74,19 +74,40 @@ func madvise(r addrRange, advice int) error {
 }
 
 // executableMappings lists the read-only (not writable) mappings of the file dev:ino in
-// /proc/self/maps. The file is matched by device and inode, not by path: an upgrade replaces
-// the path while the old binary runs (maps then says "(deleted)").
+// /proc/self/smaps that hold no anonymous pages. The file is matched by device and inode, not
+// by path: an upgrade replaces the path while the old binary runs (smaps then says
+// "(deleted)"). A read-only mapping with anonymous pages was written before it was made
+// read-only (a dynamically linked binary's relocations, RELRO): those pages are the only copy
+// of what was written, and MADV_DONTNEED would put the file's bytes back, so such a mapping is
+// left alone. The release builds are static and have none.
 func executableMappings(dev, ino uint64) ([]addrRange, error) {
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return nil, fmt.Errorf("reading the process's mappings: %w", err)
 	}
 	defer f.Close()
-	var out []addrRange
+	var (
+		out  []addrRange
+		cur  addrRange
+		mine bool // cur is a read-only mapping of the executable
+	)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// start-end perms offset major:minor inode [path]
-		fs := bytes.Fields(sc.Bytes())
+		line := sc.Bytes()
+		if v, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			if mine && string(bytes.TrimSpace(v)) == "0 kB" {
+				out = append(out, cur)
+			}
+			mine = false
+			continue
+		}
+		// A mapping's header: start-end perms offset major:minor inode [path]; its fields
+		// ("Name: value kB") follow it.
+		fs := bytes.Fields(line)
+		if len(fs) < 5 || bytes.IndexByte(fs[0], '-') < 0 || bytes.HasSuffix(fs[0], []byte(":")) {
+			continue
+		}
+		mine = false
 		if len(fs) < 6 || bytes.IndexByte(fs[1], 'w') >= 0 {
 			continue
 		}
@@ -111,7 +132,7 @@ func executableMappings(dev, ino uint64) ([]addrRange, error) {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		out = append(out, addrRange{uintptr(start), uintptr(end)})
+		cur, mine = addrRange{uintptr(start), uintptr(end)}, true
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the process's mappings: %w", err)

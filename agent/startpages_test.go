@@ -8,7 +8,9 @@ import (
 
 // TestReleaseStartupPages checks that the executable's read-only pages mapped by start-up (the
 // test binary's package inits, as the agent's) are no longer mapped after the release, and that
-// the process keeps running the released code (it faults back in from the file).
+// the process keeps running the released code (it faults back in from the file). Under -race
+// the test binary is dynamically relocated (read-only pages that were written, RELRO): had
+// those been released, the process would crash when the race runtime runs at exit.
 func TestReleaseStartupPages(t *testing.T) {
 	exe, err := os.Stat("/proc/self/exe")
 	if err != nil {

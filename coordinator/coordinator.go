@@ -211,8 +211,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 			return nil, fmt.Errorf("leader election: %w", err)
 		}
 	}
-	// The coordinator's own observers come first, the ones given as options after them.
-	c.observers = append([]ReportObserver{c.eval.model.Observe, func(node string, at time.Time, r *tmwardenv1.Report) { c.topo.ObserveReport(node, r, at) }}, c.observers...)
+	// The coordinator's own observer comes first, the ones given as options after it. The model
+	// hands every report to the topology, the one placement source, before it digests it.
+	c.observers = append([]ReportObserver{c.eval.model.Observe}, c.observers...)
 	c.started = c.now()
 	c.log.Info("coordinator store open", "data_dir", cfg.DataDir, "nodes", len(recs))
 	return c, nil

@@ -131,7 +131,7 @@ func (c *Coordinator) newEvaluator() error {
 	if err != nil {
 		return fmt.Errorf("actuator: %w", err)
 	}
-	e := &evaluator{model: model.New(mcfg), detector: det, tracer: c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator")}
+	e := &evaluator{model: model.New(mcfg, c.topo), detector: det, tracer: c.tel.Tracers.Tracer("github.com/tmwarden/tmwarden/coordinator")}
 	// Migrations are counted when they end, with how they ended; the executor calls back.
 	finished := func(d decisions.Decision) {
 		if d.Action.Kind == decide.KindMigrate && e.migrations != nil {

@@ -10,6 +10,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -30,7 +31,7 @@ type cluster struct {
 }
 
 func newCluster() *cluster {
-	return &cluster{m: model.New(model.DefaultConfig()), slow: map[string]float64{}, input: map[string]float64{},
+	return &cluster{m: model.New(model.DefaultConfig(), topology.New(topology.Options{})), slow: map[string]float64{}, input: map[string]float64{},
 		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{},
 		edit: map[string]func(*tmwardenv1.Report){}}
 }

@@ -9,6 +9,7 @@ import (
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
 // quietHostReport is a node's report with every host signal at an ordinary level: one
@@ -81,7 +82,7 @@ func hostRound(raise func([]*tmwardenv1.Report)) Round {
 	if raise != nil {
 		raise(fleet)
 	}
-	m := model.New(model.DefaultConfig())
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	for n, r := range fleet {
 		m.Observe(node(n), t0, r)
 	}

@@ -1,7 +1,8 @@
 // Package model is the coordinator's picture of the cluster: a bounded rolling window of report
-// digests per node, the subtask index job → vertex → subtask → TaskManager → node, and node
-// reachability. Detectors read it; only ingest (Observe) writes it, so policy code never touches
-// the wire format of the reports beyond what is digested here.
+// digests per node, each subtask's latest figures (job → vertex → subtask, with the TaskManager
+// and node the placement source puts it on), and node reachability. Detectors read it; only
+// ingest (Observe) writes it, so policy code never touches the wire format of the reports beyond
+// what is digested here.
 package model
 
 import (
@@ -220,10 +221,24 @@ func (n *Node) Latest() (Sample, bool) {
 	return n.latest, n.hasLatest
 }
 
+// Placer is the one placement source, coordinator/topology: where every subtask runs, joined
+// from the agents' reports and the JobManagers' REST data. The model keeps no placement of its
+// own: Observe hands each report to the placer and keeps a subtask's figures only where the
+// placer says the subtask runs.
+type Placer interface {
+	// Place observes node's report and appends, for every subtask of it in report order,
+	// whether the subtask is placed on this node and on the TaskManager that listed it.
+	Place(node string, r *tmwardenv1.Report, at time.Time, dst []bool) []bool
+}
+
+// placedPool holds Place's answers between reports.
+var placedPool = sync.Pool{New: func() any { return new([]bool) }}
+
 // Model is safe for concurrent use: ingest writes, evaluation rounds read under the same lock
 // through View.
 type Model struct {
 	mu       sync.RWMutex
+	placer   Placer
 	cfg      Config
 	nodes    map[string]*Node
 	vertices map[VertexKey]*Vertex
@@ -233,8 +248,8 @@ type Model struct {
 	dirtyOrder  bool
 }
 
-// New returns an empty model.
-func New(cfg Config) *Model {
+// New returns an empty model that asks placer where subtasks run.
+func New(cfg Config, placer Placer) *Model {
 	d := DefaultConfig()
 	if cfg.Window <= 0 {
 		cfg.Window = d.Window
@@ -245,19 +260,23 @@ func New(cfg Config) *Model {
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = d.StaleAfter
 	}
-	return &Model{cfg: cfg, nodes: map[string]*Node{}, vertices: map[VertexKey]*Vertex{}}
+	return &Model{cfg: cfg, placer: placer, nodes: map[string]*Node{}, vertices: map[VertexKey]*Vertex{}}
 }
 
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// Observe digests one report from node, received at `at`. Reports may arrive late (an agent
-// resending its buffer after an outage): they enter the window but never move the subtask index
-// back to older metrics.
+// Observe digests one report from node, received at `at`, after handing it to the placer.
+// Reports may arrive late (an agent resending its buffer after an outage): they enter the window
+// but never move a subtask back to older figures.
 func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	if r == nil {
 		return
 	}
+	// Asked before the model's lock is taken, so ingest of other nodes never waits on both.
+	pp := placedPool.Get().(*[]bool)
+	placed := m.placer.Place(node, r, at, (*pp)[:0])
+	defer func() { *pp = placed; placedPool.Put(pp) }()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.nodes[node]
@@ -300,7 +319,7 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		}
 		s.TaskManagers = append(s.TaskManagers, d)
 		if fresh {
-			pos = m.indexSubtasks(n, tm, collected, pos)
+			pos = m.indexSubtasks(n, tm, collected, pos, placed)
 		}
 	}
 	for _, rt := range r.GetRetransmits() {
@@ -343,13 +362,24 @@ func (m *Model) Describe(node string, at time.Time, info NodeInfo) {
 	n.Info = info
 }
 
-func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time, pos int) int {
+// indexSubtasks takes the figures of tm's subtasks that run where the report says (placed, by
+// position in the report) into the index.
+func (m *Model) indexSubtasks(n *Node, tm *tmwardenv1.TaskManager, at time.Time, pos int, placed []bool) int {
 	for _, st := range tm.GetSubtasks() {
+		if pos >= len(placed) || !placed[pos] {
+			// Not where the subtask runs (a TaskManager still showing one that moved): its
+			// figures are not the subtask's. The cache keeps its place in report order.
+			if pos == len(n.last) {
+				n.last = append(n.last, nil)
+			}
+			pos++
+			continue
+		}
 		idx := int(st.GetSubtaskIndex())
 		var e *Subtask
 		if pos < len(n.last) {
 			c := n.last[pos]
-			if c.Index == idx && c.vertex.Key.VertexID == st.GetVertexId() && c.vertex.Key.JobID == st.GetJobId() {
+			if c != nil && c.Index == idx && c.vertex.Key.VertexID == st.GetVertexId() && c.vertex.Key.JobID == st.GetJobId() {
 				e = c
 			}
 		}

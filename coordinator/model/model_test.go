@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -28,7 +29,7 @@ func sub(job, vertex string, idx int32, busy, in float64) *tmwardenv1.SubtaskMet
 }
 
 func TestWindowIsBounded(t *testing.T) {
-	m := New(Config{Window: 3, Interval: 5 * time.Second})
+	m := New(Config{Window: 3, Interval: 5 * time.Second}, topology.New(topology.Options{}))
 	for i := range 5 {
 		at := t0.Add(time.Duration(i) * 5 * time.Second)
 		m.Observe("n1", at, report(uint64(i+1), at, "tm1"))
@@ -52,7 +53,7 @@ func TestWindowIsBounded(t *testing.T) {
 }
 
 func TestSubtaskIndex(t *testing.T) {
-	m := New(DefaultConfig())
+	m := New(DefaultConfig(), topology.New(topology.Options{}))
 	m.Observe("n1", t0, report(1, t0, "tm1", sub("j", "v", 1, 500, 1000), sub("j", "w", 0, 100, 10)))
 	m.Observe("n2", t0, report(1, t0, "tm2", sub("j", "v", 0, 250, 1000)))
 	v := m.View()
@@ -88,7 +89,7 @@ func TestSubtaskIndex(t *testing.T) {
 }
 
 func TestReachabilityAndRestarts(t *testing.T) {
-	m := New(Config{Interval: 5 * time.Second, StaleAfter: 3})
+	m := New(Config{Interval: 5 * time.Second, StaleAfter: 3}, topology.New(topology.Options{}))
 	m.Observe("n1", t0, report(7, t0, "tm1"))
 	m.Observe("n1", t0.Add(5*time.Second), report(1, t0.Add(5*time.Second), "tm1"))
 	v := m.View()
@@ -109,7 +110,7 @@ func TestReachabilityAndRestarts(t *testing.T) {
 }
 
 func TestFirstRoundAfterStartIsNotValid(t *testing.T) {
-	m := New(DefaultConfig())
+	m := New(DefaultConfig(), topology.New(topology.Options{}))
 	r := report(1, t0, "tm1")
 	r.Host.Cpu = &tmwardenv1.CpuShares{}
 	m.Observe("n1", t0, r)
@@ -122,7 +123,7 @@ func TestFirstRoundAfterStartIsNotValid(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
-	m := New(DefaultConfig())
+	m := New(DefaultConfig(), topology.New(topology.Options{}))
 	m.Observe("old", t0, report(1, t0, "tm0", sub("gone", "v", 0, 100, 100)))
 	t1 := t0.Add(time.Hour)
 	m.Observe("n1", t1, report(1, t1, "tm1", sub("j", "v", 0, 100, 100)))
@@ -153,7 +154,7 @@ func TestPrune(t *testing.T) {
 }
 
 func TestOtherCPU(t *testing.T) {
-	m := New(DefaultConfig())
+	m := New(DefaultConfig(), topology.New(topology.Options{}))
 	r := report(1, t0, "tm1")
 	r.Host.Cpu = &tmwardenv1.CpuShares{User: 0.5, Idle: 0.5}
 	r.TaskManagers[0].Cgroup = "/kubepods/tm1"
@@ -176,7 +177,7 @@ func TestOtherCPU(t *testing.T) {
 }
 
 func TestLateReportDoesNotBecomeLatest(t *testing.T) {
-	m := New(DefaultConfig())
+	m := New(DefaultConfig(), topology.New(topology.Options{}))
 	t1 := t0.Add(time.Minute)
 	m.Observe("n1", t1, report(9, t1, "tm1"))
 	m.Observe("n1", t1.Add(time.Second), report(3, t0, "tm1"))
@@ -195,7 +196,7 @@ func TestLateReportDoesNotBecomeLatest(t *testing.T) {
 // a perfectly steady pipeline) is frozen after FrozenAfter, and stays fresh: its node keeps
 // reporting it. New figures unfreeze it. An idle subtask's unchanging zeros are never frozen.
 func TestFrozenFigures(t *testing.T) {
-	m := New(DefaultConfig()) // 5 s reports, FrozenAfter 30 s
+	m := New(DefaultConfig(), topology.New(topology.Options{})) // 5 s reports, FrozenAfter 30 s
 	state := func(at time.Time, vertex string) (fresh, frozen bool) {
 		v := m.View()
 		defer v.Release()
@@ -223,5 +224,47 @@ func TestFrozenFigures(t *testing.T) {
 	m.Observe("n1", at, report(13, at, "tm1", sub("j", "busy", 0, 510, 1002), sub("j", "idle", 0, 0, 0)))
 	if _, frozen := state(at, "busy"); frozen {
 		t.Fatal("new figures did not unfreeze the subtask")
+	}
+}
+
+// The model keeps a subtask's figures only from where the placement source (the topology) puts
+// it: a TaskManager still showing an older attempt of a subtask that moved, and one the
+// JobManager placed elsewhere since the agent's report, are not where the subtask runs.
+func TestFiguresOnlyFromWhereTheTopologyPlacesTheSubtask(t *testing.T) {
+	attempt := func(s *tmwardenv1.SubtaskMetrics, a int32) *tmwardenv1.SubtaskMetrics {
+		s.AttemptNumber = a
+		return s
+	}
+	t1, t2 := t0.Add(5*time.Second), t0.Add(10*time.Second)
+	for _, c := range []struct {
+		name string
+		feed func(m *Model, topo *topology.Topology)
+	}{
+		{"an older attempt still shown on the node it left", func(m *Model, _ *topology.Topology) {
+			m.Observe("n1", t1, report(2, t1, "tm1", attempt(sub("j", "v", 0, 500, 1000), 1)))
+			m.Observe("n2", t2, report(2, t2, "tm2", attempt(sub("j", "v", 0, 900, 1000), 0)))
+		}},
+		{"the JobManager placed it elsewhere after the report", func(m *Model, topo *topology.Topology) {
+			m.Observe("n1", t0, report(1, t0, "tm1", sub("j", "v", 0, 500, 1000)))
+			topo.ObserveREST([]topology.RESTJob{{ID: "j", Vertices: []topology.RESTVertex{{ID: "v", Parallelism: 1,
+				Subtasks: []topology.RESTSubtask{{Index: 0, TaskManagerID: "tm1"}}}}}}, nil, t1)
+			// n2 still shows the subtask, but the JobManager, asked at the same moment, says tm1.
+			m.Observe("n2", t1, report(2, t1, "tm2", sub("j", "v", 0, 900, 1000)))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			topo := topology.New(topology.Options{})
+			m := New(DefaultConfig(), topo)
+			c.feed(m, topo)
+			v := m.View()
+			defer v.Release()
+			st := v.Vertices()[0].Subtasks[0]
+			if st.Node != "n1" || st.TaskManager != "tm1" || st.Metrics.BusyMs != 500 {
+				t.Fatalf("subtask is on %s/%s with busy %g; want n1/tm1 with busy 500 (the figures from where it runs)", st.Node, st.TaskManager, st.Metrics.BusyMs)
+			}
+			if p, _ := topo.Locate(topology.Key{JobID: "j", VertexID: "v"}); p.Node != st.Node {
+				t.Fatalf("the topology places it on %q, the model on %q", p.Node, st.Node)
+			}
+		})
 	}
 }

@@ -168,6 +168,49 @@ func sanitize(s string) string { return promscrape.SanitizeLabelValue(s) }
 func (t *Topology) ObserveReport(node string, r *tmwardenv1.Report, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.observeReport(node, r, at)
+}
+
+// Place is ObserveReport that also answers, for every subtask of the report in report order,
+// whether the topology places the subtask where the report says it ran: on this node, on the
+// TaskManager that listed it. It appends the answers to dst. Detection (coordinator/model) keeps
+// a subtask's figures only from where it is placed, so it asks here instead of keeping a
+// placement of its own; a TaskManager still showing a subtask that moved (an older attempt, or
+// one the JobManager placed elsewhere since) is not where it runs.
+func (t *Topology) Place(node string, r *tmwardenv1.Report, at time.Time, dst []bool) []bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.observeReport(node, r, at)
+	ids := t.nodeTMs[node]
+	// A report that only confirmed the node's last one left its placements in the node's cache,
+	// in report order, valid while nothing changed since (the epoch): no map lookups.
+	if c := t.confirmed[node]; c != nil && c.epoch == t.epoch && len(c.tms) == len(r.GetTaskManagers()) {
+		n := 0
+		for i, tm := range r.GetTaskManagers() {
+			for range tm.GetSubtasks() {
+				p := c.cur[n]
+				dst = append(dst, p != nil && p.Node == node && p.TaskManagerID == ids[i])
+				n++
+			}
+		}
+		return dst
+	}
+	for _, tm := range r.GetTaskManagers() {
+		id := sanitize(tm.GetResourceId())
+		for _, st := range tm.GetSubtasks() {
+			placed := false
+			if id != "" {
+				k := Key{JobID: st.GetJobId(), VertexID: st.GetVertexId(), Index: int(st.GetSubtaskIndex())}
+				p := t.current[k]
+				placed = p != nil && p.Node == node && p.TaskManagerID == id && t.placementFresh(k)
+			}
+			dst = append(dst, placed)
+		}
+	}
+	return dst
+}
+
+func (t *Topology) observeReport(node string, r *tmwardenv1.Report, at time.Time) {
 	t.touch(at)
 	// Reports repeat the same placements every interval: when this one shows exactly what the
 	// node's last one did, only confirm it (no maps built, nothing removed and re-added).

@@ -10,6 +10,7 @@ import (
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
 	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/sim"
 	"github.com/tmwarden/tmwarden/sim/scenario"
 )
@@ -78,7 +79,7 @@ faults:
 		b.Fatal(err)
 	}
 	cfg := model.DefaultConfig()
-	m := model.New(cfg)
+	m := model.New(cfg, topology.New(topology.Options{}))
 	reports := 0
 	observe := func(node string, at time.Time, r *tmwardenv1.Report) {
 		m.Observe(node, at, r)

@@ -16,6 +16,7 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator/decide"
 	"github.com/tmwarden/tmwarden/coordinator/detect"
 	"github.com/tmwarden/tmwarden/coordinator/model"
+	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/sim"
 	"github.com/tmwarden/tmwarden/sim/scenario"
 )
@@ -138,7 +139,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 	}
 	cfg := model.DefaultConfig()
 	cfg.Interval = sc.Interval.D()
-	m := model.New(cfg)
+	m := model.New(cfg, topology.New(topology.Options{}))
 	for i, name := range s.Nodes() {
 		labels, cpuModel, cpus, mem := s.NodeInfo(i)
 		m.Describe(name, sim.Epoch, model.NodeInfo{Labels: labels, CPUModel: cpuModel, NumCPUs: cpus, MemoryBytes: mem})

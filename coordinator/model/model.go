@@ -275,8 +275,9 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	}
 	// Asked before the model's lock is taken, so ingest of other nodes never waits on both.
 	pp := placedPool.Get().(*[]bool)
-	placed := m.placer.Place(node, r, at, (*pp)[:0])
-	defer func() { *pp = placed; placedPool.Put(pp) }()
+	*pp = m.placer.Place(node, r, at, (*pp)[:0])
+	defer placedPool.Put(pp)
+	placed := *pp
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.nodes[node]

@@ -697,3 +697,92 @@ func TestPeerGCStormOnANodeWithNetworkLoss(t *testing.T) {
 		t.Errorf("node-5's tm-1 = %s / %s, want slow / taskmanager_gc", tm.Status, tm.Cause)
 	}
 }
+
+// mixedClusterStep sends one window of a 16-node cluster, two TaskManagers a node, in which the
+// vertices run on different mixes of machines: nodes 0-4 are a slower class (rates divided by
+// 1.5, nothing on their hosts), vertices P1-P3 run on TaskManager 0 of nodes 0-7 (mostly the
+// slower class), Q1-Q2 on TaskManager 1 of nodes 4-15 (mostly the faster one). slow divides
+// one TaskManager's rates further.
+func mixedClusterStep(m *model.Model, tick int, slow map[string]float64) time.Time {
+	at := t0.Add(time.Duration(tick) * 5 * time.Second)
+	for n := range 16 {
+		r := &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7, Iowait: 0.003},
+				Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
+			Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * 20, Buckets: make([]uint64, 20)}},
+		}
+		for t := range 2 {
+			id := tmOf(n, t)
+			tm := &tmwardenv1.TaskManager{ResourceId: id, Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
+			var vertices []string
+			idx := n
+			switch {
+			case t == 0 && n < 8:
+				vertices = []string{"P1", "P2", "P3"}
+			case t == 1 && n >= 4:
+				vertices, idx = []string{"Q1", "Q2"}, n-4
+			}
+			for _, v := range vertices {
+				div := 1.0
+				if n < 5 {
+					div = 1.5
+				}
+				if d, ok := slow[id]; ok {
+					div *= d
+				}
+				jit := 1 + 0.03*float64((idx*7+tick)%5-2)
+				busy := 300 * div * jit
+				tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: "job", JobName: "job", VertexId: v, VertexName: v,
+					SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: 3000, RecordsOutPerSecond: 3000})
+			}
+			r.TaskManagers = append(r.TaskManagers, tm)
+		}
+		m.Observe(node(n), at, r)
+	}
+	return at
+}
+
+// A node's speed is fitted against its peers' speeds, not against the raw median of whichever
+// machines a vertex runs on. Node 4 is of the slower class; its TaskManager 0 runs vertices
+// placed mostly on that class, its TaskManager 1 vertices placed mostly on the faster one; nodes
+// 5-7, of the faster class, run both too. Against raw medians a node's one learned speed fits
+// neither of its TaskManagers, and a TaskManager whose vertices run mostly on the other class
+// was judged slow (cause unknown) for the whole run, with nothing on its JVM or host. With the
+// fit nothing is slow, the slower class is reported as slower hardware, and when a TaskManager
+// then becomes slower than its own speed it is caught within the weak windows.
+func TestPeerNodeSpeedAcrossVertexPlacements(t *testing.T) {
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	p := NewPeer(DefaultPeerConfig())
+	slow := map[string]float64{}
+	tick := 0
+	eval := func() Round {
+		tick++
+		at := mixedClusterStep(m, tick, slow)
+		v := m.View()
+		defer v.Release()
+		return p.Evaluate(v, at)
+	}
+	var r Round
+	for i := range 40 {
+		r = eval()
+		for _, vd := range r.Verdicts {
+			if vd.Status == StatusSlow {
+				t.Fatalf("window %d: a node of the slower class judged slow for where its vertices run: %+v", i+1, vd)
+			}
+		}
+	}
+	for n := range 16 {
+		_, ok := finding(r, node(n), FindingSlowerHardware)
+		if ok != (n < 5) {
+			t.Errorf("%s: slower-hardware finding %v, want %v (findings %+v)", node(n), ok, n < 5, r.Findings)
+		}
+	}
+	slow[tmOf(4, 1)] = 1.8
+	for i := 1; i <= DefaultPeerConfig().WeakWindows; i++ {
+		r = eval()
+	}
+	if v, _ := verdict(r, node(4), tmOf(4, 1)); v.Status != StatusSlow {
+		t.Fatalf("a TaskManager that became 1.8x slower than itself must be caught in %d windows, got %+v (all %+v)", DefaultPeerConfig().WeakWindows, v, r.Verdicts)
+	}
+}
+

@@ -3,6 +3,7 @@ package detect
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"time"
@@ -160,12 +161,26 @@ type Peer struct {
 	slowSince map[*model.Subtask]time.Time
 	// speed is each node's learned processing speed relative to its peers.
 	speed map[string]*nodeSpeed
+	// rates and groups are the round's measurable rates, one group per vertex (groups holds each
+	// group's end in rates); vals is scratch for the fit. Kept to reuse their memory.
+	rates  []rateObs
+	groups []int
+	vals   []float64
+}
+
+// rateObs is one subtask's true processing rate this window, on node e.
+type rateObs struct {
+	e      *nodeEval
+	logTPR float64
+	frozen bool
 }
 
 // nodeSpeed is a node's speed relative to the vertex medians of its subtasks' peers, learned
 // from the windows in which nothing was wrong with it.
 type nodeSpeed struct {
-	rel   float64
+	rel float64
+	// est is the node's speed in the last window it was measured in, where polish starts.
+	est   float64
 	n     int
 	since time.Time
 }
@@ -234,12 +249,16 @@ type nodeEval struct {
 	retransToPeers float64
 	// lossScore is the score of the node's own retransmit anomalies (rate and ratio).
 	lossScore float64
-	// ratios are the node's subtasks' raw rates over their vertex medians this window; rel is
-	// their median and expect the speed the node is compared at (learned, or its class's).
+	// ratios are the node's subtasks' raw rates over their vertices' costs this window, as logs;
+	// rel is the node's speed they give and expect the speed the node is compared at (learned,
+	// or its class's). See polish.
 	ratios   []float64
 	rel      float64
 	expect   float64
 	learning bool
+	// est is the node's speed as its rates are divided by to find the vertices' costs: its
+	// speed this window once fitted, else where the fit starts (see polish).
+	est float64
 }
 
 func (e *nodeEval) tm(id string) *tmEval {
@@ -404,15 +423,11 @@ func (p *Peer) forget(node string) {
 	}
 }
 
-// nodeSpeeds sets each node's raw speed this window (rel) and the speed it is compared at
-// (expect): its own learned speed, else the learned speed of its hardware class, else none
-// yet (learning).
+// nodeSpeeds sets the speed each node is compared at (expect): its own learned speed, else the
+// learned speed of its hardware class, else none yet (learning).
 func (p *Peer) nodeSpeeds(order []*nodeEval) {
 	classSpeeds := map[string][]float64{}
 	for _, e := range order {
-		if len(e.ratios) > 0 {
-			e.rel = median(e.ratios)
-		}
 		if sp := p.speed[e.name]; sp != nil && sp.n >= p.cfg.LearnWindows && e.class != "" {
 			classSpeeds[e.class] = append(classSpeeds[e.class], sp.rel)
 		}
@@ -440,6 +455,101 @@ func (p *Peer) nodeSpeeds(order []*nodeEval) {
 	}
 }
 
+// polishRounds bounds how many times polish takes the vertex and node effects in turn, and
+// polishSettled is the largest change of any node's speed at which it stops. From nothing a fit
+// of a cluster with mixed machines takes about a dozen rounds; started from the speeds of the
+// window before, one or two. polishBand is how far (as a log ratio, 3x) a rate may be from its
+// group's median and still count in the group's mean: wide enough for any two hardware
+// generations, narrow enough that a stalled subtask or a hot key does not move its peers.
+const (
+	polishRounds  = 20
+	polishSettled = 0.002
+)
+
+var polishBand = math.Log(3)
+
+// polish finds each node's speed this window (rel) by a two-way fit of log rate = node speed +
+// vertex cost, each effect in turn the mean of its rates (less the other effect) within
+// polishBand of their median, the fleet's median node fixing the scale at 1. Comparing each
+// rate with its vertex's raw median is not enough once machines differ: that median is the
+// speed of whichever machines the vertex happens to run on, so a node of a slower class
+// measured against a vertex placed mostly on its own class looked as fast as its peers, against
+// another as slow as it is, and its one learned speed fitted neither — the TaskManager whose
+// jobs ran on faster machines was then judged slow for the whole run. Medians alone (Tukey's
+// median polish) stop at the same wrong answer when the majority of a vertex's and of a node's
+// rates agree with it; means within a band reach the fit that every rate pulls on, and keep
+// what a median has against one stalled subtask.
+func (p *Peer) polish(order []*nodeEval) {
+	for _, e := range order {
+		e.est = math.Log(e.expect)
+		if sp := p.speed[e.name]; sp != nil && sp.est > 0 {
+			e.est = math.Log(sp.est)
+		}
+	}
+	for range polishRounds {
+		for _, e := range order {
+			e.ratios = e.ratios[:0]
+		}
+		from := 0
+		for _, to := range p.groups {
+			g := p.rates[from:to]
+			from = to
+			p.vals = p.vals[:0]
+			for _, o := range g {
+				p.vals = append(p.vals, o.logTPR-o.e.est)
+			}
+			cost := bandMean(p.vals)
+			for _, o := range g {
+				if !o.frozen {
+					o.e.ratios = append(o.e.ratios, o.logTPR-cost)
+				}
+			}
+		}
+		p.vals = p.vals[:0]
+		for _, e := range order {
+			e.rel = 0
+			if len(e.ratios) > 0 {
+				e.rel = bandMean(e.ratios)
+				p.vals = append(p.vals, e.rel)
+			}
+		}
+		if len(p.vals) == 0 {
+			break
+		}
+		scale := median(p.vals)
+		moved := 0.0
+		for _, e := range order {
+			e.rel -= scale
+			if len(e.ratios) > 0 {
+				moved = max(moved, math.Abs(e.rel-e.est))
+				e.est = e.rel
+			}
+		}
+		if moved < polishSettled {
+			break
+		}
+	}
+	for _, e := range order {
+		e.rel, e.est = math.Exp(e.rel), math.Exp(e.est)
+		if len(e.ratios) == 0 {
+			e.rel = 0
+		}
+	}
+}
+
+// bandMean is the mean of the xs within polishBand of their median (xs is reordered).
+func bandMean(xs []float64) float64 {
+	m := median(xs)
+	sum, n := 0.0, 0
+	for _, x := range xs {
+		if math.Abs(x-m) <= polishBand {
+			sum += x
+			n++
+		}
+	}
+	return sum / float64(n)
+}
+
 // learnSpeed folds a clean window into the node's learned speed and reports a node that is
 // reliably slower than its peers, with nothing wrong on its host, as slower hardware.
 func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
@@ -447,6 +557,9 @@ func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
 	if sp == nil {
 		sp = &nodeSpeed{since: e.at}
 		p.speed[e.name] = sp
+	}
+	if len(e.ratios) >= p.cfg.MinPeers {
+		sp.est = e.est
 	}
 	clean := len(e.host) == 0 && len(e.ratios) >= p.cfg.MinPeers
 	if tr := p.tracks[target{node: e.name}]; tr != nil && tr.status != StatusHealthy {
@@ -635,40 +748,34 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			}
 		}
 	}()
-	// First pass: each node's raw speed against its subtasks' vertex medians.
 	var order []*nodeEval
 	for _, e := range evals {
 		if e != nil {
 			order = append(order, e)
 		}
 	}
+	// First pass: each node's speed this window, against its subtasks' vertex medians.
+	p.nodeSpeeds(order)
+	p.rates, p.groups = p.rates[:0], p.groups[:0]
 	for _, vx := range v.Vertices() {
-		tprs = tprs[:0]
+		from := len(p.rates)
 		for _, st := range vx.Subtasks {
 			if st.At.Before(since) || evals[st.NodeIndex] == nil {
 				continue
 			}
 			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok {
-				tprs = append(tprs, t)
+				// Frozen figures are compared like any others, but the node's speed is learned
+				// only from figures that still move (model.Config.FrozenAfter).
+				p.rates = append(p.rates, rateObs{e: evals[st.NodeIndex], logTPR: math.Log(t), frozen: v.Frozen(st)})
 			}
 		}
-		if len(tprs) < p.cfg.MinPeers {
+		if len(p.rates)-from < p.cfg.MinPeers {
+			p.rates = p.rates[:from]
 			continue
 		}
-		med := median(tprs)
-		for _, st := range vx.Subtasks {
-			if st.At.Before(since) || evals[st.NodeIndex] == nil {
-				continue
-			}
-			// Frozen figures are compared like any others, but the node's speed is learned only
-			// from figures that still move (model.Config.FrozenAfter).
-			if t, ok := st.Metrics.TPR(p.cfg.MinBusyMs); ok && med > 0 && !v.Frozen(st) {
-				e := evals[st.NodeIndex]
-				e.ratios = append(e.ratios, t/med)
-			}
-		}
+		p.groups = append(p.groups, len(p.rates))
 	}
-	p.nodeSpeeds(order)
+	p.polish(order)
 	// Second pass: every rate divided by its node's expected speed, so a subtask is compared
 	// with its peers as if all ran on alike machines.
 	for _, vx := range v.Vertices() {

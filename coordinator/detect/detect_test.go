@@ -786,3 +786,36 @@ func TestPeerNodeSpeedAcrossVertexPlacements(t *testing.T) {
 	}
 }
 
+// A TaskManager whose metrics the agent could not read (its scrape_error set, no subtasks)
+// runs work nobody can see, not none: a severe host anomaly on its node is judged by the
+// host-only rule like any node's, not filed as a host finding on a node without Flink work.
+// A node whose TaskManager reports no subtasks and no error still runs nothing.
+func TestPeerUnscrapedTaskManagerStillRunsWork(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.steal[node(2)], c.steal[node(3)] = 0.3, 0.3
+	c.edit[node(2)] = func(r *tmwardenv1.Report) {
+		for _, tm := range r.TaskManagers {
+			tm.Subtasks, tm.ScrapeError = nil, "scrape http://10.0.0.2:9249/metrics: context deadline exceeded"
+		}
+	}
+	c.edit[node(3)] = func(r *tmwardenv1.Report) {
+		for _, tm := range r.TaskManagers {
+			tm.Subtasks = nil
+		}
+	}
+	var r Round
+	for range DefaultPeerConfig().HostOnlyWindows {
+		r = c.eval(p)
+	}
+	if v, _ := verdict(r, node(2), ""); v.Status != StatusSlow || v.Cause != CauseSteal {
+		t.Fatalf("severe steal on a node whose TaskManager's metrics are missing: want slow (steal), got %+v", v)
+	}
+	if v, ok := verdict(r, node(3), ""); ok {
+		t.Fatalf("a node whose TaskManagers run no subtasks got a verdict: %+v", v)
+	}
+	if _, ok := finding(r, node(3), FindingHostOnly); !ok {
+		t.Fatalf("want a host-only finding for the node without work, got %+v", r.Findings)
+	}
+}

@@ -235,7 +235,8 @@ type nodeEval struct {
 	hostScore float64
 	hostValid bool
 	hd        model.HostDigest
-	// work: the node runs subtasks; a node without Flink work cannot be a slow Flink node.
+	// work: the node runs subtasks, or a TaskManager whose metrics could not be read; a node
+	// without Flink work cannot be a slow Flink node.
 	work       bool
 	neighbours []model.CgroupDigest
 	runqMedian float64
@@ -307,7 +308,9 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 			retransTo: s.RetransTo, addresses: s.Addresses}
 		for _, tm := range s.TaskManagers {
 			e.tm(tm.ResourceID).gc = tm.GCMsPerSec
-			e.work = e.work || tm.Subtasks > 0
+			// A TaskManager whose metrics could not be read runs work nobody can see, not none:
+			// its node's host is still evidence (the host-only rule).
+			e.work = e.work || tm.Subtasks > 0 || tm.Unscraped
 		}
 		evals[n.Index] = e
 		order = append(order, e)

@@ -111,6 +111,9 @@ type TaskManagerDigest struct {
 	GCMsPerSec float64
 	HeapFrac   float64
 	Subtasks   int
+	// Unscraped: the agent could not read the TaskManager's metrics (its scrape_error), so
+	// Subtasks says nothing of the work it runs.
+	Unscraped bool
 }
 
 // Sample is the digest of one report.
@@ -311,7 +314,7 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	s.TaskManagers = make([]TaskManagerDigest, 0, len(r.GetTaskManagers()))
 	pos := 0
 	for _, tm := range r.GetTaskManagers() {
-		d := TaskManagerDigest{ResourceID: tm.GetResourceId(), Subtasks: len(tm.GetSubtasks())}
+		d := TaskManagerDigest{ResourceID: tm.GetResourceId(), Subtasks: len(tm.GetSubtasks()), Unscraped: tm.GetScrapeError() != ""}
 		if j := tm.GetJvm(); j != nil {
 			d.GCMsPerSec = j.GetGcTimeMsPerSecond()
 			if j.GetHeapMaxBytes() > 0 {

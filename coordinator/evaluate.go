@@ -168,10 +168,17 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	defer runtime.UnlockOSThread()
 	cpu0, wait0 := threadSched()
 	start := time.Now()
-	// The streams' new reports wait for the round (receiveLoop): it is the coordinator's
-	// periodic deadline, they have the interval to be acknowledged in.
+	// The streams' new reports wait while the round reads the model (receiveLoop): detection is
+	// the coordinator's periodic deadline, they have the interval to be acknowledged in. The
+	// pause ends with the read: decisions write to the store (etcd, pebble), and a slow store
+	// must not hold the whole fleet's ingest.
 	c.roundPause.begin()
-	defer c.roundPause.end()
+	paused := true
+	defer func() {
+		if paused {
+			c.roundPause.end()
+		}
+	}()
 	ctx, span := c.eval.tracer.Start(ctx, "evaluation round")
 	defer span.End()
 	// A region of the Go execution trace (pprof_addr's /debug/pprof/trace), which tells where a
@@ -182,6 +189,8 @@ func (c *Coordinator) evaluate(ctx context.Context) (detect.Round, []decisions.D
 	nodes := v.NodeCount()
 	round := c.eval.detector.Evaluate(v, now)
 	v.Release()
+	c.roundPause.end()
+	paused = false
 	c.realNames(round)
 	detected := time.Now()
 	span.SetAttributes(attribute.Int("tmwarden.verdicts", len(round.Verdicts)), attribute.Int("tmwarden.fleet.anomalous_nodes", round.Fleet.Anomalous), attribute.Int("tmwarden.fleet.late_nodes", round.Fleet.Late))

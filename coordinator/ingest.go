@@ -121,7 +121,7 @@ func (c *Coordinator) receiveLoop(ctx context.Context, stream grpc.BidiStreaming
 		if err != nil {
 			return err
 		}
-		// While an evaluation round runs, new work waits for it: ten thousand streams' reports
+		// While an evaluation round reads the model, new work waits for it: ten thousand streams' reports
 		// would otherwise fill Go's run queue ahead of the round's goroutine each time it is
 		// preempted, and the round's wall time would grow to many times its CPU time. What
 		// arrives meanwhile waits in the stream's flow-control window, nothing is lost.
@@ -207,8 +207,9 @@ func sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[tmwardenv1.Ag
 	}
 }
 
-// pause holds new ingest work while an evaluation round runs (Coordinator.roundPause). Rounds
-// may overlap (Evaluate called beside the loop): the pause lasts until the last one ends.
+// pause holds new ingest work while an evaluation round reads the model (Coordinator.roundPause;
+// not while it writes its decisions to the store). Rounds may overlap (Evaluate called beside
+// the loop): the pause lasts until the last one has read.
 type pause struct {
 	mu sync.Mutex
 	n  int

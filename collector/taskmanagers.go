@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -48,9 +49,40 @@ type taskManagerCollector struct {
 	// JVM do not change while it lives. An exec() that turns a wrapper script into the JVM keeps
 	// the pid, so only TaskManagers are cached, and the command line is compared on every scan.
 	known map[int]*tmProcess
-	// cmdBuf is the scan's read buffer for command lines, kept between scans: every process's
-	// command line is read every interval, so the read is three system calls and no allocation.
+	// cmdBuf is the scan's read buffer for command lines, kept between scans, so a read is
+	// three system calls and no allocation.
 	cmdBuf []byte
+	// others are the processes whose command line named no TaskManager, with when to read it
+	// again (see recheckAt): reading every process's command line every interval was most of
+	// the discovery's cost on a node where nearly every process is something else.
+	others map[int]otherProcess
+	listed map[int]struct{}
+	now    func() time.Time
+}
+
+// otherProcess is a process that was not a TaskManager when its command line was last read.
+type otherProcess struct {
+	firstSeen, next time.Time
+}
+
+// A process becomes a TaskManager by exec (a wrapper script ending in `exec java ...`, as
+// Flink's own scripts and images do), which keeps the pid and changes the command line. That
+// happens within seconds of the process starting, so a process first seen less than
+// youngProcess ago has its command line read on every scan; an older one only every
+// settledRecheck (spread over the following quarter by pid, so they do not all come due in one
+// scan), which bounds how late a process that execs a TaskManager long after it started, or
+// a pid reused between two scans, is found.
+const (
+	youngProcess   = time.Minute
+	settledRecheck = time.Minute
+)
+
+// recheckAt is when to read pid's command line again after a read at now found no TaskManager.
+func recheckAt(pid int, firstSeen, now time.Time) time.Time {
+	if now.Sub(firstSeen) < youngProcess {
+		return now
+	}
+	return now.Add(settledRecheck + time.Duration(pid%16)*settledRecheck/64)
 }
 
 type tmProcess struct {
@@ -141,6 +173,8 @@ func newTaskManagerCollector(o Options) (Collector, error) {
 		static:      cfg.Static,
 		self:        os.Getpid(),
 		known:       map[int]*tmProcess{},
+		others:      map[int]otherProcess{},
+		now:         time.Now,
 	}
 	for _, m := range c.mainClasses {
 		c.mainClassBytes = append(c.mainClassBytes, []byte(m))
@@ -197,13 +231,25 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 		unreadable int
 		firstErr   error
 		seen       = make(map[int]bool, len(c.known))
+		now        = c.now()
 	)
+	// The pids of this listing, to forget the others that exited (kept between scans).
+	if c.listed == nil {
+		c.listed = make(map[int]struct{}, len(names))
+	}
+	listed := c.listed
+	clear(listed)
 	for _, name := range names {
 		if ctx.Err() != nil {
 			return out, append(problems, "scan cut short: "+ctx.Err().Error()), nil
 		}
 		pid, err := strconv.Atoi(name)
 		if err != nil || pid == c.self {
+			continue
+		}
+		listed[pid] = struct{}{}
+		o, other := c.others[pid]
+		if other && now.Before(o.next) {
 			continue
 		}
 		cmd, err := readProcFile(filepath.Join(c.proc, name, "cmdline"), &c.cmdBuf)
@@ -223,16 +269,22 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 			out = append(out, proto.Clone(k.tm).(*tmwardenv1.TaskManager))
 			continue
 		}
+		if !other {
+			o.firstSeen = now
+		}
 		// Most processes are not JVMs running a TaskManager main class: a substring check
-		// spares splitting their command lines into strings every interval.
+		// spares splitting their command lines into strings.
 		if !mentionsAny(cmd, c.mainClassBytes) {
+			c.others[pid] = otherProcess{firstSeen: o.firstSeen, next: recheckAt(pid, o.firstSeen, now)}
 			continue
 		}
 		args := splitCmdline(cmd)
 		class, idx := findMainClass(args, c.mainClasses)
 		if idx < 0 {
+			c.others[pid] = otherProcess{firstSeen: o.firstSeen, next: recheckAt(pid, o.firstSeen, now)}
 			continue
 		}
+		delete(c.others, pid)
 		// A TaskManager whose endpoint is still unknown is inspected again in full: a port
 		// range gets bound late, and a fixed capability set takes effect after a restart.
 		p, err := c.inspect(pid, args, class, idx)
@@ -255,6 +307,11 @@ func (c *taskManagerCollector) scanProc(ctx context.Context) ([]*tmwardenv1.Task
 	for pid := range c.known {
 		if !seen[pid] {
 			delete(c.known, pid)
+		}
+	}
+	for pid := range c.others {
+		if _, ok := listed[pid]; !ok {
+			delete(c.others, pid)
 		}
 	}
 	if unreadable > 0 {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -353,6 +354,59 @@ func TestTaskManagerDiscoveryOnFixtureProc(t *testing.T) {
 	}
 }
 
+// A process that was not a TaskManager is not read again every round once it has run a while,
+// but one that execs a TaskManager is still found: at once while it is young (a wrapper
+// script's exec, the usual case), within settledRecheck and a quarter once it is older; and a
+// new process under a pid that was listed before is read as new.
+func TestTaskManagerDiscoveryFindsLateExecs(t *testing.T) {
+	f := buildFakeProc(t)
+	c := newFakeTMCollector(t, f.root, nil)
+	now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
+	round := func() map[int32]*tmwardenv1.TaskManager {
+		t.Helper()
+		r := &tmwardenv1.Report{}
+		if err := c.Collect(context.Background(), r); err != nil && !IsDegraded(err) {
+			t.Fatal(err)
+		}
+		return byPid(r.TaskManagers)
+	}
+	round()
+	// The wrapper (400) and the JobManager (401) run for two minutes, scanned every 5 s.
+	for end := now.Add(2 * time.Minute); now.Before(end); now = now.Add(5 * time.Second) {
+		round()
+	}
+	// Now the wrapper execs a TaskManager under its pid: found by the settled re-read.
+	f.file(400, "cmdline", tmFixture(t, "cmdline-standalone"))
+	f.file(400, "cgroup", tmFixture(t, "cgroup-v2-docker"))
+	f.link(400, "ns/net", hostNetNS)
+	found := time.Duration(-1)
+	for waited := time.Duration(0); waited <= settledRecheck*5/4+5*time.Second; waited += 5 * time.Second {
+		if round()[400] != nil {
+			found = waited
+			break
+		}
+		now = now.Add(5 * time.Second)
+	}
+	if found < 0 {
+		t.Fatalf("a process that exec'd a TaskManager after %s was not found within %s", 2*time.Minute, settledRecheck*5/4)
+	}
+
+	// 401 exits and its pid is reused by a TaskManager between two scans: read at once.
+	if err := os.RemoveAll(filepath.Join(f.root, "401")); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(5 * time.Second)
+	round()
+	f.file(401, "cmdline", tmFixture(t, "cmdline-standalone"))
+	f.file(401, "cgroup", tmFixture(t, "cgroup-v2-docker"))
+	f.link(401, "ns/net", hostNetNS)
+	now = now.Add(5 * time.Second)
+	if round()[401] == nil {
+		t.Error("a TaskManager under a pid that was free in the previous scan was not found")
+	}
+}
+
 func TestTaskManagerDiscoveryDegradesOnUnreadableProcesses(t *testing.T) {
 	f := buildFakeProc(t)
 	// A cmdline that cannot be read for a reason other than the process exiting.
@@ -527,10 +581,16 @@ func BenchmarkTaskManagerScan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// One op is one round: the clock moves by the default interval, so the processes settle
+	// as they do on a node (see recheckAt).
+	tc := c.(*taskManagerCollector)
+	now := time.Now()
+	tc.now = func() time.Time { return now }
 	ctx := context.Background()
 	entries, _ := os.ReadDir("/proc")
 	b.ReportMetric(float64(len(entries)), "proc-entries")
 	for b.Loop() {
 		_ = c.Collect(ctx, &tmwardenv1.Report{})
+		now = now.Add(5 * time.Second)
 	}
 }

@@ -1,6 +1,7 @@
 // Command scalebench measures one real coordinator process under a fleet: N simulated nodes,
 // each with M subtasks, each streaming a report every interval over its own gRPC connection, as
-// agents do. It prints the ingest rate, the evaluation-round time (every round timed by the
+// agents do (several nodes share a connection, each with its own stream, when the open-file limit
+// cannot hold one connection per node: -nodes-per-conn). It prints the ingest rate, the evaluation-round time (every round timed by the
 // coordinator itself, GET /api/v1/rounds: exact percentiles, not histogram buckets), the
 // coordinator's peak RSS and how many reports were dropped. Given several fleet sizes it runs a
 // fresh coordinator for each, one after the other, and ends with one table (`make bench-scale`).
@@ -46,6 +47,7 @@ func main() {
 	connectRate := flag.Int("connect-rate", 500, "nodes that connect per second while the fleet comes up")
 	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory, as it ships; 0: no cgroup")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
+	perConnFlag := flag.Int("nodes-per-conn", 0, "simulated nodes multiplexed over one gRPC connection, each with its own stream; 0: one connection per node, or as few nodes per connection as the open-file limit (RLIMIT_NOFILE, raised to its hard limit first) requires")
 	traceFor := flag.Duration("trace", 11*time.Second, "with -profile, a Go execution trace of the coordinator this long, taken after the measured window (so it does not slow the rounds measured), and where each whole round in it spent its wall time; 0: none")
 	flag.Parse()
 	var sizes []int
@@ -86,17 +88,21 @@ func main() {
 	}
 	var results []result
 	for i, n := range sizes {
-		if uint64(n)+fileSlack > fileLimit {
-			// Each node holds a connection, one file on either side: a fleet beyond the limit
-			// measures failed dials, not the coordinator.
-			fmt.Printf("\n%d nodes: skipped, they need %d open files and the limit is %d (raise the hard limit, or run as a user with CAP_SYS_RESOURCE)\n",
-				n, uint64(n)+fileSlack, fileLimit)
-			results = append(results, result{nodes: n, skipped: true})
+		perConn := nodesPerConn(n, *perConnFlag, fileLimit)
+		if conns := uint64((n + perConn - 1) / perConn); conns+fileSlack > fileLimit {
+			// Each connection is one file on either side: a fleet beyond the limit measures
+			// failed dials, not the coordinator.
+			fmt.Printf("\n%d nodes: skipped, %d per connection need %d open files and the limit is %d (fewer -nodes-per-conn, or 0 to choose)\n",
+				n, perConn, conns+fileSlack, fileLimit)
+			results = append(results, result{nodes: n, perConn: perConn, skipped: true})
 			continue
 		}
-		r, err := run(n, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor)
+		r, err := run(n, perConn, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor)
 		if err != nil {
-			log.Fatal(err)
+			// The size keeps its row in the table, saying how it failed: a fleet size the
+			// coordinator cannot hold is a result, and the sizes after it still run.
+			fmt.Printf("\n%d nodes: FAILED: %v (memory: %s; last RSS seen %.0f MiB, peak %.0f MiB)\n", n, err, r.memoryCell(), r.rss, r.hwm)
+			r.err = err
 		}
 		results = append(results, r)
 	}
@@ -106,6 +112,7 @@ func main() {
 // result is one fleet size's figures.
 type result struct {
 	nodes                 int
+	perConn               int // simulated nodes per gRPC connection
 	rate, offered         float64
 	rounds                []float64 // seconds, each round in the measured window
 	detect, decide        []float64
@@ -117,6 +124,8 @@ type result struct {
 	memory                string  // the coordinator's runtime memory figures (with -profile)
 	connect               time.Duration
 	skipped               bool
+	err                   error   // the size did not finish: the coordinator died, or did not answer
+	cgroupPeak            float64 // MiB, the memory cgroup's own high-water mark (it outlives a killed process)
 	gaps, stored          uint64
 	counted               bool // gaps and stored were read from the coordinator
 	sent, acked, failed   int64
@@ -124,8 +133,8 @@ type result struct {
 	loadBefore, loadAfter string
 }
 
-func run(nodes, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string, traceFor time.Duration) (result, error) {
-	res := result{nodes: nodes, loadBefore: loadAvg()}
+func run(nodes, perConn, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string, traceFor time.Duration) (res result, err error) {
+	res = result{nodes: nodes, perConn: perConn, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
@@ -161,7 +170,34 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			defer cg.remove()
 		}
 	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	// exited is closed when the coordinator has gone, for whatever reason: every wait below
+	// watches it, so a killed coordinator ends the size at once, with a row saying so.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	// The coordinator's memory, sampled every second: a process the kernel kills leaves no
+	// /proc entry to read afterwards.
+	var mem memorySampler
+	stopSampling := mem.start(cmd.Process.Pid)
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		stopSampling()
+		if err != nil {
+			res.hwm, res.rss = mem.last()
+			if cg != nil {
+				res.oomKills, res.cgroupPeak = cg.oomKills(), cg.peak()
+			}
+		}
+	}()
+	gone := func() error {
+		select {
+		case <-exited:
+			return fmt.Errorf("the coordinator exited (%v); its log ends: %s", exitErr, logTail(filepath.Join(dir, "coordinator.log"), 3))
+		default:
+			return nil
+		}
+	}
 	if err := waitReady("http://" + httpAddr + "/readyz"); err != nil {
 		return res, err
 	}
@@ -172,9 +208,25 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	var wg sync.WaitGroup
 	start := time.Now()
 	cs0, ss0 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
-	// The fleet: one connection and stream per node, connecting at connectRate (a fleet rolling
-	// out, not ten thousand agents dialling in the same second), each node's reports then spread
-	// over the interval by when it connected.
+	// The fleet: one stream per node, perConn nodes to a connection, connecting at connectRate
+	// (a fleet rolling out, not ten thousand agents dialling in the same second), each node's
+	// reports then spread over the interval by when it connected. The connections are closed
+	// once every node using them has stopped.
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}()
+	for range (nodes + perConn - 1) / perConn {
+		cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Ten thousand connections in one process: small buffers, as the coordinator's side has.
+			grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
+		if err != nil {
+			return res, fmt.Errorf("a client connection: %w", err)
+		}
+		conns = append(conns, cc) // NewClient does not dial: the first stream does
+	}
 	wg.Add(1) // the spawner itself, so Wait never races an Add
 	go func() {
 		defer wg.Done()
@@ -184,7 +236,7 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				node(ctx, grpcAddr, i, subtasks, interval, &c)
+				node(ctx, conns[i/perConn], i, subtasks, interval, &c)
 			}()
 			select {
 			case <-ctx.Done():
@@ -193,7 +245,12 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			}
 		}
 	}()
+	// Stops the fleet before the connections are closed (defers run last first).
+	defer func() { cancel(); wg.Wait() }()
 	for c.connected.Load() < int64(nodes) && time.Since(start) < 5*time.Minute {
+		if err := gone(); err != nil {
+			return res, fmt.Errorf("%d of %d nodes connected: %w", c.connected.Load(), nodes, err)
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	took := time.Since(start)
@@ -211,7 +268,12 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 			saveProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, secs)), filepath.Join(profileDir, fmt.Sprintf("cpu-%d.pprof", nodes)))
 		}()
 	}
-	time.Sleep(duration)
+	select {
+	case <-time.After(duration):
+	case <-exited:
+		profiled.Wait()
+		return res, fmt.Errorf("during the measured window: %w", gone())
+	}
 	a1, t1 := c.acked.Load(), time.Now()
 	c1, s1 := cpuOf(cmd.Process.Pid), cpuOf(os.Getpid())
 	res.coordCPU, res.simCPU = (c1-c0)/t1.Sub(t0).Seconds(), (s1-s0)/t1.Sub(t0).Seconds()
@@ -222,6 +284,9 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	}
 	rounds, err := httpv1.NewClient(httpAddr).Rounds(context.Background())
 	if err != nil {
+		if g := gone(); g != nil {
+			err = g
+		}
 		return res, fmt.Errorf("reading the rounds: %w", err)
 	}
 	for _, r := range rounds {
@@ -248,14 +313,14 @@ func run(nodes, subtasks int, interval, duration time.Duration, connectRate int,
 	wg.Wait()
 	if cg != nil {
 		// Read last: a kill while the figures above were taken shows here.
-		res.oomKills = cg.oomKills()
+		res.oomKills, res.cgroupPeak = cg.oomKills(), cg.peak()
 	}
 	res.rate = float64(a1-a0) / t1.Sub(t0).Seconds()
 	res.offered = float64(nodes) / interval.Seconds()
 	res.sent, res.acked, res.failed, res.retries = c.sent.Load(), c.acked.Load(), c.failed.Load(), c.retries.Load()
 
-	fmt.Printf("\nscale benchmark: %d nodes x %d subtasks, a report per node every %s, measured over %s (load average %s, then %s)\n",
-		nodes, subtasks, interval, duration, res.loadBefore, res.loadAfter)
+	fmt.Printf("\nscale benchmark: %d nodes x %d subtasks, a report per node every %s, %d nodes per gRPC connection, measured over %s (load average %s, then %s)\n",
+		nodes, subtasks, interval, perConn, duration, res.loadBefore, res.loadAfter)
 	fmt.Printf("  %-34s %10.0f reports/s (fleet offers %.0f/s; ratio %.3f)\n", "ingest rate (acknowledged)", res.rate, res.offered, res.rate/res.offered)
 	if len(res.rounds) > 0 {
 		fmt.Printf("  %-34s p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d rounds (detection p50 %.1f ms, decisions p50 %.1f ms)\n", "evaluation round",
@@ -302,7 +367,7 @@ func (r result) memoryCell() string {
 	case r.memLimit == 0:
 		return "unlimited"
 	case r.oomKills > 0:
-		return "OOM-KILLED"
+		return fmt.Sprintf("OOM-KILLED at %d MiB", r.memLimit>>20)
 	}
 	return fmt.Sprintf("%d MiB ok", r.memLimit>>20)
 }
@@ -311,17 +376,25 @@ func (r result) memoryCell() string {
 func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %9s %8s %12s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
+	fmt.Printf("%8s %9s %9s %8s %12s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "nodes/conn", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
 	for _, r := range rs {
 		if r.skipped {
-			fmt.Printf("%8d  skipped: not enough open files for one connection per node\n", r.nodes)
+			fmt.Printf("%8d  skipped: not enough open files for %d nodes per connection\n", r.nodes, r.perConn)
+			continue
+		}
+		if r.err != nil {
+			peak := ""
+			if r.cgroupPeak > 0 {
+				peak = fmt.Sprintf(", the cgroup's peak %.0f MiB", r.cgroupPeak)
+			}
+			fmt.Printf("%8d  FAILED (%s; last RSS seen %.0f MiB, peak %.0f MiB%s): %v\n", r.nodes, r.memoryCell(), r.rss, r.hwm, peak, r.err)
 			continue
 		}
 		p50, p99, mx, cpu99 := math.NaN(), math.NaN(), math.NaN(), math.NaN()
 		if len(r.rounds) > 0 {
 			p50, p99, mx, cpu99 = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1), quantile(r.roundCPU, 0.99)
 		}
-		fmt.Printf("%8d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99,
+		fmt.Printf("%8d %9d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.perConn, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99,
 			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.memoryCell(), r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
@@ -356,20 +429,12 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// node is one simulated agent, as the agent behaves: one connection, over which it opens its
+// node is one simulated agent, as the agent behaves: a connection (its own, or shared with
+// -nodes-per-conn), over which it opens its
 // stream again after a failure (backoff with jitter, 500ms doubling to 30s, the agent's
 // defaults), resuming after the last report the coordinator stored (Welcome). Each session
 // sends Hello, then a report every interval, reading acks concurrently.
-func node(ctx context.Context, addr string, i, subtasks int, interval time.Duration, c *counters) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// Ten thousand connections in one process: small buffers, as the coordinator's side has.
-		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
-	if err != nil {
-		log.Printf("node %d: %v", i, err)
-		c.failed.Add(1)
-		return
-	}
-	defer conn.Close()
+func node(ctx context.Context, conn *grpc.ClientConn, i, subtasks int, interval time.Duration, c *counters) {
 	client := tmwardenv1.NewAgentServiceClient(conn)
 	name := fmt.Sprintf("node-%05d", i)
 	rng := rand.New(rand.NewPCG(uint64(i), 1))
@@ -566,6 +631,69 @@ func raiseFileLimit(nodes int) uint64 {
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
 	}
 	return r.Max
+}
+
+// logTail is the last n lines of the coordinator's log, joined: the log goes with the run's
+// temporary directory.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(unreadable: %v)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return "(empty)"
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// nodesPerConn is how many simulated nodes share a connection: the -nodes-per-conn flag when
+// set, else one when the open-file limit holds a connection per node, else the fewest that fit.
+func nodesPerConn(nodes, flagged int, fileLimit uint64) int {
+	if flagged > 0 {
+		return flagged
+	}
+	if uint64(nodes)+fileSlack <= fileLimit || fileLimit <= fileSlack {
+		return 1
+	}
+	room := fileLimit - fileSlack
+	return int((uint64(nodes) + room - 1) / room)
+}
+
+// memorySampler keeps the coordinator's latest VmHWM and VmRSS, read every second.
+type memorySampler struct {
+	mu       sync.Mutex
+	hwm, rss float64
+}
+
+// start samples pid until the returned stop is called; stop waits for the sampler to end.
+func (m *memorySampler) start(pid int) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if hwm, rss := memOf(pid); hwm > 0 {
+				m.mu.Lock()
+				m.hwm, m.rss = hwm, rss
+				m.mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
+}
+
+// last is the latest sample: VmHWM and VmRSS in MiB.
+func (m *memorySampler) last() (hwm, rss float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hwm, m.rss
 }
 
 // fileSlack is what either process needs besides one file per node: the store's files, the HTTP

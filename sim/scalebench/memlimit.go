@@ -77,6 +77,21 @@ func (m *memoryCgroup) oomKills() int64 {
 	return 0
 }
 
+// peak is the cgroup's memory high-water mark in MiB (0: unknown); it stays after its process
+// was killed. cgroup v1 counts the page cache the process caused too.
+func (m *memoryCgroup) peak() float64 {
+	file := "memory.max_usage_in_bytes"
+	if m.v2 {
+		file = "memory.peak"
+	}
+	b, err := os.ReadFile(filepath.Join(m.dir, file))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	return n / (1 << 20)
+}
+
 // remove deletes the cgroup once its processes are gone.
 func (m *memoryCgroup) remove() { _ = os.Remove(m.dir) }
 

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -82,6 +83,9 @@ func tracepointArgs(typ btf.Type) int {
 
 // Status says how the probe is attached.
 func (b *BlockIO) Status() Status { return b.p.status }
+
+// Hooks lists the tracepoints the probe's programs are attached to.
+func (b *BlockIO) Hooks() []Hook { return slices.Clone(b.p.hooks) }
 
 // Read returns the cumulative histogram of every disk seen so far.
 func (b *BlockIO) Read() (map[Dev]Histogram, error) {

@@ -104,10 +104,19 @@ func (h hook) program(mode string) string {
 	return h.raw
 }
 
+// Hook is one tracepoint a loaded probe's program is attached to, and how (ModeTPBTF or
+// ModeRawTP): what an empty program must be attached to, the same way, to measure the floor the
+// probe's own work sits on (ebpf/probebench).
+type Hook struct {
+	Tracepoint string
+	Mode       string
+}
+
 // probe is a loaded collection with its links.
 type probe struct {
 	coll   *ebpf.Collection
 	links  []link.Link
+	hooks  []Hook
 	status Status
 }
 
@@ -253,6 +262,8 @@ type loadOptions struct {
 	configure func(*ebpf.CollectionSpec) error
 	// tpBTFNeeds probes kernel features the probe's tp_btf programs need beyond tp_btf itself.
 	tpBTFNeeds func() error
+	// loaded prepares the loaded maps before the programs are attached.
+	loaded func(*ebpf.Collection) error
 }
 
 // loadProbe loads spec in the best attach mode that works and attaches every hook.
@@ -289,7 +300,7 @@ func loadProbe(name string, spec *ebpf.CollectionSpec, hooks []hook, opts loadOp
 
 	var failures []string
 	for _, mode := range tryModes {
-		p, degraded, err := loadMode(name, mode, spec, present, kspec, opts.configure)
+		p, degraded, err := loadMode(name, mode, spec, present, kspec, opts)
 		if err != nil {
 			if perr, ok := privilegeErr(err); ok {
 				return nil, &LoadError{Probe: name, Reason: perr.Error(), Err: perr}
@@ -317,7 +328,7 @@ func loadProbe(name string, spec *ebpf.CollectionSpec, hooks []hook, opts loadOp
 
 // loadMode loads the programs of one attach mode and attaches them. It returns the optional
 // hooks that failed to attach.
-func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec *btf.Spec, configure func(*ebpf.CollectionSpec) error) (*probe, []string, error) {
+func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec *btf.Spec, opts loadOptions) (*probe, []string, error) {
 	cs := spec.Copy()
 	keep := map[string]bool{}
 	for _, h := range hooks {
@@ -344,8 +355,8 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 			delete(cs.Maps, m)
 		}
 	}
-	if configure != nil {
-		if err := configure(cs); err != nil {
+	if opts.configure != nil {
+		if err := opts.configure(cs); err != nil {
 			return nil, nil, fmt.Errorf("configure %s: %w", name, err)
 		}
 	}
@@ -357,6 +368,12 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 		return nil, nil, fmt.Errorf("load: %w", err)
 	}
 	p := &probe{coll: coll}
+	if opts.loaded != nil {
+		if err := opts.loaded(coll); err != nil {
+			p.close()
+			return nil, nil, fmt.Errorf("prepare %s: %w", name, err)
+		}
+	}
 	var degraded []string
 	for _, h := range hooks {
 		if h.program(mode) == "" {
@@ -378,6 +395,7 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 			continue
 		}
 		p.links = append(p.links, l)
+		p.hooks = append(p.hooks, Hook{Tracepoint: h.tracepoint, Mode: mode})
 	}
 	return p, degraded, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,6 +68,15 @@ func TestRunQueueSeesContentionInOwnCgroup(t *testing.T) {
 		defer rq.Close()
 		if st := rq.Status(); st.State != StateLoaded || st.Mode != mode {
 			t.Fatalf("status %v, want loaded with %s", st, mode)
+		}
+		// The tp_btf program reads the kernel's own run-queue accounting on sched_switch alone;
+		// the raw_tp fallback times waits itself from the wakeups.
+		want := []Hook{{"sched_switch", mode}}
+		if mode == ModeRawTP {
+			want = []Hook{{"sched_switch", mode}, {"sched_wakeup", mode}, {"sched_wakeup_new", mode}}
+		}
+		if got := rq.Hooks(); !slices.Equal(got, want) {
+			t.Fatalf("hooks %v, want %v", got, want)
 		}
 
 		before, err := rq.Read()
@@ -411,4 +421,39 @@ func TestProbesLoadAfterReleaseKernelBTF(t *testing.T) {
 	if st := second.Status(); st.State != StateLoaded {
 		t.Errorf("status after ReleaseKernelBTF: %v", st)
 	}
+}
+
+// TestRunQueueForgetFreesSlots: each cgroup's histogram holds one of a fixed number of slots,
+// and Forget must give it back. Forgetting the test's own cgroup more times than there are
+// slots, its threads taking a new slot after each, leaves it still counted.
+func TestRunQueueForgetFreesSlots(t *testing.T) {
+	hier, err := DetectCgroupHierarchy("/sys")
+	if err != nil {
+		t.Skipf("the kernel has no cgroup hierarchy mounted: %v", err)
+	}
+	cgDir := filepath.Join(hier.Root, joinOwnCgroup(t, hier))
+	id, err := CgroupID(cgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachMode(t, func(t *testing.T, mode string) {
+		rq, err := LoadRunQueue(RunQueueOptions{CgroupV1CPU: hier.V1CPU})
+		skipIfForbidden(t, err)
+		defer rq.Close()
+		for i := range runQueueSlots + 100 {
+			if err := rq.Forget(id); err != nil {
+				t.Fatalf("forget %d: %v", i, err)
+			}
+			// A short sleep is a switch of this thread: its cgroup takes a slot again.
+			time.Sleep(20 * time.Microsecond)
+		}
+		ebpftest.ContendOneCPU(t, 2, 100*time.Millisecond)
+		h, err := rq.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h[id].Count == 0 {
+			t.Errorf("after %d forgets the cgroup is no longer counted (%d cgroups are)", runQueueSlots+100, len(h))
+		}
+	})
 }

@@ -37,6 +37,8 @@ struct runq_ts {
 	// only changes when it moves between cgroups.
 	u64 cset;
 	u64 cgid;
+	// The slot of runq_hists holding the cgroup's histogram, found when the css_set changed.
+	u32 slot;
 };
 
 struct {
@@ -55,28 +57,95 @@ struct {
 	__type(value, u64);
 } runq_start SEC(".maps");
 
-// runq_hists holds one cumulative histogram per cgroup id; user space reads deltas.
+// runq_hist is one cgroup's cumulative histogram; user space reads deltas.
+struct runq_hist {
+	// owner is the cgroup id + 1, so that 0 marks a free slot while id 0 (no cgroup found) is a
+	// key like any other. A thread's cached slot is good while the slot's owner is its cgroup:
+	// user space zeroes the slot when it forgets the cgroup, and the slot may go to another.
+	u64 owner;
+	struct hist h;
+};
+
+// runq_hists holds the histograms in slots, so that a context switch indexes an array (the
+// verifier inlines the lookup) with the slot cached in the thread's storage instead of hashing
+// the cgroup id: the hash lookup was the costliest step of the switch path.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CGROUPS);
+	__type(key, u32);
+	__type(value, struct runq_hist);
+} runq_hists SEC(".maps");
+
+// runq_slots maps a cgroup id to its slot in runq_hists; user space lists the cgroups from it.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_CGROUPS);
 	__type(key, u64);
-	__type(value, struct hist);
-} runq_hists SEC(".maps");
+	__type(value, u32);
+} runq_slots SEC(".maps");
+
+// runq_free holds the slots no cgroup holds: the loader fills it with every slot, and Forget
+// gives a cgroup's slot back.
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, MAX_CGROUPS);
+	__type(value, u32);
+} runq_free SEC(".maps");
 
 // task_struct___o is the layout before 5.14, when state was renamed __state.
 struct task_struct___o {
 	volatile long state;
 } __attribute__((preserve_access_index));
 
+// cgroup_slot returns the histogram of a cgroup, giving it a free slot on first sight. NULL
+// when every slot is taken: that event is dropped rather than counted under another cgroup.
+static __always_inline struct runq_hist *cgroup_slot(u64 cgid, u32 *slotp)
+{
+	struct runq_hist *h;
+	u32 slot, *sp;
+
+	sp = bpf_map_lookup_elem(&runq_slots, &cgid);
+	if (sp) {
+		slot = *sp;
+	} else {
+		if (bpf_map_pop_elem(&runq_free, &slot) != 0)
+			return NULL;
+		if (bpf_map_update_elem(&runq_slots, &cgid, &slot, BPF_NOEXIST) != 0) {
+			// Another CPU gave the cgroup a slot meanwhile: hand this one back, use that.
+			bpf_map_push_elem(&runq_free, &slot, 0);
+			sp = bpf_map_lookup_elem(&runq_slots, &cgid);
+			if (!sp)
+				return NULL;
+			slot = *sp;
+		} else {
+			h = bpf_map_lookup_elem(&runq_hists, &slot);
+			if (!h)
+				return NULL;
+			// Forget zeroed the slot; this drops what a forgotten cgroup's last threads may
+			// have added to it since.
+			__builtin_memset(&h->h, 0, sizeof(h->h));
+		}
+	}
+	h = bpf_map_lookup_elem(&runq_hists, &slot);
+	if (!h)
+		return NULL;
+	// Also done by whoever finds the slot in runq_slots before its claimer marked it.
+	if (h->owner != cgid + 1)
+		h->owner = cgid + 1;
+	*slotp = slot;
+	return h;
+}
+
 static __always_inline void record(u64 cgid, u64 delta)
 {
-	struct hist *h;
+	struct runq_hist *h;
+	u32 slot;
 
 	if ((s64)delta < 0)
 		return;
-	h = hist_lookup_or_init(&runq_hists, &cgid);
+	h = cgroup_slot(cgid, &slot);
 	if (h)
-		hist_add(h, delta);
+		hist_add(&h->h, delta);
 }
 
 // tp_btf: the arguments are typed kernel pointers, read with plain loads.
@@ -100,7 +169,9 @@ int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct tas
 {
 	struct runq_ts *s;
 	struct css_set *cset;
+	struct runq_hist *h;
 	u64 delay, pcount, seen;
+	u32 slot;
 
 	if (!prev->pid)
 		return 0;
@@ -122,12 +193,22 @@ int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	}
 	delay -= s->run_delay;
 	s->run_delay += delay;
+	if ((s64)delay < 0)
+		return 0;
 	cset = prev->cgroups;
 	if ((u64)cset != s->cset) {
 		s->cgid = btf_cgroup_id(cset);
 		s->cset = (u64)cset;
+		s->slot = MAX_CGROUPS;
 	}
-	record(s->cgid, delay);
+	h = bpf_map_lookup_elem(&runq_hists, &s->slot);
+	if (!h || h->owner != s->cgid + 1) {
+		h = cgroup_slot(s->cgid, &slot);
+		if (!h)
+			return 0;
+		s->slot = slot;
+	}
+	hist_add(&h->h, delay);
 	return 0;
 }
 

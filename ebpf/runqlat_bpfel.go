@@ -13,10 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type runqlatHist struct {
+type runqlatRunqHist struct {
 	_     structs.HostLayout
-	Slots [27]uint64
-	SumNs uint64
+	Owner uint64
+	H     struct {
+		_     structs.HostLayout
+		Slots [27]uint64
+		SumNs uint64
+	}
 }
 
 type runqlatRunqTs struct {
@@ -25,13 +29,17 @@ type runqlatRunqTs struct {
 	Pcount   uint64
 	Cset     uint64
 	Cgid     uint64
+	Slot     uint32
+	_        [4]byte
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	runqlatMapRunqFree           = "runq_free"
 	runqlatMapRunqHists          = "runq_hists"
+	runqlatMapRunqSlots          = "runq_slots"
 	runqlatMapRunqStart          = "runq_start"
 	runqlatMapRunqTask           = "runq_task"
 	runqlatProgRawSchedSwitch    = "raw_sched_switch"
@@ -93,7 +101,9 @@ type runqlatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqlatMapSpecs struct {
+	RunqFree  *ebpf.MapSpec `ebpf:"runq_free"`
 	RunqHists *ebpf.MapSpec `ebpf:"runq_hists"`
+	RunqSlots *ebpf.MapSpec `ebpf:"runq_slots"`
 	RunqStart *ebpf.MapSpec `ebpf:"runq_start"`
 	RunqTask  *ebpf.MapSpec `ebpf:"runq_task"`
 }
@@ -125,14 +135,18 @@ func (o *runqlatObjects) Close() error {
 //
 // It can be passed to loadRunqlatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqlatMaps struct {
+	RunqFree  *ebpf.Map `ebpf:"runq_free"`
 	RunqHists *ebpf.Map `ebpf:"runq_hists"`
+	RunqSlots *ebpf.Map `ebpf:"runq_slots"`
 	RunqStart *ebpf.Map `ebpf:"runq_start"`
 	RunqTask  *ebpf.Map `ebpf:"runq_task"`
 }
 
 func (m *runqlatMaps) Close() error {
 	return _RunqlatClose(
+		m.RunqFree,
 		m.RunqHists,
+		m.RunqSlots,
 		m.RunqStart,
 		m.RunqTask,
 	)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,9 +25,14 @@ type RunQueueOptions struct {
 // RunQueue is the loaded run-queue latency probe: a histogram per cgroup of the time threads
 // waited for a CPU after becoming runnable.
 type RunQueue struct {
-	p     *probe
-	hists *ebpf.Map
+	p *probe
+	// hists holds the histograms in slots; slots maps a cgroup id to its slot; free holds the
+	// slots no cgroup holds (see runqlat.c).
+	hists, slots, free *ebpf.Map
 }
+
+// runQueueSlots is the number of cgroups the probe counts at once (MAX_CGROUPS in runqlat.c).
+const runQueueSlots = 4096
 
 // LoadRunQueue loads and attaches the run-queue probe. The error is a *LoadError saying why
 // the probe is unavailable.
@@ -56,24 +62,49 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 			}
 			return haveSchedInfo("/proc/thread-self/schedstat")
 		},
+		// Every slot starts free: the programs take one for each cgroup they see.
+		loaded: func(coll *ebpf.Collection) error {
+			free := coll.Maps[runqlatMapRunqFree]
+			if n := free.MaxEntries(); n != runQueueSlots {
+				return fmt.Errorf("free-slot queue holds %d, want %d", n, runQueueSlots)
+			}
+			for slot := range uint32(runQueueSlots) {
+				if err := free.Update(nil, slot, ebpf.UpdateAny); err != nil {
+					return fmt.Errorf("free slot %d: %w", slot, err)
+				}
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &RunQueue{p: p, hists: p.coll.Maps[runqlatMapRunqHists]}, nil
+	m := p.coll.Maps
+	return &RunQueue{p: p, hists: m[runqlatMapRunqHists], slots: m[runqlatMapRunqSlots], free: m[runqlatMapRunqFree]}, nil
 }
 
 // Status says how the probe is attached.
 func (r *RunQueue) Status() Status { return r.p.status }
 
+// Hooks lists the tracepoints the probe's programs are attached to.
+func (r *RunQueue) Hooks() []Hook { return slices.Clone(r.p.hooks) }
+
 // Read returns the cumulative histogram of every cgroup seen so far, by cgroup id.
 func (r *RunQueue) Read() (map[uint64]Histogram, error) {
 	out := map[uint64]Histogram{}
 	var id uint64
-	var v runqlatHist
-	it := r.hists.Iterate()
-	for it.Next(&id, &v) {
-		out[id] = kernelHistogram(v.Slots, v.SumNs)
+	var slot uint32
+	var v runqlatRunqHist
+	it := r.slots.Iterate()
+	for it.Next(&id, &slot) {
+		if err := r.hists.Lookup(slot, &v); err != nil {
+			return nil, fmt.Errorf("read run-queue histogram of cgroup %d: %w", id, err)
+		}
+		// A slot the programs are still claiming for this cgroup has counted nothing yet.
+		if v.Owner != id+1 {
+			continue
+		}
+		out[id] = kernelHistogram(v.H.Slots, v.H.SumNs)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read run-queue histograms: %w", err)
@@ -81,13 +112,31 @@ func (r *RunQueue) Read() (map[uint64]Histogram, error) {
 	return out, nil
 }
 
-// Forget drops the histograms of cgroups that no longer exist, so the bounded map keeps room
-// for new ones.
+// Forget drops the histograms of cgroups that no longer exist and frees their slots for new
+// cgroups. A thread still in a forgotten cgroup starts its histogram over in a new slot.
 func (r *RunQueue) Forget(ids ...uint64) error {
 	var errs []error
 	for _, id := range ids {
-		if err := r.hists.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		var slot uint32
+		if err := r.slots.Lookup(id, &slot); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("forget cgroup %d: %w", id, err))
+			continue
+		}
+		if err := r.slots.Delete(id); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue // forgotten meanwhile by another caller
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("forget cgroup %d: %w", id, err))
+			continue
+		}
+		// Zeroing the owner makes the threads that cached the slot look their cgroup up again.
+		if err := r.hists.Update(slot, runqlatRunqHist{}, ebpf.UpdateExist); err != nil {
+			errs = append(errs, fmt.Errorf("forget cgroup %d: clear slot %d: %w", id, slot, err))
+			continue
+		}
+		if err := r.free.Update(nil, slot, ebpf.UpdateAny); err != nil {
+			errs = append(errs, fmt.Errorf("forget cgroup %d: free slot %d: %w", id, slot, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -50,6 +51,9 @@ func LoadTCPRetransmits() (*TCPRetransmits, error) {
 
 // Status says how the probe is attached.
 func (t *TCPRetransmits) Status() Status { return t.p.status }
+
+// Hooks lists the tracepoints the probe's programs are attached to.
+func (t *TCPRetransmits) Hooks() []Hook { return slices.Clone(t.p.hooks) }
 
 // Read returns the cumulative retransmits per remote address.
 //

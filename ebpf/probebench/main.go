@@ -1,8 +1,12 @@
 // Command probebench measures what tmwarden's eBPF probes cost a context-switch-heavy workload:
 // a pipe ping-pong between two threads pinned to one CPU, timed with every probe detached, with
-// every probe attached, and with bpftrace running the equivalent run-queue histogram.
-// It needs root and prints figures and ratios (medians and fastest trials, the load average
-// beside them); `make bench-probes` runs it.
+// tmwarden's probes attached, with empty programs attached to exactly the hooks tmwarden's
+// probes attached (same tracepoints, same attach type: the floor any probe there pays for being
+// called) and with bpftrace running the equivalent run-queue histogram. The four configurations
+// run in every trial, their order reversed from one trial to the next, so drift on a shared
+// machine hits them alike; each trial's costs are taken against its own detached run.
+// It needs root and prints medians and interquartile ranges with the load average beside them;
+// `make bench-probes` runs it.
 package main
 
 import (
@@ -48,24 +52,47 @@ END { clear(@qtime); clear(@usecs); }
 
 func main() {
 	roundTrips := flag.Int("roundtrips", 20000, "ping-pong round trips per trial")
-	trials := flag.Int("trials", 31, "trials per configuration (the fastest is reported, the median beside it)")
-	withBpftrace := flag.Bool("bpftrace", true, "also measure bpftrace running the equivalent run-queue histogram")
+	trials := flag.Int("trials", 31, "trials; each runs every configuration once")
+	withBpftrace := flag.Bool("bpftrace", true, "also measure bpftrace running the equivalent run-queue histogram in every trial")
+	fifo := flag.Bool("fifo", true, "run the ping-pong threads SCHED_FIFO, so the machine's other work cannot take their CPU mid-trial (false: SCHED_OTHER, as before)")
+	clock := flag.String("clock", "cpu", "what a trial is timed by: cpu (the two threads' CPU time from schedstat: other work on the CPU and the host's steal left out) or wall")
 	flag.Parse()
-	if err := run(*roundTrips, *trials, *withBpftrace); err != nil {
+	if *clock != "cpu" && *clock != "wall" {
+		fmt.Fprintln(os.Stderr, "probebench: -clock is cpu or wall")
+		os.Exit(2)
+	}
+	byCPU = *clock == "cpu"
+	if err := run(*roundTrips, *trials, *withBpftrace, *fifo); err != nil {
 		fmt.Fprintln(os.Stderr, "probebench:", err)
 		os.Exit(1)
 	}
 }
 
-// sample is one timed trial.
+// byCPU times trials by the ping-pong threads' CPU time instead of the wall clock.
+var byCPU = true
+
+// sample is one timed run of the ping-pong.
 type sample struct {
-	perTrip  float64 // ns per round trip
+	perTrip  float64 // ns per round trip by the chosen clock
+	wallTrip float64 // ns per round trip, wall clock
+	cpuTrip  float64 // CPU time of the two threads per round trip, ns
 	switches float64 // context switches per round trip
-	events   float64 // probe events (switches + wakeups) per round trip
-	median   float64 // median ns per round trip over the trials, when summarized
+	events   float64 // scheduler events (switches + wakeups) per round trip
 }
 
-func run(n, trials int, withBpftrace bool) error {
+// config is one way of running the ping-pong.
+type config int
+
+const (
+	detached config = iota // nothing attached
+	floor                  // empty programs on tmwarden's hooks
+	probes                 // tmwarden's probes
+	bpftrace               // bpftrace's runqlat
+)
+
+var configNames = [...]string{"probes detached", "empty programs (floor)", "tmwarden probes", "bpftrace runqlat"}
+
+func run(n, trials int, withBpftrace, fifo bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root to load eBPF probes")
 	}
@@ -73,119 +100,335 @@ func run(n, trials int, withBpftrace bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("workload: pipe ping-pong between two threads pinned to CPU %d, %d round trips per trial, %d trials\n", cpu, n, trials)
-	if _, err := pingPong(cpu, n/4); err != nil { // warm up
+	policy := "SCHED_OTHER"
+	if fifo {
+		policy = "SCHED_FIFO"
+	}
+	clock := "the wall clock"
+	if byCPU {
+		clock = "the two threads' CPU time"
+	}
+	fmt.Printf("workload: pipe ping-pong between two %s threads pinned to CPU %d, %d round trips per trial, %d trials, costs by %s\n", policy, cpu, n, trials, clock)
+	fmt.Printf("load average before: %s\n", loadAvg())
+
+	// The floor is taken on what tmwarden actually attached on this kernel: its hooks and their
+	// attach type (tp_btf, or the raw_tp fallback), whatever the loader chose.
+	ps, statuses, hooks, err := attachProbes()
+	if err != nil {
+		return err
+	}
+	closeAll(ps)
+	for _, st := range statuses {
+		fmt.Println("probe", st)
+	}
+	var hookNames []string
+	for _, h := range hooks {
+		hookNames = append(hookNames, h.Mode+"/"+h.Tracepoint)
+	}
+	fmt.Printf("floor: an empty program on each of %s\n", strings.Join(hookNames, ", "))
+
+	configs := []config{detached, floor, probes}
+	var btPath string
+	if withBpftrace {
+		var why string
+		if btPath, why = bpftraceReady(); why != "" {
+			fmt.Printf("bpftrace: not measured: %s\n", why)
+		} else {
+			configs = append(configs, bpftrace)
+		}
+	}
+	if _, err := pingPong(cpu, n/4, fifo); err != nil { // warm up
 		return err
 	}
 
-	// Detached and attached trials alternate, so drift on a shared machine hits both alike.
-	var detached, attached, empty, emptySwitch []sample
-	for range trials {
-		s, err := pingPong(cpu, n)
+	// Within a trial the attached runs sit between detached ones (detached, A, detached, B,
+	// detached, C, detached), and each is taken against the mean of its two neighbours: a
+	// baseline measured moments before and after it.
+	runs := make([][]sample, len(configNames))
+	baseline := make([][]float64, len(configNames))
+	attachedConfigs := configs[1:]
+	for i := range trials {
+		order := slices.Clone(attachedConfigs)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		before, err := pingPong(cpu, n, fifo)
 		if err != nil {
 			return err
 		}
-		detached = append(detached, s)
+		runs[detached] = append(runs[detached], before)
+		for _, c := range order {
+			s, err := runConfig(c, cpu, n, fifo, hooks, btPath)
+			if err != nil {
+				return fmt.Errorf("%s: %w", configNames[c], err)
+			}
+			after, err := pingPong(cpu, n, fifo)
+			if err != nil {
+				return err
+			}
+			runs[detached] = append(runs[detached], after)
+			runs[c] = append(runs[c], s)
+			baseline[c] = append(baseline[c], (before.perTrip+after.perTrip)/2)
+			before = after
+		}
+	}
+	fmt.Printf("load average after the trials: %s\n\n", loadAvg())
 
-		floor, err := attachEmpty(schedHooks...)
-		if err != nil {
-			return err
-		}
-		s, err = pingPong(cpu, n)
-		closeAll(floor)
-		if err != nil {
-			return err
-		}
-		empty = append(empty, s)
+	fmt.Printf("%-24s %14s %16s %14s %16s %14s %12s\n", "configuration", "cpu ns/trip", "(IQR)", "wall ns/trip", "(IQR)", "switches/trip", "events/trip")
+	for _, c := range configs {
+		dc := dist(field(runs[c], func(s sample) float64 { return s.cpuTrip }))
+		dw := dist(field(runs[c], func(s sample) float64 { return s.wallTrip }))
+		fmt.Printf("%-24s %14.0f %16s %14.0f %16s %14.2f %12.2f\n", configNames[c], dc.median, dc.iqr(0), dw.median, dw.iqr(0),
+			dist(field(runs[c], func(s sample) float64 { return s.switches })).median,
+			dist(field(runs[c], func(s sample) float64 { return s.events })).median)
+	}
 
-		floor, err = attachEmpty("sched_switch")
-		if err != nil {
-			return err
+	// Each trial's cost of a configuration: its run against the detached runs beside it, per
+	// scheduler event of that run.
+	cost := func(c config) []float64 {
+		out := make([]float64, trials)
+		for i := range trials {
+			out[i] = (runs[c][i].perTrip - baseline[c][i]) / runs[c][i].events
 		}
-		s, err = pingPong(cpu, n)
-		closeAll(floor)
-		if err != nil {
-			return err
-		}
-		emptySwitch = append(emptySwitch, s)
+		return out
+	}
+	fmt.Println()
+	fmt.Printf("%-24s %14s %16s %14s %12s\n", "cost per trial", "ns/event", "(IQR)", "ns/switch", "% of a core")
+	costs := map[config]distribution{}
+	for _, c := range configs[1:] {
+		d := dist(cost(c))
+		costs[c] = d
+		perSwitch := d.median * runs[c][0].events / runs[c][0].switches
+		fmt.Printf("%-24s %14.1f %16s %14.1f %12.2f\n", configNames[c], d.median, d.iqr(1), perSwitch, 100*perSwitch*busyRate/1e9)
+	}
+	fmt.Printf("(%% of a core: at %d context switches/s per core)\n\n", busyRate)
 
-		probes, statuses, err := attachAll()
-		if err != nil {
-			return err
-		}
-		s, err = pingPong(cpu, n)
-		closeAll(probes)
-		if err != nil {
-			return err
-		}
-		attached = append(attached, s)
-		if len(attached) == 1 {
-			for _, st := range statuses {
-				fmt.Println("probe", st)
+	// The goal is stated per trial: tmwarden's cost over the floor's, both against the same
+	// trial's detached run. A trial whose floor cost is not positive (noise above the floor's
+	// own cost) counts as an infinite ratio: it can only push the median up.
+	ratios := func(c config) distribution {
+		f, o := cost(floor), cost(c)
+		out := make([]float64, trials)
+		for i := range trials {
+			out[i] = math.Inf(1)
+			if f[i] > 0 {
+				out[i] = o[i] / f[i]
 			}
 		}
+		return dist(out)
+	}
+	r := ratios(probes)
+	fmt.Printf("tmwarden / floor per scheduler event, median of %d trials: %.2fx (IQR %s; goal <= 1.25x); ratio of the medians %.2fx; %d trials with no floor above noise\n",
+		trials, r.median, r.iqr(2), costs[probes].median/costs[floor].median, r.infinite())
+	if slices.Contains(configs, bpftrace) {
+		b := ratios(bpftrace)
+		fmt.Printf("bpftrace / floor per scheduler event, median of %d trials: %.2fx (IQR %s); bpftrace costs %.1fx tmwarden (medians, %.0f ns vs %.0f ns)\n",
+			trials, b.median, b.iqr(2), costs[bpftrace].median/costs[probes].median, costs[bpftrace].median, costs[probes].median)
 	}
 
-	det, att, emp, empSw := summarize(detached), summarize(attached), summarize(empty), summarize(emptySwitch)
-	fmt.Printf("load average during the trials: %s\n", loadAvg())
+	// The programs' own run time, beside the trials: what the probes' work costs apart from
+	// the call into them, which the floor measures.
 	fmt.Println()
-	fmt.Printf("%-26s %12s %12s %14s %14s\n", "configuration", "ns/roundtrip", "(median)", "switches/trip", "events/trip")
-	printRow("probes detached", det)
-	printRow("empty programs attached", emp)
-	printRow("empty on sched_switch", empSw)
-	printRow("tmwarden probes attached", att)
-	report("empty programs (floor)", det, emp)
-	report("empty on sched_switch only", det, empSw)
-	report("tmwarden probes", det, att)
-	// The goal is stated on medians: each configuration's median trial, per scheduler event
-	// of the run with tmwarden's probes (the same workload, so the same events).
-	floorMed := (emp.median - det.median) / att.events
-	oursMed := (att.median - det.median) / att.events
-	floorMin := (emp.perTrip - det.perTrip) / att.events
-	oursMin := (att.perTrip - det.perTrip) / att.events
-	if floorMed <= 0 || oursMed <= 0 {
-		fmt.Printf("\nper scheduler event, median of %d trials: no figure, the detached trials' median is not below the attached ones' (other work on the machine moved the medians; see the load average)\n", trials)
-	} else {
-		fmt.Printf("\nper scheduler event, median of %d trials: floor (empty programs on sched_switch, sched_wakeup, sched_wakeup_new) %.0f ns, tmwarden %.0f ns: %.2fx the floor (goal <= 1.25x)\n",
-			trials, floorMed, oursMed, ratio(oursMed, floorMed))
+	for _, c := range []config{floor, probes} {
+		pr, err := measureProgramRuns(c, cpu, n, fifo, hooks)
+		if err != nil {
+			fmt.Printf("%s: no BPF statistics: %v\n", configNames[c], err)
+			continue
+		}
+		perEvent := 0.0
+		if pr.runs > 0 {
+			perEvent = float64(pr.runtime.Nanoseconds()) / float64(pr.runs)
+		}
+		fmt.Printf("%s: programs' own run time %.1f ns per run (kernel BPF statistics over one trial: %s)\n", configNames[c], perEvent, strings.Join(pr.perProg, ", "))
 	}
-	fmt.Printf("per scheduler event, fastest trial: floor %.0f ns, tmwarden %.0f ns: %.2fx the floor\n", floorMin, oursMin, ratio(oursMin, floorMin))
-	// tmwarden's run-queue probe needs sched_switch alone (tp_btf mode); an empty program there
-	// is the floor of any probe built that way.
-	swMed := (empSw.median - det.median) / att.events
-	swMin := (empSw.perTrip - det.perTrip) / att.events
-	fmt.Printf("against one empty program on sched_switch alone: median %.0f ns (tmwarden %.2fx), fastest %.0f ns (tmwarden %.2fx)\n",
-		swMed, ratio(oursMed, swMed), swMin, ratio(oursMin, swMin))
-
-	if !withBpftrace {
-		return nil
-	}
-	// bpftrace takes a second or two to start, so it gets fewer trials.
-	bt, why := bpftraceRun(cpu, n, min(trials, 11))
-	if why != "" {
-		fmt.Printf("\nbpftrace: not measured: %s\n", why)
-		return nil
-	}
-	fmt.Println()
-	printRow("probes detached (again)", bt.detached)
-	printRow("bpftrace runqlat attached", bt.attached)
-	report("bpftrace", bt.detached, bt.attached)
-	ours := (att.median - det.median) / att.events
-	theirs := (bt.attached.median - bt.detached.median) / bt.attached.events
-	if ours > 0 {
-		fmt.Printf("\nbpftrace costs %.1fx tmwarden's probes per scheduler event, medians (%.0f ns vs %.0f ns)\n", theirs/ours, theirs, ours)
-	} else {
-		fmt.Printf("\ntmwarden's probe cost is below the noise of this run; bpftrace: %.0f ns per event\n", theirs)
-	}
-	fmt.Printf("load average after bpftrace's trials: %s\n", loadAvg())
 	return nil
 }
 
-func ratio(a, b float64) float64 {
-	if b <= 0 {
+// runConfig attaches what the configuration needs, runs the ping-pong once and detaches.
+func runConfig(c config, cpu, n int, fifo bool, hooks []ebpf.Hook, btPath string) (sample, error) {
+	if c == detached {
+		return pingPong(cpu, n, fifo)
+	}
+	return withConfig(c, hooks, btPath, func() (sample, error) { return pingPong(cpu, n, fifo) })
+}
+
+// withConfig attaches what the configuration needs, calls measure and detaches.
+func withConfig(c config, hooks []ebpf.Hook, btPath string, measure func() (sample, error)) (sample, error) {
+	switch c {
+	case floor:
+		cs, err := attachEmpty(hooks)
+		if err != nil {
+			return sample{}, err
+		}
+		defer closeAll(cs)
+	case probes:
+		cs, _, _, err := attachProbes()
+		if err != nil {
+			return sample{}, err
+		}
+		defer closeAll(cs)
+	case bpftrace:
+		stop, err := startBpftrace(btPath)
+		if err != nil {
+			return sample{}, err
+		}
+		defer stop()
+	}
+	return measure()
+}
+
+// programRuns is what the kernel's BPF statistics counted for the programs of one
+// configuration over one ping-pong: the programs' own run time, without the cost of calling them.
+type programRuns struct {
+	runs    uint64
+	runtime time.Duration
+	perProg []string
+}
+
+// measureProgramRuns runs the ping-pong once in configuration c with the kernel's run-time
+// statistics on (they cost every program two clock reads, so the timed trials run without
+// them) and sums the statistics of the programs c loaded.
+func measureProgramRuns(c config, cpu, n int, fifo bool, hooks []ebpf.Hook) (programRuns, error) {
+	stats, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return programRuns{}, fmt.Errorf("enable BPF statistics: %w", err)
+	}
+	defer stats.Close()
+	before, err := programIDs()
+	if err != nil {
+		return programRuns{}, err
+	}
+	var out programRuns
+	_, err = withConfig(c, hooks, "", func() (sample, error) {
+		after, err := programIDs()
+		if err != nil {
+			return sample{}, err
+		}
+		var progs []*cebpf.Program
+		defer func() {
+			for _, p := range progs {
+				p.Close()
+			}
+		}()
+		for _, id := range after {
+			if slices.Contains(before, id) {
+				continue
+			}
+			p, err := cebpf.NewProgramFromID(id)
+			if err != nil {
+				continue // not ours: another process's program came and went
+			}
+			progs = append(progs, p)
+		}
+		read := func() ([]cebpf.ProgramStats, error) {
+			var ss []cebpf.ProgramStats
+			for _, p := range progs {
+				st, err := p.Stats()
+				if err != nil {
+					return nil, err
+				}
+				ss = append(ss, *st)
+			}
+			return ss, nil
+		}
+		s0, err := read()
+		if err != nil {
+			return sample{}, err
+		}
+		s, err := pingPong(cpu, n, fifo)
+		if err != nil {
+			return s, err
+		}
+		s1, err := read()
+		if err != nil {
+			return sample{}, err
+		}
+		for i, p := range progs {
+			runs, rt := s1[i].RunCount-s0[i].RunCount, s1[i].Runtime-s0[i].Runtime
+			if runs == 0 {
+				continue
+			}
+			name := "(empty)"
+			if info, err := p.Info(); err == nil && info.Name != "" {
+				name = info.Name
+			}
+			out.runs += runs
+			out.runtime += rt
+			out.perProg = append(out.perProg, fmt.Sprintf("%s %.1f ns x %d", name, float64(rt.Nanoseconds())/float64(runs), runs))
+		}
+		return s, nil
+	})
+	return out, err
+}
+
+// programIDs lists the BPF programs loaded on the machine.
+func programIDs() ([]cebpf.ProgramID, error) {
+	var ids []cebpf.ProgramID
+	var id cebpf.ProgramID
+	for {
+		next, err := cebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return ids, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list BPF programs: %w", err)
+		}
+		ids = append(ids, next)
+		id = next
+	}
+}
+
+func perTrip(ss []sample) []float64 { return field(ss, func(s sample) float64 { return s.perTrip }) }
+
+func field(ss []sample, f func(sample) float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+// distribution is a sorted set of figures with its median and quartiles.
+type distribution struct {
+	sorted               []float64
+	median, lower, upper float64
+}
+
+func dist(v []float64) distribution {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return distribution{sorted: s, median: quantile(s, 0.5), lower: quantile(s, 0.25), upper: quantile(s, 0.75)}
+}
+
+// quantile interpolates linearly between the closest ranks of sorted.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
 		return math.NaN()
 	}
-	return a / b
+	pos := q * float64(len(sorted)-1)
+	i := int(pos)
+	if i+1 >= len(sorted) {
+		return sorted[i]
+	}
+	lo, hi := sorted[i], sorted[i+1]
+	if math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return hi
+	}
+	return lo + (pos-float64(i))*(hi-lo)
+}
+
+func (d distribution) iqr(decimals int) string {
+	return fmt.Sprintf("%.*f-%.*f", decimals, d.lower, decimals, d.upper)
+}
+
+func (d distribution) infinite() int {
+	n := 0
+	for _, v := range d.sorted {
+		if math.IsInf(v, 1) {
+			n++
+		}
+	}
+	return n
 }
 
 // loadAvg is /proc/loadavg's three averages: the machine is shared, and the figures mean
@@ -202,39 +445,26 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func printRow(name string, s sample) {
-	fmt.Printf("%-26s %12.0f %12.0f %14.2f %14.2f\n", name, s.perTrip, s.median, s.switches, s.events)
-}
-
-// report prints the slowdown, the cost per scheduler event and what it means for a core doing
-// busyRate context switches per second.
-func report(name string, det, att sample) {
-	extra := att.perTrip - det.perTrip
-	perEvent := extra / att.events
-	perSwitch := extra / att.switches
-	fmt.Printf("%s: ping-pong slowdown %.1f%% (%.0f ns per round trip), %.0f ns per scheduler event, %.0f ns per context switch (with its wakeup)\n",
-		name, 100*extra/det.perTrip, extra, perEvent, perSwitch)
-	fmt.Printf("%s: at %d context switches/s per core: %.2f%% of a core\n", name, busyRate, 100*perSwitch*busyRate/1e9)
-}
-
-func attachAll() ([]io.Closer, []ebpf.Status, error) {
+// attachProbes loads and attaches tmwarden's three probes as the agent does.
+func attachProbes() ([]io.Closer, []ebpf.Status, []ebpf.Hook, error) {
 	hier, _ := ebpf.DetectCgroupHierarchy("/sys")
 	rq, err := ebpf.LoadRunQueue(ebpf.RunQueueOptions{CgroupV1CPU: hier.V1CPU})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	bio, err := ebpf.LoadBlockIO()
 	if err != nil {
 		rq.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	tr, err := ebpf.LoadTCPRetransmits()
 	if err != nil {
 		rq.Close()
 		bio.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return []io.Closer{rq, bio, tr}, []ebpf.Status{rq.Status(), bio.Status(), tr.Status()}, nil
+	hooks := slices.Concat(rq.Hooks(), bio.Hooks(), tr.Hooks())
+	return []io.Closer{rq, bio, tr}, []ebpf.Status{rq.Status(), bio.Status(), tr.Status()}, hooks, nil
 }
 
 func closeAll(cs []io.Closer) {
@@ -243,73 +473,56 @@ func closeAll(cs []io.Closer) {
 	}
 }
 
-// schedHooks are the tracepoints a run-queue latency probe conventionally uses (bpftrace's
-// runqlat, tmwarden's raw_tp fallback): the floor the goal is stated against.
-var schedHooks = []string{"sched_switch", "sched_wakeup", "sched_wakeup_new"}
-
-// attachEmpty attaches programs that do nothing to the given scheduler tracepoints: the floor
-// any tp_btf probe there pays for being called.
-func attachEmpty(tps ...string) ([]io.Closer, error) {
+// attachEmpty attaches a program that does nothing to each hook, with the hook's attach type.
+func attachEmpty(hooks []ebpf.Hook) ([]io.Closer, error) {
 	var out []io.Closer
-	for _, tp := range tps {
-		prog, err := cebpf.NewProgramWithOptions(&cebpf.ProgramSpec{
-			Type:         cebpf.Tracing,
-			AttachType:   cebpf.AttachTraceRawTp,
-			AttachTo:     tp,
-			License:      "GPL",
-			Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
-		}, cebpf.ProgramOptions{LogDisabled: true})
+	ret0 := asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()}
+	for _, h := range hooks {
+		var spec *cebpf.ProgramSpec
+		switch h.Mode {
+		case ebpf.ModeTPBTF:
+			spec = &cebpf.ProgramSpec{Type: cebpf.Tracing, AttachType: cebpf.AttachTraceRawTp, AttachTo: h.Tracepoint, License: "GPL", Instructions: ret0}
+		case ebpf.ModeRawTP:
+			spec = &cebpf.ProgramSpec{Type: cebpf.RawTracepoint, License: "GPL", Instructions: ret0}
+		default:
+			closeAll(out)
+			return nil, fmt.Errorf("hook %s: unknown attach mode %q", h.Tracepoint, h.Mode)
+		}
+		prog, err := cebpf.NewProgramWithOptions(spec, cebpf.ProgramOptions{LogDisabled: true})
 		if err != nil {
 			closeAll(out)
-			return nil, fmt.Errorf("load empty %s program: %w", tp, err)
+			return nil, fmt.Errorf("load empty %s/%s program: %w", h.Mode, h.Tracepoint, err)
 		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: cebpf.AttachTraceRawTp})
+		var l link.Link
+		if h.Mode == ebpf.ModeTPBTF {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: cebpf.AttachTraceRawTp})
+		} else {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.Tracepoint, Program: prog})
+		}
 		if err != nil {
 			prog.Close()
 			closeAll(out)
-			return nil, fmt.Errorf("attach empty %s program: %w", tp, err)
+			return nil, fmt.Errorf("attach empty %s/%s program: %w", h.Mode, h.Tracepoint, err)
 		}
 		out = append(out, l, prog)
 	}
 	return out, nil
 }
 
-type bpftraceResult struct{ detached, attached sample }
-
-// bpftraceRun measures with bpftrace attached, alternating with detached trials. It returns why
-// when bpftrace cannot run here.
-func bpftraceRun(cpu, n, trials int) (bpftraceResult, string) {
+// bpftraceReady finds bpftrace and the tracefs it needs, or says why it cannot run here.
+func bpftraceReady() (string, string) {
 	path, err := exec.LookPath("bpftrace")
 	if err != nil {
-		return bpftraceResult{}, "bpftrace is not installed (apt-get install bpftrace)"
+		return "", "bpftrace is not installed (apt-get install bpftrace)"
 	}
 	// bpftrace resolves tracepoints through tracefs, which minimal hosts do not mount.
 	if _, err := os.Stat("/sys/kernel/tracing/events/sched"); err != nil {
 		if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-			return bpftraceResult{}, fmt.Sprintf("tracefs is not mounted and mounting it failed: %v", err)
+			return "", fmt.Sprintf("tracefs is not mounted and mounting it failed: %v", err)
 		}
 		fmt.Println("mounted tracefs on /sys/kernel/tracing for bpftrace")
 	}
-	var res bpftraceResult
-	var det, att []sample
-	for range trials {
-		s, err := pingPong(cpu, n)
-		if err != nil {
-			return res, err.Error()
-		}
-		det = append(det, s)
-		stop, err := startBpftrace(path)
-		if err != nil {
-			return res, err.Error()
-		}
-		s, err = pingPong(cpu, n)
-		stop()
-		if err != nil {
-			return res, err.Error()
-		}
-		att = append(att, s)
-	}
-	return bpftraceResult{summarize(det), summarize(att)}, ""
+	return path, ""
 }
 
 // startBpftrace runs the script and returns once bpftrace says its probes are attached.
@@ -355,7 +568,7 @@ func startBpftrace(path string) (stop func(), err error) {
 // pingPong bounces one byte n times between two threads pinned to cpu through two pipes, so
 // every hop is a wakeup and a context switch, and returns the time per round trip together
 // with the switches the two threads actually made.
-func pingPong(cpu, n int) (sample, error) {
+func pingPong(cpu, n int, fifo bool) (sample, error) {
 	var ab, ba [2]int
 	if err := unix.Pipe2(ab[:], unix.O_CLOEXEC); err != nil {
 		return sample{}, err
@@ -371,6 +584,7 @@ func pingPong(cpu, n int) (sample, error) {
 	type result struct {
 		vol, invol uint64
 		elapsed    time.Duration
+		cpu        time.Duration
 		err        error
 	}
 	side := func(in, out int, first bool, ready chan<- struct{}, res chan<- result) {
@@ -382,7 +596,20 @@ func pingPong(cpu, n int) (sample, error) {
 			res <- result{err: err}
 			return
 		}
+		if fifo {
+			// Equal FIFO priorities: a wakeup does not preempt the waker, so each hop is still
+			// one wakeup and one voluntary switch, as under SCHED_OTHER.
+			if err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 10}, 0); err != nil {
+				res <- result{err: fmt.Errorf("SCHED_FIFO: %w", err)}
+				return
+			}
+		}
 		v0, i0, err := threadSwitches()
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		c0, err := threadCPUTime()
 		if err != nil {
 			res <- result{err: err}
 			return
@@ -406,8 +633,13 @@ func pingPong(cpu, n int) (sample, error) {
 			}
 		}
 		elapsed := time.Since(start)
+		c1, err := threadCPUTime()
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
 		v1, i1, err := threadSwitches()
-		res <- result{vol: v1 - v0, invol: i1 - i0, elapsed: elapsed, err: err}
+		res <- result{vol: v1 - v0, invol: i1 - i0, elapsed: elapsed, cpu: c1 - c0, err: err}
 	}
 	ready := make(chan struct{}, 2)
 	resA, resB := make(chan result, 1), make(chan result, 1)
@@ -422,11 +654,36 @@ func pingPong(cpu, n int) (sample, error) {
 	switches := float64(a.vol+a.invol+b.vol+b.invol) / float64(n)
 	// Every voluntary switch (a thread blocking on its pipe) is undone by one wakeup.
 	wakeups := float64(a.vol+b.vol) / float64(n)
-	return sample{
-		perTrip:  float64(a.elapsed.Nanoseconds()) / float64(n),
+	s := sample{
+		wallTrip: float64(a.elapsed.Nanoseconds()) / float64(n),
+		cpuTrip:  float64((a.cpu + b.cpu).Nanoseconds()) / float64(n),
 		switches: switches,
 		events:   switches + wakeups,
-	}, nil
+	}
+	s.perTrip = s.wallTrip
+	if byCPU {
+		s.perTrip = s.cpuTrip
+	}
+	return s, nil
+}
+
+// threadCPUTime is the calling thread's time on a CPU so far (schedstat's first field), which
+// leaves out the time other work held the CPU and, on a guest with steal accounting, the time
+// the host did.
+func threadCPUTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("schedstat reads %q", b)
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("schedstat: %w", err)
+	}
+	return time.Duration(ns), nil
 }
 
 // threadSwitches reads the calling thread's context-switch counters.
@@ -466,27 +723,4 @@ func firstCPU() (int, error) {
 		}
 	}
 	return 0, errors.New("no CPU in the affinity mask")
-}
-
-// summarize keeps the fastest trial: on a shared machine other work only ever adds time, so the
-// fastest trial is the closest to the workload's own cost. The median goes along for reference.
-func summarize(ss []sample) sample {
-	best := slices.MinFunc(ss, func(a, b sample) int { return cmpFloat(a.perTrip, b.perTrip) })
-	v := make([]float64, len(ss))
-	for i, s := range ss {
-		v[i] = s.perTrip
-	}
-	slices.Sort(v)
-	best.median = v[len(v)/2]
-	return best
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

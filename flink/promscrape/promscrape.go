@@ -344,7 +344,9 @@ func (e *extractor) known(name, rest []byte) bool {
 	// A string conversion in a map index does not allocate.
 	ks := e.sets[string(key)]
 	if ks == nil {
-		return false
+		if ks = e.knownFromPrevious(key); ks == nil {
+			return false
+		}
 	}
 	v, err := parseSample(rest[end+1:])
 	if err != nil {
@@ -384,7 +386,97 @@ func (e *extractor) remember(name, set []byte) {
 	ks.hasQuantile = ks.quantile != nil
 	// A copy (the key's bytes are in the read buffer, which the next chunk overwrites), shared
 	// with the previous scrape's when there is one: the label sets repeat scrape after scrape.
-	e.sets[e.str(key)] = ks
+	k := e.str(key)
+	e.sets[k] = ks
+	if e.strs != nil {
+		e.strs.keepSet(k, e.identityOf(lbls, ks))
+	}
+}
+
+// setIdentity is what a label set resolved to, kept from one scrape of a TaskManager to the
+// next (in Strings) so that the next scrape takes a set it saw last time without decoding its
+// labels: a 200-subtask TaskManager's ~300 label sets repeat scrape after scrape, and decoding
+// them again (seriesLabels.each, the subtask lookup, the key's copy) was a third of a parse.
+// It holds only what the set's bytes say, so the same bytes resolve the same way in any scrape.
+type setIdentity struct {
+	keyed                          bool   // the set has the labels that key a subtask
+	subsKey                        string // extractor.subs's key: job, vertex, subtask index
+	sub                            SubtaskKey
+	attemptID, jobName, vertexName string
+	attemptNumber                  int32
+	tmID, host                     string
+	quantile                       []byte // the set's own quantile label (see knownSet)
+	hasQuantile                    bool
+}
+
+// identityOf records what lbls (a label set remember has just decoded into ks) resolved to.
+func (e *extractor) identityOf(lbls seriesLabels, ks *knownSet) *setIdentity {
+	id := &setIdentity{quantile: bytes.Clone(ks.quantile), hasQuantile: ks.hasQuantile}
+	if ks.acc == nil {
+		return id
+	}
+	var jobID, vertexID, jobName, vertexName, attemptID, attemptNum, tmID, host []byte
+	lbls.each(func(name, value []byte) {
+		switch string(name) {
+		case "job_id":
+			jobID = value
+		case "task_id":
+			vertexID = value
+		case "job_name":
+			jobName = value
+		case "task_name":
+			vertexName = value
+		case "task_attempt_id":
+			attemptID = value
+		case "task_attempt_num":
+			attemptNum = value
+		case "tm_id":
+			tmID = value
+		case "host":
+			host = value
+		}
+	})
+	an, _ := strconv.ParseInt(string(attemptNum), 10, 32)
+	id.keyed = true
+	id.subsKey = e.str(e.key) // subtask left the set's key there
+	id.sub = SubtaskKey{JobID: e.str(jobID), VertexID: e.str(vertexID), SubtaskIndex: ks.acc.m.SubtaskIndex}
+	id.attemptID, id.jobName, id.vertexName = e.str(attemptID), e.str(jobName), e.str(vertexName)
+	id.attemptNumber = int32(an)
+	id.tmID, id.host = e.str(tmID), e.str(host)
+	return id
+}
+
+// knownFromPrevious resolves a label set the previous scrape of the same TaskManager decoded,
+// as subtask and remember would: nil when there is none (or no previous scrape to ask).
+func (e *extractor) knownFromPrevious(key []byte) *knownSet {
+	if e.strs == nil {
+		return nil
+	}
+	k, id := e.strs.set(key)
+	if id == nil {
+		return nil
+	}
+	ks := &knownSet{quantile: id.quantile, hasQuantile: id.hasQuantile}
+	if id.keyed {
+		acc := e.subs[id.subsKey]
+		if acc == nil {
+			s := e.s
+			if s.TaskManagerID == "" && id.tmID != "" {
+				s.TaskManagerID, s.Host = id.tmID, id.host
+			}
+			acc = &subtaskAcc{m: newSubtask(id.sub)}
+			e.subs[id.subsKey] = acc
+		}
+		// As in subtask: the newest attempt describes the running task.
+		if acc.m.AttemptId == "" || id.attemptNumber > acc.attemptNumber {
+			acc.attemptNumber = id.attemptNumber
+			acc.m.AttemptNumber = id.attemptNumber
+			acc.m.AttemptId, acc.m.JobName, acc.m.VertexName = id.attemptID, id.jobName, id.vertexName
+		}
+		ks.acc = acc
+	}
+	e.sets[k] = ks
+	return ks
 }
 
 // metricName returns the metric name a series line starts with, or nil when the line does not
@@ -513,10 +605,10 @@ func truncate(b []byte, n int) []byte {
 func wanted(name []byte) bool {
 	// The operator prefix extends the task prefix, so it is tried first.
 	if suffix, ok := bytes.CutPrefix(name, []byte(prefixOperator)); ok {
-		return operatorMetricWanted(string(suffix))
+		return operatorMetricWanted(suffix)
 	}
 	if suffix, ok := bytes.CutPrefix(name, []byte(prefixTask)); ok {
-		return taskMetricWanted(string(suffix))
+		return taskMetricWanted(suffix)
 	}
 	if suffix, ok := bytes.CutPrefix(name, []byte(prefixJVM)); ok {
 		switch string(suffix) {
@@ -531,8 +623,10 @@ func wanted(name []byte) bool {
 	return false
 }
 
-func taskMetricWanted(suffix string) bool {
-	switch suffix {
+func taskMetricWanted(suffix []byte) bool {
+	// A switch on the conversion compares in place: string(suffix) passed as an argument
+	// allocated a copy for every line of a long family name.
+	switch string(suffix) {
 	case "busyTimeMsPerSecond", "backPressuredTimeMsPerSecond", "idleTimeMsPerSecond",
 		"numRecordsInPerSecond", "numRecordsOutPerSecond", "numBytesInPerSecond", "numBytesOutPerSecond",
 		"checkpointStartDelayNanos", "mailboxLatencyMs",
@@ -635,6 +729,31 @@ func (e *extractor) str(b []byte) string {
 // concurrent use: one per TaskManager endpoint.
 type Strings struct {
 	prev, cur map[string]string
+	// prevSets and curSets are the label sets of the last scrape and of this one, by key.
+	prevSets, curSets map[string]*setIdentity
+}
+
+// set returns the identity the last scrape (or this one) resolved the label set key to, and
+// the key as a shared string; nil when neither saw it. It is kept for the next scrape.
+func (t *Strings) set(key []byte) (string, *setIdentity) {
+	if id, ok := t.curSets[string(key)]; ok {
+		return t.intern(key), id
+	}
+	id, ok := t.prevSets[string(key)]
+	if !ok {
+		return "", nil
+	}
+	k := t.intern(key)
+	t.keepSet(k, id)
+	return k, id
+}
+
+// keepSet records what the label set key resolved to in this scrape.
+func (t *Strings) keepSet(key string, id *setIdentity) {
+	if t.curSets == nil {
+		t.curSets = make(map[string]*setIdentity, len(t.prevSets))
+	}
+	t.curSets[key] = id
 }
 
 func (t *Strings) intern(b []byte) string {
@@ -655,6 +774,7 @@ func (t *Strings) intern(b []byte) string {
 // rotate ends a scrape: the strings it used are the ones the next scrape may share.
 func (t *Strings) rotate() {
 	t.prev, t.cur = t.cur, nil
+	t.prevSets, t.curSets = t.curSets, nil
 }
 
 // apply takes one sample of a wanted task- or operator-scope family for its subtask; quantile
@@ -825,8 +945,8 @@ func applyTask(acc *subtaskAcc, suffix []byte, v float64) {
 	}
 }
 
-func operatorMetricWanted(suffix string) bool {
-	switch suffix {
+func operatorMetricWanted(suffix []byte) bool {
+	switch string(suffix) {
 	case "pendingRecords", "KafkaSourceReader_KafkaConsumer_records_lag_max", "sourceIdleTime", "currentEmitEventTimeLag":
 		return true
 	}

@@ -357,6 +357,26 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+// BenchmarkParseNextScrape is Parse as the flink collector runs it: ParseWith and the
+// TaskManager's promscrape.Strings, warm from its previous scrape of the same body.
+func BenchmarkParseNextScrape(b *testing.B) {
+	for _, c := range benchBodies(b) {
+		b.Run(c.name, func(b *testing.B) {
+			var strs promscrape.Strings
+			if _, err := promscrape.ParseWith(bytes.NewReader(c.body), &strs); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := promscrape.ParseWith(bytes.NewReader(c.body), &strs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkParseTextparse is how Parse read bodies before: Prometheus's model/textparse
 // tokenising every line, labels decoded for the series of the families Parse reads. No
 // extraction; it is the anchor for the line filter and the in-place label reading.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,9 +91,35 @@ func TestParseAgreesWithTextparse(t *testing.T) {
 					t.Fatalf("Parse: %v", err)
 				}
 				compareScrapes(t, streamed, want)
+				// A TaskManager's next scrape takes the label sets its last one decoded from
+				// there (promscrape.Strings): read after itself, and after another body whose
+				// sets it shares in part or not at all, it must read the same.
+				for prevName, prev := range map[string][]byte{"itself": body, "another body": otherBody(bodies, name)} {
+					var strs promscrape.Strings
+					if _, err := promscrape.ParseWith(bytes.NewReader(prev), &strs); err != nil {
+						t.Fatalf("ParseWith(%s): %v", prevName, err)
+					}
+					warm, err := promscrape.ParseWith(bytes.NewReader(body), &strs)
+					if err != nil {
+						t.Fatalf("ParseWith after %s: %v", prevName, err)
+					}
+					compareScrapes(t, warm, want)
+					again, err := promscrape.ParseWith(bytes.NewReader(body), &strs)
+					if err != nil {
+						t.Fatalf("ParseWith a second time after %s: %v", prevName, err)
+					}
+					compareScrapes(t, again, want)
+				}
 			})
 		}
 	}
+}
+
+// otherBody is one of bodies other than name, the same one every time.
+func otherBody(bodies map[string][]byte, name string) []byte {
+	keys := slices.Sorted(maps.Keys(bodies))
+	i := slices.Index(keys, name)
+	return bodies[keys[(i+1)%len(keys)]]
 }
 
 // quantileFirst moves a summary's quantile label from the end of its label set to the start.

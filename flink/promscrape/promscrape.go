@@ -224,6 +224,12 @@ type parser struct {
 	ex     *extractor
 	line   int
 	tmSeen bool
+	// family is the metric name of the last series line (a copy: chunks are reused) and
+	// familyWanted what wanted said of it. A family's lines are consecutive, so most lines
+	// start with the name of the line before; comparing those bytes costs less than finding
+	// the name byte by byte and asking wanted again.
+	family       []byte
+	familyWanted bool
 }
 
 func newParser() *parser { return &parser{ex: newExtractor()} }
@@ -252,12 +258,20 @@ func (p *parser) lines(chunk []byte) error {
 		if len(l) == 0 || l[0] == '#' {
 			continue
 		}
-		name := metricName(l)
-		if name == nil {
-			return fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
+		var name []byte
+		want := p.familyWanted
+		// The same bytes followed by what metricName accepts after a name: metricName would
+		// find this name.
+		if n := len(p.family); n > 0 && len(l) > n && (l[n] == '{' || l[n] == ' ' || l[n] == '\t') && bytes.Equal(l[:n], p.family) {
+			name = l[:n]
+		} else {
+			if name = metricName(l); name == nil {
+				return fmt.Errorf("parse prometheus text: line %d: %q does not start with a metric name", line, truncate(l, 40))
+			}
+			want = wanted(name)
+			p.family, p.familyWanted = append(p.family[:0], name...), want
 		}
 		ex.s.Series++
-		want := wanted(name)
 		if want && ex.known(name, l[len(name):]) {
 			continue
 		}

@@ -22,6 +22,7 @@ type cluster struct {
 	tick  int
 	slow  map[string]float64 // TaskManager id -> TPR divisor
 	input map[string]float64 // TaskManager id -> input multiplier (skew)
+	hot   map[string]float64 // TaskManager id -> per-record cost multiplier of its vertex A subtask
 	gc    map[string]float64 // TaskManager id -> GC ms/s
 	runq  map[string]float64 // node -> mean run-queue latency
 	steal map[string]float64
@@ -31,7 +32,7 @@ type cluster struct {
 }
 
 func newCluster() *cluster {
-	return &cluster{m: model.New(model.DefaultConfig(), topology.New(topology.Options{})), slow: map[string]float64{}, input: map[string]float64{},
+	return &cluster{m: model.New(model.DefaultConfig(), topology.New(topology.Options{})), slow: map[string]float64{}, input: map[string]float64{}, hot: map[string]float64{},
 		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{},
 		edit: map[string]func(*tmwardenv1.Report){}}
 }
@@ -66,6 +67,9 @@ func (c *cluster) step() time.Time {
 				}
 				if x, ok := c.input[id]; ok && v == "A" {
 					mul = x
+				}
+				if x, ok := c.hot[id]; ok && v == "A" {
+					div *= x
 				}
 				// A little spread between subtasks, as real ones have.
 				jit := 1 + 0.03*float64((idx*7+c.tick)%5-2)
@@ -428,6 +432,39 @@ func TestPeerSlowerHardwareIsNotASlowNode(t *testing.T) {
 	}
 	if v, _ := verdict(r, node(2), ""); v.Status != StatusSlow {
 		t.Fatalf("a slower machine that became slower than itself must be caught in %d windows, got %+v", DefaultPeerConfig().WeakWindows, v)
+	}
+}
+
+// A subtask slowed by something of its own — a hot key's costlier records, a sink writing to a
+// slow broker — is no property of the machine it runs on, however long it lasts: node 2 runs the
+// hot subtask of vertex A in both its TaskManagers (1.8x the cost per record, a third of its
+// subtasks) for half an hour. It is not learned as the node's speed (no slower-hardware finding)
+// and the node is not judged slow; the node's other subtasks still set its speed, so when the
+// whole node then slows it is caught.
+func TestPeerSubtaskSlowdownIsNoMachineSpeed(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.hot[tmOf(2, 0)], c.hot[tmOf(2, 1)] = 1.8, 1.8
+	for i := range 360 {
+		r := c.eval(p)
+		if f, ok := finding(r, node(2), FindingSlowerHardware); ok {
+			t.Fatalf("window %d: a node running hot-key subtasks reported as slower hardware: %+v", i+1, f)
+		}
+		if v, ok := verdict(r, node(2), ""); ok && v.Status == StatusSlow {
+			t.Fatalf("window %d: a node running hot-key subtasks judged slow: %+v", i+1, v)
+		}
+	}
+	if sp := p.speed[node(2)].rel; sp < 0.95 {
+		t.Fatalf("node 2 learned speed %.3f from its hot-key subtasks, want about 1", sp)
+	}
+	c.slow[tmOf(2, 0)], c.slow[tmOf(2, 1)] = 1.8, 1.8
+	var r Round
+	for range DefaultPeerConfig().WeakWindows {
+		r = c.eval(p)
+	}
+	if v, _ := verdict(r, node(2), ""); v.Status != StatusSlow {
+		t.Fatalf("the node slowed 1.8x must be caught in %d windows, got %+v", DefaultPeerConfig().WeakWindows, v)
 	}
 }
 

@@ -482,6 +482,17 @@ var polishBand = math.Log(3)
 // median polish) stop at the same wrong answer when the majority of a vertex's and of a node's
 // rates agree with it; means within a band reach the fit that every rate pulls on, and keep
 // what a median has against one stalled subtask.
+//
+// The speed a node learns (rel) is taken from the fit's ratios with a narrower band than the
+// fit's own: the mean of the node's ratios within log Slowdown of their median. A machine's
+// speed slows every subtask on it alike, so its ratios agree to within noise; one slower than
+// the node's others by a straggler's margin is slowed by something of its own — a hot key, a
+// slow external system it writes to, its own JVM — which is no property of the machine. With
+// the fit's speed, a node running a hot-key subtask or a sink that writes to a slow broker
+// learned that as its speed and was reported as slower hardware (public ctl-data-skew-50,
+// ctl-slow-external-30), and was then compared at that lower speed. The fit itself keeps the
+// wide band: it needs every rate that links a group of nodes to the others (a narrow node band
+// left placements joined by few nodes to drift apart, window after window, gen-120030).
 func (p *Peer) polish(order []*nodeEval) {
 	for _, e := range order {
 		e.est = math.Log(e.expect)
@@ -489,6 +500,7 @@ func (p *Peer) polish(order []*nodeEval) {
 			e.est = math.Log(sp.est)
 		}
 	}
+	scale := 0.0
 	for range polishRounds {
 		for _, e := range order {
 			e.ratios = e.ratios[:0]
@@ -519,7 +531,7 @@ func (p *Peer) polish(order []*nodeEval) {
 		if len(p.vals) == 0 {
 			break
 		}
-		scale := median(p.vals)
+		scale = median(p.vals)
 		moved := 0.0
 		for _, e := range order {
 			e.rel -= scale
@@ -532,23 +544,34 @@ func (p *Peer) polish(order []*nodeEval) {
 			break
 		}
 	}
+	nodeBand := math.Log(p.cfg.Slowdown)
 	for _, e := range order {
-		e.rel, e.est = math.Exp(e.rel), math.Exp(e.est)
-		if len(e.ratios) == 0 {
-			e.rel = 0
+		e.est = math.Exp(e.est)
+		e.rel = 0
+		if len(e.ratios) > 0 {
+			e.rel = math.Exp(bandMeanWithin(e.ratios, nodeBand) - scale)
 		}
 	}
 }
 
 // bandMean is the mean of the xs within polishBand of their median (xs is reordered).
 func bandMean(xs []float64) float64 {
+	return bandMeanWithin(xs, polishBand)
+}
+
+// bandMeanWithin is the mean of the xs within band of their median, or the median when none
+// but it is (xs is reordered).
+func bandMeanWithin(xs []float64, band float64) float64 {
 	m := median(xs)
 	sum, n := 0.0, 0
 	for _, x := range xs {
-		if math.Abs(x-m) <= polishBand {
+		if math.Abs(x-m) <= band {
 			sum += x
 			n++
 		}
+	}
+	if n == 0 {
+		return m
 	}
 	return sum / float64(n)
 }

@@ -708,6 +708,74 @@ func TestPeerSevereOwnLoss(t *testing.T) {
 	}
 }
 
+// CPU used outside the TaskManagers on a node with idle CPU left, while no thread waits for a
+// CPU, takes nothing from them: a pod using two of sixteen cores beside node 3's TaskManagers,
+// whose hot-key subtasks lag (a third of them, as data skew does), is neither contention nor
+// host evidence that makes the node slow.
+func TestPeerCPUUsedBesideIdleCPUIsNoContention(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	c.hot[tmOf(3, 0)], c.hot[tmOf(3, 1)] = 1.9, 1.9
+	withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+		r.Host.Cpu.User, r.Host.Cpu.Idle = 0.3+2.0/16, 0.7-2.0/16
+		r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/kubepods/pod-a", CpuUsageCores: 2})
+	})
+	for i := range 10 {
+		v, ok := verdict(c.eval(d), node(3), "")
+		if ok && (v.Status == StatusSlow || v.Cause == CauseCPU) {
+			t.Fatalf("window %d: a pod using CPU beside idle CPU, nothing waiting, made node-3 %s / %s: %+v", i+1, v.Status, v.Cause, v.Evidence)
+		}
+	}
+}
+
+// Packets lost on their way into node 4 show at its senders: nodes 0-2 retransmit to node 4's
+// address and their subtasks block on their output to it. Node 4 is slow (network), witnessed by
+// three senders; the senders are not — their retransmits are node 4's loss, and their blocked
+// subtasks wait for node 4.
+func TestPeerLossAtAReceiverIsNotTheSenders(t *testing.T) {
+	c := newCluster()
+	sender := func(n int) func(*tmwardenv1.Report) {
+		return func(r *tmwardenv1.Report) {
+			for _, tm := range r.TaskManagers {
+				tm.Host = fmt.Sprintf("10.0.0.%d", n)
+			}
+		}
+	}
+	for n := range 8 {
+		withTMCgroup(c, n, sender(n))
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	for n := range 3 {
+		withTMCgroup(c, n, func(r *tmwardenv1.Report) {
+			sender(n)(r)
+			r.Host.Tcp.RetransmitsPerSecond = 61
+			r.Retransmits = append(r.Retransmits, &tmwardenv1.TcpRetransmits{RemoteAddress: "10.0.0.4:6121", Retransmits: 300})
+			for _, tm := range r.TaskManagers {
+				for _, st := range tm.Subtasks {
+					st.BackpressuredMsPerSecond = 600
+				}
+			}
+		})
+	}
+	var r Round
+	for i := range 8 {
+		r = c.eval(d)
+		for n := range 3 {
+			if v, ok := verdict(r, node(n), ""); ok && v.Status == StatusSlow {
+				t.Fatalf("window %d: %s, a sender to the lossy receiver, judged slow: %+v", i+1, node(n), v)
+			}
+		}
+	}
+	if v, _ := verdict(r, node(4), ""); v.Status != StatusSlow || v.Cause != CauseNetwork {
+		t.Fatalf("node-4 = %s / %s, want slow / network: %+v", v.Status, v.Cause, v.Evidence)
+	}
+}
+
 // TestPeerGCStormOnANodeWithNetworkLoss: two faults on one node, its network losing packets and
 // one JVM far out on GC time. The node is slow with cause network and the JVM is judged on its
 // own at once: loss does not make a JVM collect garbage.

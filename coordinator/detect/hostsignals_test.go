@@ -34,7 +34,8 @@ func quietHostReport(n int) *tmwardenv1.Report {
 
 // raiseHost raises one host signal on node-0 of a quiet fleet, through the report as an agent
 // would send it. Signals of threads waiting for a CPU count only with something taking it (and a
-// busy neighbour only with threads waiting), so those raise steal or the run queue too.
+// busy neighbour or CPU used outside the TaskManagers only with threads waiting or no idle CPU),
+// so those raise steal or the run queue too.
 var raiseHost = map[model.Signal]func(fleet []*tmwardenv1.Report){
 	model.SignalRunqMean: func(f []*tmwardenv1.Report) {
 		f[0].Histograms[1].SumMicroseconds = 100 * 5000
@@ -49,8 +50,11 @@ var raiseHost = map[model.Signal]func(fleet []*tmwardenv1.Report){
 		f[0].Cgroups[1].CpuUsageCores = 2
 		f[0].Histograms[0].SumMicroseconds = 1000 * 2000
 	},
-	model.SignalSteal:    func(f []*tmwardenv1.Report) { stealOn(f[0]) },
-	model.SignalOtherCPU: func(f []*tmwardenv1.Report) { f[0].Host.Cpu.User, f[0].Host.Cpu.Idle = 0.9, 0.086 },
+	model.SignalSteal: func(f []*tmwardenv1.Report) { stealOn(f[0]) },
+	model.SignalOtherCPU: func(f []*tmwardenv1.Report) {
+		f[0].Host.Cpu.User, f[0].Host.Cpu.Idle = 0.9, 0.086
+		f[0].Histograms[0].SumMicroseconds = 1000 * 2000
+	},
 	model.SignalPSICPU: func(f []*tmwardenv1.Report) {
 		f[0].Host.Pressure.Cpu.SomeShare = 0.6
 		stealOn(f[0])

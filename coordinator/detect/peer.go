@@ -246,8 +246,9 @@ type nodeEval struct {
 	// inboundWitnesses counts the nodes that retransmitted to this one.
 	inboundWitnesses int
 	// retransToPeers is what this node retransmitted to other nodes' addresses: their inbound
-	// loss, which shows at this sender but is not its own.
+	// loss, which shows at this sender but is not its own. retransOut is the same per receiver.
 	retransToPeers float64
+	retransOut     []retransmitsTo
 	// lossScore is the score of the node's own retransmit anomalies (rate and ratio).
 	lossScore float64
 	// ratios are the node's subtasks' raw rates over their vertices' costs this window, as logs;
@@ -260,6 +261,12 @@ type nodeEval struct {
 	// est is the node's speed as its rates are divided by to find the vertices' costs: its
 	// speed this window once fitted, else where the fit starts (see polish).
 	est float64
+}
+
+// retransmitsTo is what a node retransmitted per second to another node's addresses.
+type retransmitsTo struct {
+	to   *nodeEval
+	rate float64
 }
 
 func (e *nodeEval) tm(id string) *tmEval {
@@ -412,6 +419,7 @@ func inboundRetransmits(order []*nodeEval) {
 				to.hd.Signals[model.SignalInboundRetrans] += rate
 				to.inboundWitnesses++
 				e.retransToPeers += rate
+				e.retransOut = append(e.retransOut, retransmitsTo{to: to, rate: rate})
 			}
 		}
 	}
@@ -651,6 +659,15 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 		}
 	}
 	for _, e := range order {
+		if e.raised&ownLossSignals != 0 && lossAtReceivers(e) {
+			// Most of what this node retransmits goes to peers that lose packets on their way
+			// in, as several senders witness: that loss is the receivers', scored there. Counted
+			// here too, every node that sends to a lossy receiver looked like it lost packets
+			// itself, and with its subtasks blocked on the slow receiver it was judged slow.
+			e.raised &^= ownLossSignals
+		}
+	}
+	for _, e := range order {
 		e.raised = selfLoadExplained(e.raised, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
 		if e.raised == 0 {
 			continue
@@ -703,6 +720,18 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 	}
 }
 
+// lossAtReceivers says whether at least half of what e retransmits goes to peers whose inbound
+// retransmits are raised: their loss on the way in, not e's own.
+func lossAtReceivers(e *nodeEval) bool {
+	lost := 0.0
+	for _, r := range e.retransOut {
+		if r.to.raised.Has(model.SignalInboundRetrans) {
+			lost += r.rate
+		}
+	}
+	return lost > 0 && lost >= 0.5*e.hd.Signals[model.SignalRetransRate]
+}
+
 // saturatedCPU is the share of the node's CPU time, busy or stolen, above which it has no idle
 // CPU to speak of: whatever one tenant gains, another loses.
 const saturatedCPU = 0.95
@@ -720,16 +749,18 @@ var (
 // selfLoadExplained drops run-queue and CPU-pressure anomalies that nothing taking CPU (steal,
 // CPU used outside the TaskManagers, one busy neighbour, the TaskManagers' own quota) explains:
 // a node busy with its own subtasks queues threads too, and that is load, not a neighbour taking
-// the machine. A busy neighbour that makes no thread wait is no contention either, unless the
-// node has no idle CPU left (saturated): then what the neighbour uses comes out of the
-// TaskManagers' share, however long the run queue already was across a busy fleet.
+// the machine. A busy neighbour, or CPU used outside the TaskManagers at all, that makes no
+// thread wait is no contention either, unless the node has no idle CPU left (saturated): then
+// what others use comes out of the TaskManagers' share, however long the run queue already was
+// across a busy fleet. (CPU used beside idle CPU was host evidence on its own: a node whose
+// hot-key subtasks lagged was judged slow, cpu_contention, for a pod using a core or two of 32.)
 func selfLoadExplained(raised model.SignalSet, saturated bool) model.SignalSet {
 	waits, takers := raised&cpuWaits != 0, raised&cpuTakers != 0
 	if !takers {
 		raised &^= cpuWaits
 	}
 	if !waits && !saturated {
-		raised &^= model.SignalsOf(model.SignalBusiestNeighbourCPU)
+		raised &^= model.SignalsOf(model.SignalBusiestNeighbourCPU, model.SignalOtherCPU)
 	}
 	return raised
 }

@@ -281,8 +281,11 @@ func TestPeerHostOnly(t *testing.T) {
 	p := NewPeer(DefaultPeerConfig())
 	// Mild: steal a little over the floor, subtasks as fast as their peers: only a suspect.
 	c.steal[node(1)] = 0.08
-	// Severe: far over its peers for long enough, even with no subtask feeling it yet.
-	c.steal[node(2)] = 0.3
+	// Severe (3 floors over its peers): slow when held long enough, even with no subtask
+	// feeling it yet.
+	c.steal[node(2)] = 0.15
+	// Far out (6 floors, above the decisive score): slow when held for the strong windows.
+	c.steal[node(3)] = 0.3
 	cfg := DefaultPeerConfig()
 	for i := 1; i <= cfg.HostOnlyWindows+2; i++ {
 		r := c.eval(p)
@@ -293,6 +296,10 @@ func TestPeerHostOnly(t *testing.T) {
 		v2, _ := verdict(r, node(2), "")
 		if want := i >= cfg.HostOnlyWindows; (v2.Status == StatusSlow) != want {
 			t.Fatalf("window %d: severe host-only anomaly slow=%v, want %v", i, v2.Status == StatusSlow, want)
+		}
+		v3, _ := verdict(r, node(3), "")
+		if want := i >= cfg.StrongWindows; (v3.Status == StatusSlow) != want {
+			t.Fatalf("window %d: host-only anomaly at the decisive score slow=%v, want %v", i, v3.Status == StatusSlow, want)
 		}
 	}
 }

@@ -46,7 +46,8 @@ type PeerConfig struct {
 	// WeakOf is the span of windows WeakWindows are counted in.
 	WeakOf int `yaml:"weak_of"`
 	// A host anomaly SevereHostScore floors above the peer median, held HostOnlyWindows, makes
-	// a node slow even when no subtask shows it (a dying disk under stateless tasks).
+	// a node slow even when no subtask shows it (a dying disk under stateless tasks); one at
+	// DecisiveHostScore or more does so held StrongWindows.
 	SevereHostScore float64 `yaml:"severe_host_score"`
 	HostOnlyWindows int     `yaml:"host_only_windows"`
 	// ForgetAfter: a node silent this long no longer counts as vanished, it is gone.
@@ -191,11 +192,13 @@ type track struct {
 	// strong and host are runs of consecutive windows; weakHist has one bit per window, newest
 	// lowest, so a weak signal that flickers still adds up.
 	strong, host, clean int
-	weakHist            uint32
-	status              Status
-	since, firstStrike  time.Time
-	seen                time.Time
-	last                Verdict
+	// hostHigh is the run of windows with a host anomaly at DecisiveHostScore or more.
+	hostHigh           int
+	weakHist           uint32
+	status             Status
+	since, firstStrike time.Time
+	seen               time.Time
+	last               Verdict
 }
 
 // NewPeer returns tmwarden's detector.
@@ -1022,8 +1025,9 @@ func gcExplainsHost(raised model.SignalSet) bool {
 type outcome struct {
 	// strong: host evidence and app impact agree; weak: the node's subtasks are slow across
 	// vertices, or host evidence comes with some app impact; host: a severe host anomaly alone;
-	// decisive: node-wide stragglers with a clear host anomaly.
-	strong, weak, host, decisive bool
+	// decisive: node-wide stragglers with a clear host anomaly; hostHigh: a host anomaly at the
+	// decisive score, app evidence or not.
+	strong, weak, host, decisive, hostHigh bool
 }
 
 func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
@@ -1045,6 +1049,14 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 			e.ownLoss(p.cfg.SevereHostScore),
 		weak: appSlow || (len(e.host) > 0 && impact),
 		host: len(e.host) > 0 && e.hostScore >= p.cfg.SevereHostScore,
+		// A host anomaly this far out held for StrongWindows needs no app witness: its two
+		// windows are two witnesses in time, and the subtasks may well be blind to it — the
+		// true processing rate does not see a disk that only the state backend's flushes and
+		// checkpoints touch, nor CPU taken from subtasks that idle between records. Six windows
+		// (HostOnlyWindows) stay for anomalies between SevereHostScore and this, where one
+		// burst (a backup, a log rotation) is as likely. Before, a disk at 100 ms await against
+		// its peers' 0.4 was slow only after 30 s (generated sets' TTD p95 of 25-30 s).
+		hostHigh: len(e.host) > 0 && p.cfg.DecisiveHostScore > 0 && e.hostScore >= p.cfg.DecisiveHostScore,
 		decisive: len(e.host) > 0 && p.cfg.DecisiveHostScore > 0 && e.hostScore >= p.cfg.DecisiveHostScore &&
 			(appSlow || impact && e.slowVertices >= p.cfg.MinVertices),
 	}
@@ -1103,11 +1115,13 @@ func (p *Peer) step(k target, e *nodeEval, o outcome, r *Round, tm *tmEval) {
 		}
 		tr.strong = count(o.strong, tr.strong)
 		tr.host = count(o.host, tr.host)
+		tr.hostHigh = count(o.hostHigh, tr.hostHigh)
 	}
 	weak := bits.OnesCount32(tr.weakHist & (1<<p.cfg.WeakOf - 1))
 	switch {
 	case tr.status == StatusSlow && tr.clean < p.cfg.ClearWindows:
-	case o.decisive || tr.strong >= p.cfg.StrongWindows || weak >= p.cfg.WeakWindows || tr.host >= p.cfg.HostOnlyWindows:
+	case o.decisive || tr.strong >= p.cfg.StrongWindows || weak >= p.cfg.WeakWindows || tr.host >= p.cfg.HostOnlyWindows ||
+		tr.hostHigh >= p.cfg.StrongWindows:
 		if tr.status != StatusSlow {
 			tr.since = tr.firstStrike
 		}

@@ -522,6 +522,27 @@ func TestPeerNodeWithoutWork(t *testing.T) {
 }
 
 // A weak GC storm in the only JVM of a node slows its subtasks; the JVM is blamed, not the node.
+// A weak GC storm: one JVM spending 15% of its time in GC against its peers' 1%, its subtasks
+// 1.18x slower — under the straggler margin, so no rate shows it — is that TaskManager's
+// slowdown, GC time being processing time lost outright; the node is not blamed.
+func TestPeerWeakGCStormBelowTheStragglerMargin(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.gc[tmOf(4, 0)] = 150
+	c.slow[tmOf(4, 0)] = 1 / (1 - 0.15)
+	var r Round
+	for range DefaultPeerConfig().StrongWindows {
+		r = c.eval(p)
+	}
+	if nv, ok := verdict(r, node(4), ""); ok && nv.Status == StatusSlow {
+		t.Fatalf("the node blamed for one JVM's GC: %+v", nv)
+	}
+	if v, ok := verdict(r, node(4), tmOf(4, 0)); !ok || v.Status != StatusSlow || v.Cause != CauseGC {
+		t.Fatalf("want the JVM slow with a GC cause after %d windows, got %+v", DefaultPeerConfig().StrongWindows, r.Verdicts)
+	}
+}
+
 func TestPeerWeakGCStormInTheOnlyJVM(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())

@@ -23,7 +23,9 @@ type PeerConfig struct {
 	// blocked on its own output (a slow network path), not on a slow consumer.
 	BackpressureExcessMs float64 `yaml:"backpressure_excess_ms"`
 	// GCExcessMs: a JVM spending this much more time per second in GC than the cluster's
-	// median TaskManager (and 4x the median) stalls its tasks noticeably.
+	// median TaskManager (and 4x the median) stalls its tasks noticeably. GC time is processing
+	// time lost outright (every task of the JVM waits out its pauses), so a tenth of the JVM's
+	// time is a slowdown whether or not its subtasks' rates cross the straggler margin.
 	GCExcessMs float64 `yaml:"gc_excess_ms"`
 	// SingleSlowdown: one straggler this much slower than its peers is app impact on its own.
 	SingleSlowdown float64 `yaml:"single_slowdown"`
@@ -75,7 +77,7 @@ type PeerConfig struct {
 // DefaultPeerConfig is tuned on the public scenarios in sim/scenarios.
 func DefaultPeerConfig() PeerConfig {
 	return PeerConfig{
-		MinBusyMs: 50, MinPeers: 3, Slowdown: 1.3, BackpressureExcessMs: 250, SingleSlowdown: 1.5, GCExcessMs: 200,
+		MinBusyMs: 50, MinPeers: 3, Slowdown: 1.3, BackpressureExcessMs: 250, SingleSlowdown: 1.5, GCExcessMs: 100,
 		NodeShare: 0.4, MinVertices: 2,
 		StrongWindows: 2, WeakWindows: 4, WeakOf: 5, ClearWindows: 3, DecisiveHostScore: 4,
 		SevereHostScore: 2, HostOnlyWindows: 6,

@@ -506,7 +506,9 @@ var polishBand = math.Log(3)
 // ctl-slow-external-30), and was then compared at that lower speed. The fit itself keeps the
 // wide band: it needs every rate that links a group of nodes to the others (a narrow node band
 // left placements joined by few nodes to drift apart, window after window, gen-120030).
-func (p *Peer) polish(order []*nodeEval) {
+//
+// It returns how many rounds the fit took.
+func (p *Peer) polish(order []*nodeEval) (rounds int) {
 	for _, e := range order {
 		e.est = math.Log(e.expect)
 		if sp := p.speed[e.name]; sp != nil && sp.est > 0 {
@@ -514,7 +516,8 @@ func (p *Peer) polish(order []*nodeEval) {
 		}
 	}
 	scale := 0.0
-	for range polishRounds {
+	for rounds < polishRounds {
+		rounds++
 		for _, e := range order {
 			e.ratios = e.ratios[:0]
 		}
@@ -565,6 +568,7 @@ func (p *Peer) polish(order []*nodeEval) {
 			e.rel = math.Exp(bandMeanWithin(e.ratios, nodeBand) - scale)
 		}
 	}
+	return rounds
 }
 
 // bandMean is the mean of the xs within polishBand of their median (xs is reordered).

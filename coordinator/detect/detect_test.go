@@ -475,6 +475,41 @@ func TestPeerSubtaskSlowdownIsNoMachineSpeed(t *testing.T) {
 	}
 }
 
+// Node 5's Flink metrics go stale (its reports repeat the same figures) and later its peers'
+// load moves on, their rates rising 1.6x: figures that have not moved for FrozenAfter say
+// nothing about now, and the node is not judged slow on them. They still count in their
+// vertices' medians.
+func TestPeerStaleFiguresAreNoSlowness(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	var frozen []*tmwardenv1.TaskManager
+	c.edit[node(5)] = func(r *tmwardenv1.Report) {
+		if frozen == nil {
+			for _, tm := range r.TaskManagers {
+				frozen = append(frozen, proto.Clone(tm).(*tmwardenv1.TaskManager))
+			}
+		}
+		r.TaskManagers = nil
+		for _, tm := range frozen {
+			r.TaskManagers = append(r.TaskManagers, proto.Clone(tm).(*tmwardenv1.TaskManager))
+		}
+	}
+	for range 8 {
+		c.eval(p)
+	}
+	for n := range 8 {
+		if n != 5 {
+			c.slow[tmOf(n, 0)], c.slow[tmOf(n, 1)] = 1/1.6, 1/1.6
+		}
+	}
+	for i := range 10 {
+		if v, ok := verdict(c.eval(p), node(5), ""); ok && v.Status == StatusSlow {
+			t.Fatalf("window %d: a node judged slow on figures frozen for %s: %+v", i+1, model.DefaultConfig().FrozenAfter, v)
+		}
+	}
+}
+
 // Nodes of one hardware class start from their class's learned speed: a new node of the slow
 // class is not flagged while it learns, one of the fast class that is slow is.
 func TestPeerClassPeers(t *testing.T) {

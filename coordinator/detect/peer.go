@@ -868,6 +868,12 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			if e == nil {
 				continue
 			}
+			if v.Frozen(st) {
+				// Figures that have not moved for FrozenAfter say nothing about now (the
+				// TaskManager's metrics went stale): they still count in their vertex's median,
+				// but cannot make their own node look slow against peers whose load moved on.
+				continue
+			}
 			raw, ok := st.Metrics.TPR(p.cfg.MinBusyMs)
 			t := raw / e.expect
 			blocked := st.Metrics.BackpressuredMs > medBP+p.cfg.BackpressureExcessMs

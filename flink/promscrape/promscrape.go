@@ -429,34 +429,14 @@ func (e *extractor) identityOf(lbls seriesLabels, ks *knownSet) *setIdentity {
 	if ks.acc == nil {
 		return id
 	}
-	var jobID, vertexID, jobName, vertexName, attemptID, attemptNum, tmID, host []byte
-	lbls.each(func(name, value []byte) {
-		switch string(name) {
-		case "job_id":
-			jobID = value
-		case "task_id":
-			vertexID = value
-		case "job_name":
-			jobName = value
-		case "task_name":
-			vertexName = value
-		case "task_attempt_id":
-			attemptID = value
-		case "task_attempt_num":
-			attemptNum = value
-		case "tm_id":
-			tmID = value
-		case "host":
-			host = value
-		}
-	})
-	an, _ := strconv.ParseInt(string(attemptNum), 10, 32)
+	l := subtaskLabelsOf(lbls)
+	an, _ := strconv.ParseInt(string(l.attemptNum), 10, 32)
 	id.keyed = true
 	id.subsKey = e.str(e.key) // subtask left the set's key there
-	id.sub = SubtaskKey{JobID: e.str(jobID), VertexID: e.str(vertexID), SubtaskIndex: ks.acc.m.SubtaskIndex}
-	id.attemptID, id.jobName, id.vertexName = e.str(attemptID), e.str(jobName), e.str(vertexName)
+	id.sub = SubtaskKey{JobID: e.str(l.jobID), VertexID: e.str(l.vertexID), SubtaskIndex: ks.acc.m.SubtaskIndex}
+	id.attemptID, id.jobName, id.vertexName = e.str(l.attemptID), e.str(l.jobName), e.str(l.vertexName)
 	id.attemptNumber = int32(an)
-	id.tmID, id.host = e.str(tmID), e.str(host)
+	id.tmID, id.host = e.str(l.tmID), e.str(l.host)
 	return id
 }
 
@@ -844,57 +824,68 @@ func (e *extractor) noteTaskManager(lbls seriesLabels) {
 	e.s.Host = string(lbls.get("host"))
 }
 
+// subtaskLabels are the label values that name a subtask and its attempt, pointing into the
+// series' label bytes (nil when the series lacks the label).
+type subtaskLabels struct {
+	jobID, vertexID, subtaskIndex, jobName, vertexName, attemptID, attemptNum, tmID, host []byte
+}
+
+// subtaskLabelsOf picks a subtask series' naming labels out of lbls.
+func subtaskLabelsOf(lbls seriesLabels) (l subtaskLabels) {
+	lbls.each(func(name, value []byte) {
+		switch string(name) {
+		case "job_id":
+			l.jobID = value
+		case "task_id":
+			l.vertexID = value
+		case "subtask_index":
+			l.subtaskIndex = value
+		case "job_name":
+			l.jobName = value
+		case "task_name":
+			l.vertexName = value
+		case "task_attempt_id":
+			l.attemptID = value
+		case "task_attempt_num":
+			l.attemptNum = value
+		case "tm_id":
+			l.tmID = value
+		case "host":
+			l.host = value
+		}
+	})
+	return l
+}
+
 // subtask finds or creates the accumulator for the series' (job_id, task_id, subtask_index).
 // Label values are converted to strings only when a subtask is new or its attempt changes.
 func (e *extractor) subtask(lbls seriesLabels) *subtaskAcc {
 	s := e.s
-	var jobID, vertexID, idx, jobName, vertexName, attemptID, attemptNum, tmID, host []byte
-	lbls.each(func(name, value []byte) {
-		switch string(name) {
-		case "job_id":
-			jobID = value
-		case "task_id":
-			vertexID = value
-		case "subtask_index":
-			idx = value
-		case "job_name":
-			jobName = value
-		case "task_name":
-			vertexName = value
-		case "task_attempt_id":
-			attemptID = value
-		case "task_attempt_num":
-			attemptNum = value
-		case "tm_id":
-			tmID = value
-		case "host":
-			host = value
-		}
-	})
-	n, ok := subtaskIndex(idx)
-	if len(jobID) == 0 || len(vertexID) == 0 || !ok {
+	l := subtaskLabelsOf(lbls)
+	n, ok := subtaskIndex(l.subtaskIndex)
+	if len(l.jobID) == 0 || len(l.vertexID) == 0 || !ok {
 		s.Skipped++
 		return nil
 	}
-	e.key = append(append(append(e.key[:0], jobID...), 0), vertexID...)
+	e.key = append(append(append(e.key[:0], l.jobID...), 0), l.vertexID...)
 	e.key = binary.LittleEndian.AppendUint32(append(e.key, 0), uint32(n))
 	acc := e.subs[string(e.key)]
 	if acc == nil {
-		if s.TaskManagerID == "" && len(tmID) > 0 {
-			s.TaskManagerID, s.Host = string(tmID), string(host)
+		if s.TaskManagerID == "" && len(l.tmID) > 0 {
+			s.TaskManagerID, s.Host = string(l.tmID), string(l.host)
 		}
-		acc = &subtaskAcc{m: newSubtask(SubtaskKey{JobID: e.str(jobID), VertexID: e.str(vertexID), SubtaskIndex: int32(n)})}
+		acc = &subtaskAcc{m: newSubtask(SubtaskKey{JobID: e.str(l.jobID), VertexID: e.str(l.vertexID), SubtaskIndex: int32(n)})}
 		e.subs[string(e.key)] = acc
 	}
 	// Mid-failover a scrape can hold series of two attempts; the newest attempt describes the
 	// running task.
-	an, _ := strconv.ParseInt(string(attemptNum), 10, 32)
+	an, _ := strconv.ParseInt(string(l.attemptNum), 10, 32)
 	if acc.m.AttemptId == "" || int32(an) > acc.attemptNumber {
 		acc.attemptNumber = int32(an)
 		acc.m.AttemptNumber = int32(an)
-		acc.m.AttemptId = e.str(attemptID)
-		acc.m.JobName = e.str(jobName)
-		acc.m.VertexName = e.str(vertexName)
+		acc.m.AttemptId = e.str(l.attemptID)
+		acc.m.JobName = e.str(l.jobName)
+		acc.m.VertexName = e.str(l.vertexName)
 	}
 	return acc
 }

@@ -51,16 +51,7 @@ func forEachMode(t *testing.T, f func(t *testing.T, mode string)) {
 }
 
 func TestRunQueueSeesContentionInOwnCgroup(t *testing.T) {
-	hier, err := DetectCgroupHierarchy("/sys")
-	if err != nil {
-		t.Skipf("the kernel has no cgroup hierarchy mounted: %v", err)
-	}
-	cgPath := joinOwnCgroup(t, hier)
-	cgDir := filepath.Join(hier.Root, cgPath)
-	id, err := CgroupID(cgDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hier, cgPath, id := ownTestCgroup(t)
 
 	forEachMode(t, func(t *testing.T, mode string) {
 		rq, err := LoadRunQueue(RunQueueOptions{CgroupV1CPU: hier.V1CPU})
@@ -121,6 +112,22 @@ func TestRunQueueSeesContentionInOwnCgroup(t *testing.T) {
 			t.Errorf("resolver maps id %d to %q, %v; want %q", id, got, ok, cgPath)
 		}
 	})
+}
+
+// ownTestCgroup finds the machine's cgroup hierarchy (skipping the test where none is mounted),
+// moves the test process into a cgroup of its own (joinOwnCgroup) and returns the hierarchy, that
+// cgroup's path under the hierarchy's root and its id, the key of its run-queue histogram.
+func ownTestCgroup(t *testing.T) (CgroupHierarchy, string, uint64) {
+	hier, err := DetectCgroupHierarchy("/sys")
+	if err != nil {
+		t.Skipf("the kernel has no cgroup hierarchy mounted: %v", err)
+	}
+	path := joinOwnCgroup(t, hier)
+	id, err := CgroupID(filepath.Join(hier.Root, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hier, path, id
 }
 
 // joinOwnCgroup moves the test process into a fresh cgroup so the histogram under test is
@@ -427,15 +434,7 @@ func TestProbesLoadAfterReleaseKernelBTF(t *testing.T) {
 // and Forget must give it back. Forgetting the test's own cgroup more times than there are
 // slots, its threads taking a new slot after each, leaves it still counted.
 func TestRunQueueForgetFreesSlots(t *testing.T) {
-	hier, err := DetectCgroupHierarchy("/sys")
-	if err != nil {
-		t.Skipf("the kernel has no cgroup hierarchy mounted: %v", err)
-	}
-	cgDir := filepath.Join(hier.Root, joinOwnCgroup(t, hier))
-	id, err := CgroupID(cgDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hier, _, id := ownTestCgroup(t)
 	forEachMode(t, func(t *testing.T, mode string) {
 		rq, err := LoadRunQueue(RunQueueOptions{CgroupV1CPU: hier.V1CPU})
 		skipIfForbidden(t, err)

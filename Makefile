@@ -113,7 +113,7 @@ generate-bpf-deps:
 generate-vmlinux: generate-bpf-deps ## dump ebpf/include/vmlinux.h from /sys/kernel/btf/vmlinux with bpftool
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > ebpf/include/vmlinux.h
 
-bench-probes: ## eBPF probe cost per scheduler event on a pipe ping-pong, each trial beside empty programs on the same hooks (the floor) and bpftrace; median and IQR of the ratio (root)
+bench-probes: ## eBPF probe cost per scheduler event on a pipe ping-pong, each trial beside empty programs on the same hooks (the floor) and bpftrace; median and IQR of the ratio, BPF run time, and issue 17's figure and the whole cost per event beside them (root)
 	@command -v bpftrace >/dev/null || { apt-get update -qq && apt-get install -y -qq bpftrace; }
 	$(GO) run ./ebpf/probebench $(PROBEBENCH_ARGS)
 

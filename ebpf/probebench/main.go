@@ -5,7 +5,11 @@
 // called) and with bpftrace running the equivalent run-queue histogram. The four configurations
 // run in every trial, their order reversed from one trial to the next, so drift on a shared
 // machine hits them alike; each trial's costs are taken against its own detached run.
-// It needs root and prints medians and interquartile ranges with the load average beside them;
+// It needs root and prints medians and interquartile ranges with the load average beside them,
+// then a summary with every way the cost has been stated side by side, each labelled: issue 17's
+// figure (the increment over detached of the fastest trials, as the bench measured when the issue
+// was filed), the medians' increment, the whole cost of an event with the programs attached, this
+// bench's per-trial increment, and the programs' own run time from the kernel's BPF statistics.
 // `make bench-probes` runs it.
 package main
 
@@ -229,19 +233,104 @@ func run(n, trials int, withBpftrace, fifo bool) error {
 	// The programs' own run time, beside the trials: what the probes' work costs apart from
 	// the call into them, which the floor measures.
 	fmt.Println()
-	for _, c := range []config{floor, probes} {
-		pr, err := measureProgramRuns(c, cpu, n, fifo, hooks)
+	progRuns := map[config]programRuns{}
+	for _, c := range configs[1:] {
+		pr, err := measureProgramRuns(c, cpu, n, fifo, hooks, btPath)
 		if err != nil {
 			fmt.Printf("%s: no BPF statistics: %v\n", configNames[c], err)
 			continue
 		}
-		perEvent := 0.0
-		if pr.runs > 0 {
-			perEvent = float64(pr.runtime.Nanoseconds()) / float64(pr.runs)
-		}
-		fmt.Printf("%s: programs' own run time %.1f ns per run (kernel BPF statistics over one trial: %s)\n", configNames[c], perEvent, strings.Join(pr.perProg, ", "))
+		progRuns[c] = pr
+		fmt.Printf("%s: programs' own run time %.1f ns per run (kernel BPF statistics over one trial: %s)\n", configNames[c], pr.perRun(), strings.Join(pr.perProg, ", "))
 	}
+
+	fmt.Println()
+	printSummary(trials, configs, runs, costs, ratios, progRuns)
 	return nil
+}
+
+// printSummary sets the bench's figures side by side, one line per way of measuring, each
+// labelled with what it is. Issue 17's figure (1.52x: 230 ns against 151 ns, bpftrace 974 ns)
+// came from this bench as it was when the issue was filed (81ddec8): the fastest attached
+// trial less the fastest detached one, by the wall clock, per scheduler event (context
+// switches plus wakeups) - an increment over detached, not the whole cost of an event with
+// programs attached. That whole cost is printed too, as its own line.
+func printSummary(trials int, configs []config, runs [][]sample, costs map[config]distribution, ratios func(config) distribution, progRuns map[config]programRuns) {
+	wall := func(s sample) float64 { return s.wallTrip }
+	chosen := func(s sample) float64 { return s.perTrip }
+	events := func(s sample) float64 { return s.events }
+	// fastestIncrement: the fastest trial's wall time less the fastest detached trial's, per
+	// scheduler event of the attached trial (81ddec8's report).
+	fastestIncrement := func(c config) float64 {
+		fast := func(c config) sample {
+			return slices.MinFunc(runs[c], func(a, b sample) int { return cmpFloat(a.wallTrip, b.wallTrip) })
+		}
+		a := fast(c)
+		return (a.wallTrip - fast(detached).wallTrip) / a.events
+	}
+	// medianIncrement: the median wall time less the detached median, per scheduler event
+	// (553081c's report, the same trials unpaired).
+	medianIncrement := func(c config) float64 {
+		return (dist(field(runs[c], wall)).median - dist(field(runs[detached], wall)).median) / dist(field(runs[c], events)).median
+	}
+	// whole: the median of each run's time per scheduler event with the programs attached,
+	// the workload's own cost included.
+	whole := func(c config) float64 {
+		out := make([]float64, len(runs[c]))
+		for i, s := range runs[c] {
+			out[i] = chosen(s) / s.events
+		}
+		return dist(out).median
+	}
+	clock := "wall clock"
+	if byCPU {
+		clock = "threads' CPU time"
+	}
+	bt := slices.Contains(configs, bpftrace)
+	type line struct {
+		label string
+		value func(config) float64
+		ratio func(config) (float64, string) // nil: the ratio of the values
+	}
+	lines := []line{
+		{"A  issue 17's figure: increment over detached, fastest trial of each, wall clock, per sched event (bench at 81ddec8, when the issue was filed)", fastestIncrement, nil},
+		{"B  increment over detached, median trial of each, wall clock, per sched event (bench at 553081c)", medianIncrement, nil},
+		{fmt.Sprintf("C  whole cost per sched event with the programs attached, workload included (%s; not an increment, not the issue's figure)", clock), whole, nil},
+		{fmt.Sprintf("D  increment over the detached runs beside each run, per sched event (%s; ratio: median of the %d per-trial ratios; this bench's goal figure)", clock, trials),
+			func(c config) float64 { return costs[c].median },
+			func(c config) (float64, string) {
+				r := ratios(c)
+				return r.median, fmt.Sprintf("IQR %s, %d trials with no floor above noise", r.iqr(2), r.infinite())
+			}},
+		{"E  programs' own run time per run, kernel BPF statistics (one trial with statistics on; includes the statistics' two clock reads)",
+			func(c config) float64 {
+				if pr, ok := progRuns[c]; ok {
+					return pr.perRun()
+				}
+				return math.NaN()
+			}, nil},
+	}
+	fmt.Printf("ns per scheduler event (%d trials; sched event = context switch or wakeup)\n", trials)
+	fmt.Printf("%10s %10s %10s %16s %16s\n", "floor", "tmwarden", "bpftrace", "tmwarden/floor", "bpftrace/floor")
+	for _, l := range lines {
+		fmt.Println(l.label)
+		v := map[config]float64{}
+		for _, c := range []config{floor, probes, bpftrace} {
+			v[c] = math.NaN()
+			if c != bpftrace || bt {
+				v[c] = l.value(c)
+			}
+		}
+		rt, rb, note := ratio(v[probes], v[floor]), ratio(v[bpftrace], v[floor]), ""
+		if l.ratio != nil {
+			rt, note = l.ratio(probes)
+			if bt {
+				rb, _ = l.ratio(bpftrace)
+			}
+		}
+		fmt.Printf("%10.1f %10.1f %10.1f %15.2fx %15.2fx  %s\n", v[floor], v[probes], v[bpftrace], rt, rb, note)
+	}
+	fmt.Println("goal (issue 17): tmwarden <= 1.25x the floor")
 }
 
 // runConfig attaches what the configuration needs, runs the ping-pong once and detaches.
@@ -285,10 +374,18 @@ type programRuns struct {
 	perProg []string
 }
 
+// perRun is the programs' mean run time per run, in ns.
+func (pr programRuns) perRun() float64 {
+	if pr.runs == 0 {
+		return math.NaN()
+	}
+	return float64(pr.runtime.Nanoseconds()) / float64(pr.runs)
+}
+
 // measureProgramRuns runs the ping-pong once in configuration c with the kernel's run-time
 // statistics on (they cost every program two clock reads, so the timed trials run without
 // them) and sums the statistics of the programs c loaded.
-func measureProgramRuns(c config, cpu, n int, fifo bool, hooks []ebpf.Hook) (programRuns, error) {
+func measureProgramRuns(c config, cpu, n int, fifo bool, hooks []ebpf.Hook, btPath string) (programRuns, error) {
 	stats, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return programRuns{}, fmt.Errorf("enable BPF statistics: %w", err)
@@ -299,7 +396,7 @@ func measureProgramRuns(c config, cpu, n int, fifo bool, hooks []ebpf.Hook) (pro
 		return programRuns{}, err
 	}
 	var out programRuns
-	_, err = withConfig(c, hooks, "", func() (sample, error) {
+	_, err = withConfig(c, hooks, btPath, func() (sample, error) {
 		after, err := programIDs()
 		if err != nil {
 			return sample{}, err
@@ -378,7 +475,23 @@ func programIDs() ([]cebpf.ProgramID, error) {
 	}
 }
 
-func perTrip(ss []sample) []float64 { return field(ss, func(s sample) float64 { return s.perTrip }) }
+// ratio is a/b, or NaN where b is no cost (noise above the floor's own).
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
 
 func field(ss []sample, f func(sample) float64) []float64 {
 	out := make([]float64, len(ss))

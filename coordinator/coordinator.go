@@ -102,7 +102,9 @@ type Coordinator struct {
 	sessionSeq     atomic.Uint64
 	// roundPause holds the streams' new reports while an evaluation round runs.
 	roundPause pause
-	m          coordMetrics
+	// observeQ applies stored reports to the observers one at a time (Ingest).
+	observeQ observeQueue
+	m        coordMetrics
 }
 
 type nodeState struct {

@@ -421,10 +421,16 @@ func (c *Coordinator) Ingest(node string, r *tmwardenv1.Report) (bool, error) {
 	if becameReachable {
 		c.event(node, "node_reachable", fmt.Sprintf("node %s is reporting", node), map[string]string{"sequence": fmt.Sprint(r.Sequence)})
 	}
-	for _, o := range c.observers {
-		o(node, now, r)
-	}
+	// The observers' in-memory updates run one at a time through the queue (observeQueue),
+	// not in every stream's goroutine at once on their own locks.
+	c.observeQ.observe(node, now, r, c.notifyObservers)
 	return true, nil
+}
+
+func (c *Coordinator) notifyObservers(node string, at time.Time, r *tmwardenv1.Report) {
+	for _, o := range c.observers {
+		o(node, at, r)
+	}
 }
 
 // SendCommand queues cmd on node's open stream and records it in the command's durable record

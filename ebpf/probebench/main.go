@@ -75,6 +75,17 @@ func main() {
 // byCPU times trials by the ping-pong threads' CPU time instead of the wall clock.
 var byCPU = true
 
+// pingPongFIFO is whether the ping-pong threads run SCHED_FIFO (81ddec8's bench ran them
+// SCHED_OTHER, which -fifo=false restores).
+var pingPongFIFO = true
+
+func policyName() string {
+	if pingPongFIFO {
+		return "SCHED_FIFO"
+	}
+	return "SCHED_OTHER"
+}
+
 // sample is one timed run of the ping-pong.
 type sample struct {
 	perTrip  float64 // ns per round trip by the chosen clock
@@ -104,10 +115,8 @@ func run(n, trials int, withBpftrace, fifo bool) error {
 	if err != nil {
 		return err
 	}
-	policy := "SCHED_OTHER"
-	if fifo {
-		policy = "SCHED_FIFO"
-	}
+	pingPongFIFO = fifo
+	policy := policyName()
 	clock := "the wall clock"
 	if byCPU {
 		clock = "the two threads' CPU time"
@@ -293,8 +302,8 @@ func printSummary(trials int, configs []config, runs [][]sample, costs map[confi
 		ratio func(config) (float64, string) // nil: the ratio of the values
 	}
 	lines := []line{
-		{"A  issue 17's figure: increment over detached, fastest trial of each, wall clock, per sched event (bench at 81ddec8, when the issue was filed)", fastestIncrement, nil},
-		{"B  increment over detached, median trial of each, wall clock, per sched event (bench at 553081c)", medianIncrement, nil},
+		{fmt.Sprintf("A  issue 17's figure: increment over detached, fastest trial of each, wall clock, per sched event (the formula of the bench at 81ddec8, when the issue was filed, on this run's %s trials)", policyName()), fastestIncrement, nil},
+		{"B  increment over detached, median trial of each, wall clock, per sched event (the formula of the bench at 553081c)", medianIncrement, nil},
 		{fmt.Sprintf("C  whole cost per sched event with the programs attached, workload included (%s; not an increment, not the issue's figure)", clock), whole, nil},
 		{fmt.Sprintf("D  increment over the detached runs beside each run, per sched event (%s; ratio: median of the %d per-trial ratios; this bench's goal figure)", clock, trials),
 			func(c config) float64 { return costs[c].median },
@@ -328,7 +337,7 @@ func printSummary(trials int, configs []config, runs [][]sample, costs map[confi
 				rb, _ = l.ratio(bpftrace)
 			}
 		}
-		fmt.Printf("%10.1f %10.1f %10.1f %15.2fx %15.2fx  %s\n", v[floor], v[probes], v[bpftrace], rt, rb, note)
+		fmt.Printf("%10s %10s %10s %16s %16s  %s\n", orNA(v[floor], "%.1f"), orNA(v[probes], "%.1f"), orNA(v[bpftrace], "%.1f"), orNA(rt, "%.2fx"), orNA(rb, "%.2fx"), note)
 	}
 	fmt.Println("goal (issue 17): tmwarden <= 1.25x the floor")
 }
@@ -481,6 +490,14 @@ func ratio(a, b float64) float64 {
 		return math.NaN()
 	}
 	return a / b
+}
+
+// orNA formats v, or says n/a where there is no figure (not measured, or no cost to divide by).
+func orNA(v float64, format string) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func cmpFloat(a, b float64) int {

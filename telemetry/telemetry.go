@@ -58,12 +58,17 @@ func Setup(ctx context.Context, cfg Config, service, version string, attrs ...at
 	cfg = cfg.WithDefaults()
 	res := Resource(service, version, os.Getenv, attrs...)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), newProcessCollector())
-	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// The Go runtime's and the process's collectors in one registry, the exporter in another:
+	// the text format is written by promText from the exporter's reader beside the runtime's
+	// families, the other formats by promhttp over both.
+	runtimeReg := prometheus.NewRegistry()
+	runtimeReg.MustRegister(collectors.NewGoCollector(), newProcessCollector())
+	otelReg := prometheus.NewRegistry()
+	promExp, err := otelprom.New(otelprom.WithRegisterer(otelReg))
 	if err != nil {
 		return nil, fmt.Errorf("creating prometheus exporter: %w", err)
 	}
+	fallback := promhttp.HandlerFor(prometheus.Gatherers{runtimeReg, otelReg}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	mopts := []sdkmetric.Option{sdkmetric.WithReader(promExp), sdkmetric.WithResource(res)}
 	topts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
@@ -88,7 +93,7 @@ func Setup(ctx context.Context, cfg Config, service, version string, attrs ...at
 	return &Provider{
 		Meters:   mp,
 		Tracers:  tp,
-		Handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+		Handler:  newPromText(promExp, runtimeReg, fallback),
 		Resource: res,
 		// Traces first: a span ending during shutdown may still record a metric.
 		shutdown: []func(context.Context) error{tp.Shutdown, mp.Shutdown},

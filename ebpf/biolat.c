@@ -38,11 +38,22 @@ struct request___x {
 	struct gendisk *rq_disk;
 } __attribute__((preserve_access_index));
 
-static __always_inline u32 request_dev(struct request *rq)
+static __always_inline u32 request_dev(struct request *rq, bool typed)
 {
 	struct request___x *r = (void *)rq;
 	struct gendisk *disk;
 
+	// tp_btf's request is a typed kernel pointer: its fields are plain loads, where the raw_tp
+	// fallback pays a bpf_probe_read_kernel call for each.
+	if (typed) {
+		if (bpf_core_field_exists(r->rq_disk))
+			disk = r->rq_disk;
+		else
+			disk = rq->q->disk;
+		if (!disk)
+			return 0;
+		return ((u32)disk->major << MINORBITS) | (u32)disk->first_minor;
+	}
 	if (bpf_core_field_exists(r->rq_disk))
 		disk = BPF_CORE_READ(r, rq_disk);
 	else
@@ -59,7 +70,7 @@ static __always_inline void on_issue(struct request *rq)
 	bpf_map_update_elem(&bio_start, &key, &ts, BPF_ANY);
 }
 
-static __always_inline void on_complete(struct request *rq)
+static __always_inline void on_complete(struct request *rq, bool typed)
 {
 	u64 key = (u64)rq, *tsp, delta;
 	u32 dev;
@@ -72,7 +83,7 @@ static __always_inline void on_complete(struct request *rq)
 	bpf_map_delete_elem(&bio_start, &key);
 	if ((s64)delta < 0)
 		return;
-	dev = request_dev(rq);
+	dev = request_dev(rq, typed);
 	h = hist_lookup_or_init(&bio_hists, &dev);
 	if (h)
 		hist_add(h, delta);
@@ -98,7 +109,7 @@ int BPF_PROG(tp_block_rq_issue_old, struct request_queue *q, struct request *rq)
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(tp_block_rq_complete, struct request *rq)
 {
-	on_complete(rq);
+	on_complete(rq, true);
 	return 0;
 }
 
@@ -119,6 +130,6 @@ int BPF_PROG(raw_block_rq_issue_old, struct request_queue *q, struct request *rq
 SEC("raw_tp/block_rq_complete")
 int BPF_PROG(raw_block_rq_complete, struct request *rq)
 {
-	on_complete(rq);
+	on_complete(rq, false);
 	return 0;
 }

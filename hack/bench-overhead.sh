@@ -72,7 +72,8 @@ cpu_ticks() {
 # run_ns prints the nanoseconds the threads of a process ran on a CPU (the sum of
 # /proc/PID/task/*/schedstat), a finer cross-check of the tick-based figure. Threads that exited
 # are missing from it, so it can read low; 0 when the kernel lacks schedstats.
-run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+# (%.0f, not %d: mawk clamps %d at 2^31-1, and an agent past 2.1 s of CPU, eBPF loading included, read as 0 ns.)
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
@@ -287,13 +288,13 @@ BEGIN {
 	if (nt > ncpu * 1.2 + 0.05) { ncpu = nt; nnote = "node_exporter: threads exited during the run; CPU % from clock ticks" }
 	printf "\nagent overhead over %.1f s, %s s interval (CPU %% of one core from schedstat ns; clock ticks at %d/s beside it)\n", secs, iv, hz
 	printf "%-26s %9s %14s %7s %14s %9s %10s %10s\n", "process", "CPU %", "CPU ns", "ticks", "peak RSS MiB", "RSS MiB", "anon MiB", "file MiB"
-	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024, aa / 1024, af / 1024
-	printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024, na / 1024, nf / 1024
+	printf "%-26s %9.3f %14.0f %7d %14.1f %9.1f %10.1f %10.1f\n", "tmwarden-agent", acpu, as1 - as0, a1 - a0, ah / 1024, ar / 1024, aa / 1024, af / 1024
+	printf "%-26s %9.3f %14.0f %7d %14.1f %9.1f %10.1f %10.1f\n", "prometheus-node-exporter", ncpu, ns1 - ns0, n1 - n0, nh / 1024, nr / 1024, na / 1024, nf / 1024
 	if (bpid != "") {
 		bcpu = (bs1 - bs0) / 1e7 / secs
 		bt = (b1 - b0) / hz / secs * 100
 		if (bt > bcpu * 1.2 + 0.05) { bcpu = bt; bnote = "baseline agent: threads exited during the run; CPU % from clock ticks" }
-		printf "%-26s %9.3f %14d %7d %14.1f %9.1f %10.1f %10.1f\n", "agent @" substr(brev, 1, 19), bcpu, bs1 - bs0, b1 - b0, bh / 1024, br / 1024, ba / 1024, bf / 1024
+		printf "%-26s %9.3f %14.0f %7d %14.1f %9.1f %10.1f %10.1f\n", "agent @" substr(brev, 1, 19), bcpu, bs1 - bs0, b1 - b0, bh / 1024, br / 1024, ba / 1024, bf / 1024
 	}
 	print "(RSS at the end split into anonymous memory and mapped file pages, mostly the binary itself)"
 	printf "(%s; load average at the end %s)\n", ne, la

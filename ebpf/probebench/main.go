@@ -311,10 +311,10 @@ func printSummary(trials int, configs []config, runs [][]sample, costs map[confi
 				r := ratios(c)
 				return r.median, fmt.Sprintf("IQR %s, %d trials with no floor above noise", r.iqr(2), r.infinite())
 			}},
-		{"E  programs' own run time per run, kernel BPF statistics (one trial with statistics on; includes the statistics' two clock reads)",
+		{"E  programs' own run time per sched event, kernel BPF statistics (one trial with statistics on; every run on the machine counted, two clock reads per run included; per run: the lines above)",
 			func(c config) float64 {
 				if pr, ok := progRuns[c]; ok {
-					return pr.perRun()
+					return pr.perEvent()
 				}
 				return math.NaN()
 			}, nil},
@@ -381,6 +381,7 @@ type programRuns struct {
 	runs    uint64
 	runtime time.Duration
 	perProg []string
+	events  float64 // the ping-pong's scheduler events over the trial
 }
 
 // perRun is the programs' mean run time per run, in ns.
@@ -389,6 +390,17 @@ func (pr programRuns) perRun() float64 {
 		return math.NaN()
 	}
 	return float64(pr.runtime.Nanoseconds()) / float64(pr.runs)
+}
+
+// perEvent is the programs' run time per scheduler event of the ping-pong, in ns: comparable
+// between configurations that run a program on every event (bpftrace: switches and wakeups)
+// and those that run one on switches alone (tmwarden's tp_btf probe). Runs for other threads'
+// events on the machine during the trial count too, alike for every configuration.
+func (pr programRuns) perEvent() float64 {
+	if pr.events == 0 {
+		return math.NaN()
+	}
+	return float64(pr.runtime.Nanoseconds()) / pr.events
 }
 
 // measureProgramRuns runs the ping-pong once in configuration c with the kernel's run-time
@@ -462,6 +474,7 @@ func measureProgramRuns(c config, cpu, n int, fifo bool, hooks []ebpf.Hook, btPa
 			out.runtime += rt
 			out.perProg = append(out.perProg, fmt.Sprintf("%s %.1f ns x %d", name, float64(rt.Nanoseconds())/float64(runs), runs))
 		}
+		out.events = s.events * float64(n)
 		return s, nil
 	})
 	return out, err

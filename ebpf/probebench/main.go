@@ -60,6 +60,7 @@ func main() {
 	withBpftrace := flag.Bool("bpftrace", true, "also measure bpftrace running the equivalent run-queue histogram in every trial")
 	fifo := flag.Bool("fifo", true, "run the ping-pong threads SCHED_FIFO, so the machine's other work cannot take their CPU mid-trial (false: SCHED_OTHER, as before)")
 	clock := flag.String("clock", "cpu", "what a trial is timed by: cpu (the two threads' CPU time from schedstat: other work on the CPU and the host's steal left out) or wall")
+	flag.IntVar(&statsTrials, "stats-trials", statsTrials, "trials per configuration with the kernel's BPF statistics on (the programs' own run time; the median is reported)")
 	flag.Parse()
 	if *clock != "cpu" && *clock != "wall" {
 		fmt.Fprintln(os.Stderr, "probebench: -clock is cpu or wall")
@@ -71,6 +72,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// statsTrials is the number of trials per configuration run with the kernel's BPF statistics on.
+var statsTrials = 5
 
 // byCPU times trials by the ping-pong threads' CPU time instead of the wall clock.
 var byCPU = true
@@ -240,21 +244,42 @@ func run(n, trials int, withBpftrace, fifo bool) error {
 	}
 
 	// The programs' own run time, beside the trials: what the probes' work costs apart from
-	// the call into them, which the floor measures.
+	// the call into them, which the floor measures. One trial is at the mercy of the host (a
+	// preempted vCPU inflates every run it lands in), so the configurations alternate over
+	// statsTrials trials and the medians are kept.
 	fmt.Println()
-	progRuns := map[config]programRuns{}
+	perRun, perEvent := map[config][]float64{}, map[config][]float64{}
+	for i := range statsTrials {
+		order := slices.Clone(configs[1:])
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
+			pr, err := measureProgramRuns(c, cpu, n, fifo, hooks, btPath)
+			if err != nil {
+				fmt.Printf("%s: no BPF statistics: %v\n", configNames[c], err)
+				continue
+			}
+			perRun[c] = append(perRun[c], pr.perRun())
+			perEvent[c] = append(perEvent[c], pr.perEvent())
+			if i == 0 {
+				fmt.Printf("%s: programs' own run time in the first trial: %s\n", configNames[c], strings.Join(pr.perProg, ", "))
+			}
+		}
+	}
+	progEvent := map[config]float64{}
 	for _, c := range configs[1:] {
-		pr, err := measureProgramRuns(c, cpu, n, fifo, hooks, btPath)
-		if err != nil {
-			fmt.Printf("%s: no BPF statistics: %v\n", configNames[c], err)
+		if len(perRun[c]) == 0 {
 			continue
 		}
-		progRuns[c] = pr
-		fmt.Printf("%s: programs' own run time %.1f ns per run (kernel BPF statistics over one trial: %s)\n", configNames[c], pr.perRun(), strings.Join(pr.perProg, ", "))
+		r, e := dist(perRun[c]), dist(perEvent[c])
+		progEvent[c] = e.median
+		fmt.Printf("%s: programs' own run time, median of %d trials: %.1f ns per run (IQR %s), %.1f ns per scheduler event (IQR %s)\n",
+			configNames[c], len(perRun[c]), r.median, r.iqr(1), e.median, e.iqr(1))
 	}
 
 	fmt.Println()
-	printSummary(trials, configs, runs, costs, ratios, progRuns)
+	printSummary(trials, configs, runs, costs, ratios, progEvent)
 	return nil
 }
 
@@ -264,7 +289,7 @@ func run(n, trials int, withBpftrace, fifo bool) error {
 // trial less the fastest detached one, by the wall clock, per scheduler event (context
 // switches plus wakeups) - an increment over detached, not the whole cost of an event with
 // programs attached. That whole cost is printed too, as its own line.
-func printSummary(trials int, configs []config, runs [][]sample, costs map[config]distribution, ratios func(config) distribution, progRuns map[config]programRuns) {
+func printSummary(trials int, configs []config, runs [][]sample, costs map[config]distribution, ratios func(config) distribution, progEvent map[config]float64) {
 	wall := func(s sample) float64 { return s.wallTrip }
 	chosen := func(s sample) float64 { return s.perTrip }
 	events := func(s sample) float64 { return s.events }
@@ -311,10 +336,10 @@ func printSummary(trials int, configs []config, runs [][]sample, costs map[confi
 				r := ratios(c)
 				return r.median, fmt.Sprintf("IQR %s, %d trials with no floor above noise", r.iqr(2), r.infinite())
 			}},
-		{"E  programs' own run time per sched event, kernel BPF statistics (one trial with statistics on; every run on the machine counted, two clock reads per run included; per run: the lines above)",
+		{fmt.Sprintf("E  programs' own run time per sched event, kernel BPF statistics (median of %d trials with statistics on; every run on the machine counted, two clock reads per run included; per run: the lines above)", statsTrials),
 			func(c config) float64 {
-				if pr, ok := progRuns[c]; ok {
-					return pr.perEvent()
+				if v, ok := progEvent[c]; ok {
+					return v
 				}
 				return math.NaN()
 			}, nil},

@@ -73,6 +73,7 @@ func TestExplicitZero(t *testing.T) {
 		"detection.peer.min_class_peers":        refused,
 		"detection.peer.speed_alpha":            zero,
 		"detection.peer.slower_hardware":        refused,
+		"detection.peer.host_stand_out":         zero,
 		// 0 migrations in flight is a kill switch; 0 quarantined share allows none.
 		"decisions.policy.max_concurrent_migrations": zero,
 		"decisions.policy.max_quarantined_share":     zero,

@@ -678,13 +678,16 @@ func TestPeerCPUStarvationExplainsRetransmits(t *testing.T) {
 // the contended node's is not far above the median; but it has no idle CPU left and one
 // neighbour uses far more than any peer's: the neighbour's CPU comes out of the TaskManagers'
 // share. The cause is CPU contention and the neighbour is named; on a node with idle CPU the
-// same neighbour alone is not contention.
+// same neighbour alone, the TaskManagers' threads waiting no longer than the peers' (within
+// the run queue's floor), is not contention. (Threads waiting longer than every peer's beside
+// a neighbour are: TestPeerCPUTakenUnderAFleetWideWaitIsContention.)
 func TestPeerNeighbourOnASaturatedNode(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		idle      float64
+		runq      float64
 		contended bool
-	}{{"saturated", 0.02, true}, {"idle CPU left", 0.4, false}} {
+	}{{"saturated", 0.02, 3000, true}, {"idle CPU left, nothing waits longer", 0.4, 2200, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster()
 			for n := range 8 {
@@ -693,7 +696,7 @@ func TestPeerNeighbourOnASaturatedNode(t *testing.T) {
 			}
 			d := NewPeer(DefaultPeerConfig())
 			c.warm(d)
-			c.runq[node(3)] = 3000 // longer, but not four times the median
+			c.runq[node(3)] = tc.runq // at most 1.5 times the median, not the 4 times it takes alone
 			c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 1.8, 1.8
 			withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
 				// The TaskManagers use what the neighbour (2.2 cores) and a little else leave:
@@ -791,6 +794,62 @@ func TestPeerCPUUsedBesideIdleCPUIsNoContention(t *testing.T) {
 		v, ok := verdict(c.eval(d), node(3), "")
 		if ok && (v.Status == StatusSlow || v.Cause == CauseCPU) {
 			t.Fatalf("window %d: a pod using CPU beside idle CPU, nothing waiting, made node-3 %s / %s: %+v", i+1, v.Status, v.Cause, v.Evidence)
+		}
+	}
+}
+
+// A cluster-wide slowdown: every machine loses a fifth of its CPU to steal and every thread
+// waits about 2.3 ms for a CPU. On node 3 a pod takes 4 of 16 cores beside idle CPU, its
+// TaskManagers' threads wait 0.7 ms more than the median node's (not the 4x the run queue
+// needs to be evidence on its own, over the wait the whole fleet shares) and its subtasks are
+// 1.5x slower. That CPU is felt: node 3 is slow, cpu_contention, the pod named.
+func TestPeerCPUTakenUnderAFleetWideWaitIsContention(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		c.steal[node(n)] = 0.19
+		c.runq[node(n)] = 2000 + 100*float64(n)
+		withTMCgroup(c, n, nil)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	c.runq[node(3)] = 3150
+	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 1.5, 1.5
+	withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+		r.Host.Cpu.User, r.Host.Cpu.Idle = 0.3+4.0/16, 0.7-4.0/16-0.19
+		r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/kubepods/pod-a", PodName: "pod-a", PodNamespace: "ns", CpuUsageCores: 4})
+	})
+	var v Verdict
+	for range 2 {
+		v, _ = verdict(c.eval(d), node(3), "")
+	}
+	if v.Status != StatusSlow || v.Cause != CauseCPU || v.Culprit == nil || v.Culprit.Cgroup != "/kubepods/pod-a" {
+		t.Fatalf("node-3 = %s / %s (culprit %+v), want slow / cpu_contention naming /kubepods/pod-a: %+v", v.Status, v.Cause, v.Culprit, v.Evidence)
+	}
+}
+
+// A cluster-wide slowdown: every machine loses about 0.19 of its CPU to steal, within a
+// thousandth of each other. Node 3 loses 0.29, ten points more than any peer but not the 3x of
+// the median steal needs to be, and its subtasks are 1.4x slower: it is slow with cause
+// cpu_steal. Its peers, at the shared level, are not raised.
+func TestPeerStealStandingOutOfAFleetWideSteal(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		c.steal[node(n)] = 0.188 + 0.0005*float64(n)
+	}
+	d := NewPeer(DefaultPeerConfig())
+	c.warm(d)
+	c.steal[node(3)] = 0.29
+	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 1.4, 1.4
+	var r Round
+	for range 2 {
+		r = c.eval(d)
+	}
+	if v, _ := verdict(r, node(3), ""); v.Status != StatusSlow || v.Cause != CauseSteal {
+		t.Fatalf("node-3 = %s / %s, want slow / cpu_steal: %+v", v.Status, v.Cause, v.Evidence)
+	}
+	for _, v := range r.Verdicts {
+		if v.Node != node(3) && v.Status != StatusHealthy {
+			t.Fatalf("%s at the fleet's shared steal = %s / %s: %+v", v.Node, v.Status, v.Cause, v.Evidence)
 		}
 	}
 }

@@ -72,6 +72,13 @@ type PeerConfig struct {
 	// SlowerHardware: a node whose learned speed is this many times below its peers' is
 	// reported as slower hardware (a class finding), never as a slow node.
 	SlowerHardware float64 `yaml:"slower_hardware"`
+	// HostStandOut: a host signal above its peer median by its floor and by this many of the
+	// peers' standard deviations (robust: 1.4826 median absolute deviations) is raised even
+	// where it stays under the signal's ratio to the median. The ratio assumes a signal's
+	// spread grows with its level; a level every node shares (steal on all machines in a
+	// cluster-wide slowdown) raises the bar without any spread, and a node losing more to it
+	// than all its peers went unseen. 0: the ratio alone.
+	HostStandOut float64 `yaml:"host_stand_out"`
 }
 
 // DefaultPeerConfig is tuned on the public scenarios in sim/scenarios.
@@ -83,6 +90,7 @@ func DefaultPeerConfig() PeerConfig {
 		SevereHostScore: 2, HostOnlyWindows: 6,
 		ForgetAfter: 10 * time.Minute, MaxEvidence: 8,
 		GCElevatedMs: 50, LearnWindows: 6, MinClassPeers: 3, SpeedAlpha: 0.02, SlowerHardware: 1.15,
+		HostStandOut: 6,
 	}
 }
 
@@ -100,7 +108,8 @@ func (c PeerConfig) Validate() error {
 		key string
 		v   float64
 	}{{"min_busy_ms", c.MinBusyMs}, {"backpressure_excess_ms", c.BackpressureExcessMs}, {"gc_excess_ms", c.GCExcessMs},
-		{"gc_elevated_ms", c.GCElevatedMs}, {"decisive_host_score", c.DecisiveHostScore}, {"severe_host_score", c.SevereHostScore}} {
+		{"gc_elevated_ms", c.GCElevatedMs}, {"decisive_host_score", c.DecisiveHostScore}, {"severe_host_score", c.SevereHostScore},
+		{"host_stand_out", c.HostStandOut}} {
 		if f.v < 0 {
 			bad(f.key, f.v, "must not be negative")
 		}
@@ -234,12 +243,15 @@ type nodeEval struct {
 	slowVertices int
 	tms          []*tmEval
 	host         []Evidence
-	// raised are the host signals of host: the ones the rules below ask about.
-	raised    model.SignalSet
-	hostCause Cause
-	hostScore float64
-	hostValid bool
-	hd        model.HostDigest
+	// raised are the host signals of host: the ones the rules below ask about. abovePeers are
+	// those above the peer median by at least their floor, whether or not they also pass the
+	// ratio test that raising asks for.
+	raised     model.SignalSet
+	abovePeers model.SignalSet
+	hostCause  Cause
+	hostScore  float64
+	hostValid  bool
+	hd         model.HostDigest
 	// work: the node runs subtasks, or a TaskManager whose metrics could not be read; a node
 	// without Flink work cannot be a slow Flink node.
 	work       bool
@@ -653,6 +665,13 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 		}
 		med := median(vals)
 		medians[sig] = med
+		standOut := math.Inf(1)
+		if p.cfg.HostStandOut > 0 {
+			for i, v := range vals {
+				vals[i] = math.Abs(v - med)
+			}
+			standOut = med + p.cfg.HostStandOut*madToStdDev*median(vals)
+		}
 		if sig == model.SignalRunqMean {
 			for _, e := range order {
 				e.runqMedian = med
@@ -662,8 +681,11 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 			if !e.hostValid {
 				continue
 			}
-			if x := e.hd.Signals[sig]; x > med+row.Floor && x > row.Ratio*med {
-				e.raised = e.raised.With(sig)
+			if x := e.hd.Signals[sig]; x > med+row.Floor {
+				e.abovePeers = e.abovePeers.With(sig)
+				if x > row.Ratio*med || x > standOut {
+					e.raised = e.raised.With(sig)
+				}
 			}
 		}
 	}
@@ -677,7 +699,7 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 		}
 	}
 	for _, e := range order {
-		e.raised = selfLoadExplained(e.raised, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
+		e.raised = selfLoadExplained(e.raised, e.abovePeers&cpuWaits != 0, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
 		if e.raised == 0 {
 			continue
 		}
@@ -741,6 +763,10 @@ func lossAtReceivers(e *nodeEval) bool {
 	return lost > 0 && lost >= 0.5*e.hd.Signals[model.SignalRetransRate]
 }
 
+// madToStdDev turns a median absolute deviation into the standard deviation it stands for
+// (normally distributed values).
+const madToStdDev = 1.4826
+
 // saturatedCPU is the share of the node's CPU time, busy or stolen, above which it has no idle
 // CPU to speak of: whatever one tenant gains, another loses.
 const saturatedCPU = 0.95
@@ -763,12 +789,19 @@ var (
 // what others use comes out of the TaskManagers' share, however long the run queue already was
 // across a busy fleet. (CPU used beside idle CPU was host evidence on its own: a node whose
 // hot-key subtasks lagged was judged slow, cpu_contention, for a pod using a core or two of 32.)
-func selfLoadExplained(raised model.SignalSet, saturated bool) model.SignalSet {
-	waits, takers := raised&cpuWaits != 0, raised&cpuTakers != 0
+//
+// Whether threads wait is waitsAbovePeers: a wait signal above the peer median by its floor,
+// not necessarily by the ratio that makes it evidence on its own. The question here is only
+// whether what others use is felt at all; when the whole fleet already waits (steal on every
+// machine in a cluster-wide slowdown), a ratio over that shared wait cannot be reached, and a
+// neighbour taking a third of a node's cores was dropped as harmless while its subtasks were
+// 1.5x slower (generated gen-52010: cause unknown, no culprit, slow 21 s late).
+func selfLoadExplained(raised model.SignalSet, waitsAbovePeers, saturated bool) model.SignalSet {
+	takers := raised&cpuTakers != 0
 	if !takers {
 		raised &^= cpuWaits
 	}
-	if !waits && !saturated {
+	if !waitsAbovePeers && !saturated {
 		raised &^= model.SignalsOf(model.SignalBusiestNeighbourCPU, model.SignalOtherCPU)
 	}
 	return raised

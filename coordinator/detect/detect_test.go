@@ -898,30 +898,51 @@ func TestPeerLossAtAReceiverIsNotTheSenders(t *testing.T) {
 	}
 }
 
-// TestPeerGCStormOnANodeWithNetworkLoss: two faults on one node, its network losing packets and
-// one JVM far out on GC time. The node is slow with cause network and the JVM is judged on its
-// own at once: loss does not make a JVM collect garbage.
-func TestPeerGCStormOnANodeWithNetworkLoss(t *testing.T) {
-	c := newCluster()
-	for n := range 8 {
-		withTMCgroup(c, n, nil)
+// TestPeerGCStormBesideANodeFault: two faults on one node, its own trouble and one of its two
+// JVMs far out on GC time. Network loss does not make a JVM collect garbage, and CPU taken by
+// the hypervisor slows every JVM's collector on the node alike while the other JVM's GC is as
+// its peers': the node is slow with its cause and the JVM is judged on its own at once. When
+// both JVMs' GC rises together under the taken CPU, the node's trouble explains it and no
+// TaskManager is judged.
+func TestPeerGCStormBesideANodeFault(t *testing.T) {
+	lossy := func(c *cluster) {
+		withTMCgroup(c, 5, func(r *tmwardenv1.Report) { r.Host.Tcp.RetransmitsPerSecond = 100 })
 	}
-	d := NewPeer(DefaultPeerConfig())
-	c.warm(d)
-	withTMCgroup(c, 5, func(r *tmwardenv1.Report) { r.Host.Tcp.RetransmitsPerSecond = 100 })
-	c.gc[tmOf(5, 1)] = 500
-	c.slow[tmOf(5, 1)] = 2
-	var nv, tm Verdict
-	for range 2 {
-		r := c.eval(d)
-		nv, _ = verdict(r, node(5), "")
-		tm, _ = verdict(r, node(5), tmOf(5, 1))
-	}
-	if nv.Status != StatusSlow || nv.Cause != CauseNetwork {
-		t.Errorf("node-5 = %s / %s, want slow / network", nv.Status, nv.Cause)
-	}
-	if tm.Status != StatusSlow || tm.Cause != CauseGC {
-		t.Errorf("node-5's tm-1 = %s / %s, want slow / taskmanager_gc", tm.Status, tm.Cause)
+	stolen := func(c *cluster) { c.steal[node(5)], c.runq[node(5)] = 0.3, 4000 }
+	for _, tc := range []struct {
+		name      string
+		fault     func(*cluster)
+		nodeCause Cause
+		otherGC   float64
+		wantTM    bool
+	}{
+		{"network loss", lossy, CauseNetwork, 0, true},
+		{"steal, one JVM stands out", stolen, CauseSteal, 0, true},
+		{"steal, both JVMs collect more", stolen, CauseSteal, 300, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster()
+			for n := range 8 {
+				withTMCgroup(c, n, nil)
+			}
+			d := NewPeer(DefaultPeerConfig())
+			c.warm(d)
+			tc.fault(c)
+			c.gc[tmOf(5, 1)], c.gc[tmOf(5, 0)] = 500, tc.otherGC
+			c.slow[tmOf(5, 1)] = 2
+			var nv, tm Verdict
+			for range 2 {
+				r := c.eval(d)
+				nv, _ = verdict(r, node(5), "")
+				tm, _ = verdict(r, node(5), tmOf(5, 1))
+			}
+			if nv.Status != StatusSlow || nv.Cause != tc.nodeCause {
+				t.Errorf("node-5 = %s / %s, want slow / %s", nv.Status, nv.Cause, tc.nodeCause)
+			}
+			if got := tm.Status == StatusSlow && tm.Cause == CauseGC; got != tc.wantTM {
+				t.Errorf("node-5's tm-1 = %q / %q, want a taskmanager_gc verdict: %v", tm.Status, tm.Cause, tc.wantTM)
+			}
+		})
 	}
 }
 

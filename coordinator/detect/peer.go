@@ -1060,6 +1060,22 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	return nil
 }
 
+// aloneOnItsNode says whether t is the only JVM on its node with raised GC time, and has
+// node-mates to be compared with.
+func aloneOnItsNode(e *nodeEval, t *tmEval) bool {
+	mates := 0
+	for _, o := range e.tms {
+		if o == t {
+			continue
+		}
+		if o.gcElevated {
+			return false
+		}
+		mates++
+	}
+	return mates > 0
+}
+
 // gcExplainsHost says whether a JVM's GC could be all the host shows: its GC threads load the
 // CPUs, so threads wait for them, but nothing else rises with it.
 func gcExplainsHost(raised model.SignalSet) bool {
@@ -1107,12 +1123,17 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 	}
 	p.step(nodeKey, e, o, r, nil)
 	stepped := map[string]bool{}
-	if e.hostCause == CauseNetwork || e.hostCause == CauseDisk {
+	if e.hostCause == CauseNetwork || e.hostCause == CauseDisk || e.hostCause == CauseCPU || e.hostCause == CauseSteal {
 		// A JVM far out on GC time on a node with network or disk trouble has a second,
-		// independent fault: neither makes a JVM collect garbage (memory pressure and a
-		// starved CPU may, so those stay the node's).
+		// independent fault: neither makes a JVM collect garbage (memory pressure may, so that
+		// stays the node's). A CPU taken by a neighbour or the hypervisor slows the GC threads
+		// of every JVM on the node alike, so under it only a JVM that stands out from its
+		// node-mates (none of them even elevated) has a fault of its own; before, a GC storm
+		// in one of two JVMs on a contended node was never judged (generated gen-64018,
+		// gen-52010). A TaskManager's own quota (throttled) stays the node's: it slows that
+		// one JVM's collector alone.
 		for _, t := range e.tms {
-			if t.gcOutlier {
+			if t.gcOutlier && (e.hostCause == CauseNetwork || e.hostCause == CauseDisk || aloneOnItsNode(e, t)) {
 				stepped[t.id] = true
 				p.step(target{node: e.name, tm: t.id}, e, outcome{weak: true, strong: true,
 					decisive: p.cfg.DecisiveHostScore > 0 && len(t.vertices) >= p.cfg.MinVertices}, r, t)

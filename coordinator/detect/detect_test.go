@@ -475,6 +475,32 @@ func TestPeerSubtaskSlowdownIsNoMachineSpeed(t *testing.T) {
 	}
 }
 
+// Node 2 joins at its peers' speed; later the work placed on it becomes a fifth costlier (every
+// subtask 1.22x slower: under the straggler margin, so it is never judged slow) for an hour,
+// with nothing on its host. Its learned speed follows and drops below the slower-hardware cut,
+// but the machine has not changed since it joined: no slower-hardware finding. Node 3, slower
+// from the start, is reported.
+func TestPeerSpeedDriftIsNoSlowerHardware(t *testing.T) {
+	c := newCluster()
+	c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 1.25, 1.25
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.slow[tmOf(2, 0)], c.slow[tmOf(2, 1)] = 1.22, 1.22
+	var r Round
+	for i := range 720 {
+		r = c.eval(p)
+		if f, ok := finding(r, node(2), FindingSlowerHardware); ok {
+			t.Fatalf("window %d: a node that slowed after joining reported as slower hardware (learned %.3f): %+v", i+1, p.speed[node(2)].rel, f)
+		}
+	}
+	if sp := p.speed[node(2)].rel; sp*DefaultPeerConfig().SlowerHardware >= 1 {
+		t.Fatalf("node 2's learned speed %.3f did not drift below the cut: the test shows nothing", sp)
+	}
+	if _, ok := finding(r, node(3), FindingSlowerHardware); !ok {
+		t.Fatalf("node 3, 1.25x slower since it joined, not reported as slower hardware")
+	}
+}
+
 // Node 5's Flink metrics go stale (its reports repeat the same figures) and later its peers'
 // load moves on, their rates rising 1.6x: figures that have not moved for FrozenAfter say
 // nothing about now, and the node is not judged slow on them. They still count in their

@@ -30,22 +30,29 @@ func benchReport(seq uint64) *tmwardenv1.Report {
 	return r
 }
 
-// BenchmarkIngest measures the coordinator's ingest path (dedupe, registry, pebble write)
-// in-process, with 1000 nodes reporting round-robin.
-func BenchmarkIngest(b *testing.B) {
+// registeredCoordinator is an in-process coordinator (no listeners) that knows nodes n0000,
+// n0001, … from their Hello; it is closed when the benchmark ends.
+func registeredCoordinator(b *testing.B, nodes int) *coordinator.Coordinator {
 	cfg := coordinator.DefaultConfig()
 	cfg.DataDir, cfg.HTTPAddr = b.TempDir(), ""
 	c, err := coordinator.New(cfg, coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	const nodes = 1000
-	for i := 0; i < nodes; i++ {
+	b.Cleanup(func() { c.Close() })
+	for i := range nodes {
 		if _, err := c.Register(&tmwardenv1.Hello{NodeName: fmt.Sprintf("n%04d", i), ProtocolVersion: 1, InstanceId: "i"}); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return c
+}
+
+// BenchmarkIngest measures the coordinator's ingest path (dedupe, registry, pebble write)
+// in-process, with 1000 nodes reporting round-robin.
+func BenchmarkIngest(b *testing.B) {
+	const nodes = 1000
+	c := registeredCoordinator(b, nodes)
 	reports := make([]*tmwardenv1.Report, b.N/nodes+2)
 	for i := range reports {
 		reports[i] = benchReport(uint64(i + 1))
@@ -113,19 +120,8 @@ func BenchmarkIngestGRPC(b *testing.B) {
 // it: the CPU time of the whole process per report (the garbage collector's included) beside
 // the wall time, since on a loaded machine wall time includes the wait for a core.
 func BenchmarkIngestConcurrent(b *testing.B) {
-	cfg := coordinator.DefaultConfig()
-	cfg.DataDir, cfg.HTTPAddr = b.TempDir(), ""
-	c, err := coordinator.New(cfg, coordinator.WithLogger(quiet), coordinator.WithTelemetry(telemetry.Noop()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
 	const streams = 3000
-	for i := range streams {
-		if _, err := c.Register(&tmwardenv1.Hello{NodeName: fmt.Sprintf("n%04d", i), ProtocolVersion: 1, InstanceId: "i"}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c := registeredCoordinator(b, streams)
 	// Each node runs subtasks of its own (a job of parallelism 15,000 over 4 vertices) in a
 	// TaskManager of its own at an address of its own.
 	report := func(i int, seq uint64) *tmwardenv1.Report {

@@ -136,10 +136,14 @@ type Topology struct {
 	moves   []Move
 	last    time.Time
 
-	// epoch changes with every change to the maps but confirmReport's own marks: a node's
-	// confirmCache (confirmed) is valid while the epoch is the one it was filled at.
-	epoch     uint64
+	// confirmed is each node's confirmCache. A change to the maps marks stale only the caches
+	// that hold what changed (invalidate): one node's new placement leaves the fleet's others
+	// valid, where a counter over the whole topology made every report after it look its node's
+	// entries up again.
 	confirmed map[string]*confirmCache
+	// refills counts confirmReport's lookups of a node's entries anew (its cache was stale or
+	// absent), so tests can tell which reports a change made pay for it.
+	refills uint64
 
 	// fullOnly turns confirmReport off, so a test can hold its result against the full path's.
 	fullOnly bool
@@ -183,8 +187,8 @@ func (t *Topology) Place(node string, r *tmwardenv1.Report, at time.Time, dst []
 	t.observeReport(node, r, at)
 	ids := t.nodeTMs[node]
 	// A report that only confirmed the node's last one left its placements in the node's cache,
-	// in report order, valid while nothing changed since (the epoch): no map lookups.
-	if c := t.confirmed[node]; c != nil && c.epoch == t.epoch && len(c.tms) == len(r.GetTaskManagers()) {
+	// in report order, valid while none of them changed since: no map lookups.
+	if c := t.confirmed[node]; c != nil && !c.stale && len(c.tms) == len(r.GetTaskManagers()) {
 		n := 0
 		for i, tm := range r.GetTaskManagers() {
 			for range tm.GetSubtasks() {
@@ -217,7 +221,7 @@ func (t *Topology) observeReport(node string, r *tmwardenv1.Report, at time.Time
 	if !t.fullOnly && t.confirmReport(node, r, at) {
 		return
 	}
-	t.epoch++
+	t.invalidate(node)
 	affected := map[Key]bool{}
 	touchedTMs := map[string]bool{}
 	for _, id := range t.nodeTMs[node] {
@@ -247,9 +251,12 @@ func (t *Topology) observeReport(node string, r *tmwardenv1.Report, at time.Time
 	for _, tm := range r.GetTaskManagers() {
 		id := sanitize(tm.GetResourceId())
 		host := sanitize(tm.GetHost())
-		if host != "" && t.hostNode[host] != node {
+		if prev, ok := t.hostNode[host]; host != "" && prev != node {
 			// A new host mapping can place REST subtasks known only by host; it is rare (a
 			// TaskManager appearing), so re-resolving them all is cheap enough.
+			if ok {
+				t.invalidate(prev) // its cache skips the host check
+			}
 			t.hostNode[host] = node
 			for k := range t.restSubs {
 				affected[k] = true
@@ -260,6 +267,9 @@ func (t *Topology) observeReport(node string, r *tmwardenv1.Report, at time.Time
 		}
 		ids = append(ids, id)
 		touchedTMs[id] = true
+		if old := t.tms[id]; old != nil && old.node != node {
+			t.invalidate(old.node) // its cache holds the entry replaced here
+		}
 		t.tms[id] = &agentTM{node: node, host: host, rawID: tm.GetResourceId(), rawHost: tm.GetHost(), seen: at}
 		for _, st := range tm.GetSubtasks() {
 			k := Key{JobID: st.GetJobId(), VertexID: st.GetVertexId(), Index: int(st.GetSubtaskIndex())}
@@ -305,14 +315,19 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 	if len(tms) != len(ids) || len(ids) == 0 {
 		return false
 	}
-	// The node's entries in the maps, from its cache while nothing in the topology changed
-	// since it was filled (the epoch), else looked up and cached anew: at fleet scale these
-	// lookups, a few cache misses each, were most of the cost of a report.
+	// The node's entries in the maps, from its cache while none of them changed since it was
+	// filled (invalidate), else looked up and cached anew: at fleet scale these lookups, a few
+	// cache misses each, were most of the cost of a report.
 	c := t.confirmed[node]
-	cached := c != nil && c.epoch == t.epoch && len(c.tms) == len(ids) && len(c.subs) == len(keys)
+	cached := c != nil && !c.stale && len(c.tms) == len(ids) && len(c.subs) == len(keys)
 	if !cached {
-		c = &confirmCache{tms: make([]*agentTM, len(ids)), subs: make([]*agentSubtask, len(keys)),
-			rest: make([]*restSubtask, len(keys)), cur: make([]*Placement, len(keys))}
+		t.refills++
+		// A stale cache of the right size is filled again in place; it stays stale until the
+		// report is confirmed.
+		if c == nil || len(c.tms) != len(ids) || len(c.subs) != len(keys) {
+			c = &confirmCache{stale: true, tms: make([]*agentTM, len(ids)), subs: make([]*agentSubtask, len(keys)),
+				rest: make([]*restSubtask, len(keys)), cur: make([]*Placement, len(keys))}
+		}
 	}
 	n := 0
 	for i, tm := range tms {
@@ -353,8 +368,10 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 		as.seen = at
 	}
 	// Fresher sightings can change a resolution (an agent seen after REST's poll wins; REST's
-	// view may have gone stale), and so can REST's subtasks on these TaskManagers.
-	epoch := t.epoch
+	// view may have gone stale), and so can REST's subtasks on these TaskManagers. A placement
+	// that changes here marks the cache stale again (place): it is filled anew next time.
+	c.stale = false
+	t.confirmed[node] = c
 	tmOf := func(id string) *agentTM {
 		for i, tid := range ids {
 			if tid == id {
@@ -371,20 +388,37 @@ func (t *Topology) confirmReport(node string, r *tmwardenv1.Report, at time.Time
 			t.resolve(k, at)
 		}
 	}
-	// A placement that changed here changed the epoch: the cache is filled again next time.
-	c.epoch = epoch
-	t.confirmed[node] = c
 	return true
 }
 
 // confirmCache is one node's entries in the topology's maps, in the order of its last report,
-// valid while the topology's epoch is the one it was filled at.
+// valid until invalidate marks it stale.
 type confirmCache struct {
-	epoch uint64
+	stale bool
 	tms   []*agentTM
 	subs  []*agentSubtask
 	rest  []*restSubtask
 	cur   []*Placement
+}
+
+// invalidate marks node's confirmCache stale: an entry it holds changed, or may have. A cache
+// can confirm a report only through entries its own node still owns (an agent TaskManager or
+// subtask whose node is this one, a host this node maps), and each of those changes only in
+// that node's full path, in another node's full path taking it over (which invalidates the
+// previous owner), in place (which invalidates the subtask's owner) or with REST's view (which
+// invalidates every cache).
+func (t *Topology) invalidate(node string) {
+	if c := t.confirmed[node]; c != nil {
+		c.stale = true
+	}
+}
+
+// invalidateAll marks every node's confirmCache stale: REST's view changed, whose entries every
+// cache holds.
+func (t *Topology) invalidateAll() {
+	for _, c := range t.confirmed {
+		c.stale = true
+	}
 }
 
 // ForgetNode drops a node (its agent disconnected for good).
@@ -392,7 +426,6 @@ func (t *Topology) ForgetNode(node string, at time.Time) {
 	t.ObserveReport(node, &tmwardenv1.Report{}, at)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.epoch++
 	delete(t.confirmed, node)
 	delete(t.nodeTMs, node)
 	delete(t.nodeSubs, node)
@@ -408,7 +441,7 @@ func (t *Topology) ForgetNode(node string, at time.Time) {
 func (t *Topology) ObserveREST(jobs []RESTJob, tms []RESTTaskManager, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.epoch++
+	t.invalidateAll()
 	t.touch(at)
 	t.restTMs = make(map[string]RESTTaskManager, len(tms))
 	for _, tm := range tms {
@@ -433,7 +466,7 @@ func (t *Topology) ObserveREST(jobs []RESTJob, tms []RESTTaskManager, at time.Ti
 func (t *Topology) ObserveRESTJob(j RESTJob, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.epoch++
+	t.invalidateAll()
 	t.touch(at)
 	affected := map[Key]bool{}
 	if old := t.restJobs[j.ID]; old != nil {
@@ -510,7 +543,8 @@ func (t *Topology) resolve(k Key, at time.Time) {
 // place is resolve with the subtask's entries at hand: REST's (t.restSubs[k]), the agent's
 // (t.agentSubs[k]), the current placement (t.current[k]) and a lookup of agent TaskManagers.
 // It returns the placement now current. An unchanged placement (the common case: every report
-// confirms most of them) allocates nothing; a changed one moves the epoch.
+// confirms most of them) allocates nothing; a changed one invalidates the cache of the node
+// whose report places the subtask, the one cache that can hold it and still confirm a report.
 func (t *Topology) place(k Key, rs *restSubtask, as *agentSubtask, old *Placement, tmOf func(string) *agentTM, at time.Time) *Placement {
 	var p Placement
 	if rs != nil && !t.fresh(rs.seen) {
@@ -539,7 +573,7 @@ func (t *Topology) place(k Key, rs *restSubtask, as *agentSubtask, old *Placemen
 	default:
 		if old != nil {
 			delete(t.current, k)
-			t.epoch++
+			t.invalidatePlacer(k)
 		}
 		return nil
 	}
@@ -567,8 +601,17 @@ func (t *Topology) place(k Key, rs *restSubtask, as *agentSubtask, old *Placemen
 	}
 	np := p // only a changed placement reaches the heap
 	t.current[k] = &np
-	t.epoch++
+	t.invalidatePlacer(k)
 	return &np
+}
+
+// invalidatePlacer invalidates the cache of the node an agent report places k on. Another node's
+// cache may still hold k (a subtask that moved away from it), but it can no longer confirm a
+// report with it: its own node is not the one the entry names.
+func (t *Topology) invalidatePlacer(k Key) {
+	if as := t.agentSubs[k]; as != nil {
+		t.invalidate(as.node)
+	}
 }
 
 func samePlacement(a, b *Placement) bool {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -1091,5 +1092,105 @@ func TestPeerUnscrapedTaskManagerStillRunsWork(t *testing.T) {
 	}
 	if _, ok := finding(r, node(3), FindingHostOnly); !ok {
 		t.Fatalf("want a host-only finding for the node without work, got %+v", r.Findings)
+	}
+}
+
+// twoJobsStep sends one window of a 16-node cluster, one TaskManager a node, running two jobs
+// that share no node: X (vertices X1-X3) on nodes 0-7, Y on nodes 8-15 (Y1-Y3, but node 12
+// runs only Y1 and Y2). Nodes 0-6 and 12 are an older class 0.6x as fast (rates divided by
+// 1/0.6), nothing on their hosts.
+func twoJobsStep(m *model.Model, tick int) time.Time {
+	at := t0.Add(time.Duration(tick) * 5 * time.Second)
+	for n := range 16 {
+		r := &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7, Iowait: 0.003},
+				Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
+			Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * 20, Buckets: make([]uint64, 20)}},
+		}
+		tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
+		job, vertices, idx := "X", []string{"X1", "X2", "X3"}, n
+		switch {
+		case n == 12:
+			job, vertices, idx = "Y", []string{"Y1", "Y2"}, n-8
+		case n >= 8:
+			job, vertices, idx = "Y", []string{"Y1", "Y2", "Y3"}, n-8
+		}
+		div := 1.0
+		if n < 7 || n == 12 {
+			div = 1 / 0.6
+		}
+		for _, v := range vertices {
+			jit := 1 + 0.03*float64((idx*7+tick)%5-2)
+			busy := 300 * div * jit
+			tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: job, JobName: job, VertexId: v, VertexName: v,
+				SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: 3000, RecordsOutPerSecond: 3000})
+		}
+		r.TaskManagers = append(r.TaskManagers, tm)
+		m.Observe(node(n), at, r)
+	}
+	return at
+}
+
+// A class's speed is lent only to nodes whose rates are compared with its members'. Nodes 0-6
+// of the older class run job X beside one newer node, node 12 of the same class runs two
+// subtasks of job Y (too few to learn its own speed) beside newer nodes. Jobs X and Y share no
+// node, so nothing fixes X's speeds against Y's: X's median node, one of the older class, is
+// its speed 1, while node 12 is 0.6x its peers. Held to the class's speed of 1 in X, node 12's
+// two subtasks straggled 1.7x and it was judged slow (cause unknown) within WeakWindows; with no
+// class member linked to it, it is a node still learning, and app evidence alone does not make
+// it slow.
+func TestPeerClassSpeedOnlyFromLinkedPeers(t *testing.T) {
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	for n := range 16 {
+		cls := "m5.xlarge"
+		if n < 7 || n == 12 {
+			cls = "m4.xlarge"
+		}
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	for tick := 1; tick <= 60; tick++ {
+		at := twoJobsStep(m, tick)
+		v := m.View()
+		r := p.Evaluate(v, at)
+		v.Release()
+		if vd, ok := verdict(r, node(12), ""); ok && vd.Status == StatusSlow {
+			t.Fatalf("window %d: a node of the older class judged slow against its class's speed in another job (class learned %.3f): %+v",
+				tick, p.speed[node(0)].rel, vd)
+		}
+	}
+	if sp := p.speed[node(0)]; sp == nil || sp.rel < 0.8 {
+		t.Fatalf("the older class in job X learned %+v, want about 1: the test shows nothing", sp)
+	}
+}
+
+// Nothing changes in twoJobsStep's cluster for half an hour, so no learned speed may move: each
+// group of linked nodes is scaled by its own median node. Scaled by the fleet's median node
+// alone, the level of job X's nodes against job Y's was wherever the window before left it,
+// moved by whichever group that median node fell in: job X's older nodes drifted from 0.90 to
+// 0.60 and job Y's nodes from 1.10 to 1.67.
+func TestPeerSpeedsOfUnlinkedGroupsHoldStill(t *testing.T) {
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	p := NewPeer(DefaultPeerConfig())
+	for tick := 1; tick <= 360; tick++ {
+		at := twoJobsStep(m, tick)
+		v := m.View()
+		p.Evaluate(v, at)
+		v.Release()
+	}
+	for n := range 16 {
+		sp := p.speed[node(n)]
+		if n == 12 {
+			if sp != nil && sp.n > 0 {
+				t.Fatalf("node 12 learned a speed from two subtasks: %+v", sp)
+			}
+			continue
+		}
+		if sp == nil || sp.n < DefaultPeerConfig().LearnWindows {
+			t.Fatalf("%s learned no speed: %+v", node(n), sp)
+		}
+		if math.Abs(sp.rel-sp.joined) > 0.03 {
+			t.Errorf("%s's learned speed moved from %.3f when it joined to %.3f with nothing changed", node(n), sp.joined, sp.rel)
+		}
 	}
 }

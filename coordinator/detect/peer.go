@@ -63,7 +63,8 @@ type PeerConfig struct {
 	// LearnWindows is how many windows a node's speed relative to its peers is averaged over
 	// when it joins, before app evidence alone can make it slow: a machine that is equally
 	// slower since it joined is a slower machine, not a slow node. Nodes of a class with
-	// MinClassPeers learned members start from their class's speed instead.
+	// MinClassPeers learned members among the nodes their subtasks are compared with (sharing
+	// vertices, directly or through other nodes) start from their class's speed instead.
 	LearnWindows  int `yaml:"learn_windows"`
 	MinClassPeers int `yaml:"min_class_peers"`
 	// SpeedAlpha is how fast a node's learned speed follows clean windows afterwards (aging
@@ -174,10 +175,13 @@ type Peer struct {
 	// speed is each node's learned processing speed relative to its peers.
 	speed map[string]*nodeSpeed
 	// rates and groups are the round's measurable rates, one group per vertex (groups holds each
-	// group's end in rates); vals is scratch for the fit. Kept to reuse their memory.
-	rates  []rateObs
-	groups []int
-	vals   []float64
+	// group's end in rates); linked and linkEnds the nodes the rates link, group by group (see
+	// linkNodes); vals is scratch for the fit. Kept to reuse their memory.
+	rates    []rateObs
+	groups   []int
+	linked   []*nodeEval
+	linkEnds []int
+	vals     []float64
 }
 
 // rateObs is one subtask's true processing rate this window, on node e.
@@ -280,6 +284,12 @@ type nodeEval struct {
 	// est is the node's speed as its rates are divided by to find the vertices' costs: its
 	// speed this window once fitted, else where the fit starts (see polish).
 	est float64
+	// link leads to the root of the nodes whose speeds this window's rates compare with this
+	// node's, and linked numbers their group (see linkNodes); scale is the log speed of the
+	// group's median node, which the fit takes as 1.
+	link   *nodeEval
+	linked int
+	scale  float64
 }
 
 // retransmitsTo is what a node retransmitted per second to another node's addresses.
@@ -454,26 +464,45 @@ func (p *Peer) forget(node string) {
 }
 
 // nodeSpeeds sets the speed each node is compared at (expect): its own learned speed, else the
-// learned speed of its hardware class, else none yet (learning).
+// learned speed of its hardware class among the nodes linked to it (see linkNodes), else none
+// yet (learning).
+//
+// A speed is only comparable with the speeds of linked nodes. The fit (polish) sees a node's
+// speed only against the costs of the vertices it runs, and those only against the other nodes
+// running them; between groups of nodes that share no vertex nothing in the rates fixes one
+// group's speeds against another's (a group of slower machines is as well a group running
+// costlier vertices), and each group's speed 1 is its own median node. A class's speed learned
+// in another group is in another frame: in generated gen-250029, the class's members in other
+// jobs were learned at 0.89, then, their groups' levels drifting, at up to 1.08, while a member
+// running two subtasks of a job of its own (too few to learn its own speed) was measured at
+// 0.83 of its job peers throughout; held to the class's speed, its two subtasks straggled
+// whenever noise pushed them, and it was judged slow and migrated three times. A node with no
+// class member linked to it learns like a node of no class.
 func (p *Peer) nodeSpeeds(order []*nodeEval) {
-	classSpeeds := map[string][]float64{}
+	type classFrame struct {
+		class  string
+		linked int
+	}
+	classSpeeds := map[classFrame][]float64{}
 	for _, e := range order {
 		if sp := p.speed[e.name]; sp != nil && sp.n >= p.cfg.LearnWindows && e.class != "" {
-			classSpeeds[e.class] = append(classSpeeds[e.class], sp.rel)
+			k := classFrame{e.class, e.linked}
+			classSpeeds[k] = append(classSpeeds[k], sp.rel)
 		}
 	}
 	// A class's median once per round, not once per node still learning its own speed.
-	classMedian := map[string]float64{}
+	classMedian := map[classFrame]float64{}
 	for _, e := range order {
 		sp := p.speed[e.name]
+		k := classFrame{e.class, e.linked}
 		switch {
 		case sp != nil && sp.n >= p.cfg.LearnWindows:
 			e.expect = sp.rel
-		case e.class != "" && len(classSpeeds[e.class]) >= p.cfg.MinClassPeers:
-			m, ok := classMedian[e.class]
+		case e.class != "" && len(classSpeeds[k]) >= p.cfg.MinClassPeers:
+			m, ok := classMedian[k]
 			if !ok {
-				m = median(classSpeeds[e.class])
-				classMedian[e.class] = m
+				m = median(classSpeeds[k])
+				classMedian[k] = m
 			}
 			e.expect = m
 		default:
@@ -483,6 +512,68 @@ func (p *Peer) nodeSpeeds(order []*nodeEval) {
 			e.expect = 1
 		}
 	}
+}
+
+// linkNodes groups the nodes whose speeds the round's rates compare: two nodes running subtasks
+// of one measured vertex are linked, and so is every chain of such links. It numbers the groups
+// (nodeEval.linked) and lists their members together in p.linked, each group ending at its entry
+// in p.linkEnds.
+func (p *Peer) linkNodes(order []*nodeEval) {
+	for _, e := range order {
+		e.link, e.linked = e, -1
+	}
+	from := 0
+	for _, to := range p.groups {
+		g := p.rates[from:to]
+		from = to
+		root := g[0].e.linkRoot()
+		for _, o := range g[1:] {
+			if r := o.e.linkRoot(); r != root {
+				r.link = root
+			}
+		}
+	}
+	groups := 0
+	for _, e := range order {
+		r := e.linkRoot()
+		if r.linked < 0 {
+			r.linked = groups
+			groups++
+		}
+		e.linked = r.linked
+	}
+	// Members listed group by group (a counting sort).
+	p.linkEnds = slices.Grow(p.linkEnds[:0], groups)[:groups]
+	clear(p.linkEnds)
+	for _, e := range order {
+		p.linkEnds[e.linked]++
+	}
+	for i := 1; i < groups; i++ {
+		p.linkEnds[i] += p.linkEnds[i-1]
+	}
+	p.linked = slices.Grow(p.linked[:0], len(order))[:len(order)]
+	for i := len(order) - 1; i >= 0; i-- {
+		e := order[i]
+		p.linkEnds[e.linked]--
+		p.linked[p.linkEnds[e.linked]] = e
+	}
+	for i := range groups - 1 {
+		p.linkEnds[i] = p.linkEnds[i+1]
+	}
+	if groups > 0 {
+		p.linkEnds[groups-1] = len(order)
+	}
+}
+
+// linkRoot is the root of the union-find tree of nodes e is linked to (see linkNodes).
+func (e *nodeEval) linkRoot() *nodeEval {
+	for e.link != nil && e.link != e {
+		if e.link.link != nil {
+			e.link = e.link.link
+		}
+		e = e.link
+	}
+	return e
 }
 
 // polishRounds bounds how many times polish takes the vertex and node effects in turn, and
@@ -500,7 +591,8 @@ var polishBand = math.Log(3)
 
 // polish finds each node's speed this window (rel) by a two-way fit of log rate = node speed +
 // vertex cost, each effect in turn the mean of its rates (less the other effect) within
-// polishBand of their median, the fleet's median node fixing the scale at 1. Comparing each
+// polishBand of their median, the median node of each group of linked nodes (see linkNodes)
+// fixing that group's scale at 1. Comparing each
 // rate with its vertex's raw median is not enough once machines differ: that median is the
 // speed of whichever machines the vertex happens to run on, so a node of a slower class
 // measured against a vertex placed mostly on its own class looked as fast as its peers, against
@@ -521,6 +613,13 @@ var polishBand = math.Log(3)
 // wide band: it needs every rate that links a group of nodes to the others (a narrow node band
 // left placements joined by few nodes to drift apart, window after window, gen-120030).
 //
+// Between groups of nodes that share no vertex nothing in the rates fixes one group's speeds
+// against another's, so each group is scaled by its own median node. With the fleet's median
+// node alone fixing the scale, a group's level was wherever the window before had left it, moved
+// by whichever group the fleet's median node fell in: a group of older machines running one job
+// drifted from 0.94 to 1.2 in half an hour (generated gen-250029), one of alike machines from
+// 0.99 to 0.90, reported as slower hardware (gen-31017).
+//
 // It returns how many rounds the fit took.
 func (p *Peer) polish(order []*nodeEval) (rounds int) {
 	for _, e := range order {
@@ -529,7 +628,6 @@ func (p *Peer) polish(order []*nodeEval) (rounds int) {
 			e.est = math.Log(sp.est)
 		}
 	}
-	scale := 0.0
 	for rounds < polishRounds {
 		rounds++
 		for _, e := range order {
@@ -550,22 +648,38 @@ func (p *Peer) polish(order []*nodeEval) (rounds int) {
 				}
 			}
 		}
-		p.vals = p.vals[:0]
+		fitted := 0
 		for _, e := range order {
 			e.rel = 0
 			if len(e.ratios) > 0 {
 				e.rel = bandMean(e.ratios)
-				p.vals = append(p.vals, e.rel)
+				fitted++
 			}
 		}
-		if len(p.vals) == 0 {
+		if fitted == 0 {
 			break
 		}
-		scale = median(p.vals)
+		from = 0
+		for _, to := range p.linkEnds {
+			g := p.linked[from:to]
+			from = to
+			p.vals = p.vals[:0]
+			for _, e := range g {
+				if len(e.ratios) > 0 {
+					p.vals = append(p.vals, e.rel)
+				}
+			}
+			if len(p.vals) > 0 {
+				scale := median(p.vals)
+				for _, e := range g {
+					e.scale = scale
+				}
+			}
+		}
 		moved := 0.0
 		for _, e := range order {
-			e.rel -= scale
 			if len(e.ratios) > 0 {
+				e.rel -= e.scale
 				moved = max(moved, math.Abs(e.rel-e.est))
 				e.est = e.rel
 			}
@@ -579,7 +693,7 @@ func (p *Peer) polish(order []*nodeEval) (rounds int) {
 		e.est = math.Exp(e.est)
 		e.rel = 0
 		if len(e.ratios) > 0 {
-			e.rel = math.Exp(bandMeanWithin(e.ratios, nodeBand) - scale)
+			e.rel = math.Exp(bandMeanWithin(e.ratios, nodeBand) - e.scale)
 		}
 	}
 	return rounds
@@ -864,7 +978,6 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 		}
 	}
 	// First pass: each node's speed this window, against its subtasks' vertex medians.
-	p.nodeSpeeds(order)
 	p.rates, p.groups = p.rates[:0], p.groups[:0]
 	for _, vx := range v.Vertices() {
 		from := len(p.rates)
@@ -884,6 +997,8 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 		}
 		p.groups = append(p.groups, len(p.rates))
 	}
+	p.linkNodes(order)
+	p.nodeSpeeds(order)
 	p.polish(order)
 	// Second pass: every rate divided by its node's expected speed, so a subtask is compared
 	// with its peers as if all ran on alike machines.

@@ -52,6 +52,7 @@ func BenchmarkPolish10kNodes(b *testing.B) {
 		}
 		p.groups = append(p.groups, len(p.rates))
 	}
+	p.linkNodes(evals)
 	for _, start := range []string{"cold", "warm"} {
 		b.Run(start, func(b *testing.B) {
 			rounds := 0

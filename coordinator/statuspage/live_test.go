@@ -88,10 +88,23 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+	// onPage runs actions on the page, again when the element it found was replaced before the
+	// action reached it: the page re-renders its tables on every refresh, and on a loaded
+	// machine a refresh can land between chromedp's query and its action on the node it found.
+	onPage := func(actions ...chromedp.Action) error {
+		var err error
+		for range 10 {
+			if err = chromedp.Run(bctx, actions...); err == nil || !strings.Contains(err.Error(), "Could not find node with given id") {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return err
+	}
 	textOf := func(sel string) string {
 		t.Helper()
 		var s string
-		if err := chromedp.Run(bctx, chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
+		if err := onPage(chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
 			t.Fatalf("text of %s: %v", sel, err)
 		}
 		return s
@@ -140,7 +153,7 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 	if !strings.HasSuffix(id, "-migrate-node-2") {
 		t.Errorf("proposed decision %q is not node-2's migration", id)
 	}
-	if err := chromedp.Run(bctx, chromedp.Click(`#decisions button[data-approve="`+id+`"]`, chromedp.ByQuery)); err != nil {
+	if err := onPage(chromedp.Click(`#decisions button[data-approve="`+id+`"]`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS("the refusal without a token", `!document.querySelector("#error").hidden && document.querySelector("#error").textContent.includes("401")`)
@@ -158,7 +171,7 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := chromedp.Run(bctx, chromedp.WaitVisible(`#decisions button[data-approve="`+id+`"]:not([disabled])`, chromedp.ByQuery),
+		if err := onPage(chromedp.WaitVisible(`#decisions button[data-approve="`+id+`"]:not([disabled])`, chromedp.ByQuery),
 			chromedp.Click(`#decisions button[data-approve="`+id+`"]`, chromedp.ByQuery)); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +191,7 @@ func TestPageAgainstALiveCluster(t *testing.T) {
 	}
 
 	// The decision's drill-down: frozen evidence, steps and the audit trail with the approval.
-	if err := chromedp.Run(bctx, chromedp.Click(`#decisions tr[data-decision="`+id+`"] td`, chromedp.ByQuery)); err != nil {
+	if err := onPage(chromedp.Click(`#decisions tr[data-decision="`+id+`"] td`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS("the decision's audit trail", `!document.querySelector("#decision-detail").hidden &&

@@ -1194,3 +1194,41 @@ func TestPeerSpeedsOfUnlinkedGroupsHoldStill(t *testing.T) {
 		}
 	}
 }
+
+// Node 5 runs one JVM (its TaskManager 1 is gone) and the hypervisor takes its CPU. With no
+// node-mate to compare GC time with, its subtasks measure how much the taken CPU stretches
+// what the JVM does: a JVM collecting 500 ms/s while its subtasks are 2x slower (the fleet
+// collects 8) collects more, not more slowly, and is judged beside the node; one collecting
+// 150 ms/s while its subtasks are 8x slower is within that stretch (8 x 8 + the 100 ms/s
+// outlier margin), and the node's verdict covers it.
+func TestPeerGCStormInTheOnlyJVMOfACPULosingNode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gc, slow float64
+		wantTM   bool
+	}{
+		{"a storm beyond the stretch", 500, 2, true},
+		{"GC stretched with the subtasks", 150, 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster()
+			c.edit[node(5)] = func(r *tmwardenv1.Report) { r.TaskManagers = r.TaskManagers[:1] }
+			d := NewPeer(DefaultPeerConfig())
+			c.warm(d)
+			c.steal[node(5)], c.runq[node(5)] = 0.3, 4000
+			c.gc[tmOf(5, 0)], c.slow[tmOf(5, 0)] = tc.gc, tc.slow
+			var nv, tm Verdict
+			for range 2 {
+				r := c.eval(d)
+				nv, _ = verdict(r, node(5), "")
+				tm, _ = verdict(r, node(5), tmOf(5, 0))
+			}
+			if nv.Status != StatusSlow || nv.Cause != CauseSteal {
+				t.Errorf("node-5 = %s / %s, want slow / %s", nv.Status, nv.Cause, CauseSteal)
+			}
+			if got := tm.Status == StatusSlow && tm.Cause == CauseGC; got != tc.wantTM {
+				t.Errorf("node-5's only JVM = %q / %q, want a taskmanager_gc verdict: %v", tm.Status, tm.Cause, tc.wantTM)
+			}
+		})
+	}
+}

@@ -1185,6 +1185,29 @@ func (p *Peer) tmProblem(e *nodeEval, impact bool) *tmEval {
 	return nil
 }
 
+// gcBeyondTakenCPU says whether JVM t, on a node whose CPU is taken, spends more time in GC than
+// the taken CPU explains. Taken CPU slows the collectors of every JVM on the node alike, so with
+// node-mates their GC time is the measure: t has a fault of its own when none of them is even
+// elevated (aloneOnItsNode). The only JVM on a node has no mate; its subtasks measure the same
+// stretch — taken CPU stretches everything the JVM does alike, collections included, by the
+// node's expected speed over its speed this window — and a JVM collecting longer than its
+// peers' median GC time stretched by that factor, by the outlier margin (GCExcessMs), collects
+// more, not more slowly. The factor is measured with the JVM's own pauses in it, which only
+// raises the bar. Generated gen-64018: a neighbour took node-0007's CPU (subtasks 2.6x slower,
+// GC time 11 ms/s against the fleet's 8), then the GC storm of its only JVM (400 ms/s) was never
+// judged.
+func (p *Peer) gcBeyondTakenCPU(e *nodeEval, t *tmEval) bool {
+	if len(e.tms) > 1 {
+		return aloneOnItsNode(e, t)
+	}
+	if e.rel <= 0 || e.expect <= 0 {
+		// No rate measured this window: nothing says how much the CPU is stretched.
+		return false
+	}
+	stretch := max(1, e.expect/e.rel)
+	return t.gc > t.gcMedian*stretch+p.cfg.GCExcessMs
+}
+
 // aloneOnItsNode says whether t is the only JVM on its node with raised GC time, and has
 // node-mates to be compared with.
 func aloneOnItsNode(e *nodeEval, t *tmEval) bool {
@@ -1255,10 +1278,11 @@ func (p *Peer) judge(e *nodeEval, appSlow, impact bool, r *Round) {
 		// of every JVM on the node alike, so under it only a JVM that stands out from its
 		// node-mates (none of them even elevated) has a fault of its own; before, a GC storm
 		// in one of two JVMs on a contended node was never judged (generated gen-64018,
-		// gen-52010). A TaskManager's own quota (throttled) stays the node's: it slows that
-		// one JVM's collector alone.
+		// gen-52010); the only JVM on the node has one when it collects for longer than the
+		// taken CPU stretches collection (see gcBeyondTakenCPU). A TaskManager's own quota
+		// (throttled) stays the node's: it slows that one JVM's collector alone.
 		for _, t := range e.tms {
-			if t.gcOutlier && (e.hostCause == CauseNetwork || e.hostCause == CauseDisk || aloneOnItsNode(e, t)) {
+			if t.gcOutlier && (e.hostCause == CauseNetwork || e.hostCause == CauseDisk || p.gcBeyondTakenCPU(e, t)) {
 				stepped[t.id] = true
 				p.step(target{node: e.name, tm: t.id}, e, outcome{weak: true, strong: true,
 					decisive: p.cfg.DecisiveHostScore > 0 && len(t.vertices) >= p.cfg.MinVertices}, r, t)

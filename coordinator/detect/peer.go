@@ -186,6 +186,8 @@ type Peer struct {
 	// (freshEnds holds each vertex's end in it). Kept to reuse its memory.
 	fresh     []freshSubtask
 	freshEnds []int
+	// ratioBuf backs every node's ratios in polish. Kept to reuse its memory.
+	ratioBuf []float64
 }
 
 // rateObs is one subtask's true processing rate this window, on node e.
@@ -285,6 +287,9 @@ type nodeEval struct {
 	rel      float64
 	expect   float64
 	learning bool
+	// unfrozen counts the node's rates that polish fits its speed from (the length ratios
+	// reaches), so polish sizes ratios once.
+	unfrozen int
 	// est is the node's speed as its rates are divided by to find the vertices' costs: its
 	// speed this window once fitted, else where the fit starts (see polish).
 	est float64
@@ -631,6 +636,24 @@ func (p *Peer) polish(order []*nodeEval) (rounds int) {
 		if sp := p.speed[e.name]; sp != nil && sp.est > 0 {
 			e.est = math.Log(sp.est)
 		}
+	}
+	// Every node's ratios are carved from one buffer kept on the Peer, each to the length the
+	// fit fills it to: one allocation at most a round, where appending grew each node's slice
+	// a few times a round (some 60,000 allocations a round at 10,000 nodes).
+	total := 0
+	for _, e := range order {
+		e.unfrozen = 0
+	}
+	for _, o := range p.rates {
+		if !o.frozen {
+			o.e.unfrozen++
+			total++
+		}
+	}
+	p.ratioBuf = slices.Grow(p.ratioBuf[:0], total)[:total]
+	buf := p.ratioBuf
+	for _, e := range order {
+		e.ratios, buf = buf[:0:e.unfrozen], buf[e.unfrozen:]
 	}
 	for rounds < polishRounds {
 		rounds++

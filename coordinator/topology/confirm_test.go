@@ -116,6 +116,8 @@ func TestConfirmReportMatchesFullPath(t *testing.T) {
 				if a, b := fast.Place(node, r, at, nil), full.Place(node, r, at, nil); !slices.Equal(a, b) {
 					t.Fatalf("step %d: report from %s: placed %v from the cache, %v by the full path", step, node, a, b)
 				}
+				checkOnNode(t, fast)
+				checkOnNode(t, full)
 				if a, b := sorted(fast.Snapshot()), sorted(full.Snapshot()); !reflect.DeepEqual(a, b) {
 					t.Fatalf("step %d: report from %s: confirmReport left\n%+v\nthe full path\n%+v", step, node, a, b)
 				}
@@ -254,5 +256,24 @@ func TestConfirmCacheFollowsChangesElsewhere(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkOnNode holds the node index (onNode) against the placements it indexes: every placement
+// under its node and nothing else, so Residents and OnNode find what a walk over every
+// placement finds.
+func checkOnNode(t *testing.T, top *Topology) {
+	t.Helper()
+	indexed := map[Key]bool{}
+	for node, keys := range top.onNode {
+		for _, k := range keys {
+			if p := top.current[k]; p == nil || p.Node != node || indexed[k] {
+				t.Fatalf("onNode lists %v under %q (listed before: %v), placed %+v", k, node, indexed[k], p)
+			}
+			indexed[k] = true
+		}
+	}
+	if len(indexed) != len(top.current) {
+		t.Fatalf("onNode indexes %d placements of %d", len(indexed), len(top.current))
 	}
 }

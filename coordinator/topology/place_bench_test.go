@@ -53,3 +53,28 @@ func BenchmarkPlace(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResidents is Topology.Residents, which the decisions ask for each node with a verdict
+// every round, at 3,000 nodes x 20 subtasks: the node's jobs and TaskManagers.
+func BenchmarkResidents(b *testing.B) {
+	const nodes, subtasks = 3000, 20
+	top := topology.New(topology.Options{})
+	at := time.Unix(1_000_000, 0)
+	for i := range nodes {
+		name := fmt.Sprintf("node-%05d", i)
+		tm := &tmwardenv1.TaskManager{ResourceId: name + "-tm", Host: name}
+		for s := range subtasks {
+			job, vertex := s%4, (s/4)%5
+			tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: fmt.Sprintf("job%02d", job),
+				VertexId: fmt.Sprintf("job%02d-v%d", job, vertex), SubtaskIndex: int32(i)})
+		}
+		top.ObserveReport(name, &tmwardenv1.Report{TaskManagers: []*tmwardenv1.TaskManager{tm}}, at)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if jobs, _ := top.Residents(fmt.Sprintf("node-%05d", i%nodes)); len(jobs) != 4 {
+			b.Fatalf("%d jobs, want 4", len(jobs))
+		}
+	}
+}

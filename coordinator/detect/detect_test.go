@@ -1097,9 +1097,9 @@ func TestPeerUnscrapedTaskManagerStillRunsWork(t *testing.T) {
 
 // twoJobsStep sends one window of a 16-node cluster, one TaskManager a node, running two jobs
 // that share no node: X (vertices X1-X3) on nodes 0-7, Y on nodes 8-15 (Y1-Y3, but node 12
-// runs only Y1 and Y2). Nodes 0-6 and 12 are an older class 0.6x as fast (rates divided by
-// 1/0.6), nothing on their hosts.
-func twoJobsStep(m *model.Model, tick int) time.Time {
+// runs only Y1 and Y2). The older nodes are 0.6x as fast (rates divided by 1/0.6), nothing on
+// their hosts.
+func twoJobsStep(m *model.Model, tick int, older func(n int) bool) time.Time {
 	at := t0.Add(time.Duration(tick) * 5 * time.Second)
 	for n := range 16 {
 		r := &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
@@ -1116,7 +1116,7 @@ func twoJobsStep(m *model.Model, tick int) time.Time {
 			job, vertices, idx = "Y", []string{"Y1", "Y2", "Y3"}, n-8
 		}
 		div := 1.0
-		if n < 7 || n == 12 {
+		if older(n) {
 			div = 1 / 0.6
 		}
 		for _, v := range vertices {
@@ -1141,16 +1141,17 @@ func twoJobsStep(m *model.Model, tick int) time.Time {
 // it slow.
 func TestPeerClassSpeedOnlyFromLinkedPeers(t *testing.T) {
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	older := func(n int) bool { return n < 7 || n == 12 }
 	for n := range 16 {
 		cls := "m5.xlarge"
-		if n < 7 || n == 12 {
+		if older(n) {
 			cls = "m4.xlarge"
 		}
 		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
 	}
 	p := NewPeer(DefaultPeerConfig())
 	for tick := 1; tick <= 60; tick++ {
-		at := twoJobsStep(m, tick)
+		at := twoJobsStep(m, tick, older)
 		v := m.View()
 		r := p.Evaluate(v, at)
 		v.Release()
@@ -1171,9 +1172,10 @@ func TestPeerClassSpeedOnlyFromLinkedPeers(t *testing.T) {
 // 0.60 and job Y's nodes from 1.10 to 1.67.
 func TestPeerSpeedsOfUnlinkedGroupsHoldStill(t *testing.T) {
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	older := func(n int) bool { return n < 7 || n == 12 }
 	p := NewPeer(DefaultPeerConfig())
 	for tick := 1; tick <= 360; tick++ {
-		at := twoJobsStep(m, tick)
+		at := twoJobsStep(m, tick, older)
 		v := m.View()
 		p.Evaluate(v, at)
 		v.Release()
@@ -1230,5 +1232,41 @@ func TestPeerGCStormInTheOnlyJVMOfACPULosingNode(t *testing.T) {
 				t.Errorf("node-5's only JVM = %q / %q, want a taskmanager_gc verdict: %v", tm.Status, tm.Cause, tc.wantTM)
 			}
 		})
+	}
+}
+
+// A group of linked nodes made mostly of an older class still shows that class slower: its
+// speed 1 is the median of the fleet's most common class where it has MinClassPeers of them.
+// Job X runs on older nodes 0-4 and newer nodes 5-7, job Y on newer nodes 8-15. Scaled by its
+// own median node, one of the older ones, X showed its older nodes at speed 1 and its newer
+// ones at 1.67: no slower-hardware finding for nodes 0.6x as fast as the fleet's usual machine.
+func TestPeerOlderClassMostOfItsGroup(t *testing.T) {
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	older := func(n int) bool { return n < 5 }
+	for n := range 16 {
+		cls := "m5.xlarge"
+		if older(n) {
+			cls = "m4.xlarge"
+		}
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	var r Round
+	for tick := 1; tick <= 60; tick++ {
+		at := twoJobsStep(m, tick, older)
+		v := m.View()
+		r = p.Evaluate(v, at)
+		v.Release()
+		for _, vd := range r.Verdicts {
+			if vd.Status == StatusSlow {
+				t.Fatalf("window %d: a machine judged slow for its class: %+v", tick, vd)
+			}
+		}
+	}
+	for n := range 16 {
+		f, ok := finding(r, node(n), FindingSlowerHardware)
+		if ok != older(n) {
+			t.Errorf("%s: slower-hardware finding %v (%+v), want %v; learned %.3f", node(n), ok, f, older(n), p.speed[node(n)].rel)
+		}
 	}
 }

@@ -188,6 +188,9 @@ type Peer struct {
 	freshEnds []int
 	// ratioBuf backs every node's ratios in polish. Kept to reuse its memory.
 	ratioBuf []float64
+	// refClass is the fleet's most common hardware class this round: where a group of linked
+	// nodes has MinClassPeers of them, its speed 1 is their median (see polish).
+	refClass string
 }
 
 // rateObs is one subtask's true processing rate this window, on node e.
@@ -294,8 +297,8 @@ type nodeEval struct {
 	// speed this window once fitted, else where the fit starts (see polish).
 	est float64
 	// link leads to the root of the nodes whose speeds this window's rates compare with this
-	// node's, and linked numbers their group (see linkNodes); scale is the log speed of the
-	// group's median node, which the fit takes as 1.
+	// node's, and linked numbers their group (see linkNodes); scale is the log speed the fit
+	// takes as 1 in that group (see polish).
 	link   *nodeEval
 	linked int
 	scale  float64
@@ -542,6 +545,17 @@ func (p *Peer) linkNodes(order []*nodeEval) {
 			}
 		}
 	}
+	classes := map[string]int{}
+	p.refClass = ""
+	for _, e := range order {
+		if e.class == "" {
+			continue
+		}
+		classes[e.class]++
+		if n, ref := classes[e.class], classes[p.refClass]; n > ref || n == ref && e.class < p.refClass {
+			p.refClass = e.class
+		}
+	}
 	groups := 0
 	for _, e := range order {
 		r := e.linkRoot()
@@ -600,8 +614,9 @@ var polishBand = math.Log(3)
 
 // polish finds each node's speed this window (rel) by a two-way fit of log rate = node speed +
 // vertex cost, each effect in turn the mean of its rates (less the other effect) within
-// polishBand of their median, the median node of each group of linked nodes (see linkNodes)
-// fixing that group's scale at 1. Comparing each
+// polishBand of their median, each group of linked nodes (see linkNodes) scaled so that its
+// median node of the fleet's most common class is 1 (its median node when it has fewer than
+// MinClassPeers of that class). Comparing each
 // rate with its vertex's raw median is not enough once machines differ: that median is the
 // speed of whichever machines the vertex happens to run on, so a node of a slower class
 // measured against a vertex placed mostly on its own class looked as fast as its peers, against
@@ -623,11 +638,14 @@ var polishBand = math.Log(3)
 // left placements joined by few nodes to drift apart, window after window, gen-120030).
 //
 // Between groups of nodes that share no vertex nothing in the rates fixes one group's speeds
-// against another's, so each group is scaled by its own median node. With the fleet's median
-// node alone fixing the scale, a group's level was wherever the window before had left it, moved
-// by whichever group the fleet's median node fell in: a group of older machines running one job
+// against another's, so each group is scaled on its own. With the fleet's median node alone
+// fixing the scale, a group's level was wherever the window before had left it, moved by
+// whichever group the fleet's median node fell in: a group of older machines running one job
 // drifted from 0.94 to 1.2 in half an hour (generated gen-250029), one of alike machines from
-// 0.99 to 0.90, reported as slower hardware (gen-31017).
+// 0.99 to 0.90, reported as slower hardware (gen-31017). Machines of one class are alike (the
+// class speed lent to new nodes assumes as much), so the fleet's most common class is the one
+// yardstick every group can be held to: by its own median node, a group placed mostly on an
+// older class showed that class at speed 1, and it was never reported as slower hardware.
 //
 // It returns how many rounds the fit took.
 func (p *Peer) polish(order []*nodeEval) (rounds int) {
@@ -692,8 +710,16 @@ func (p *Peer) polish(order []*nodeEval) (rounds int) {
 			from = to
 			p.vals = p.vals[:0]
 			for _, e := range g {
-				if len(e.ratios) > 0 {
+				if len(e.ratios) > 0 && e.class != "" && e.class == p.refClass {
 					p.vals = append(p.vals, e.rel)
+				}
+			}
+			if len(p.vals) < p.cfg.MinClassPeers {
+				p.vals = p.vals[:0]
+				for _, e := range g {
+					if len(e.ratios) > 0 {
+						p.vals = append(p.vals, e.rel)
+					}
 				}
 			}
 			if len(p.vals) > 0 {

@@ -973,6 +973,24 @@ func TestPeerGCStormBesideANodeFault(t *testing.T) {
 	}
 }
 
+// idleHostReport is one window's report of a 16-core node with nothing on its host: a third of
+// its CPU used, no steal, no retransmit storm, half its memory free, 20 us run-queue waits.
+func idleHostReport(tick int, at time.Time) *tmwardenv1.Report {
+	return &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
+		Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7, Iowait: 0.003},
+			Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
+		Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * 20, Buckets: make([]uint64, 20)}},
+	}
+}
+
+// steadySubtask is a subtask busy 300 ms/s times div (a slower machine or a fault divides its
+// rate), with +-6 % jitter that differs by subtask and window.
+func steadySubtask(job, vertex string, idx, tick int, div float64) *tmwardenv1.SubtaskMetrics {
+	busy := 300 * div * (1 + 0.03*float64((idx*7+tick)%5-2))
+	return &tmwardenv1.SubtaskMetrics{JobId: job, JobName: job, VertexId: vertex, VertexName: vertex,
+		SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: 3000, RecordsOutPerSecond: 3000}
+}
+
 // mixedClusterStep sends one window of a 16-node cluster, two TaskManagers a node, in which the
 // vertices run on different mixes of machines: nodes 0-4 are a slower class (rates divided by
 // 1.5, nothing on their hosts), vertices P1-P3 run on TaskManager 0 of nodes 0-7 (mostly the
@@ -981,11 +999,7 @@ func TestPeerGCStormBesideANodeFault(t *testing.T) {
 func mixedClusterStep(m *model.Model, tick int, slow map[string]float64) time.Time {
 	at := t0.Add(time.Duration(tick) * 5 * time.Second)
 	for n := range 16 {
-		r := &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
-			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7, Iowait: 0.003},
-				Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
-			Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * 20, Buckets: make([]uint64, 20)}},
-		}
+		r := idleHostReport(tick, at)
 		for t := range 2 {
 			id := tmOf(n, t)
 			tm := &tmwardenv1.TaskManager{ResourceId: id, Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
@@ -1005,10 +1019,7 @@ func mixedClusterStep(m *model.Model, tick int, slow map[string]float64) time.Ti
 				if d, ok := slow[id]; ok {
 					div *= d
 				}
-				jit := 1 + 0.03*float64((idx*7+tick)%5-2)
-				busy := 300 * div * jit
-				tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: "job", JobName: "job", VertexId: v, VertexName: v,
-					SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: 3000, RecordsOutPerSecond: 3000})
+				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, idx, tick, div))
 			}
 			r.TaskManagers = append(r.TaskManagers, tm)
 		}
@@ -1102,11 +1113,7 @@ func TestPeerUnscrapedTaskManagerStillRunsWork(t *testing.T) {
 func twoJobsStep(m *model.Model, tick int, older func(n int) bool) time.Time {
 	at := t0.Add(time.Duration(tick) * 5 * time.Second)
 	for n := range 16 {
-		r := &tmwardenv1.Report{Sequence: uint64(tick), CollectedAt: timestamppb.New(at), IntervalSeconds: 5,
-			Host: &tmwardenv1.HostSignals{NumCpus: 16, Cpu: &tmwardenv1.CpuShares{User: 0.3, Idle: 0.7, Iowait: 0.003},
-				Tcp: &tmwardenv1.TcpStats{RetransmitsPerSecond: 1}, Memory: &tmwardenv1.Memory{TotalBytes: 64 << 30, AvailableBytes: 30 << 30}},
-			Histograms: []*tmwardenv1.LatencyHistogram{{Kind: tmwardenv1.LatencyHistogram_KIND_RUNQUEUE, Target: "/tm", Count: 1000, SumMicroseconds: 1000 * 20, Buckets: make([]uint64, 20)}},
-		}
+		r := idleHostReport(tick, at)
 		tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
 		job, vertices, idx := "X", []string{"X1", "X2", "X3"}, n
 		switch {
@@ -1120,10 +1127,7 @@ func twoJobsStep(m *model.Model, tick int, older func(n int) bool) time.Time {
 			div = 1 / 0.6
 		}
 		for _, v := range vertices {
-			jit := 1 + 0.03*float64((idx*7+tick)%5-2)
-			busy := 300 * div * jit
-			tm.Subtasks = append(tm.Subtasks, &tmwardenv1.SubtaskMetrics{JobId: job, JobName: job, VertexId: v, VertexName: v,
-				SubtaskIndex: int32(idx), BusyMsPerSecond: busy, IdleMsPerSecond: 1000 - busy, RecordsInPerSecond: 3000, RecordsOutPerSecond: 3000})
+			tm.Subtasks = append(tm.Subtasks, steadySubtask(job, v, idx, tick, div))
 		}
 		r.TaskManagers = append(r.TaskManagers, tm)
 		m.Observe(node(n), at, r)

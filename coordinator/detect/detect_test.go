@@ -973,6 +973,18 @@ func TestPeerGCStormBesideANodeFault(t *testing.T) {
 	}
 }
 
+// describeClasses labels nodes 0..nodes-1 with their instance type: older ones m4.xlarge, the
+// rest m5.xlarge, all 16 cores.
+func describeClasses(m *model.Model, nodes int, older func(n int) bool) {
+	for n := range nodes {
+		cls := "m5.xlarge"
+		if older(n) {
+			cls = "m4.xlarge"
+		}
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+}
+
 // idleHostReport is one window's report of a 16-core node with nothing on its host: a third of
 // its CPU used, no steal, no retransmit storm, half its memory free, 20 us run-queue waits.
 func idleHostReport(tick int, at time.Time) *tmwardenv1.Report {
@@ -1146,13 +1158,7 @@ func twoJobsStep(m *model.Model, tick int, older func(n int) bool) time.Time {
 func TestPeerClassSpeedOnlyFromLinkedPeers(t *testing.T) {
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	older := func(n int) bool { return n < 7 || n == 12 }
-	for n := range 16 {
-		cls := "m5.xlarge"
-		if older(n) {
-			cls = "m4.xlarge"
-		}
-		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
-	}
+	describeClasses(m, 16, older)
 	p := NewPeer(DefaultPeerConfig())
 	for tick := 1; tick <= 60; tick++ {
 		at := twoJobsStep(m, tick, older)
@@ -1247,13 +1253,7 @@ func TestPeerGCStormInTheOnlyJVMOfACPULosingNode(t *testing.T) {
 func TestPeerOlderClassMostOfItsGroup(t *testing.T) {
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	older := func(n int) bool { return n < 5 }
-	for n := range 16 {
-		cls := "m5.xlarge"
-		if older(n) {
-			cls = "m4.xlarge"
-		}
-		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
-	}
+	describeClasses(m, 16, older)
 	p := NewPeer(DefaultPeerConfig())
 	var r Round
 	for tick := 1; tick <= 60; tick++ {

@@ -15,15 +15,61 @@ import (
 	"github.com/tmwarden/tmwarden/sim/scenario"
 )
 
+// genShape overrides what generateScenario draws, to check shapes its draws seldom or never
+// give (TestGeneratedSet reads it from the environment). The zero shape changes nothing: a seed
+// gives the scenario it always gave.
+type genShape struct {
+	// Nodes fixes the fleet size (TMWARDEN_GEN_NODES).
+	Nodes int
+	// MaxParallelism caps every job's parallelism, so the same slots hold more, smaller jobs
+	// (TMWARDEN_GEN_MAX_PARALLELISM).
+	MaxParallelism int
+	// Classes makes that many hardware classes besides the cluster's own (TMWARDEN_GEN_CLASSES).
+	Classes int
+	// Faults restricts the fault kinds to these (TMWARDEN_GEN_FAULTS, comma-separated), and
+	// MinFaults draws at least that many (TMWARDEN_GEN_MIN_FAULTS).
+	Faults    []string
+	MinFaults int
+}
+
+func shapeFromEnv() (genShape, error) {
+	var g genShape
+	for _, f := range []struct {
+		env string
+		to  *int
+	}{{"TMWARDEN_GEN_NODES", &g.Nodes}, {"TMWARDEN_GEN_MAX_PARALLELISM", &g.MaxParallelism}, {"TMWARDEN_GEN_CLASSES", &g.Classes},
+		{"TMWARDEN_GEN_MIN_FAULTS", &g.MinFaults}} {
+		if v := os.Getenv(f.env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return g, fmt.Errorf("%s=%q: want a count", f.env, v)
+			}
+			*f.to = n
+		}
+	}
+	if v := os.Getenv("TMWARDEN_GEN_FAULTS"); v != "" {
+		for _, k := range strings.Split(v, ",") {
+			if slicesIndex(scenario.FaultKinds, k) < 0 {
+				return g, fmt.Errorf("TMWARDEN_GEN_FAULTS: unknown fault kind %q (have %v)", k, scenario.FaultKinds)
+			}
+			g.Faults = append(g.Faults, k)
+		}
+	}
+	return g, nil
+}
+
 // generateScenario writes a scenario from a seed with everything the format can say: mixed
 // hardware classes, zones, intermittent, partial and doubled faults at severities 0.2–0.8,
 // named neighbours, receiver-side loss, and every negative control. It is the generator
 // behind TestGeneratedSet; no generated set is committed, so nobody tunes to one.
-func generateScenario(seed uint64) string {
+func generateScenario(seed uint64, shape genShape) string {
 	r := rand.New(rand.NewPCG(seed, 0x9e4e))
 	pick := func(xs ...int) int { return xs[r.IntN(len(xs))] }
 	unif := func(a, b float64) float64 { return a + (b-a)*r.Float64() }
 	nodes := pick(12, 20, 30, 40, 60, 100)
+	if shape.Nodes > 0 {
+		nodes = shape.Nodes
+	}
 	tms, slots := pick(1, 2, 2, 3), pick(3, 4, 6)
 	dur := pick(25, 30, 40)
 	var b strings.Builder
@@ -42,10 +88,14 @@ func generateScenario(seed uint64) string {
 		}
 		b.WriteString("]\n")
 	}
-	if r.IntN(3) > 0 {
+	if withClasses := r.IntN(3) > 0; withClasses || shape.Classes > 0 {
 		b.WriteString("  classes:\n")
 		left := nodes
-		for c := range 1 + r.IntN(2) {
+		classes := 1 + r.IntN(2)
+		if shape.Classes > 0 {
+			classes = shape.Classes
+		}
+		for c := range classes {
 			n := max(1, int(float64(nodes)*unif(0.1, 0.35)))
 			if n > left {
 				break
@@ -68,6 +118,9 @@ func generateScenario(seed uint64) string {
 	var jobs []job
 	for used := 0; used+2 <= budget; {
 		p := min(pick(2, 4, 6, 8, 12, 16), budget-used)
+		if shape.MaxParallelism > 0 {
+			p = min(p, max(2, shape.MaxParallelism))
+		}
 		j := job{name: fmt.Sprintf("job%d", len(jobs))}
 		ops := pick(2, 3, 4, 5)
 		costs := make([]int, ops)
@@ -108,12 +161,19 @@ func generateScenario(seed uint64) string {
 		jobs = append(jobs, j)
 		used += p
 	}
-	if r.Float64() >= 0.3 {
+	if r.Float64() >= 0.3 || shape.MinFaults > 0 {
 		b.WriteString("faults:\n")
 		busy := map[int][][3]int{}
 		kinds := scenario.FaultKinds
-		for range 1 + r.IntN(4) {
+		draws := 1 + r.IntN(4)
+		if shape.MinFaults > 0 {
+			draws = max(draws, shape.MinFaults)
+		}
+		for range draws {
 			kind := kinds[r.IntN(len(kinds))]
+			if len(shape.Faults) > 0 {
+				kind = shape.Faults[r.IntN(len(shape.Faults))]
+			}
 			start := 3 + r.IntN(dur-10)
 			d := 3 + r.IntN(min(13, dur-start-3))
 			n := r.IntN(nodes)
@@ -204,7 +264,8 @@ func slicesIndex(xs []string, x string) int {
 
 // TestGeneratedSet replays TMWARDEN_GENERATED scenarios from generateScenario, seeds from
 // TMWARDEN_SEED (default 1000), and prints the pooled table; TMWARDEN_DUMP=dir also writes
-// them out to look at. It is how the detector's generality is checked on sets nobody tuned to.
+// them out to look at, and the TMWARDEN_GEN_* variables (genShape) bend their shape. It is how
+// the detector's generality is checked on sets nobody tuned to.
 func TestGeneratedSet(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("TMWARDEN_GENERATED"))
 	if n <= 0 {
@@ -214,9 +275,13 @@ func TestGeneratedSet(t *testing.T) {
 	if s, err := strconv.ParseUint(os.Getenv("TMWARDEN_SEED"), 10, 64); err == nil {
 		seed = s
 	}
+	shape, err := shapeFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var scs []*scenario.Scenario
 	for ; len(scs) < n; seed++ {
-		y := generateScenario(seed)
+		y := generateScenario(seed, shape)
 		sc, err := scenario.Load(strings.NewReader(y), fmt.Sprintf("gen-%d", seed))
 		if err != nil {
 			t.Fatalf("generated scenario does not load: %v\n%s", err, y)
@@ -237,4 +302,34 @@ func TestGeneratedSet(t *testing.T) {
 		res = Result{Totals: res.Totals}
 	}
 	res.WriteTable(os.Stdout)
+}
+
+// TestGeneratorShape: the zero shape leaves a seed's scenario as it was (the sets measured
+// before the knobs existed stay comparable), and each knob says what it says.
+func TestGeneratorShape(t *testing.T) {
+	base := generateScenario(250029, genShape{})
+	if got := generateScenario(250029, genShape{}); got != base {
+		t.Fatal("one seed gave two scenarios")
+	}
+	y := generateScenario(250029, genShape{Nodes: 7, MaxParallelism: 3, Classes: 2, Faults: []string{scenario.FaultCPUContention}, MinFaults: 3})
+	sc, err := scenario.Load(strings.NewReader(y), "shaped")
+	if err != nil {
+		t.Fatalf("shaped scenario does not load: %v\n%s", err, y)
+	}
+	if sc.Cluster.Nodes != 7 || len(sc.Cluster.Classes) == 0 {
+		t.Errorf("nodes %d classes %d, want 7 and some", sc.Cluster.Nodes, len(sc.Cluster.Classes))
+	}
+	for _, j := range sc.Jobs {
+		if j.Parallelism > 3 {
+			t.Errorf("job %s parallelism %d, want at most 3", j.Name, j.Parallelism)
+		}
+	}
+	for _, f := range sc.Faults {
+		if f.Kind != scenario.FaultCPUContention {
+			t.Errorf("fault kind %s, want only %s", f.Kind, scenario.FaultCPUContention)
+		}
+	}
+	if len(sc.Faults) == 0 {
+		t.Error("no faults drawn with MinFaults 3")
+	}
 }

@@ -109,7 +109,7 @@ func TestOneCircuitBreaker(t *testing.T) {
 	}
 	for _, s := range steps {
 		clk.set(t0.Add(s.at))
-		ds, err := c.Decisions().RoundFromDetect(clk.now(), detect.Round{At: clk.now(), Verdicts: s.verdicts, Fleet: s.fleet}, known)
+		ds, err := c.Decisions().RoundFromDetect(clk.now(), detect.Round{At: clk.now(), Verdicts: s.verdicts, Fleet: s.fleet}, known, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}

@@ -292,6 +292,15 @@ func outcomeOf(status string) decide.Outcome {
 // worth keeping (a restarted policy meets them again next round), so they are left out: at
 // 10,000 nodes that turns a megabytes-per-round write into a few kilobytes.
 func (m *Manager) saveSnapshot() error {
+	b, err := m.encodeSnapshot()
+	if err != nil {
+		return err
+	}
+	return m.writeSnapshot(b)
+}
+
+// encodeSnapshot is the policy's memory as saveSnapshot writes it.
+func (m *Manager) encodeSnapshot() ([]byte, error) {
 	snap := m.pol.Snapshot()
 	for name, ns := range snap.Nodes {
 		if ns.State == decide.Healthy && ns.Action == "" && ns.Verdict == "healthy" {
@@ -300,8 +309,13 @@ func (m *Manager) saveSnapshot() error {
 	}
 	b, err := json.Marshal(policyToRecord(snap, store.RecordVersion))
 	if err != nil {
-		return fmt.Errorf("encoding decision policy state: %w", err)
+		return nil, fmt.Errorf("encoding decision policy state: %w", err)
 	}
+	return b, nil
+}
+
+// writeSnapshot writes an encoded snapshot unless it is the one last written.
+func (m *Manager) writeSnapshot(b []byte) error {
 	// Most rounds change nothing the policy remembers; a durable write (an fsync) every round
 	// anyway put the disk's latency, on a busy machine seconds, into every evaluation round.
 	if bytes.Equal(b, m.savedPolicy) {
@@ -385,30 +399,40 @@ func (m *Manager) breakerEvent(d *Decision, typ string, b decide.BreakerState) {
 
 // RoundFromDetect runs a decision round on a detection round. known lists every node the
 // coordinator knows with whether it reports; nodes missing from it are taken from the verdicts.
-func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[string]bool) ([]Decision, error) {
+// decided, unless nil, is called once the round's decisions are made in memory, before the
+// first of the round's store writes: the coordinator holds new reports until then (a round
+// waiting behind ten thousand streams' reports for the CPU took seconds), and no longer (a slow
+// store must not hold the fleet's reports).
+func (m *Manager) RoundFromDetect(now time.Time, r detect.Round, known map[string]bool, decided func()) ([]Decision, error) {
 	obs, reach := decide.FromRound(r, m.residents)
 	for n, up := range known {
 		if _, ok := reach[n]; !ok || !up {
 			reach[n] = up
 		}
 	}
-	return m.round(now, obs, reach, r.Fleet)
+	return m.round(now, obs, reach, r.Fleet, decided)
 }
 
 // Round runs one policy round and records its actions durably before returning them.
 func (m *Manager) Round(now time.Time, obs []decide.Observation, reachable map[string]bool) ([]Decision, error) {
-	return m.round(now, obs, reachable, detect.Fleet{})
+	return m.round(now, obs, reachable, detect.Fleet{}, nil)
 }
 
-func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[string]bool, fleet detect.Fleet) ([]Decision, error) {
+func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[string]bool, fleet detect.Fleet, decided func()) ([]Decision, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pol.ObserveFleet(fleet)
 	before := m.pol.States()
 	acts := m.pol.Round(now, obs, reachable)
-	m.transitions(before, m.pol.States())
+	after := m.pol.States()
+	// Encoded before the writes: nothing below changes the policy's memory.
+	snap, snapErr := m.encodeSnapshot()
+	if decided != nil {
+		decided()
+	}
+	m.transitions(before, after)
 	var out []Decision
-	var errs []error
+	errs := []error{snapErr}
 	for _, a := range acts {
 		d := &Decision{Action: a, CreatedAt: now.UTC(), Actuator: m.act.Name()}
 		switch {
@@ -450,7 +474,9 @@ func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[s
 		}
 		out = append(out, *d)
 	}
-	errs = append(errs, m.saveSnapshot())
+	if snapErr == nil {
+		errs = append(errs, m.writeSnapshot(snap))
+	}
 	if len(out) > 0 {
 		m.Kick()
 	}

@@ -422,7 +422,7 @@ func TestRoundFromDetect(t *testing.T) {
 	}))
 	r := detect.Round{At: t0, Verdicts: []detect.Verdict{{Node: "n1", Status: detect.StatusSlow, Score: 3, Cause: detect.CauseCPU, Since: t0,
 		Evidence: []detect.Evidence{{Kind: "subtask", JobID: "j", TaskManager: "tm-1"}}}}}
-	ds, err := m.RoundFromDetect(t0, r, reach())
+	ds, err := m.RoundFromDetect(t0, r, reach(), nil)
 	if err != nil || len(ds) != 1 || ds[0].Action.Node != "n1" || strings.Join(ds[0].Action.TaskManagers, ",") != "n1-tm-1" || strings.Join(ds[0].Action.Jobs, ",") != "j,k" {
 		t.Fatalf("%v %+v", err, ds)
 	}
@@ -602,5 +602,46 @@ func TestHealthTransitionsAreEvents(t *testing.T) {
 	}
 	if strings.Join(hooked, ",") != "n1:healthy>suspect,n1:suspect>healthy" {
 		t.Errorf("transition hook saw %v", hooked)
+	}
+}
+
+// RoundFromDetect's decided is called once, when the round has decided and before it writes
+// anything: the coordinator holds the fleet's reports until then, and a slow store must not
+// hold them. Here the round decides a migration, so it writes a health event, the decision,
+// its audit entry and the policy's memory; none of them is in the store when decided runs.
+func TestRoundFromDetectDecidedBeforeItWrites(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, _ := New(st, testConfig(decide.Auto), nil)
+	stored := func() (n int) {
+		for _, prefix := range []string{prefixDecision, prefixAudit, keyPolicy} {
+			if err := st.ScanJSON(prefix, func(string, []byte) error { n++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		evs, err := st.Events(0, 0, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n + len(evs)
+	}
+	r := detect.Round{At: t0, Verdicts: []detect.Verdict{{Node: "n1", Status: detect.StatusSlow, Score: 3, Cause: detect.CauseCPU, Since: t0,
+		Evidence: []detect.Evidence{{Kind: "subtask", JobID: "j", TaskManager: "tm-1"}}}}}
+	calls, atDecided := 0, -1
+	ds, err := m.RoundFromDetect(t0, r, reach(), func() { calls++; atDecided = stored() })
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("%v %+v", err, ds)
+	}
+	if calls != 1 {
+		t.Fatalf("decided called %d times, want once", calls)
+	}
+	if atDecided != 0 {
+		t.Errorf("%d records were in the store when decided was called, want none", atDecided)
+	}
+	if after := stored(); after < 4 {
+		t.Errorf("%d records in the store after the round, want the health event, the decision, its audit entry and the policy's memory", after)
 	}
 }

@@ -301,12 +301,9 @@ func (m *Manager) saveSnapshot() error {
 
 // encodeSnapshot is the policy's memory as saveSnapshot writes it.
 func (m *Manager) encodeSnapshot() ([]byte, error) {
-	snap := m.pol.Snapshot()
-	for name, ns := range snap.Nodes {
-		if ns.State == decide.Healthy && ns.Action == "" && ns.Verdict == "healthy" {
-			delete(snap.Nodes, name)
-		}
-	}
+	snap := m.pol.SnapshotKeeping(func(ns *decide.NodeState) bool {
+		return ns.State != decide.Healthy || ns.Action != "" || ns.Verdict != "healthy"
+	})
 	b, err := json.Marshal(policyToRecord(snap, store.RecordVersion))
 	if err != nil {
 		return nil, fmt.Errorf("encoding decision policy state: %w", err)
@@ -422,9 +419,9 @@ func (m *Manager) round(now time.Time, obs []decide.Observation, reachable map[s
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pol.ObserveFleet(fleet)
-	before := m.pol.States()
+	before := m.pol.Unhealthy()
 	acts := m.pol.Round(now, obs, reachable)
-	after := m.pol.States()
+	after := m.pol.Unhealthy()
 	// Encoded before the writes: nothing below changes the policy's memory.
 	snap, snapErr := m.encodeSnapshot()
 	if decided != nil {
@@ -512,12 +509,12 @@ func (m *Manager) Approve(id, by string) (Decision, error) {
 		return *d, fmt.Errorf("approving %s (status %s): %w", id, d.Status, ErrNotApprovable)
 	}
 	now := m.now()
-	before := m.pol.States()
+	before := m.pol.Unhealthy()
 	a, err := m.pol.Approve(id, now)
 	if err != nil {
 		return *d, err
 	}
-	m.transitions(before, m.pol.States())
+	m.transitions(before, m.pol.Unhealthy())
 	d.Action, d.Status, d.ApprovedAt, d.ApprovedBy = a, StatusPending, now.UTC(), by
 	errs := []error{m.audit(d, "approved", "", "approved by "+orAnon(by)), m.put(d), m.saveSnapshot()}
 	m.event(d, "decision_approved", fmt.Sprintf("decision %s approved by %s", id, orAnon(by)))
@@ -867,25 +864,32 @@ func planSummary(steps []actuate.Step) string {
 
 // transitions writes a health_changed event for every node whose state differs between before
 // and after (a node new to the policy starts healthy), so the event log is the nodes' health
-// timeline. Callers hold m.mu.
+// timeline. before and after hold the nodes that were not healthy (Policy.Unhealthy); a node
+// missing from one was healthy then, or not tracked. Callers hold m.mu.
 func (m *Manager) transitions(before, after map[string]decide.State) {
+	stateIn := func(states map[string]decide.State, n string) decide.State {
+		if s, ok := states[n]; ok {
+			return s
+		}
+		return decide.Healthy
+	}
 	names := make([]string, 0, len(after))
 	for n, to := range after {
-		from, ok := before[n]
-		if !ok {
-			from = decide.Healthy
-		}
-		if from != to {
+		if stateIn(before, n) != to {
 			names = append(names, n)
+		}
+	}
+	for n := range before {
+		// Healthy again, unless the policy forgot the node meanwhile.
+		if _, unhealthy := after[n]; !unhealthy {
+			if _, tracked := m.pol.Node(n); tracked {
+				names = append(names, n)
+			}
 		}
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		from, ok := before[n]
-		if !ok {
-			from = decide.Healthy
-		}
-		to := after[n]
+		from, to := stateIn(before, n), stateIn(after, n)
 		ns, _ := m.pol.Node(n)
 		msg := fmt.Sprintf("node %s: %s → %s (verdict %s, score %.2f", n, from, to, ns.Verdict, ns.Score)
 		if ns.Cause != "" {

@@ -331,8 +331,8 @@ func run(nodes, perConn, subtasks int, interval, duration time.Duration, connect
 		fmt.Printf("  %-34s p50 %.1f ms, p99 %.1f ms, max %.1f ms (its thread ready to run, in the kernel's run queue: other processes' and threads' share of the cores)\n", "evaluation round waiting for a core",
 			1000*quantile(res.roundRunQueue, 0.5), 1000*quantile(res.roundRunQueue, 0.99), 1000*quantile(res.roundRunQueue, 1))
 		fmt.Printf("  %-34s", "every round: wall = CPU + core wait + off its thread")
-		for i := range res.rounds {
-			fmt.Printf(" %.0f=%.0f+%.0f+%.0f", 1000*res.rounds[i], 1000*res.roundCPU[i], 1000*res.roundRunQueue[i], 1000*(res.rounds[i]-res.roundCPU[i]-res.roundRunQueue[i]))
+		for i, off := range res.offThread() {
+			fmt.Printf(" %.0f=%.0f+%.0f+%.0f", 1000*res.rounds[i], 1000*res.roundCPU[i], 1000*res.roundRunQueue[i], 1000*off)
 		}
 		fmt.Println(" ms")
 	}
@@ -376,7 +376,7 @@ func (r result) memoryCell() string {
 func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %9s %9s %8s %12s %12s %12s %12s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "nodes/conn", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
+	fmt.Printf("%8s %9s %9s %8s %12s %12s %12s %12s %14s %14s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "nodes/conn", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "core wait p99", "off thread p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
 	for _, r := range rs {
 		if r.skipped {
 			fmt.Printf("%8d  skipped: not enough open files for %d nodes per connection\n", r.nodes, r.perConn)
@@ -390,15 +390,26 @@ func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 			fmt.Printf("%8d  FAILED (%s; last RSS seen %.0f MiB, peak %.0f MiB%s): %v\n", r.nodes, r.memoryCell(), r.rss, r.hwm, peak, r.err)
 			continue
 		}
-		p50, p99, mx, cpu99 := math.NaN(), math.NaN(), math.NaN(), math.NaN()
+		p50, p99, mx, cpu99, wait99, off99 := math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 		if len(r.rounds) > 0 {
 			p50, p99, mx, cpu99 = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1), quantile(r.roundCPU, 0.99)
+			wait99, off99 = quantile(r.roundRunQueue, 0.99), quantile(r.offThread(), 0.99)
 		}
-		fmt.Printf("%8d %9d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.perConn, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99,
+		fmt.Printf("%8d %9d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %11.1f ms %11.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.perConn, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99, 1000*wait99, 1000*off99,
 			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.memoryCell(), r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
 	fmt.Println("round p50/p99/max: wall time, timed by the coordinator; CPU p99: the round's own CPU time (its thread's clock), which a loaded machine does not inflate")
+	fmt.Println("core wait p99: the round's thread ready but without a core (other processes, this simulated fleet among them); off thread p99: neither running nor in the kernel's run queue (waiting for a P behind the coordinator's other goroutines, a lock, the store, the GC)")
+}
+
+// offThread is each round's wall time neither on a core nor waiting for one.
+func (r result) offThread() []float64 {
+	out := make([]float64, len(r.rounds))
+	for i := range r.rounds {
+		out[i] = r.rounds[i] - r.roundCPU[i] - r.roundRunQueue[i]
+	}
+	return out
 }
 
 // droppedCell is the table's dropped column: the gaps, or "?" when they could not be read.

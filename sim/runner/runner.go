@@ -336,6 +336,13 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 				continue
 			}
 			matched = true
+			if e.start.Before(onset) && e.end.Before(from) {
+				// Held from before this fault began and cleared before it made the target slow:
+				// the end of a verdict on an earlier fault (clearing in its grace), not an early
+				// one on this fault's ramp. It detects nothing here, and its cause is not this
+				// fault's answer.
+				continue
+			}
 			at := e.start
 			if at.Before(from) {
 				at = from

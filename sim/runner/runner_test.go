@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/coordinator/detect"
 	"github.com/tmwarden/tmwarden/sim"
 	"github.com/tmwarden/tmwarden/sim/scenario"
 )
@@ -123,6 +124,34 @@ func TestScoreEpisodes(t *testing.T) {
 	// detections: a 10s, b-tm 20s, d 0s
 	if ds.TTDMedianS != 10 || ds.TTDP95S != 19 {
 		t.Fatalf("ttd p50 %g p95 %g, want 10 and 19", ds.TTDMedianS, ds.TTDP95S)
+	}
+}
+
+// TestScoreBackToBackFaults: a verdict on a node's earlier fault that clears while a second
+// fault ramps up on it, before that one makes the node slow, is neither the second fault's
+// detection nor its cause (generated gen-52010: a slow disk to 16m, a neighbour ramping from
+// 16m, slow from 16m44s; the disk verdict cleared at 16m15s and the neighbour was named at
+// 16m40s, yet the disk verdict was scored as naming the neighbour fault's cause).
+func TestScoreBackToBackFaults(t *testing.T) {
+	at := func(d time.Duration) time.Time { return sim.Epoch.Add(d) }
+	sc := &scenario.Scenario{Interval: scenario.Duration(5 * time.Second), Truth: []scenario.TruthEntry{
+		{Node: "a", Onset: scenario.Duration(4 * time.Minute), From: scenario.Duration(4 * time.Minute), To: scenario.Duration(16 * time.Minute), Cause: "disk"},
+		{Node: "a", Onset: scenario.Duration(16 * time.Minute), From: scenario.Duration(16*time.Minute + 44*time.Second), To: scenario.Duration(25 * time.Minute), Cause: "cpu"},
+		{Node: "b", Onset: scenario.Duration(4 * time.Minute), From: scenario.Duration(4 * time.Minute), To: scenario.Duration(16 * time.Minute), Cause: "disk"},
+		{Node: "b", Onset: scenario.Duration(16 * time.Minute), From: scenario.Duration(16*time.Minute + 44*time.Second), To: scenario.Duration(25 * time.Minute), Cause: "cpu"},
+	}}
+	eps := []*episode{
+		{target: targetKey{"a", ""}, start: at(4*time.Minute + 5*time.Second), end: at(16*time.Minute + 15*time.Second), cause: detect.CauseDisk},
+		{target: targetKey{"a", ""}, start: at(16*time.Minute + 40*time.Second), end: at(25 * time.Minute), cause: detect.CauseCPU},
+		// b: the disk verdict clears and nothing names the neighbour: the second fault is missed
+		{target: targetKey{"b", ""}, start: at(4*time.Minute + 5*time.Second), end: at(16*time.Minute + 15*time.Second), cause: detect.CauseDisk},
+	}
+	ds := score("x", eps, sc, nil)
+	if ds.Detected != 3 || ds.CauseRight != 3 {
+		t.Fatalf("detected %d with the right cause %d, want 3 and 3 (confusion %v)", ds.Detected, ds.CauseRight, ds.Confusion)
+	}
+	if ds.TruePositives != 3 || ds.FalsePositives != 0 {
+		t.Fatalf("tp %d fp %d, want 3 0", ds.TruePositives, ds.FalsePositives)
 	}
 }
 

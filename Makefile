@@ -27,14 +27,20 @@ demo: build ## run coordinator, a real agent and a simulated cluster in one proc
 # a cold run compiles the module's dependency tree three times (vet, -race, arm64), not four.
 TEST_RELEASE_BIN = $(BIN)/release-test
 #
-# The detection goals (every public scenario, 100 generated ones, the coordinator's path beside
-# the model's) replay hours of simulated cluster: under the race detector that takes many
-# minutes, so those tests are built only without it (//go:build !race in sim/runner) and run in
-# a second pass, built as vet builds (no cgo, -trimpath) so it reuses vet's compiled packages.
+# Tests that are long and not concurrent are built only without the race detector
+# (//go:build !race) and run in a second pass, built as vet builds (no cgo, -trimpath) so it
+# reuses vet's compiled packages: the detection goals (every public scenario, 100 generated
+# ones, the coordinator's path beside the model's) replay hours of simulated cluster, and
+# packaging/image gzips and unpacks the image's hundreds of megabytes; under the race detector
+# each took minutes of CPU. localstate's other tests are raced, so only its one such test runs
+# here (NORACE_LOCALSTATE).
+NORACE_PKGS = ./sim/runner ./packaging/image
+NORACE_LOCALSTATE = ^TestMultipartOver100MiB$$
 test: test-deps fmt-check vet ## gofmt, go vet, every test with the race detector, detection goals, packaging checks
 	@$(MAKE) --no-print-directory release-bin RELEASE_BIN=$(TEST_RELEASE_BIN) VERSION=v0.0.0-test
 	TMWARDEN_RELEASE_BIN=$(TEST_RELEASE_BIN) $(GO) test -race -count=1 -timeout 25m ./...
-	CGO_ENABLED=0 $(GO) test -trimpath -count=1 -timeout 25m ./sim/runner
+	CGO_ENABLED=0 $(GO) test -trimpath -count=1 -timeout 25m $(NORACE_PKGS)
+	CGO_ENABLED=0 $(GO) test -trimpath -count=1 -timeout 25m -run '$(NORACE_LOCALSTATE)' ./localstate
 	$(MAKE) --no-print-directory lint-packaging
 
 test-deps: ## install what the tests need (idempotent)

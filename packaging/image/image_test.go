@@ -1,3 +1,9 @@
+//go:build !race
+
+// The image is built and unpacked (hundreds of megabytes gzipped and gunzipped) in this test's
+// process: under the race detector that alone took minutes of CPU, and nothing here is
+// concurrent, so make test runs it in its non-race pass.
+
 package main
 
 import (

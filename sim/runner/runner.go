@@ -4,10 +4,12 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/tmwarden/tmwarden/coordinator/topology"
 	"github.com/tmwarden/tmwarden/sim"
 	"github.com/tmwarden/tmwarden/sim/scenario"
+	"golang.org/x/sync/errgroup"
 )
 
 // GraceIntervals is how long after a fault ends a detector may still hold its slow verdict
@@ -483,18 +486,38 @@ func quantile(xs []float64, q float64) float64 {
 
 func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
 
-// RunAll scores every scenario and pools the totals.
+// RunAll scores every scenario and pools the totals, with the scenarios in the order given.
+// Replays are independent and each runs on one goroutine, so RunAll runs up to GOMAXPROCS of
+// them at once, the largest first (node-ticks: nodes times duration over interval) so that the
+// longest replay does not start last and run alone. Options.Observe, if set, is then called from
+// several goroutines. The first error cancels the replays still running.
 func RunAll(ctx context.Context, scs []*scenario.Scenario, opts Options) (Result, error) {
-	var res Result
-	for _, sc := range scs {
-		r, err := Run(ctx, sc, opts)
-		if err != nil {
-			return res, err
-		}
-		res.Scenarios = append(res.Scenarios, r)
+	order := make([]int, len(scs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(nodeTicks(scs[b]), nodeTicks(scs[a])) })
+	res := Result{Scenarios: make([]ScenarioResult, len(scs))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for _, i := range order {
+		g.Go(func() error {
+			r, err := Run(gctx, scs[i], opts)
+			res.Scenarios[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return Result{}, err
 	}
 	res.Totals = totals(res.Scenarios)
 	return res, nil
+}
+
+// nodeTicks is a replay's size: how many node reports it simulates.
+func nodeTicks(sc *scenario.Scenario) int64 {
+	iv := max(sc.Interval.D(), time.Millisecond)
+	return int64(sc.Cluster.Nodes) * int64(sc.Duration.D()/iv)
 }
 
 func totals(rs []ScenarioResult) Totals {

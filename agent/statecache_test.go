@@ -37,12 +37,19 @@ func TestStateCacheIsWiredIn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = serveUntil(ctx, srv) }()
-	go func() { _ = a.gateway.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for a.gateway.Addr() == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// The stream waits for the cache to listen before its hello names the cache's address.
+	early, cancelEarly := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelEarly()
+	if a.waitForGateway(early) {
+		t.Fatal("waitForGateway returned before the state cache was started")
+	}
+	go func() { _ = a.gateway.Run(ctx) }()
+	waitCtx, cancelWait := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelWait()
+	if !a.waitForGateway(waitCtx) {
+		t.Fatal("the state cache did not listen within 10 s")
 	}
 	if a.hello().GatewayEndpoint == "" || a.hello().GatewayEndpoint == "127.0.0.1:0" {
 		t.Errorf("Hello's gateway endpoint is %q, want the bound address", a.hello().GatewayEndpoint)

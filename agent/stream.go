@@ -26,6 +26,9 @@ var capabilities = []string{"reports.v1"}
 // streamLoop keeps one session with the coordinator open, reconnecting with jittered
 // exponential backoff, until ctx is cancelled.
 func (a *Agent) streamLoop(ctx context.Context) {
+	if !a.waitForGateway(ctx) {
+		return
+	}
 	creds := insecure.NewCredentials()
 	if a.cfg.TLS.Enabled() {
 		tc, err := mtls.ClientConfig(a.cfg.TLS)
@@ -216,6 +219,23 @@ func (a *Agent) gatewayEndpoint() string {
 		return addr
 	}
 	return a.cfg.StateCache.Listen
+}
+
+// waitForGateway waits until the state cache listens, if the agent has one; false if ctx ended
+// first. The hello names the cache's address to the coordinator, which keeps it for the whole
+// session and sends it to peers as a prefetch source: announced before the cache has bound, an
+// ephemeral listen address ("127.0.0.1:0") would be sent instead, and every prefetch from this
+// node fails. A gateway that cannot start ends the agent's Run, and with it ctx.
+func (a *Agent) waitForGateway(ctx context.Context) bool {
+	if a.gateway == nil {
+		return true
+	}
+	select {
+	case <-a.gateway.Listening():
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func bootID(procfs string) string {

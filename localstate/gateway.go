@@ -52,6 +52,8 @@ type Gateway struct {
 
 	addrMu sync.Mutex
 	addr   string
+	// listening is closed once addr is set: the agent announces addr to the coordinator.
+	listening chan struct{}
 
 	// live feeds the janitor (SetLiveSet); without it the janitor only reports usage.
 	live func() LiveSet
@@ -81,7 +83,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Gateway, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{cfg: cfg, log: log, store: st, sched: newScheduler(cfg.MaxConcurrentFetches),
-		ctx: ctx, cancel: cancel, peers: map[string]*s3.Client{}}
+		ctx: ctx, cancel: cancel, peers: map[string]*s3.Client{}, listening: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
 	}
@@ -184,6 +186,9 @@ func (g *Gateway) Addr() string {
 	return g.addr
 }
 
+// Listening is closed once the S3 endpoint listens and Addr returns its address.
+func (g *Gateway) Listening() <-chan struct{} { return g.listening }
+
 // Run serves the S3 endpoint until ctx ends, then shuts down and closes the cache.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.close()
@@ -251,8 +256,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.addrMu.Lock()
+	first := g.addr == ""
 	g.addr = listen
 	g.addrMu.Unlock()
+	if first {
+		close(g.listening)
+	}
 	g.log.Info("state cache gateway listening", "addr", listen, "upstream", g.cfg.Upstream.Endpoint, "dir", g.cfg.Dir,
 		"tls", front != nil, "peer_mtls", front != nil && front.peerBackend != "")
 	var wg sync.WaitGroup

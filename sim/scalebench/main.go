@@ -48,6 +48,7 @@ func main() {
 	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory, as it ships; 0: no cgroup")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
 	perConnFlag := flag.Int("nodes-per-conn", 0, "simulated nodes multiplexed over one gRPC connection, each with its own stream; 0: one connection per node, or as few nodes per connection as the open-file limit (RLIMIT_NOFILE, raised to its hard limit first) requires")
+	isolate := flag.Bool("cpu-isolation", true, "the coordinator and this process (the simulated fleet) in separate cpu cgroups, the coordinator weighted to get a core whenever it has a thread ready, as on cores of its own (needs root and a cpu controller; says why not and runs without); false: both share the machine's cores as plain processes")
 	traceFor := flag.Duration("trace", 11*time.Second, "with -profile, a Go execution trace of the coordinator this long, taken after the measured window (so it does not slow the rounds measured), and where each whole round in it spent its wall time; 0: none")
 	flag.Parse()
 	var sizes []int
@@ -86,6 +87,17 @@ func main() {
 			log.Fatalf("building the coordinator: %v", err)
 		}
 	}
+	var iso *cpuIsolation
+	cpuSetup := "CPU: not isolated (-cpu-isolation=false): the coordinator and the simulated fleet share the machine's cores as plain processes"
+	if *isolate {
+		if iso, err = newCPUIsolation(fmt.Sprintf("tmwarden-scalebench-%d", os.Getpid())); err != nil {
+			cpuSetup = fmt.Sprintf("CPU: NOT isolated, the coordinator shares the cores with the simulated fleet (no cpu cgroups: %v)", err)
+		} else {
+			defer iso.remove()
+			cpuSetup = iso.describe()
+		}
+	}
+	fmt.Println(cpuSetup)
 	var results []result
 	for i, n := range sizes {
 		perConn := nodesPerConn(n, *perConnFlag, fileLimit)
@@ -97,7 +109,7 @@ func main() {
 			results = append(results, result{nodes: n, perConn: perConn, skipped: true})
 			continue
 		}
-		r, err := run(n, perConn, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor)
+		r, err := run(n, perConn, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor, iso)
 		if err != nil {
 			// The size keeps its row in the table, saying how it failed: a fleet size the
 			// coordinator cannot hold is a result, and the sizes after it still run.
@@ -106,7 +118,7 @@ func main() {
 		}
 		results = append(results, r)
 	}
-	printTable(results, *subtasks, *interval, *duration)
+	printTable(results, *subtasks, *interval, *duration, cpuSetup)
 }
 
 // result is one fleet size's figures.
@@ -131,9 +143,11 @@ type result struct {
 	sent, acked, failed   int64
 	retries               int64
 	loadBefore, loadAfter string
+	// isolated: the coordinator ran in its own cpu cgroup (cpuIsolation).
+	isolated bool
 }
 
-func run(nodes, perConn, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string, traceFor time.Duration) (res result, err error) {
+func run(nodes, perConn, subtasks int, interval, duration time.Duration, connectRate int, memLimit int64, bin, dir, profileDir string, traceFor time.Duration, iso *cpuIsolation) (res result, err error) {
 	res = result{nodes: nodes, perConn: perConn, loadBefore: loadAvg()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -159,6 +173,13 @@ func run(nodes, perConn, subtasks int, interval, duration time.Duration, connect
 	}
 	if err := cmd.Start(); err != nil {
 		return res, err
+	}
+	if iso != nil {
+		if err := iso.addCoordinator(cmd.Process.Pid); err != nil {
+			fmt.Printf("\ncannot move the coordinator into its cpu cgroup (it shares the cores with the fleet): %v\n", err)
+		} else {
+			res.isolated = true
+		}
 	}
 	if cg != nil {
 		if err := cg.add(cmd.Process.Pid); err != nil {
@@ -267,6 +288,14 @@ func run(nodes, perConn, subtasks int, interval, duration time.Duration, connect
 			secs := int(min(duration-2*time.Second, 30*time.Second) / time.Second)
 			saveProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, secs)), filepath.Join(profileDir, fmt.Sprintf("cpu-%d.pprof", nodes)))
 		}()
+		// What the coordinator allocates in the steady state: the heap profile's allocation
+		// counts are since it started, the fleet's first reports (every placement new) included.
+		profiled.Add(1)
+		go func() {
+			defer profiled.Done()
+			secs := int(min(duration-2*time.Second, 30*time.Second) / time.Second)
+			saveProfile(fmt.Sprintf("http://%s/debug/pprof/allocs?seconds=%d", pprofAddr, max(1, secs)), filepath.Join(profileDir, fmt.Sprintf("allocs-%d.pprof", nodes)))
+		}()
 	}
 	select {
 	case <-time.After(duration):
@@ -319,8 +348,8 @@ func run(nodes, perConn, subtasks int, interval, duration time.Duration, connect
 	res.offered = float64(nodes) / interval.Seconds()
 	res.sent, res.acked, res.failed, res.retries = c.sent.Load(), c.acked.Load(), c.failed.Load(), c.retries.Load()
 
-	fmt.Printf("\nscale benchmark: %d nodes x %d subtasks, a report per node every %s, %d nodes per gRPC connection, measured over %s (load average %s, then %s)\n",
-		nodes, subtasks, interval, perConn, duration, res.loadBefore, res.loadAfter)
+	fmt.Printf("\nscale benchmark: %d nodes x %d subtasks, a report per node every %s, %d nodes per gRPC connection, measured over %s (load average %s, then %s; the coordinator's cores: %s)\n",
+		nodes, subtasks, interval, perConn, duration, res.loadBefore, res.loadAfter, res.coresCell())
 	fmt.Printf("  %-34s %10.0f reports/s (fleet offers %.0f/s; ratio %.3f)\n", "ingest rate (acknowledged)", res.rate, res.offered, res.rate/res.offered)
 	if len(res.rounds) > 0 {
 		fmt.Printf("  %-34s p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d rounds (detection p50 %.1f ms, decisions p50 %.1f ms)\n", "evaluation round",
@@ -373,10 +402,11 @@ func (r result) memoryCell() string {
 }
 
 // printTable prints every fleet size's figures in one table, with the goals at 10,000 nodes.
-func printTable(rs []result, subtasks int, interval, duration time.Duration) {
+func printTable(rs []result, subtasks int, interval, duration time.Duration, cpuSetup string) {
 	fmt.Printf("\nfleet sizes side by side (%d subtasks per node, a report every %s, %s measured each; round times are every round in the window, timed by the coordinator)\n",
 		subtasks, interval, duration)
-	fmt.Printf("%8s %9s %9s %8s %12s %12s %12s %12s %14s %14s %8s %12s %12s %10s %10s %10s %10s %10s %10s  %s\n", "nodes", "nodes/conn", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "core wait p99", "off thread p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "load average")
+	fmt.Println(cpuSetup)
+	fmt.Printf("%8s %9s %9s %8s %12s %12s %12s %12s %14s %14s %8s %12s %12s %10s %10s %10s %10s %10s %10s %8s  %s\n", "nodes", "nodes/conn", "connect", "rounds", "round p50", "round p99", "round max", "CPU p99", "core wait p99", "off thread p99", "ingest", "peak RSS", "RSS/node", "coord CPU", "µs/report", "sim CPU", "dropped", "reopened", "memory", "cores", "load average")
 	for _, r := range rs {
 		if r.skipped {
 			fmt.Printf("%8d  skipped: not enough open files for %d nodes per connection\n", r.nodes, r.perConn)
@@ -395,11 +425,12 @@ func printTable(rs []result, subtasks int, interval, duration time.Duration) {
 			p50, p99, mx, cpu99 = quantile(r.rounds, 0.5), quantile(r.rounds, 0.99), quantile(r.rounds, 1), quantile(r.roundCPU, 0.99)
 			wait99, off99 = quantile(r.roundRunQueue, 0.99), quantile(r.offThread(), 0.99)
 		}
-		fmt.Printf("%8d %9d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %11.1f ms %11.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s  %s\n", r.nodes, r.perConn, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99, 1000*wait99, 1000*off99,
-			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.memoryCell(), r.loadAfter)
+		fmt.Printf("%8d %9d %7.1f s %8d %9.1f ms %9.1f ms %9.1f ms %9.1f ms %11.1f ms %11.1f ms %8.3f %8.0f MiB %8.1f KiB %10.2f %10.0f %10.2f %10s %10d %10s %8s  %s\n", r.nodes, r.perConn, r.connect.Seconds(), len(r.rounds), 1000*p50, 1000*p99, 1000*mx, 1000*cpu99, 1000*wait99, 1000*off99,
+			r.rate/r.offered, r.hwm, r.hwm*1024/float64(r.nodes), r.coordCPU, 1e6*r.coordCPU/r.rate, r.simCPU, r.droppedCell(), r.retries, r.memoryCell(), r.coresCell(), r.loadAfter)
 	}
 	fmt.Println("goal at 10,000 nodes: round p99 <= 500 ms, peak RSS <= 1024 MiB, 0 dropped")
 	fmt.Println("round p50/p99/max: wall time, timed by the coordinator; CPU p99: the round's own CPU time (its thread's clock), which a loaded machine does not inflate")
+	fmt.Println("cores: own, the coordinator in a cpu cgroup weighted over the fleet and other work (as on cores of its own, see above); shared, plain processes side by side")
 	fmt.Println("core wait p99: the round's thread ready but without a core (other processes, this simulated fleet among them); off thread p99: neither running nor in the kernel's run queue (waiting for a P behind the coordinator's other goroutines, a lock, the store, the GC)")
 }
 
@@ -410,6 +441,15 @@ func (r result) offThread() []float64 {
 		out[i] = r.rounds[i] - r.roundCPU[i] - r.roundRunQueue[i]
 	}
 	return out
+}
+
+// coresCell says whether the coordinator had its cores to itself (its own cpu cgroup) or shared
+// them with the simulated fleet.
+func (r result) coresCell() string {
+	if r.isolated {
+		return "own"
+	}
+	return "shared"
 }
 
 // droppedCell is the table's dropped column: the gaps, or "?" when they could not be read.

@@ -132,7 +132,9 @@ func summarise(bin, dir string, nodes int) {
 	} else {
 		log.Printf("reading %s: %v", cpu, err)
 	}
-	for _, args := range [][]string{{"-top", "-nodecount=12", bin, cpu}, {"-top", "-sample_index=inuse_space", "-nodecount=12", bin, heap}} {
+	allocs := filepath.Join(dir, fmt.Sprintf("allocs-%d.pprof", nodes))
+	for _, args := range [][]string{{"-top", "-nodecount=12", bin, cpu}, {"-top", "-sample_index=inuse_space", "-nodecount=12", bin, heap},
+		{"-top", "-sample_index=alloc_space", "-nodecount=12", bin, allocs}} {
 		out, err := exec.Command("go", append([]string{"tool", "pprof"}, args...)...).Output()
 		if err != nil {
 			log.Printf("go tool pprof %s: %v", strings.Join(args, " "), err)

@@ -1274,3 +1274,58 @@ func TestPeerOlderClassMostOfItsGroup(t *testing.T) {
 		}
 	}
 }
+
+// Older machines can be the fleet's most common class and still be slower hardware. Nodes 0-6
+// are an old class (0.64x as fast), 7-9 an older-still-newer one (0.77x), 10-15 the usual
+// machines, 16-20 a newer class (1.18x); one job runs on all of them. The old class is the
+// largest, so scaled by it alone it showed at speed 1, the 0.77x class faster than it, and no
+// node got a slower-hardware finding. The fleet's median machine is one of the usual ones:
+// nodes 0-9 are slower hardware, the usual and the newer machines are not, and no node is slow.
+func TestPeerOlderClassMostCommonInTheFleet(t *testing.T) {
+	speed := func(n int) (string, float64) {
+		switch {
+		case n < 7:
+			return "m3.xlarge", 0.64
+		case n < 10:
+			return "m4.xlarge", 0.77
+		case n < 16:
+			return "m5.xlarge", 1
+		}
+		return "m6.xlarge", 1.18
+	}
+	const nodes = 21
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	for n := range nodes {
+		cls, _ := speed(n)
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	var r Round
+	for tick := 1; tick <= 60; tick++ {
+		at := t0.Add(time.Duration(tick) * 5 * time.Second)
+		for n := range nodes {
+			_, s := speed(n)
+			rep := idleHostReport(tick, at)
+			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
+			for _, v := range []string{"V1", "V2", "V3"} {
+				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, n, tick, 1/s))
+			}
+			rep.TaskManagers = append(rep.TaskManagers, tm)
+			m.Observe(node(n), at, rep)
+		}
+		v := m.View()
+		r = p.Evaluate(v, at)
+		v.Release()
+		for _, vd := range r.Verdicts {
+			if vd.Status == StatusSlow {
+				t.Fatalf("window %d: a machine judged slow for its class: %+v", tick, vd)
+			}
+		}
+	}
+	for n := range nodes {
+		f, ok := finding(r, node(n), FindingSlowerHardware)
+		if want := n < 10; ok != want {
+			t.Errorf("%s: slower-hardware finding %v (%+v), want %v; learned %.3f", node(n), ok, f, want, p.speed[node(n)].rel)
+		}
+	}
+}

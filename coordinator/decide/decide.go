@@ -282,11 +282,13 @@ func (p *Policy) Config() Config { return p.cfg }
 func (p *Policy) Snapshot() Snapshot { return p.SnapshotKeeping(nil) }
 
 // SnapshotKeeping is Snapshot with only the nodes keep keeps (nil: every node); the nodes left
-// out are not copied.
-func (p *Policy) SnapshotKeeping(keep func(*NodeState) bool) Snapshot {
+// out are not copied. keep takes each state by value: a pointer to the loop's copy, passed to a
+// function the compiler cannot see into, moved every node's copy to the heap, 10,000 of them a
+// round at 10,000 nodes, while the round held ingest.
+func (p *Policy) SnapshotKeeping(keep func(NodeState) bool) Snapshot {
 	out := emptySnapshot()
 	for k, v := range p.s.Nodes {
-		if keep == nil || keep(&v) {
+		if keep == nil || keep(v) {
 			out.Nodes[k] = v
 		}
 	}

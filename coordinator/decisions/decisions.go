@@ -301,7 +301,7 @@ func (m *Manager) saveSnapshot() error {
 
 // encodeSnapshot is the policy's memory as saveSnapshot writes it.
 func (m *Manager) encodeSnapshot() ([]byte, error) {
-	snap := m.pol.SnapshotKeeping(func(ns *decide.NodeState) bool {
+	snap := m.pol.SnapshotKeeping(func(ns decide.NodeState) bool {
 		return ns.State != decide.Healthy || ns.Action != "" || ns.Verdict != "healthy"
 	})
 	b, err := json.Marshal(policyToRecord(snap, store.RecordVersion))

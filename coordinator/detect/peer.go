@@ -189,6 +189,14 @@ type Peer struct {
 	freshEnds []int
 	// ratioBuf backs every node's ratios in polish. Kept to reuse its memory.
 	ratioBuf []float64
+	// evalBuf holds the round's nodeEvals by node index, evals points into it (nil: the node
+	// is not evaluated this round) and order lists the evaluated ones: kept from round to round,
+	// so that a round at 10,000 nodes does not allocate 10,000 of each (see nodeEval.reset).
+	evalBuf []nodeEval
+	evals   []*nodeEval
+	order   []*nodeEval
+	// byIndex is stragglers' list of the evaluated nodes in index order, kept likewise.
+	byIndex []*nodeEval
 	// refClass is the fleet's most common hardware class this round: where a group of linked
 	// nodes has MinClassPeers of them, its speed 1 is their median (see polish).
 	refClass string
@@ -324,9 +332,27 @@ func (e *nodeEval) tm(id string) *tmEval {
 			return t
 		}
 	}
+	// The TaskManagers of the node's previous round stay behind e.tms' length (reset): reused.
+	if n := len(e.tms); n < cap(e.tms) && e.tms[:n+1][n] != nil {
+		t := e.tms[:n+1][n]
+		*t = tmEval{id: id, vertices: t.vertices[:0]}
+		e.tms = e.tms[:n+1]
+		return t
+	}
 	t := &tmEval{id: id}
 	e.tms = append(e.tms, t)
 	return t
+}
+
+// reset makes e the start of a node's evaluation this round, keeping the memory of what it held
+// the round before where nothing outside the round can still point at it: its TaskManagers,
+// stragglers, blocked subtasks and their vertices, and its retransmits to others are the
+// round's own, read by this package only. host goes into the round's Findings (Evidence), and
+// those outlive the round: it starts empty.
+func (e *nodeEval) reset(fresh nodeEval) {
+	tms, stragglers, blocked, vertices, blockedVertices, retransOut := e.tms[:0], e.stragglers[:0], e.blocked[:0], e.vertices[:0], e.blockedVertices[:0], e.retransOut[:0]
+	*e = fresh
+	e.tms, e.stragglers, e.blocked, e.vertices, e.blockedVertices, e.retransOut = tms, stragglers, blocked, vertices, blockedVertices, retransOut
 }
 
 func (e *nodeEval) addVertex(k model.VertexKey) {
@@ -339,8 +365,16 @@ func (e *nodeEval) addVertex(k model.VertexKey) {
 func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	interval := v.Config().Interval
 	p.interval = interval
-	evals := make([]*nodeEval, v.NodeCount())
-	var order []*nodeEval
+	count := v.NodeCount()
+	if len(p.evalBuf) < count {
+		p.evalBuf = append(p.evalBuf, make([]nodeEval, count-len(p.evalBuf))...)
+	}
+	if cap(p.evals) < count {
+		p.evals = make([]*nodeEval, count)
+	}
+	evals := p.evals[:count]
+	clear(evals)
+	order := p.order[:0]
 	vanished, reporting, regressed, late := 0, 0, 0, 0
 	for _, name := range v.NodeNames() {
 		n := v.Node(name)
@@ -360,8 +394,9 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 			continue
 		}
 		reporting++
-		e := &nodeEval{name: name, at: s.At, hostValid: s.Host.Valid, hd: s.Host, neighbours: s.Neighbours, class: n.Info.Class(), expect: 1,
-			retransTo: s.RetransTo, addresses: s.Addresses}
+		e := &p.evalBuf[n.Index]
+		e.reset(nodeEval{name: name, at: s.At, hostValid: s.Host.Valid, hd: s.Host, neighbours: s.Neighbours, class: n.Class(), expect: 1,
+			retransTo: s.RetransTo, addresses: s.Addresses})
 		for _, tm := range s.TaskManagers {
 			e.tm(tm.ResourceID).gc = tm.GCMsPerSec
 			// A TaskManager whose metrics could not be read runs work nobody can see, not none:
@@ -400,6 +435,7 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 			}
 		}
 	}
+	p.order = order
 	inboundRetransmits(order)
 	p.hostAnomalies(order)
 	p.gcOutliers(order)
@@ -1113,12 +1149,13 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 			}
 		}
 	}()
-	var order []*nodeEval
+	order := p.byIndex[:0]
 	for _, e := range evals {
 		if e != nil {
 			order = append(order, e)
 		}
 	}
+	p.byIndex = order
 	// First pass: each node's speed this window, against its subtasks' vertex medians. It also
 	// gathers what the second pass reads of every fresh subtask (p.fresh).
 	vertices := v.Vertices()

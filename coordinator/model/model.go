@@ -194,6 +194,8 @@ type Node struct {
 	LastReportAt time.Time
 	// Info is what the agent said of its machine in its latest Hello.
 	Info NodeInfo
+	// class is Info.Class(), kept: every round asks each node's, and Info changes only at Hello.
+	class string
 	// InstanceStarts counts agent restarts observed as a sequence going back.
 	InstanceStarts int
 	RestartedAt    time.Time
@@ -363,8 +365,11 @@ func (m *Model) Describe(node string, at time.Time, info NodeInfo) {
 		m.nodes[node] = n
 		m.dirtyOrder = true
 	}
-	n.Info = info
+	n.Info, n.class = info, info.Class()
 }
+
+// Class is the node's hardware class (NodeInfo.Class) from its latest Hello.
+func (n *Node) Class() string { return n.class }
 
 // indexSubtasks takes the figures of tm's subtasks that run where the report says (placed, by
 // position in the report) into the index.

@@ -256,7 +256,12 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 	}
 	for _, f := range round.Findings {
 		if f.Node == rec.Name {
-			n.Findings = append(n.Findings, httpv1.Finding{Kind: f.Kind, Class: f.Class, Speed: f.Speed, Cause: string(f.Cause), Detail: f.Detail, Since: f.Since})
+			hf := httpv1.Finding{Kind: f.Kind, Class: f.Class, Speed: f.Speed, Cause: string(f.Cause), Detail: f.Detail, Since: f.Since}
+			if !f.Until.IsZero() {
+				until := f.Until
+				hf.Until = &until
+			}
+			n.Findings = append(n.Findings, hf)
 		}
 	}
 	if ns.last != nil {

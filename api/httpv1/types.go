@@ -79,7 +79,12 @@ type Culprit struct {
 	RunqPeerMedianUS      float64 `json:"runq_peer_median_us,omitempty"`
 }
 
-// Finding is one of detection's notes on a node that is not a slow verdict.
+// Finding is one of detection's notes on a node that is not a slow verdict, and is never acted
+// on. Kind is slower_hardware (a slower machine, with its Speed against the fleet's), host_only
+// (a host anomaly on a node that runs no Flink work), or retrospective: reports the node's agent
+// held back while it could not reach the coordinator (a partition) show, judged against what the
+// fleet looked like when they were collected, that the node was slow, for Cause, from Since to
+// Until; it was over before the reports arrived.
 type Finding struct {
 	Kind   string    `json:"kind"`
 	Class  string    `json:"class,omitempty"`
@@ -87,6 +92,8 @@ type Finding struct {
 	Cause  string    `json:"cause,omitempty"`
 	Detail string    `json:"detail"`
 	Since  time.Time `json:"since"`
+	// Until ends a retrospective finding's time range (absent for the other kinds).
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // Collector is a collector's or probe's status as the agent last reported it.

@@ -105,6 +105,11 @@ const (
 	// FindingHostOnly: a host anomaly on a node that runs no Flink work, which therefore cannot
 	// be a slow Flink node.
 	FindingHostOnly = "host_only"
+	// FindingRetrospective: reports a node's agent held back while it could not reach the
+	// coordinator (a partition) show, judged against what the fleet looked like then, that the
+	// node was slow for a while that is over. Nothing can be done about it any more; it is for
+	// the record (Since to Until), never acted on.
+	FindingRetrospective = "retrospective"
 )
 
 // Finding is an observation about a node that is deliberately not a slow verdict.
@@ -114,10 +119,12 @@ type Finding struct {
 	// Class is the node's hardware class (labels and what the agent read of the machine).
 	Class string `json:"class,omitempty"`
 	// Speed is the node's processing speed relative to its peers (1 = the median node).
-	Speed    float64    `json:"speed,omitempty"`
-	Cause    Cause      `json:"cause,omitempty"`
-	Detail   string     `json:"detail"`
-	Since    time.Time  `json:"since"`
+	Speed  float64   `json:"speed,omitempty"`
+	Cause  Cause     `json:"cause,omitempty"`
+	Detail string    `json:"detail"`
+	Since  time.Time `json:"since"`
+	// Until ends what a retrospective finding covers (zero for the other kinds).
+	Until    time.Time  `json:"until,omitzero"`
 	Evidence []Evidence `json:"evidence,omitempty"`
 }
 

@@ -30,12 +30,16 @@ type cluster struct {
 	gone  map[string]bool
 	// edit changes a node's report before the model sees it (cgroups, TCP).
 	edit map[string]func(*tmwardenv1.Report)
+	// cut holds a node's reports back (its agent cannot reach the coordinator); they are
+	// delivered, oldest first, before its first report once it is no longer cut.
+	cut  map[string]bool
+	held map[string][]*tmwardenv1.Report
 }
 
 func newCluster() *cluster {
 	return &cluster{m: model.New(model.DefaultConfig(), topology.New(topology.Options{})), slow: map[string]float64{}, input: map[string]float64{}, hot: map[string]float64{},
 		gc: map[string]float64{}, runq: map[string]float64{}, steal: map[string]float64{}, gone: map[string]bool{},
-		edit: map[string]func(*tmwardenv1.Report){}}
+		edit: map[string]func(*tmwardenv1.Report){}, cut: map[string]bool{}, held: map[string][]*tmwardenv1.Report{}}
 }
 
 func node(i int) string    { return fmt.Sprintf("node-%d", i) }
@@ -87,6 +91,14 @@ func (c *cluster) step() time.Time {
 		if f := c.edit[node(n)]; f != nil {
 			f(r)
 		}
+		if c.cut[node(n)] {
+			c.held[node(n)] = append(c.held[node(n)], r)
+			continue
+		}
+		for _, h := range c.held[node(n)] {
+			c.m.Observe(node(n), at, h)
+		}
+		delete(c.held, node(n))
 		c.m.Observe(node(n), at, r)
 	}
 	return at
@@ -1327,5 +1339,54 @@ func TestPeerOlderClassMostCommonInTheFleet(t *testing.T) {
 		if want := n < 10; ok != want {
 			t.Errorf("%s: slower-hardware finding %v (%+v), want %v; learned %.3f", node(n), ok, f, want, p.speed[node(n)].rel)
 		}
+	}
+}
+
+// A fault that begins and ends while its node's agent cannot reach the coordinator is seen only
+// when the held-back reports arrive. Nodes 3 and 5 are cut off for 40 windows; node 3's
+// hypervisor takes 30 % of its CPU in windows 6-25 of them. When the reports arrive, node 3
+// gets a retrospective finding (cause steal, over those windows) and no verdict; node 5, cut
+// off with nothing wrong, gets nothing.
+func TestPeerRetrospectiveFindingAfterAPartition(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.cut[node(3)], c.cut[node(5)] = true, true
+	var faultFrom, faultTo time.Time
+	for i := 1; i <= 40; i++ {
+		switch i {
+		case 6:
+			c.steal[node(3)], c.runq[node(3)] = 0.3, 4000
+		case 26:
+			delete(c.steal, node(3))
+			delete(c.runq, node(3))
+		}
+		r := c.eval(p)
+		if i == 6 {
+			faultFrom = r.At
+		}
+		if i == 25 {
+			faultTo = r.At
+		}
+	}
+	c.cut[node(3)], c.cut[node(5)] = false, false
+	var r Round
+	for range 3 {
+		r = c.eval(p)
+		for _, n := range []string{node(3), node(5)} {
+			if v, ok := verdict(r, n, ""); ok && v.Status == StatusSlow {
+				t.Fatalf("%s judged slow after its partition for a fault that is over: %+v", n, v)
+			}
+		}
+	}
+	f, ok := finding(r, node(3), FindingRetrospective)
+	if !ok {
+		t.Fatalf("no retrospective finding for node-3's steal inside its partition; findings %+v", r.Findings)
+	}
+	if f.Cause != CauseSteal || f.Since.Before(faultFrom) || f.Until.After(faultTo) || f.Until.Sub(f.Since) < 10*5*time.Second {
+		t.Errorf("node-3's retrospective finding = %s from %s to %s, want steal within %s-%s", f.Cause, f.Since, f.Until, faultFrom, faultTo)
+	}
+	if f, ok := finding(r, node(5), FindingRetrospective); ok {
+		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }

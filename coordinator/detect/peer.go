@@ -204,6 +204,12 @@ type Peer struct {
 	// round (see hardwareYardstick); classSpeeds is its scratch, kept to reuse its memory.
 	yardstick   float64
 	classSpeeds map[string][]float64
+	// history is what the fleet's hosts looked like in each of the last forget_after of rounds,
+	// oldest first; retroJudged is each node's newest replayed report judged, retro its latest
+	// retrospective finding (see retrospective.go).
+	history     []fleetHost
+	retroJudged map[string]time.Time
+	retro       map[string]Finding
 }
 
 // rateObs is one subtask's true processing rate this window, on node e.
@@ -242,7 +248,8 @@ type track struct {
 
 // NewPeer returns tmwarden's detector.
 func NewPeer(cfg PeerConfig) *Peer {
-	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}, slowSince: map[*model.Subtask]time.Time{}, speed: map[string]*nodeSpeed{}}
+	return &Peer{cfg: cfg, tracks: map[target]*track{}, runqEW: map[string]float64{}, slowSince: map[*model.Subtask]time.Time{}, speed: map[string]*nodeSpeed{},
+		retroJudged: map[string]time.Time{}, retro: map[string]Finding{}}
 }
 
 // Name implements Detector.
@@ -434,10 +441,16 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 				delete(p.speed, name)
 			}
 		}
+		for name := range p.retroJudged {
+			if v.Node(name) == nil {
+				delete(p.retroJudged, name)
+				delete(p.retro, name)
+			}
+		}
 	}
 	p.order = order
 	inboundRetransmits(order)
-	p.hostAnomalies(order)
+	p.hostAnomalies(order, now)
 	p.gcOutliers(order)
 	p.stragglers(v, now, evals)
 	p.hardwareYardstick(order)
@@ -466,6 +479,9 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 		}
 		p.judge(e, appSlow, impact, &r)
 		p.learnSpeed(e, &r)
+		if f, ok := p.retrospective(e, v.Node(e.name), now); ok {
+			r.Findings = append(r.Findings, f)
+		}
 	}
 	// Targets not evaluated this round (no fresh report) keep their state but are listed as
 	// unreachable when the node is.
@@ -950,46 +966,13 @@ func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }
 // hostAnomalies compares every row of model.HostSignals across the nodes with a valid host
 // digest: a node is anomalous on a signal when it is above the median by the row's floor and
 // ratio. It then names each anomalous node's host cause.
-func (p *Peer) hostAnomalies(order []*nodeEval) {
+func (p *Peer) hostAnomalies(order []*nodeEval, now time.Time) {
 	vals := make([]float64, 0, len(order))
-	scores := map[Cause]float64{}
-	var medians [model.NumSignals]float64
-	for i := range model.HostSignals {
-		sig, row := model.Signal(i), &model.HostSignals[i]
-		vals = vals[:0]
-		for _, e := range order {
-			if e.hostValid {
-				vals = append(vals, e.hd.Signals[sig])
-			}
-		}
-		if len(vals) < 3 {
-			continue
-		}
-		med := median(vals)
-		medians[sig] = med
-		standOut := math.Inf(1)
-		if p.cfg.HostStandOut > 0 {
-			for i, v := range vals {
-				vals[i] = math.Abs(v - med)
-			}
-			standOut = med + p.cfg.HostStandOut*madToStdDev*median(vals)
-		}
-		if sig == model.SignalRunqMean {
-			for _, e := range order {
-				e.runqMedian = med
-			}
-		}
-		for _, e := range order {
-			if !e.hostValid {
-				continue
-			}
-			if x := e.hd.Signals[sig]; x > med+row.Floor {
-				e.abovePeers = e.abovePeers.With(sig)
-				if x > row.Ratio*med || x > standOut {
-					e.raised = e.raised.With(sig)
-				}
-			}
-		}
+	fh := p.fleetHost(order, vals)
+	fh.at = now
+	for _, e := range order {
+		e.runqMedian = fh.medians[model.SignalRunqMean]
+		p.raiseHost(e, &fh)
 	}
 	for _, e := range order {
 		if e.raised&ownLossSignals != 0 && lossAtReceivers(e) {
@@ -1000,55 +983,125 @@ func (p *Peer) hostAnomalies(order []*nodeEval) {
 			e.raised &^= ownLossSignals
 		}
 	}
+	scores := map[Cause]float64{}
 	for _, e := range order {
-		e.raised = selfLoadExplained(e.raised, e.abovePeers&cpuWaits != 0, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
-		if e.raised == 0 {
+		scoreHost(e, &fh, scores)
+	}
+	p.remember(fh)
+}
+
+// fleetHost is what the fleet's hosts looked like in one round: each signal's median over the
+// nodes with a valid host digest, and the level at which a node stands out of them
+// (HostStandOut); counted marks the signals with enough nodes (3) to compare at all.
+type fleetHost struct {
+	at       time.Time
+	counted  model.SignalSet
+	medians  [model.NumSignals]float64
+	standOut [model.NumSignals]float64
+}
+
+// fleetHost takes the round's fleetHost from the nodes in order (vals is scratch); at is left
+// to the caller.
+func (p *Peer) fleetHost(order []*nodeEval, vals []float64) fleetHost {
+	var fh fleetHost
+	for i := range model.HostSignals {
+		sig := model.Signal(i)
+		vals = vals[:0]
+		for _, e := range order {
+			if e.hostValid {
+				vals = append(vals, e.hd.Signals[sig])
+			}
+		}
+		if len(vals) < 3 {
 			continue
 		}
-		clear(scores)
-		for i := range model.HostSignals {
-			sig, row := model.Signal(i), &model.HostSignals[i]
-			if !e.raised.Has(sig) {
-				continue
+		fh.counted = fh.counted.With(sig)
+		med := median(vals)
+		fh.medians[sig] = med
+		fh.standOut[sig] = math.Inf(1)
+		if p.cfg.HostStandOut > 0 {
+			for i, v := range vals {
+				vals[i] = math.Abs(v - med)
 			}
-			v, med := e.hd.Signals[sig], medians[sig]
-			e.host = append(e.host, Evidence{Kind: "host", Signal: row.Name, Value: v, PeerMedian: med, Since: e.at})
-			x := (v - med) / row.Floor
-			scores[resourceCause[row.Resource]] += x
-			e.hostScore += x
-			if ownLossSignals.Has(sig) {
-				e.lossScore += x
+			fh.standOut[sig] = med + p.cfg.HostStandOut*madToStdDev*median(vals)
+		}
+	}
+	return fh
+}
+
+// raiseHost marks the node's host signals above the fleet's medians by their floors
+// (abovePeers), and those that are also their ratio above or stand out (raised).
+func (p *Peer) raiseHost(e *nodeEval, fh *fleetHost) {
+	if !e.hostValid {
+		return
+	}
+	for i := range model.HostSignals {
+		sig, row := model.Signal(i), &model.HostSignals[i]
+		if !fh.counted.Has(sig) {
+			continue
+		}
+		med := fh.medians[sig]
+		if x := e.hd.Signals[sig]; x > med+row.Floor {
+			e.abovePeers = e.abovePeers.With(sig)
+			if x > row.Ratio*med || x > fh.standOut[sig] {
+				e.raised = e.raised.With(sig)
 			}
 		}
-		// A quota and a neighbour both take CPU from the TaskManagers: one family of causes,
-		// told apart below.
-		scores[CauseCPU] += scores[CauseThrottled]
-		best := CauseUnknown
-		for _, c := range []Cause{CauseCPU, CauseDisk, CauseNetwork, CauseMemory} {
-			if scores[c] > scores[best] {
-				best = c
-			}
+	}
+}
+
+// scoreHost keeps the node's raised signals that its own load does not explain as its host
+// evidence, scores them (floors above the fleet's medians, summed) and names the host cause
+// (scores is scratch).
+func scoreHost(e *nodeEval, fh *fleetHost, scores map[Cause]float64) {
+	medians := &fh.medians
+	e.raised = selfLoadExplained(e.raised, e.abovePeers&cpuWaits != 0, e.hd.CPUBusy+e.hd.Signals[model.SignalSteal] >= saturatedCPU)
+	if e.raised == 0 {
+		return
+	}
+	clear(scores)
+	for i := range model.HostSignals {
+		sig, row := model.Signal(i), &model.HostSignals[i]
+		if !e.raised.Has(sig) {
+			continue
 		}
-		if best == CauseNetwork && cpuStarved(e.raised) {
-			// The TaskManagers' threads wait for a CPU that something else takes: the same
-			// starvation delays the kernel's packet processing and acknowledgements, and TCP
-			// retransmits (timeouts, tail-loss probes). Loss cannot make threads wait for a CPU,
-			// so the CPU is the cause and the retransmits its symptom.
-			best = CauseCPU
+		v, med := e.hd.Signals[sig], medians[sig]
+		e.host = append(e.host, Evidence{Kind: "host", Signal: row.Name, Value: v, PeerMedian: med, Since: e.at})
+		x := (v - med) / row.Floor
+		scores[resourceCause[row.Resource]] += x
+		e.hostScore += x
+		if ownLossSignals.Has(sig) {
+			e.lossScore += x
 		}
-		e.hostCause = best
-		if best == CauseCPU {
-			switch {
-			case e.raised.Has(model.SignalSteal):
-				// Steal is the hypervisor's own account of CPU taken: it explains the run
-				// queue and pressure that come with it, which no neighbour on the node does.
-				e.hostCause = CauseSteal
-			case e.raised.Has(model.SignalTMThrottled):
-				// A throttled TaskManager got all the CPU its quota allows: the quota, not a
-				// neighbour, is its limit (one starved by a neighbour never reaches its quota).
-				// What others use of the CPU it leaves is not contention.
-				e.hostCause = CauseThrottled
-			}
+	}
+	// A quota and a neighbour both take CPU from the TaskManagers: one family of causes,
+	// told apart below.
+	scores[CauseCPU] += scores[CauseThrottled]
+	best := CauseUnknown
+	for _, c := range []Cause{CauseCPU, CauseDisk, CauseNetwork, CauseMemory} {
+		if scores[c] > scores[best] {
+			best = c
+		}
+	}
+	if best == CauseNetwork && cpuStarved(e.raised) {
+		// The TaskManagers' threads wait for a CPU that something else takes: the same
+		// starvation delays the kernel's packet processing and acknowledgements, and TCP
+		// retransmits (timeouts, tail-loss probes). Loss cannot make threads wait for a CPU,
+		// so the CPU is the cause and the retransmits its symptom.
+		best = CauseCPU
+	}
+	e.hostCause = best
+	if best == CauseCPU {
+		switch {
+		case e.raised.Has(model.SignalSteal):
+			// Steal is the hypervisor's own account of CPU taken: it explains the run
+			// queue and pressure that come with it, which no neighbour on the node does.
+			e.hostCause = CauseSteal
+		case e.raised.Has(model.SignalTMThrottled):
+			// A throttled TaskManager got all the CPU its quota allows: the quota, not a
+			// neighbour, is its limit (one starved by a neighbour never reaches its quota).
+			// What others use of the CPU it leaves is not contention.
+			e.hostCause = CauseThrottled
 		}
 	}
 }

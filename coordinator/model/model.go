@@ -32,11 +32,30 @@ type Config struct {
 	// still compared, but a node's speed is not learned from them: figures that may no longer
 	// describe the subtask must not become what the node is expected to do.
 	FrozenAfter time.Duration
+	// Replayed is how many replayed reports' host digests are kept per node (Node.Replayed),
+	// the newest, for detection to judge in retrospect what the node went through while its
+	// reports could not reach the coordinator.
+	Replayed int
 }
 
-// DefaultConfig is what the coordinator uses unless configured otherwise.
+// DefaultConfig is what the coordinator uses unless configured otherwise. Replayed keeps ten
+// minutes of 5-second reports: as far back as detection remembers the fleet (its forget_after).
 func DefaultConfig() Config {
-	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3, FrozenAfter: 30 * time.Second}
+	return Config{Window: 12, Interval: 5 * time.Second, StaleAfter: 3, FrozenAfter: 30 * time.Second, Replayed: 120}
+}
+
+// ReplayedDigest is what the model keeps of a replayed report: one collected long before it
+// arrived, held back by the agent while it could not reach the coordinator (a partition) and
+// sent when it could. Its subtasks never enter the index (the window they describe is over),
+// and only the host digest is kept, in single precision: a node replays up to its agent's
+// buffer at once, and a partition can cut off thousands of nodes.
+type ReplayedDigest struct {
+	At time.Time
+	// arrived is when the report reached the model: it is kept a Window of intervals past that.
+	arrived time.Time
+	Valid   bool
+	CPUBusy float32
+	Signals [NumSignals]float32
 }
 
 // HostDigest is the part of HostSignals and the eBPF histograms that detection reads. Rates are
@@ -208,7 +227,15 @@ type Node struct {
 	// last caches the index entries of the previous report's subtasks, in report order: agents
 	// send the same subtasks every round, so most reports need no map lookups.
 	last []*Subtask
+	// replayed are the digests of the reports that arrived late, oldest first (see Replayed).
+	replayed []ReplayedDigest
 }
+
+// Replayed returns the host digests of the node's reports that arrived more than two intervals
+// after they were collected, oldest first: at most Config.Replayed of them, each kept until
+// the node's live reports have gone on for a Window of intervals past its arrival. The slice is the
+// model's; read it only while the View is held.
+func (n *Node) Replayed() []ReplayedDigest { return n.replayed }
 
 // Window returns the node's samples, oldest first.
 func (n *Node) Window() []Sample {
@@ -264,6 +291,9 @@ func New(cfg Config, placer Placer) *Model {
 	}
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = d.StaleAfter
+	}
+	if cfg.Replayed < 0 {
+		cfg.Replayed = 0
 	}
 	return &Model{cfg: cfg, placer: placer, nodes: map[string]*Node{}, vertices: map[VertexKey]*Vertex{}}
 }
@@ -346,12 +376,43 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	if fresh {
 		n.latest, n.hasLatest = s, true
 	}
+	m.keepReplayed(n, s, at)
 	n.window[n.next] = s
 	n.next++
 	if n.next == len(n.window) {
 		n.next = 0
 		n.full = true
 	}
+}
+
+// keepReplayed keeps the host digest of a report that arrived more than two intervals after it
+// was collected (an agent replaying its buffer), and forgets those that arrived a Window of
+// intervals before a live report (detection has judged them by then).
+func (m *Model) keepReplayed(n *Node, s Sample, at time.Time) {
+	if at.Sub(s.At) <= 2*m.cfg.Interval {
+		horizon := at.Add(-time.Duration(m.cfg.Window) * m.cfg.Interval)
+		drop := 0
+		for drop < len(n.replayed) && n.replayed[drop].arrived.Before(horizon) {
+			drop++
+		}
+		if drop == len(n.replayed) {
+			n.replayed = nil
+		} else if drop > 0 {
+			n.replayed = append(n.replayed[:0], n.replayed[drop:]...)
+		}
+		return
+	}
+	if m.cfg.Replayed == 0 {
+		return
+	}
+	if len(n.replayed) == m.cfg.Replayed {
+		n.replayed = append(n.replayed[:0], n.replayed[1:]...)
+	}
+	d := ReplayedDigest{At: s.At, arrived: at, Valid: s.Host.Valid, CPUBusy: float32(s.Host.CPUBusy)}
+	for i, v := range s.Host.Signals {
+		d.Signals[i] = float32(v)
+	}
+	n.replayed = append(n.replayed, d)
 }
 
 // Describe records what a node's agent said of its machine (Hello). A node described before

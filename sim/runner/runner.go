@@ -57,6 +57,17 @@ type DetectorScore struct {
 	ClassFindings    int `json:"class_findings"`
 	SlowerClassNodes int `json:"slower_class_nodes"`
 	ClassFound       int `json:"class_found"`
+	// RetroFaults are the faults that began and ended while their node's reports could not
+	// reach the coordinator (inside one gap in its live reports, see liveReports): no live
+	// verdict can catch them. RetroFound is how many of them a retrospective finding (judged
+	// from the reports replayed after the gap) covered on their node, RetroFindings how many
+	// retrospective findings there were, and RetroFalse how many of those covered no fault of
+	// their node. None of it counts in recall or precision: a retrospective finding is never
+	// acted on.
+	RetroFaults   int `json:"retrospective_faults"`
+	RetroFound    int `json:"retrospective_found"`
+	RetroFindings int `json:"retrospective_findings"`
+	RetroFalse    int `json:"retrospective_false"`
 
 	// Counts behind the ratios, kept so totals pool episodes rather than average ratios.
 	TruePositives  int       `json:"-"`
@@ -126,6 +137,13 @@ type tracker struct {
 	episodes []*episode
 	// classNodes are the nodes reported as slower hardware at any time.
 	classNodes map[string]bool
+	// retro are the distinct retrospective findings (by node and start).
+	retro map[retroKey]detect.Finding
+}
+
+type retroKey struct {
+	node  string
+	since time.Time
 }
 
 // Run replays one scenario and scores the detectors.
@@ -146,7 +164,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		if d == nil {
 			return ScenarioResult{}, fmt.Errorf("unknown detector %q", n)
 		}
-		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}, classNodes: map[string]bool{}})
+		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}, classNodes: map[string]bool{}, retro: map[retroKey]detect.Finding{}})
 	}
 	cfg := model.DefaultConfig()
 	cfg.Interval = sc.Interval.D()
@@ -205,6 +223,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		}
 		ds := score(t.d.Name(), t.episodes, sc, live)
 		ds.ClassFindings = len(t.classNodes)
+		scoreRetrospective(&ds, t.retro, sc, live)
 		for _, cl := range sc.Cluster.Classes {
 			if cl.Speed*SlowerHardware < 1 {
 				for _, n := range cl.Nodes {
@@ -243,8 +262,11 @@ func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
 	b := t.breaker.Breaker()
 	slow := map[targetKey]bool{}
 	for _, f := range r.Findings {
-		if f.Kind == detect.FindingSlowerHardware {
+		switch f.Kind {
+		case detect.FindingSlowerHardware:
 			t.classNodes[f.Node] = true
+		case detect.FindingRetrospective:
+			t.retro[retroKey{f.Node, f.Since}] = f
 		}
 	}
 	for _, v := range r.Verdicts {
@@ -317,6 +339,20 @@ func (l *liveReports) observableAt(node string, from time.Time) time.Time {
 		}
 	}
 	return from
+}
+
+// unobserved says whether from..to on node lies inside one gap of its live reports: no report
+// of it reached the coordinator while it lasted.
+func (l *liveReports) unobserved(node string, from, to time.Time) bool {
+	if l == nil {
+		return false
+	}
+	for _, g := range l.gaps[node] {
+		if !from.Before(g.from) && to.Before(g.to) {
+			return true
+		}
+	}
+	return false
 }
 
 func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports) DetectorScore {
@@ -404,6 +440,38 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 	}
 	ds.finish()
 	return ds
+}
+
+// scoreRetrospective scores the retrospective findings against the faults that began and ended
+// unobserved: inside one gap of their node's live reports. A finding covers a fault when it is on
+// the fault's node and overlaps its window (extended by the grace, as verdicts are).
+func scoreRetrospective(ds *DetectorScore, found map[retroKey]detect.Finding, sc *scenario.Scenario, live *liveReports) {
+	grace := time.Duration(GraceIntervals) * sc.Interval.D()
+	covers := func(f detect.Finding, tr scenario.TruthEntry) bool {
+		from, to := sim.Epoch.Add(tr.Onset.D()), sim.Epoch.Add(tr.To.D()).Add(grace)
+		if tr.Onset <= 0 || tr.Onset > tr.From {
+			from = sim.Epoch.Add(tr.From.D())
+		}
+		return f.Node == tr.Node && !f.Since.After(to) && !f.Until.Before(from)
+	}
+	ds.RetroFindings = len(found)
+	for _, f := range found {
+		if !slices.ContainsFunc(sc.Truth, func(tr scenario.TruthEntry) bool { return covers(f, tr) }) {
+			ds.RetroFalse++
+		}
+	}
+	for _, tr := range sc.Truth {
+		if !live.unobserved(tr.Node, sim.Epoch.Add(tr.From.D()), sim.Epoch.Add(tr.To.D())) {
+			continue
+		}
+		ds.RetroFaults++
+		for _, f := range found {
+			if covers(f, tr) {
+				ds.RetroFound++
+				break
+			}
+		}
+	}
 }
 
 // finish computes the ratios from the counts. With nothing flagged precision is 1; with nothing
@@ -546,6 +614,10 @@ func totals(rs []ScenarioResult) Totals {
 			a.ClassFindings += d.ClassFindings
 			a.SlowerClassNodes += d.SlowerClassNodes
 			a.ClassFound += d.ClassFound
+			a.RetroFaults += d.RetroFaults
+			a.RetroFound += d.RetroFound
+			a.RetroFindings += d.RetroFindings
+			a.RetroFalse += d.RetroFalse
 			for tc, row := range d.Confusion {
 				if a.Confusion == nil {
 					a.Confusion = map[string]map[string]int{}
@@ -568,7 +640,7 @@ func totals(rs []ScenarioResult) Totals {
 // WriteTable prints the result as an aligned text table with the totals last.
 func (r Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tnodes\tduration\tdetector\tprecision\trecall\tttd p50 (s)\tttd p95 (s)\tobservable p50\tobservable p95\tfalse migrations\tcause acc\tculprit acc\tclass findings\t")
+	fmt.Fprintln(tw, "scenario\tnodes\tduration\tdetector\tprecision\trecall\tttd p50 (s)\tttd p95 (s)\tobservable p50\tobservable p95\tfalse migrations\tcause acc\tculprit acc\tclass findings\tretrospective\t")
 	row := func(name, nodes, dur string, d DetectorScore) {
 		// Nothing detected means no detection time, not a zero one (the JSON says 0).
 		p50, p95, o50, o95 := "-", "-", "-", "-"
@@ -580,8 +652,13 @@ func (r Result) WriteTable(w io.Writer) error {
 		if d.SlowerClassNodes > 0 {
 			cls = fmt.Sprintf("%d (%d/%d)", d.ClassFindings, d.ClassFound, d.SlowerClassNodes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.3f\t%s\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, o50, o95, d.FalseMigrations,
-			d.CauseAccuracy, d.CulpritAccuracy, cls)
+		// Found of the faults that began and ended unobserved, and the findings that covered none.
+		retro := fmt.Sprintf("%d/%d", d.RetroFound, d.RetroFaults)
+		if d.RetroFalse > 0 {
+			retro += fmt.Sprintf(" (%d false)", d.RetroFalse)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.3f\t%s\t%s\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, o50, o95, d.FalseMigrations,
+			d.CauseAccuracy, d.CulpritAccuracy, cls, retro)
 	}
 	for _, s := range r.Scenarios {
 		for i, d := range s.Detectors {

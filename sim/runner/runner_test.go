@@ -242,7 +242,7 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("scenario keys %v", got)
 	}
 	d := []string{"cause_accuracy", "class_findings", "class_found", "culprit_accuracy", "false_migrations", "name", "neighbour_faults",
-		"precision", "recall", "slower_class_nodes", "ttd_median_s", "ttd_observable_median_s", "ttd_observable_p95_s", "ttd_p95_s"}
+		"precision", "recall", "retrospective_false", "retrospective_faults", "retrospective_findings", "retrospective_found", "slower_class_nodes", "ttd_median_s", "ttd_observable_median_s", "ttd_observable_p95_s", "ttd_p95_s"}
 	// The confusion table is there only when something was detected.
 	noConfusion := func(k []string) []string {
 		return slices.DeleteFunc(k, func(s string) bool { return s == "cause_confusion" })
@@ -280,5 +280,47 @@ func TestCancel(t *testing.T) {
 	cancel()
 	if _, err := RunAll(ctx, publicScenarios(t, 10)[:1], Options{}); err == nil {
 		t.Fatal("a cancelled run should stop with the context's error")
+	}
+}
+
+// TestScoreRetrospective: a fault that began and ended inside a gap in its node's live reports
+// counts among the faults a retrospective finding can find, and is found by one on its node that
+// overlaps it; a fault that outlasted the gap does not count, and a finding that covers no fault
+// is false. None of it moves recall.
+func TestScoreRetrospective(t *testing.T) {
+	const interval = 5 * time.Second
+	at := func(d time.Duration) time.Time { return sim.Epoch.Add(d) }
+	live := newLiveReports(interval)
+	for tick := interval; tick <= 20*time.Minute; tick += interval {
+		for _, node := range []string{"a", "b", "c"} {
+			// every node cut off from 5m to 10m, its reports resent at 10m05s
+			if tick > 5*time.Minute && tick <= 10*time.Minute {
+				continue
+			}
+			if tick == 10*time.Minute+interval {
+				for c := 5*time.Minute + interval; c < tick; c += interval {
+					live.delivered(node, at(tick), &tmwardenv1.Report{CollectedAt: timestamppb.New(at(c))})
+				}
+			}
+			live.delivered(node, at(tick), &tmwardenv1.Report{CollectedAt: timestamppb.New(at(tick))})
+		}
+	}
+	d := func(m time.Duration) scenario.Duration { return scenario.Duration(m) }
+	sc := &scenario.Scenario{Interval: scenario.Duration(interval), Truth: []scenario.TruthEntry{
+		{Node: "a", Onset: d(6 * time.Minute), From: d(6 * time.Minute), To: d(8 * time.Minute), Cause: "disk"},
+		{Node: "b", Onset: d(6 * time.Minute), From: d(6 * time.Minute), To: d(8 * time.Minute), Cause: "steal"},
+		{Node: "c", Onset: d(7 * time.Minute), From: d(7 * time.Minute), To: d(15 * time.Minute), Cause: "cpu"},
+	}}
+	found := map[retroKey]detect.Finding{
+		{"a", at(6*time.Minute + interval)}: {Node: "a", Kind: detect.FindingRetrospective, Since: at(6*time.Minute + interval), Until: at(7 * time.Minute)},
+		{"c", at(2 * time.Minute)}:          {Node: "c", Kind: detect.FindingRetrospective, Since: at(2 * time.Minute), Until: at(3 * time.Minute)},
+	}
+	var ds DetectorScore
+	scoreRetrospective(&ds, found, sc, live)
+	if ds.RetroFaults != 2 || ds.RetroFound != 1 || ds.RetroFindings != 2 || ds.RetroFalse != 1 {
+		t.Fatalf("retrospective: found %d of %d, %d findings, %d false; want 1 of 2, 2 findings, 1 false", ds.RetroFound, ds.RetroFaults, ds.RetroFindings, ds.RetroFalse)
+	}
+	if ds2 := score("x", nil, sc, live); ds2.Detected != 0 || ds2.Recall != 0 {
+		t.Fatalf("recall %v from retrospective findings, want 0", ds2.Recall)
 	}
 }

@@ -164,6 +164,7 @@
  * @property {string} [cause]
  * @property {string} detail
  * @property {string} since
+ * @property {string} [until]
  */
 
 /**

@@ -65,12 +65,16 @@ const severity = (n) => { const i = SEVERITY.indexOf(healthOf(n)); return i < 0 
 
 function token() { return sessionStorage.getItem("tmwarden-token") || ""; }
 
-// causeLabel adds the culprit and detection's findings (slower hardware, host-only) to the cause.
+// causeLabel adds the culprit and detection's findings (slower hardware, host-only, retrospective) to the cause.
 /** @param {APINode} n */
 const causeLabel = (n) => {
   let s = n.cause || "–";
   if (n.culprit) s += " · culprit " + (n.culprit.pod_name ? `${n.culprit.pod_namespace}/${n.culprit.pod_name}` : n.culprit.systemd_unit || n.culprit.cgroup);
-  for (const f of n.findings || []) s += f.kind === "slower_hardware" ? ` · slower hardware (speed ${f.speed})` : ` · ${f.kind}`;
+  for (const f of n.findings || []) {
+    if (f.kind === "slower_hardware") s += ` · slower hardware (speed ${f.speed})`;
+    else if (f.kind === "retrospective") s += ` · was slow (${f.cause}) ${f.since} – ${f.until}, while cut off`;
+    else s += ` · ${f.kind}`;
+  }
   return s;
 };
 

@@ -1,0 +1,139 @@
+package detect
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tmwarden/tmwarden/coordinator/model"
+)
+
+// A partition cuts an agent off from the coordinator, not from its node: the agent keeps
+// collecting, holds its reports back, and sends them all when the partition heals. A fault that
+// began and ended inside the partition was never seen live; its reports arrive when it is over.
+// The detector then judges them in retrospect, against what the fleet's hosts looked like when
+// they were collected (fleetHost, one per round, the last forget_after of rounds kept), by the
+// host rules a live node is held to without subtask evidence: a host anomaly SevereHostScore
+// floors above the fleet held HostOnlyWindows, or DecisiveHostScore held StrongWindows. What it
+// finds is a retrospective finding with its cause and time range: for the record, never a
+// verdict, never acted on. The subtasks' figures of those windows are not judged: their peers'
+// figures of the same windows are gone (the model keeps the newest only), and a per-window
+// history of every vertex's costs would grow with the fleet's jobs.
+
+// remember keeps the round's fleetHost, up to forget_after of rounds: as far back as a replayed
+// report is judged.
+func (p *Peer) remember(fh fleetHost) {
+	keep := 1
+	if p.interval > 0 {
+		keep = max(1, int(p.cfg.ForgetAfter/p.interval))
+	}
+	if len(p.history) >= keep {
+		n := copy(p.history, p.history[len(p.history)-keep+1:])
+		p.history = p.history[:n]
+	}
+	p.history = append(p.history, fh)
+}
+
+// fleetAt is the round that first saw the fleet after at (a report collected at at would have
+// been judged in it), if it is within an interval of at.
+func (p *Peer) fleetAt(at time.Time) *fleetHost {
+	i := sort.Search(len(p.history), func(i int) bool { return !p.history[i].at.Before(at) })
+	if i == len(p.history) || p.history[i].at.Sub(at) > p.interval {
+		return nil
+	}
+	return &p.history[i]
+}
+
+// retrospective judges the node's replayed reports it has not judged yet and keeps what it
+// finds; it returns the node's retrospective finding while it is recent (ForgetAfter since it
+// ended).
+func (p *Peer) retrospective(e *nodeEval, n *model.Node, now time.Time) (Finding, bool) {
+	judged := p.retroJudged[e.name]
+	reps := n.Replayed()
+	from := sort.Search(len(reps), func(i int) bool { return reps[i].At.After(judged) })
+	if from < len(reps) {
+		p.retroJudged[e.name] = reps[len(reps)-1].At
+		if f, ok := p.judgeReplayed(e, reps[from:]); ok {
+			p.retro[e.name] = f
+		}
+	}
+	f, ok := p.retro[e.name]
+	if ok && now.Sub(f.Until) > p.cfg.ForgetAfter {
+		delete(p.retro, e.name)
+		return Finding{}, false
+	}
+	return f, ok
+}
+
+// judgeReplayed applies the host rules to replayed reports, oldest first. The finding spans
+// the windows in which a run of anomalies had lasted long enough to make the node slow, from
+// the run's start; its cause is the one most of their score points to, its evidence the
+// strongest window's.
+func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding, bool) {
+	var (
+		severe, high         int
+		runFrom, since, last time.Time
+		best                 float64
+		evidence             []Evidence
+	)
+	causes := map[Cause]float64{}
+	scores := map[Cause]float64{}
+	slow := false
+	for _, d := range reps {
+		fh := p.fleetAt(d.At)
+		if fh == nil || !d.Valid {
+			severe, high = 0, 0
+			continue
+		}
+		w := &nodeEval{name: e.name, at: d.At, hostValid: true}
+		w.hd.Valid, w.hd.CPUBusy = true, float64(d.CPUBusy)
+		for i, v := range d.Signals {
+			w.hd.Signals[i] = float64(v)
+		}
+		p.raiseHost(w, fh)
+		scoreHost(w, fh, scores)
+		if severe == 0 && high == 0 {
+			runFrom = d.At
+		}
+		switch {
+		case len(w.host) == 0:
+			severe, high = 0, 0
+			continue
+		case w.hostScore >= p.cfg.SevereHostScore:
+			severe++
+		default:
+			severe = 0
+		}
+		if p.cfg.DecisiveHostScore > 0 && w.hostScore >= p.cfg.DecisiveHostScore {
+			high++
+		} else {
+			high = 0
+		}
+		if severe == 0 && high == 0 {
+			continue
+		}
+		if severe < p.cfg.HostOnlyWindows && high < p.cfg.StrongWindows {
+			continue
+		}
+		if !slow || runFrom.Before(since) {
+			since = runFrom
+		}
+		slow, last = true, d.At
+		causes[w.hostCause] += w.hostScore
+		if w.hostScore > best {
+			best, evidence = w.hostScore, w.host
+		}
+	}
+	if !slow {
+		return Finding{}, false
+	}
+	cause := CauseUnknown
+	for c, s := range causes {
+		if s > causes[cause] || s == causes[cause] && c < cause {
+			cause = c
+		}
+	}
+	return Finding{Node: e.name, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence,
+		Detail: fmt.Sprintf("slow (%s) from %s to %s, judged from reports held back by its agent while it could not reach the coordinator; over before they arrived, so nothing is done",
+			cause, since.Format(time.RFC3339), last.Format(time.RFC3339))}, true
+}

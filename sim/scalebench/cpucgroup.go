@@ -38,21 +38,8 @@ type cpuIsolation struct {
 // controller, a v2 hierarchy that does not delegate cpu); the caller then says so and runs
 // without.
 func newCPUIsolation(name string) (*cpuIsolation, error) {
-	var errs []error
-	for _, c := range []struct {
-		root, file string
-		v2         bool
-	}{{"/sys/fs/cgroup", "cpu.weight", true}, {"/sys/fs/cgroup/cpu", "cpu.shares", false}} {
-		if c.v2 {
-			b, err := os.ReadFile(filepath.Join(c.root, "cgroup.subtree_control"))
-			if err != nil || !strings.Contains(string(b), "cpu") {
-				errs = append(errs, fmt.Errorf("cgroup v2: the cpu controller is not enabled for children of %s", c.root))
-				continue
-			}
-		} else if _, err := os.Stat(filepath.Join(c.root, c.file)); err != nil {
-			errs = append(errs, fmt.Errorf("cgroup v1: no cpu controller at %s: %w", c.root, err))
-			continue
-		}
+	hs, errs := hierarchies("cpu", "cpu.weight", "cpu.shares")
+	for _, c := range hs {
 		home, err := ownCgroup(c.v2)
 		if err != nil {
 			errs = append(errs, err)

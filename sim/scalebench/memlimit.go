@@ -25,18 +25,8 @@ type memoryCgroup struct {
 // newMemoryCgroup makes the cgroup, cgroup v2's memory controller first, else v1's. It fails
 // where neither can be written (not root, no memory controller); the caller then says so.
 func newMemoryCgroup(name string, limit int64) (*memoryCgroup, error) {
-	var errs []error
-	for _, c := range []struct {
-		root, file string
-		v2         bool
-	}{{"/sys/fs/cgroup", "memory.max", true}, {"/sys/fs/cgroup/memory", "memory.limit_in_bytes", false}} {
-		if c.v2 {
-			b, err := os.ReadFile(filepath.Join(c.root, "cgroup.subtree_control"))
-			if err != nil || !strings.Contains(string(b), "memory") {
-				errs = append(errs, fmt.Errorf("cgroup v2: the memory controller is not enabled for children of %s", c.root))
-				continue
-			}
-		}
+	hs, errs := hierarchies("memory", "memory.max", "memory.limit_in_bytes")
+	for _, c := range hs {
 		dir := filepath.Join(c.root, name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			errs = append(errs, err)

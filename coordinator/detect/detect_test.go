@@ -1390,3 +1390,55 @@ func TestPeerRetrospectiveFindingAfterAPartition(t *testing.T) {
 		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }
+
+// A GC storm that begins and ends while its node's agent is cut off shows on no host signal:
+// the held-back reports carry only the JVM's GC time. Nodes 3 and 5 are cut off for 40 windows;
+// node 3's second JVM spends 400 ms/s in GC (its subtasks 1.6x slower) in windows 6-25 of them.
+// When the reports arrive, node 3 gets a retrospective finding with cause taskmanager_gc that
+// names that JVM, and no verdict; node 5 gets nothing. The host rules alone found nothing here.
+func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
+	c := newCluster()
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.cut[node(3)], c.cut[node(5)] = true, true
+	var faultFrom, faultTo time.Time
+	for i := 1; i <= 40; i++ {
+		switch i {
+		case 6:
+			c.gc[tmOf(3, 1)], c.slow[tmOf(3, 1)] = 400, 1.6
+		case 26:
+			delete(c.gc, tmOf(3, 1))
+			delete(c.slow, tmOf(3, 1))
+		}
+		r := c.eval(p)
+		if i == 6 {
+			faultFrom = r.At
+		}
+		if i == 25 {
+			faultTo = r.At
+		}
+	}
+	c.cut[node(3)], c.cut[node(5)] = false, false
+	var r Round
+	for range 3 {
+		r = c.eval(p)
+		for _, vd := range r.Verdicts {
+			if (vd.Node == node(3) || vd.Node == node(5)) && vd.Status == StatusSlow {
+				t.Fatalf("%s judged slow after its partition for a fault that is over: %+v", vd.Node, vd)
+			}
+		}
+	}
+	f, ok := finding(r, node(3), FindingRetrospective)
+	if !ok {
+		t.Fatalf("no retrospective finding for node-3's GC storm inside its partition; findings %+v", r.Findings)
+	}
+	if f.Cause != CauseGC || f.Since.Before(faultFrom) || f.Until.After(faultTo) || f.Until.Sub(f.Since) < 10*5*time.Second {
+		t.Errorf("node-3's retrospective finding = %s from %s to %s, want taskmanager_gc within %s-%s", f.Cause, f.Since, f.Until, faultFrom, faultTo)
+	}
+	if len(f.Evidence) == 0 || f.Evidence[0].TaskManager != tmOf(3, 1) {
+		t.Errorf("node-3's retrospective finding does not name its JVM %s: %+v", tmOf(3, 1), f.Evidence)
+	}
+	if f, ok := finding(r, node(5), FindingRetrospective); ok {
+		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
+	}
+}

@@ -450,8 +450,9 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	}
 	p.order = order
 	inboundRetransmits(order)
-	p.hostAnomalies(order, now)
-	p.gcOutliers(order)
+	fh := p.hostAnomalies(order, now)
+	fh.gcMedian, fh.gcCounted = p.gcOutliers(order)
+	p.remember(fh)
 	p.stragglers(v, now, evals)
 	p.hardwareYardstick(order)
 
@@ -965,8 +966,9 @@ func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }
 
 // hostAnomalies compares every row of model.HostSignals across the nodes with a valid host
 // digest: a node is anomalous on a signal when it is above the median by the row's floor and
-// ratio. It then names each anomalous node's host cause.
-func (p *Peer) hostAnomalies(order []*nodeEval, now time.Time) {
+// ratio. It then names each anomalous node's host cause, and returns what the fleet's hosts
+// looked like this round.
+func (p *Peer) hostAnomalies(order []*nodeEval, now time.Time) fleetHost {
 	vals := make([]float64, 0, len(order))
 	fh := p.fleetHost(order, vals)
 	fh.at = now
@@ -987,17 +989,20 @@ func (p *Peer) hostAnomalies(order []*nodeEval, now time.Time) {
 	for _, e := range order {
 		scoreHost(e, &fh, scores)
 	}
-	p.remember(fh)
+	return fh
 }
 
 // fleetHost is what the fleet's hosts looked like in one round: each signal's median over the
 // nodes with a valid host digest, and the level at which a node stands out of them
-// (HostStandOut); counted marks the signals with enough nodes (3) to compare at all.
+// (HostStandOut); counted marks the signals with enough nodes (3) to compare at all. gcMedian
+// is the median TaskManager's GC time, when gcCounted (3 JVMs or more).
 type fleetHost struct {
-	at       time.Time
-	counted  model.SignalSet
-	medians  [model.NumSignals]float64
-	standOut [model.NumSignals]float64
+	at        time.Time
+	counted   model.SignalSet
+	medians   [model.NumSignals]float64
+	standOut  [model.NumSignals]float64
+	gcMedian  float64
+	gcCounted bool
 }
 
 // fleetHost takes the round's fleetHost from the nodes in order (vals is scratch); at is left
@@ -1168,8 +1173,9 @@ func cpuStarved(raised model.SignalSet) bool {
 	return raised&cpuWaits != 0 && raised&cpuTakers != 0
 }
 
-// gcOutliers compares every TaskManager's GC time with all TaskManagers in the cluster.
-func (p *Peer) gcOutliers(order []*nodeEval) {
+// gcOutliers compares every TaskManager's GC time with all TaskManagers in the cluster, and
+// returns their median (ok: there were enough to compare).
+func (p *Peer) gcOutliers(order []*nodeEval) (med float64, ok bool) {
 	var gcs []float64
 	for _, e := range order {
 		for _, t := range e.tms {
@@ -1177,16 +1183,23 @@ func (p *Peer) gcOutliers(order []*nodeEval) {
 		}
 	}
 	if len(gcs) < 3 {
-		return
+		return 0, false
 	}
-	med := median(gcs)
+	med = median(gcs)
 	for _, e := range order {
 		for _, t := range e.tms {
 			t.gcMedian = med
-			t.gcOutlier = t.gc > med+p.cfg.GCExcessMs && t.gc > 4*med
+			t.gcOutlier = p.gcOutlier(t.gc, med)
 			t.gcElevated = t.gc > med+p.cfg.GCElevatedMs && t.gc > 2*med
 		}
 	}
+	return med, true
+}
+
+// gcOutlier says whether a JVM spending gc ms per second in GC, against the fleet's median
+// TaskManager's med, is far out (GCExcessMs above it, and 4x it).
+func (p *Peer) gcOutlier(gc, med float64) bool {
+	return gc > med+p.cfg.GCExcessMs && gc > 4*med
 }
 
 // stragglers compares each subtask's true processing rate and backpressure with its vertex peers.

@@ -14,7 +14,8 @@ import (
 // The detector then judges them in retrospect, against what the fleet's hosts looked like when
 // they were collected (fleetHost, one per round, the last forget_after of rounds kept), by the
 // host rules a live node is held to without subtask evidence: a host anomaly SevereHostScore
-// floors above the fleet held HostOnlyWindows, or DecisiveHostScore held StrongWindows. What it
+// floors above the fleet held HostOnlyWindows, or DecisiveHostScore held StrongWindows; and by
+// the rule for a JVM far out on GC time held StrongWindows. What it
 // finds is a retrospective finding with its cause and time range: for the record, never a
 // verdict, never acted on. The subtasks' figures of those windows are not judged: their peers'
 // figures of the same windows are gone (the model keeps the newest only), and a per-window
@@ -65,16 +66,21 @@ func (p *Peer) retrospective(e *nodeEval, n *model.Node, now time.Time) (Finding
 	return f, ok
 }
 
-// judgeReplayed applies the host rules to replayed reports, oldest first. The finding spans
-// the windows in which a run of anomalies had lasted long enough to make the node slow, from
-// the run's start; its cause is the one most of their score points to, its evidence the
-// strongest window's.
+// judgeReplayed applies the host rules to replayed reports, oldest first, and the rule for a
+// JVM far out on GC time with nothing on the host that points elsewhere (a GC storm: the live
+// rule makes its TaskManager slow held StrongWindows, see tmProblem). The finding spans the
+// windows in which a run of anomalies had lasted long enough to make the node or one of its
+// JVMs slow, from the run's start; its cause is the one most of their score points to (a JVM's
+// score is its GC time above the fleet's median in GCExcessMs), its evidence the strongest
+// window's. Before the JVM rule, a GC storm that began and ended inside a partition got no
+// finding: no host signal shows one.
 func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding, bool) {
 	var (
-		severe, high         int
+		severe, high, jvm    int
 		runFrom, since, last time.Time
 		best                 float64
 		evidence             []Evidence
+		jvmSlow              string
 	)
 	causes := map[Cause]float64{}
 	scores := map[Cause]float64{}
@@ -82,7 +88,7 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 	for _, d := range reps {
 		fh := p.fleetAt(d.At)
 		if fh == nil || !d.Valid {
-			severe, high = 0, 0
+			severe, high, jvm = 0, 0, 0
 			continue
 		}
 		w := &nodeEval{name: e.name, at: d.At, hostValid: true}
@@ -92,36 +98,48 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 		}
 		p.raiseHost(w, fh)
 		scoreHost(w, fh, scores)
-		if severe == 0 && high == 0 {
+		if severe == 0 && high == 0 && jvm == 0 {
 			runFrom = d.At
 		}
-		switch {
-		case len(w.host) == 0:
-			severe, high = 0, 0
-			continue
-		case w.hostScore >= p.cfg.SevereHostScore:
+		gc := float64(d.GCMsPerSec)
+		// The JVM's GC time is its own fault only where the host shows nothing but the waits
+		// its collector threads cause (memory pressure, disk or a neighbour point at the node).
+		if fh.gcCounted && d.GCTaskManager != "" && p.gcOutlier(gc, fh.gcMedian) && gcExplainsHost(w.raised) {
+			jvm++
+		} else {
+			jvm = 0
+		}
+		if len(w.host) > 0 && w.hostScore >= p.cfg.SevereHostScore {
 			severe++
-		default:
+		} else {
 			severe = 0
 		}
-		if p.cfg.DecisiveHostScore > 0 && w.hostScore >= p.cfg.DecisiveHostScore {
+		if len(w.host) > 0 && p.cfg.DecisiveHostScore > 0 && w.hostScore >= p.cfg.DecisiveHostScore {
 			high++
 		} else {
 			high = 0
 		}
-		if severe == 0 && high == 0 {
-			continue
-		}
-		if severe < p.cfg.HostOnlyWindows && high < p.cfg.StrongWindows {
+		hostSlow := severe >= p.cfg.HostOnlyWindows || high >= p.cfg.StrongWindows
+		if !hostSlow && jvm < p.cfg.StrongWindows {
 			continue
 		}
 		if !slow || runFrom.Before(since) {
 			since = runFrom
 		}
 		slow, last = true, d.At
-		causes[w.hostCause] += w.hostScore
-		if w.hostScore > best {
-			best, evidence = w.hostScore, w.host
+		if hostSlow {
+			causes[w.hostCause] += w.hostScore
+			if w.hostScore > best {
+				best, evidence = w.hostScore, w.host
+			}
+		}
+		if jvm >= p.cfg.StrongWindows {
+			x := (gc - fh.gcMedian) / max(p.cfg.GCExcessMs, 1)
+			causes[CauseGC] += x
+			jvmSlow = d.GCTaskManager
+			if x > best {
+				best, evidence = x, []Evidence{{Kind: "taskmanager", TaskManager: d.GCTaskManager, Signal: "gc_time_ms_per_s", Value: gc, PeerMedian: fh.gcMedian, Since: d.At}}
+			}
 		}
 	}
 	if !slow {
@@ -133,7 +151,11 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 			cause = c
 		}
 	}
+	what := string(cause)
+	if cause == CauseGC {
+		what = fmt.Sprintf("%s of TaskManager %s", cause, jvmSlow)
+	}
 	return Finding{Node: e.name, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence,
 		Detail: fmt.Sprintf("slow (%s) from %s to %s, judged from reports held back by its agent while it could not reach the coordinator; over before they arrived, so nothing is done",
-			cause, since.Format(time.RFC3339), last.Format(time.RFC3339))}, true
+			what, since.Format(time.RFC3339), last.Format(time.RFC3339))}, true
 }

@@ -56,6 +56,12 @@ type ReplayedDigest struct {
 	Valid   bool
 	CPUBusy float32
 	Signals [NumSignals]float32
+	// GCTaskManager is the node's JVM that spent the most time per second in GC, GCMsPerSec
+	// that time, and TaskManagers how many JVMs reported: a JVM's own fault (a GC storm) shows on
+	// no host signal, and the subtasks' figures of the window are not kept.
+	GCTaskManager string
+	GCMsPerSec    float32
+	TaskManagers  int
 }
 
 // HostDigest is the part of HostSignals and the eBPF histograms that detection reads. Rates are
@@ -411,6 +417,12 @@ func (m *Model) keepReplayed(n *Node, s Sample, at time.Time) {
 	d := ReplayedDigest{At: s.At, arrived: at, Valid: s.Host.Valid, CPUBusy: float32(s.Host.CPUBusy)}
 	for i, v := range s.Host.Signals {
 		d.Signals[i] = float32(v)
+	}
+	d.TaskManagers = len(s.TaskManagers)
+	for _, tm := range s.TaskManagers {
+		if d.GCTaskManager == "" || float32(tm.GCMsPerSec) > d.GCMsPerSec {
+			d.GCTaskManager, d.GCMsPerSec = tm.ResourceID, float32(tm.GCMsPerSec)
+		}
 	}
 	n.replayed = append(n.replayed, d)
 }

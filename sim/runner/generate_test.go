@@ -30,6 +30,9 @@ type genShape struct {
 	// MinFaults draws at least that many (TMWARDEN_GEN_MIN_FAULTS).
 	Faults    []string
 	MinFaults int
+	// Controls restricts the negative controls to these kinds (TMWARDEN_GEN_CONTROLS,
+	// comma-separated): partitions alone, say, to check faults that begin and end inside one.
+	Controls []string
 }
 
 func shapeFromEnv() (genShape, error) {
@@ -53,6 +56,14 @@ func shapeFromEnv() (genShape, error) {
 				return g, fmt.Errorf("TMWARDEN_GEN_FAULTS: unknown fault kind %q (have %v)", k, scenario.FaultKinds)
 			}
 			g.Faults = append(g.Faults, k)
+		}
+	}
+	if v := os.Getenv("TMWARDEN_GEN_CONTROLS"); v != "" {
+		for _, k := range strings.Split(v, ",") {
+			if slicesIndex(scenario.ControlKinds, k) < 0 {
+				return g, fmt.Errorf("TMWARDEN_GEN_CONTROLS: unknown control kind %q (have %v)", k, scenario.ControlKinds)
+			}
+			g.Controls = append(g.Controls, k)
 		}
 	}
 	return g, nil
@@ -222,7 +233,11 @@ func generateScenario(seed uint64, shape genShape) string {
 		start := 2 + r.IntN(dur-8)
 		d := 1 + r.IntN(min(10, dur-start-2))
 		j := jobs[r.IntN(len(jobs))]
-		switch k := scenario.ControlKinds[r.IntN(len(scenario.ControlKinds))]; k {
+		kinds := scenario.ControlKinds
+		if len(shape.Controls) > 0 {
+			kinds = shape.Controls
+		}
+		switch k := kinds[r.IntN(len(kinds))]; k {
 		case scenario.ControlDataSkew:
 			if len(j.keyed) == 0 {
 				continue
@@ -311,7 +326,8 @@ func TestGeneratorShape(t *testing.T) {
 	if got := generateScenario(250029, genShape{}); got != base {
 		t.Fatal("one seed gave two scenarios")
 	}
-	y := generateScenario(250029, genShape{Nodes: 7, MaxParallelism: 3, Classes: 2, Faults: []string{scenario.FaultCPUContention}, MinFaults: 3})
+	y := generateScenario(250029, genShape{Nodes: 7, MaxParallelism: 3, Classes: 2, Faults: []string{scenario.FaultCPUContention}, MinFaults: 3,
+		Controls: []string{scenario.ControlPartition}})
 	sc, err := scenario.Load(strings.NewReader(y), "shaped")
 	if err != nil {
 		t.Fatalf("shaped scenario does not load: %v\n%s", err, y)
@@ -331,5 +347,13 @@ func TestGeneratorShape(t *testing.T) {
 	}
 	if len(sc.Faults) == 0 {
 		t.Error("no faults drawn with MinFaults 3")
+	}
+	if len(sc.Controls) == 0 {
+		t.Error("no controls drawn")
+	}
+	for _, c := range sc.Controls {
+		if c.Kind != scenario.ControlPartition {
+			t.Errorf("control kind %s, want only %s", c.Kind, scenario.ControlPartition)
+		}
 	}
 }

@@ -68,17 +68,21 @@ type DetectorScore struct {
 	RetroFound    int `json:"retrospective_found"`
 	RetroFindings int `json:"retrospective_findings"`
 	RetroFalse    int `json:"retrospective_false"`
+	// RetroCauseAccuracy is the share of the found retrospective faults whose covering finding
+	// named their cause (as CauseAccuracy does for live verdicts); 1 when none were found.
+	RetroCauseAccuracy float64 `json:"retrospective_cause_accuracy"`
 
 	// Counts behind the ratios, kept so totals pool episodes rather than average ratios.
-	TruePositives  int       `json:"-"`
-	FalsePositives int       `json:"-"`
-	Truths         int       `json:"-"`
-	Detected       int       `json:"-"`
-	TTDs           []float64 `json:"-"`
-	TTDsObservable []float64 `json:"-"`
-	CauseRight     int       `json:"-"`
-	CulpritRight   int       `json:"-"`
-	NeighbourFound int       `json:"-"`
+	TruePositives   int       `json:"-"`
+	FalsePositives  int       `json:"-"`
+	Truths          int       `json:"-"`
+	Detected        int       `json:"-"`
+	TTDs            []float64 `json:"-"`
+	TTDsObservable  []float64 `json:"-"`
+	CauseRight      int       `json:"-"`
+	CulpritRight    int       `json:"-"`
+	NeighbourFound  int       `json:"-"`
+	RetroCauseRight int       `json:"-"`
 }
 
 // ScenarioResult is one scenario's scores.
@@ -460,17 +464,39 @@ func scoreRetrospective(ds *DetectorScore, found map[retroKey]detect.Finding, sc
 			ds.RetroFalse++
 		}
 	}
+	// A fault's cause is named when any finding covering it names the cause of a fault of its
+	// node that the finding also covers (two faults at once: either is right), as for verdicts.
+	named := func(f detect.Finding, tr scenario.TruthEntry) bool {
+		c := TruthCause(f.Cause)
+		return slices.ContainsFunc(sc.Truth, func(o scenario.TruthEntry) bool { return o.Node == tr.Node && o.Cause == c && covers(f, o) })
+	}
 	for _, tr := range sc.Truth {
 		if !live.unobserved(tr.Node, sim.Epoch.Add(tr.From.D()), sim.Epoch.Add(tr.To.D())) {
 			continue
 		}
 		ds.RetroFaults++
+		hit, right := false, false
 		for _, f := range found {
 			if covers(f, tr) {
-				ds.RetroFound++
-				break
+				hit = true
+				right = right || named(f, tr)
 			}
 		}
+		if hit {
+			ds.RetroFound++
+		}
+		if right {
+			ds.RetroCauseRight++
+		}
+	}
+	ds.finishRetro()
+}
+
+// finishRetro computes the retrospective cause accuracy from its counts.
+func (ds *DetectorScore) finishRetro() {
+	ds.RetroCauseAccuracy = 1
+	if ds.RetroFound > 0 {
+		ds.RetroCauseAccuracy = round4(float64(ds.RetroCauseRight) / float64(ds.RetroFound))
 	}
 }
 
@@ -493,6 +519,7 @@ func (ds *DetectorScore) finish() {
 	}
 	ds.TTDMedianS, ds.TTDP95S = medianAndP95(ds.TTDs)
 	ds.TTDObservableMedianS, ds.TTDObservableP95S = medianAndP95(ds.TTDsObservable)
+	ds.finishRetro()
 }
 
 // medianAndP95 of xs, both 0 when there are none.
@@ -618,6 +645,7 @@ func totals(rs []ScenarioResult) Totals {
 			a.RetroFound += d.RetroFound
 			a.RetroFindings += d.RetroFindings
 			a.RetroFalse += d.RetroFalse
+			a.RetroCauseRight += d.RetroCauseRight
 			for tc, row := range d.Confusion {
 				if a.Confusion == nil {
 					a.Confusion = map[string]map[string]int{}
@@ -654,6 +682,10 @@ func (r Result) WriteTable(w io.Writer) error {
 		}
 		// Found of the faults that began and ended unobserved, and the findings that covered none.
 		retro := fmt.Sprintf("%d/%d", d.RetroFound, d.RetroFaults)
+		if d.RetroFound > 0 {
+			// Of the found, how many named the cause.
+			retro += fmt.Sprintf(" cause %d/%d", d.RetroCauseRight, d.RetroFound)
+		}
 		if d.RetroFalse > 0 {
 			retro += fmt.Sprintf(" (%d false)", d.RetroFalse)
 		}

@@ -242,7 +242,7 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("scenario keys %v", got)
 	}
 	d := []string{"cause_accuracy", "class_findings", "class_found", "culprit_accuracy", "false_migrations", "name", "neighbour_faults",
-		"precision", "recall", "retrospective_false", "retrospective_faults", "retrospective_findings", "retrospective_found", "slower_class_nodes", "ttd_median_s", "ttd_observable_median_s", "ttd_observable_p95_s", "ttd_p95_s"}
+		"precision", "recall", "retrospective_cause_accuracy", "retrospective_false", "retrospective_faults", "retrospective_findings", "retrospective_found", "slower_class_nodes", "ttd_median_s", "ttd_observable_median_s", "ttd_observable_p95_s", "ttd_p95_s"}
 	// The confusion table is there only when something was detected.
 	noConfusion := func(k []string) []string {
 		return slices.DeleteFunc(k, func(s string) bool { return s == "cause_confusion" })
@@ -312,13 +312,26 @@ func TestScoreRetrospective(t *testing.T) {
 		{Node: "c", Onset: d(7 * time.Minute), From: d(7 * time.Minute), To: d(15 * time.Minute), Cause: "cpu"},
 	}}
 	found := map[retroKey]detect.Finding{
-		{"a", at(6*time.Minute + interval)}: {Node: "a", Kind: detect.FindingRetrospective, Since: at(6*time.Minute + interval), Until: at(7 * time.Minute)},
-		{"c", at(2 * time.Minute)}:          {Node: "c", Kind: detect.FindingRetrospective, Since: at(2 * time.Minute), Until: at(3 * time.Minute)},
+		{"a", at(6*time.Minute + interval)}: {Node: "a", Kind: detect.FindingRetrospective, Cause: detect.CauseDisk, Since: at(6*time.Minute + interval), Until: at(7 * time.Minute)},
+		{"c", at(2 * time.Minute)}:          {Node: "c", Kind: detect.FindingRetrospective, Cause: detect.CauseCPU, Since: at(2 * time.Minute), Until: at(3 * time.Minute)},
 	}
 	var ds DetectorScore
 	scoreRetrospective(&ds, found, sc, live)
 	if ds.RetroFaults != 2 || ds.RetroFound != 1 || ds.RetroFindings != 2 || ds.RetroFalse != 1 {
 		t.Fatalf("retrospective: found %d of %d, %d findings, %d false; want 1 of 2, 2 findings, 1 false", ds.RetroFound, ds.RetroFaults, ds.RetroFindings, ds.RetroFalse)
+	}
+	if ds.RetroCauseAccuracy != 1 {
+		t.Errorf("retrospective cause accuracy %v with node a's disk fault named disk, want 1", ds.RetroCauseAccuracy)
+	}
+	// Node b's steal found, but named as a neighbour's CPU: found, and its cause wrong.
+	found[retroKey{"b", at(6 * time.Minute)}] = detect.Finding{Node: "b", Kind: detect.FindingRetrospective, Cause: detect.CauseCPU, Since: at(6 * time.Minute), Until: at(7 * time.Minute)}
+	ds = DetectorScore{}
+	scoreRetrospective(&ds, found, sc, live)
+	if ds.RetroFound != 2 || ds.RetroCauseRight != 1 || ds.RetroCauseAccuracy != 0.5 {
+		t.Errorf("retrospective: found %d, cause right %d (accuracy %v); want 2, 1, 0.5", ds.RetroFound, ds.RetroCauseRight, ds.RetroCauseAccuracy)
+	}
+	if tot := totals([]ScenarioResult{{Detectors: []DetectorScore{ds}}, {Detectors: []DetectorScore{ds}}}); tot.Detectors[0].RetroCauseAccuracy != 0.5 {
+		t.Errorf("pooled retrospective cause accuracy %v, want 0.5", tot.Detectors[0].RetroCauseAccuracy)
 	}
 	if ds2 := score("x", nil, sc, live); ds2.Detected != 0 || ds2.Recall != 0 {
 		t.Fatalf("recall %v from retrospective findings, want 0", ds2.Recall)

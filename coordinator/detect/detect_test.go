@@ -1442,3 +1442,54 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }
+
+// Which machines a fleet has does not change while some cannot be heard. Nodes 0-9 are the
+// most common class (m4), 10-17 a class 1.5x faster (m6), 18-20 one 1.25x faster (m5); one job
+// runs on all. A partition cuts off nodes 0-5 for 100 windows: among the nodes still reporting,
+// m6 outnumbers m4. Counted over those, the reference class became m6, the nodes that kept
+// reporting learned their speeds in its frame, and when the partition healed the m4 nodes that
+// had been cut off (still expected at their old speed) were slower than the drifted median by a
+// straggler's margin on every vertex, and judged slow. No node is slow here, before, during or
+// after the partition.
+func TestPeerReferenceClassHeldThroughAPartition(t *testing.T) {
+	speed := func(n int) (string, float64) {
+		switch {
+		case n < 10:
+			return "m4.xlarge", 1
+		case n < 18:
+			return "m6.xlarge", 1.5
+		}
+		return "m5.xlarge", 1.25
+	}
+	const nodes = 21
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	for n := range nodes {
+		cls, _ := speed(n)
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	for tick := 1; tick <= 200; tick++ {
+		at := t0.Add(time.Duration(tick) * 5 * time.Second)
+		for n := range nodes {
+			if n < 6 && tick > 60 && tick <= 160 {
+				continue // cut off
+			}
+			_, s := speed(n)
+			rep := idleHostReport(tick, at)
+			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
+			for _, v := range []string{"V1", "V2", "V3"} {
+				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, n, tick, 1/s))
+			}
+			rep.TaskManagers = append(rep.TaskManagers, tm)
+			m.Observe(node(n), at, rep)
+		}
+		v := m.View()
+		r := p.Evaluate(v, at)
+		v.Release()
+		for _, vd := range r.Verdicts {
+			if vd.Status == StatusSlow {
+				t.Fatalf("window %d: %s judged slow with no fault (partition in windows 61-160): %+v", tick, vd.Node, vd)
+			}
+		}
+	}
+}

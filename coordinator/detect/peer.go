@@ -197,8 +197,8 @@ type Peer struct {
 	order   []*nodeEval
 	// byIndex is stragglers' list of the evaluated nodes in index order, kept likewise.
 	byIndex []*nodeEval
-	// refClass is the fleet's most common hardware class this round: where a group of linked
-	// nodes has MinClassPeers of them, its speed 1 is their median (see polish).
+	// refClass is the fleet's most common hardware class (see referenceClass): where a group of
+	// linked nodes has MinClassPeers of them, its speed 1 is their median (see polish).
 	refClass string
 	// yardstick is the speed, in refClass's frame, that slower hardware is judged against this
 	// round (see hardwareYardstick); classSpeeds is its scratch, kept to reuse its memory.
@@ -607,17 +607,6 @@ func (p *Peer) linkNodes(order []*nodeEval) {
 			}
 		}
 	}
-	classes := map[string]int{}
-	p.refClass = ""
-	for _, e := range order {
-		if e.class == "" {
-			continue
-		}
-		classes[e.class]++
-		if n, ref := classes[e.class], classes[p.refClass]; n > ref || n == ref && e.class < p.refClass {
-			p.refClass = e.class
-		}
-	}
 	groups := 0
 	for _, e := range order {
 		r := e.linkRoot()
@@ -648,6 +637,32 @@ func (p *Peer) linkNodes(order []*nodeEval) {
 	if groups > 0 {
 		p.linkEnds[groups-1] = len(order)
 	}
+}
+
+// referenceClass is the fleet's most common hardware class: counted over every node the model
+// knows and has heard from within ForgetAfter, reporting this round or not. Counted over the
+// nodes reporting this round, a partition that cut off enough of the most common class made
+// another the reference for its duration: every group's speed 1 moved to that class, the nodes
+// that stayed learned their speeds in the new frame (a clean window moves a learned speed by
+// SpeedAlpha), and when the partition healed they were expected faster or slower than they
+// are, their subtasks straggled on no fault, and a node was judged slow, cause unknown
+// (generated gen-1002, three classes, 45 % of the fleet cut off for 8 minutes). Which machines
+// a fleet has does not change when some of them cannot be heard for a while.
+func (p *Peer) referenceClass(v model.View, now time.Time) string {
+	classes := map[string]int{}
+	ref := ""
+	for _, name := range v.NodeNames() {
+		n := v.Node(name)
+		c := n.Class()
+		if c == "" || now.Sub(n.FirstSeen) > p.cfg.ForgetAfter && now.Sub(n.LastSeen) > p.cfg.ForgetAfter {
+			continue
+		}
+		classes[c]++
+		if k, r := classes[c], classes[ref]; k > r || k == r && c < ref {
+			ref = c
+		}
+	}
+	return ref
 }
 
 // linkRoot is the root of the union-find tree of nodes e is linked to (see linkNodes).
@@ -1250,6 +1265,7 @@ func (p *Peer) stragglers(v model.View, now time.Time, evals []*nodeEval) {
 		}
 		p.groups = append(p.groups, len(p.rates))
 	}
+	p.refClass = p.referenceClass(v, now)
 	p.linkNodes(order)
 	p.nodeSpeeds(order)
 	p.polish(order)

@@ -261,6 +261,10 @@ func (c *Coordinator) summary(ns *nodeState) httpv1.Node {
 				until := f.Until
 				hf.Until = &until
 			}
+			if f.Culprit != nil {
+				cu := httpv1.Culprit(*f.Culprit)
+				hf.Culprit = &cu
+			}
 			n.Findings = append(n.Findings, hf)
 		}
 	}

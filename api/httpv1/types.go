@@ -94,6 +94,9 @@ type Finding struct {
 	Since  time.Time `json:"since"`
 	// Until ends a retrospective finding's time range (absent for the other kinds).
 	Until *time.Time `json:"until,omitempty"`
+	// Culprit names the neighbour that took the CPU, for a retrospective finding whose cause is
+	// cpu_contention.
+	Culprit *Culprit `json:"culprit,omitempty"`
 }
 
 // Collector is a collector's or probe's status as the agent last reported it.

@@ -126,6 +126,9 @@ type Finding struct {
 	// Until ends what a retrospective finding covers (zero for the other kinds).
 	Until    time.Time  `json:"until,omitzero"`
 	Evidence []Evidence `json:"evidence,omitempty"`
+	// Culprit names the neighbour that took the CPU, for a retrospective finding whose cause is
+	// cpu_contention, as a verdict's does.
+	Culprit *Culprit `json:"culprit,omitempty"`
 }
 
 // Fleet counts what one round saw across the fleet. Detection only counts; the decision

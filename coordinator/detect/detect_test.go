@@ -1493,3 +1493,48 @@ func TestPeerReferenceClassHeldThroughAPartition(t *testing.T) {
 		}
 	}
 }
+
+// A neighbour that takes the CPU while its node's agent is cut off is named in retrospect, as a
+// verdict would name it: node 3's /noisy cgroup uses 3 cores and its TaskManagers' threads wait
+// in windows 6-25 of a 40-window partition; its retrospective finding says cpu_contention and
+// names /noisy. Node 5, cut off with only its usual small cgroups, gets nothing.
+func TestPeerRetrospectiveNamesTheNeighbour(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.cut[node(3)], c.cut[node(5)] = true, true
+	for i := 1; i <= 40; i++ {
+		switch i {
+		case 6:
+			c.runq[node(3)] = 4000
+			c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
+			withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+				r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/noisy", CpuUsageCores: 3})
+			})
+		case 26:
+			delete(c.runq, node(3))
+			delete(c.slow, tmOf(3, 0))
+			delete(c.slow, tmOf(3, 1))
+			withTMCgroup(c, 3, nil)
+		}
+		c.eval(p)
+	}
+	c.cut[node(3)], c.cut[node(5)] = false, false
+	var r Round
+	for range 3 {
+		r = c.eval(p)
+	}
+	f, ok := finding(r, node(3), FindingRetrospective)
+	if !ok {
+		t.Fatalf("no retrospective finding for node-3's neighbour inside its partition; findings %+v", r.Findings)
+	}
+	if f.Cause != CauseCPU || f.Culprit == nil || f.Culprit.Cgroup != "/noisy" {
+		t.Errorf("node-3's retrospective finding = %s, culprit %+v; want cpu_contention naming /noisy", f.Cause, f.Culprit)
+	}
+	if f, ok := finding(r, node(5), FindingRetrospective); ok {
+		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
+	}
+}

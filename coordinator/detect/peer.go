@@ -1714,7 +1714,7 @@ func culprit(e *nodeEval) *Culprit {
 	}
 	top := e.neighbours[0]
 	other := e.hd.Signals[model.SignalOtherCPU]
-	if top.CPUCores < 0.5 || (other > 0 && top.CPUCores < 0.3*other) {
+	if top.CPUCores < model.NeighbourKeptCores || (other > 0 && top.CPUCores < 0.3*other) {
 		return nil
 	}
 	return &Culprit{Cgroup: top.Path, PodName: top.PodName, PodNamespace: top.PodNamespace, PodUID: top.PodUID,

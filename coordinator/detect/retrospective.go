@@ -81,6 +81,8 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 		best                 float64
 		evidence             []Evidence
 		jvmSlow              string
+		named                *Culprit
+		namedScore           float64
 	)
 	causes := map[Cause]float64{}
 	scores := map[Cause]float64{}
@@ -91,7 +93,10 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 			severe, high, jvm = 0, 0, 0
 			continue
 		}
-		w := &nodeEval{name: e.name, at: d.At, hostValid: true}
+		w := &nodeEval{name: e.name, at: d.At, hostValid: true, runqMedian: fh.medians[model.SignalRunqMean]}
+		if d.Neighbour != nil {
+			w.neighbours = []model.CgroupDigest{*d.Neighbour}
+		}
 		w.hd.Valid, w.hd.CPUBusy = true, float64(d.CPUBusy)
 		for i, v := range d.Signals {
 			w.hd.Signals[i] = float64(v)
@@ -132,6 +137,13 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 			if w.hostScore > best {
 				best, evidence = w.hostScore, w.host
 			}
+			if w.hostCause == CauseCPU && w.hostScore > namedScore {
+				// The neighbour of the window where the contention was strongest, as the live
+				// verdict names the one of its window.
+				if c := culprit(w); c != nil {
+					named, namedScore = c, w.hostScore
+				}
+			}
 		}
 		if jvm >= p.cfg.StrongWindows {
 			x := (gc - fh.gcMedian) / max(p.cfg.GCExcessMs, 1)
@@ -155,7 +167,10 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 	if cause == CauseGC {
 		what = fmt.Sprintf("%s of TaskManager %s", cause, jvmSlow)
 	}
-	return Finding{Node: e.name, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence,
+	if cause != CauseCPU {
+		named = nil
+	}
+	return Finding{Node: e.name, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence, Culprit: named,
 		Detail: fmt.Sprintf("slow (%s) from %s to %s, judged from reports held back by its agent while it could not reach the coordinator; over before they arrived, so nothing is done",
 			what, since.Format(time.RFC3339), last.Format(time.RFC3339))}, true
 }

@@ -62,7 +62,15 @@ type ReplayedDigest struct {
 	GCTaskManager string
 	GCMsPerSec    float32
 	TaskManagers  int
+	// Neighbour is the node's busiest other cgroup, kept only when it used at least
+	// NeighbourKeptCores: the neighbour that may have taken the CPU, to be named in retrospect.
+	// Kept for every replayed report, the node's cgroups would cost more than the rest of it.
+	Neighbour *CgroupDigest
 }
+
+// NeighbourKeptCores is the least CPU a replayed report's busiest neighbour must have used to be
+// kept (ReplayedDigest.Neighbour): half a core, the least that detection names a culprit for.
+const NeighbourKeptCores = 0.5
 
 // HostDigest is the part of HostSignals and the eBPF histograms that detection reads. Rates are
 // per second, shares in [0, 1], latencies in microseconds or milliseconds as named.
@@ -417,6 +425,10 @@ func (m *Model) keepReplayed(n *Node, s Sample, at time.Time) {
 	d := ReplayedDigest{At: s.At, arrived: at, Valid: s.Host.Valid, CPUBusy: float32(s.Host.CPUBusy)}
 	for i, v := range s.Host.Signals {
 		d.Signals[i] = float32(v)
+	}
+	if len(s.Neighbours) > 0 && s.Neighbours[0].CPUCores >= NeighbourKeptCores {
+		top := s.Neighbours[0]
+		d.Neighbour = &top
 	}
 	d.TaskManagers = len(s.TaskManagers)
 	for _, tm := range s.TaskManagers {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -227,7 +228,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		}
 		ds := score(t.d.Name(), t.episodes, sc, live)
 		ds.ClassFindings = len(t.classNodes)
-		scoreRetrospective(&ds, t.retro, sc, live)
+		scoreRetrospective(&ds, t.episodes, t.retro, sc, live)
 		for _, cl := range sc.Cluster.Classes {
 			if cl.Speed*SlowerHardware < 1 {
 				for _, n := range cl.Nodes {
@@ -448,8 +449,12 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 
 // scoreRetrospective scores the retrospective findings against the faults that began and ended
 // unobserved: inside one gap of their node's live reports. A finding covers a fault when it is on
-// the fault's node and overlaps its window (extended by the grace, as verdicts are).
-func scoreRetrospective(ds *DetectorScore, found map[retroKey]detect.Finding, sc *scenario.Scenario, live *liveReports) {
+// the fault's node and overlaps its window (extended by the grace, as verdicts are). An
+// unobserved neighbour fault whose culprit no verdict named (none could: no report of it arrived
+// while it lasted) counts as named in the culprit accuracy when a finding covering it names the
+// neighbour's cgroup: naming the culprit is for the record, like the finding, and that is the
+// only record of it there can be.
+func scoreRetrospective(ds *DetectorScore, eps []*episode, found map[retroKey]detect.Finding, sc *scenario.Scenario, live *liveReports) {
 	grace := time.Duration(GraceIntervals) * sc.Interval.D()
 	covers := func(f detect.Finding, tr scenario.TruthEntry) bool {
 		from, to := sim.Epoch.Add(tr.Onset.D()), sim.Epoch.Add(tr.To.D()).Add(grace)
@@ -488,6 +493,14 @@ func scoreRetrospective(ds *DetectorScore, found map[retroKey]detect.Finding, sc
 		if right {
 			ds.RetroCauseRight++
 		}
+		if tr.Culprit != "" && !culpritNamed(eps, tr) && slices.ContainsFunc(slices.Collect(maps.Values(found)), func(f detect.Finding) bool {
+			return f.Culprit != nil && f.Culprit.Cgroup == tr.Culprit && covers(f, tr)
+		}) {
+			ds.CulpritRight++
+		}
+	}
+	if ds.NeighbourFaults > 0 {
+		ds.CulpritAccuracy = round4(float64(ds.CulpritRight) / float64(ds.NeighbourFaults))
 	}
 	ds.finishRetro()
 }

@@ -316,7 +316,7 @@ func TestScoreRetrospective(t *testing.T) {
 		{"c", at(2 * time.Minute)}:          {Node: "c", Kind: detect.FindingRetrospective, Cause: detect.CauseCPU, Since: at(2 * time.Minute), Until: at(3 * time.Minute)},
 	}
 	var ds DetectorScore
-	scoreRetrospective(&ds, found, sc, live)
+	scoreRetrospective(&ds, nil, found, sc, live)
 	if ds.RetroFaults != 2 || ds.RetroFound != 1 || ds.RetroFindings != 2 || ds.RetroFalse != 1 {
 		t.Fatalf("retrospective: found %d of %d, %d findings, %d false; want 1 of 2, 2 findings, 1 false", ds.RetroFound, ds.RetroFaults, ds.RetroFindings, ds.RetroFalse)
 	}
@@ -326,12 +326,27 @@ func TestScoreRetrospective(t *testing.T) {
 	// Node b's steal found, but named as a neighbour's CPU: found, and its cause wrong.
 	found[retroKey{"b", at(6 * time.Minute)}] = detect.Finding{Node: "b", Kind: detect.FindingRetrospective, Cause: detect.CauseCPU, Since: at(6 * time.Minute), Until: at(7 * time.Minute)}
 	ds = DetectorScore{}
-	scoreRetrospective(&ds, found, sc, live)
+	scoreRetrospective(&ds, nil, found, sc, live)
 	if ds.RetroFound != 2 || ds.RetroCauseRight != 1 || ds.RetroCauseAccuracy != 0.5 {
 		t.Errorf("retrospective: found %d, cause right %d (accuracy %v); want 2, 1, 0.5", ds.RetroFound, ds.RetroCauseRight, ds.RetroCauseAccuracy)
 	}
 	if tot := totals([]ScenarioResult{{Detectors: []DetectorScore{ds}}, {Detectors: []DetectorScore{ds}}}); tot.Detectors[0].RetroCauseAccuracy != 0.5 {
 		t.Errorf("pooled retrospective cause accuracy %v, want 0.5", tot.Detectors[0].RetroCauseAccuracy)
+	}
+	// A neighbour fault on node b inside the gap: no verdict could name its culprit; a finding
+	// covering it that names the cgroup counts as naming it, one naming another does not.
+	sc.Truth = append(sc.Truth, scenario.TruthEntry{Node: "b", Onset: d(6 * time.Minute), From: d(6 * time.Minute), To: d(8 * time.Minute), Cause: "cpu", Culprit: "/noisy"})
+	ds = score("x", nil, sc, live)
+	scoreRetrospective(&ds, nil, found, sc, live)
+	if ds.NeighbourFaults != 1 || ds.CulpritRight != 0 || ds.CulpritAccuracy != 0 {
+		t.Errorf("culprit named %d of %d (accuracy %v) with no finding naming it; want 0 of 1", ds.CulpritRight, ds.NeighbourFaults, ds.CulpritAccuracy)
+	}
+	found[retroKey{"b", at(6 * time.Minute)}] = detect.Finding{Node: "b", Kind: detect.FindingRetrospective, Cause: detect.CauseCPU, Since: at(6 * time.Minute), Until: at(7 * time.Minute),
+		Culprit: &detect.Culprit{Cgroup: "/noisy"}}
+	ds = score("x", nil, sc, live)
+	scoreRetrospective(&ds, nil, found, sc, live)
+	if ds.CulpritRight != 1 || ds.CulpritAccuracy != 1 {
+		t.Errorf("culprit named %d of %d (accuracy %v) by a retrospective finding; want 1 of 1", ds.CulpritRight, ds.NeighbourFaults, ds.CulpritAccuracy)
 	}
 	if ds2 := score("x", nil, sc, live); ds2.Detected != 0 || ds2.Recall != 0 {
 		t.Fatalf("recall %v from retrospective findings, want 0", ds2.Recall)

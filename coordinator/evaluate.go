@@ -33,7 +33,8 @@ type DetectionConfig struct {
 	// Detector names the detector whose verdicts drive decisions (see coordinator/detect's
 	// table). Default tmwarden.
 	Detector string `yaml:"detector"`
-	// Window is how many reports per node the model keeps. Default 12.
+	// Window is how many report intervals the model keeps the host digest of a report that
+	// arrived late (an agent replaying its buffer) for detection to judge in retrospect. Default 12.
 	Window int `yaml:"window"`
 	// ForgetAfter drops subtasks and nodes not reported for this long from the model. Default 10m.
 	ForgetAfter time.Duration `yaml:"forget_after"`

@@ -1,5 +1,5 @@
-// Package model is the coordinator's picture of the cluster: a bounded rolling window of report
-// digests per node, each subtask's latest figures (job → vertex → subtask, with the TaskManager
+// Package model is the coordinator's picture of the cluster: each node's latest report digest
+// and the host digests of its replayed reports, each subtask's latest figures (job → vertex → subtask, with the TaskManager
 // and node the placement source puts it on), and node reachability. Detectors read it; only
 // ingest (Observe) writes it, so policy code never touches the wire format of the reports beyond
 // what is digested here.
@@ -19,7 +19,8 @@ import (
 
 // Config bounds the model.
 type Config struct {
-	// Window is how many report digests are kept per node.
+	// Window is how many report intervals a replayed report's host digest is kept after it
+	// arrived (Replayed): detection has judged it by then.
 	Window int
 	// Interval is the expected report interval; reachability and freshness are measured in it.
 	Interval time.Duration
@@ -216,7 +217,7 @@ type Vertex struct {
 	byIndex  map[int]*Subtask
 }
 
-// Node is one node's window and reachability.
+// Node is one node's latest digest, its replayed digests and its reachability.
 type Node struct {
 	Name string
 	// Index is below NodeCount and stable until the next Prune renumbers the nodes.
@@ -233,11 +234,12 @@ type Node struct {
 	InstanceStarts int
 	RestartedAt    time.Time
 	lastSeq        uint64
-	window         []Sample
-	next           int
-	full           bool
-	latest         Sample
-	hasLatest      bool
+	// latest is the newest collected report's digest. The model keeps no window of older
+	// digests: detection keeps what it needs of a node's past itself (streaks, learned
+	// speeds, each round's fleet medians), and a window of twelve digests per node that no
+	// round read was 42 MB at 10,000 nodes, twice that in heap the garbage collector lets grow.
+	latest    Sample
+	hasLatest bool
 	// last caches the index entries of the previous report's subtasks, in report order: agents
 	// send the same subtasks every round, so most reports need no map lookups.
 	last []*Subtask
@@ -251,18 +253,8 @@ type Node struct {
 // model's; read it only while the View is held.
 func (n *Node) Replayed() []ReplayedDigest { return n.replayed }
 
-// Window returns the node's samples, oldest first.
-func (n *Node) Window() []Sample {
-	if !n.full {
-		return n.window[:n.next]
-	}
-	out := make([]Sample, 0, len(n.window))
-	out = append(out, n.window[n.next:]...)
-	return append(out, n.window[:n.next]...)
-}
-
 // Latest returns the most recently collected sample, if any: late reports replayed after an
-// outage enter the window but do not replace it.
+// outage do not replace it (their host digests are kept as Replayed).
 func (n *Node) Latest() (Sample, bool) {
 	return n.latest, n.hasLatest
 }
@@ -316,8 +308,8 @@ func New(cfg Config, placer Placer) *Model {
 func (m *Model) Config() Config { return m.cfg }
 
 // Observe digests one report from node, received at `at`, after handing it to the placer.
-// Reports may arrive late (an agent resending its buffer after an outage): they enter the window
-// but never move a subtask back to older figures.
+// Reports may arrive late (an agent resending its buffer after an outage): their host digests
+// are kept (Replayed), but they never move a subtask back to older figures.
 func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	if r == nil {
 		return
@@ -331,7 +323,7 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 	defer m.mu.Unlock()
 	n := m.nodes[node]
 	if n == nil {
-		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at, window: make([]Sample, m.cfg.Window)}
+		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at}
 		m.nodes[node] = n
 		m.dirtyOrder = true
 	}
@@ -391,12 +383,6 @@ func (m *Model) Observe(node string, at time.Time, r *tmwardenv1.Report) {
 		n.latest, n.hasLatest = s, true
 	}
 	m.keepReplayed(n, s, at)
-	n.window[n.next] = s
-	n.next++
-	if n.next == len(n.window) {
-		n.next = 0
-		n.full = true
-	}
 }
 
 // keepReplayed keeps the host digest of a report that arrived more than two intervals after it
@@ -446,7 +432,7 @@ func (m *Model) Describe(node string, at time.Time, info NodeInfo) {
 	defer m.mu.Unlock()
 	n := m.nodes[node]
 	if n == nil {
-		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at, window: make([]Sample, m.cfg.Window)}
+		n = &Node{Name: node, Index: len(m.nodes), FirstSeen: at}
 		m.nodes[node] = n
 		m.dirtyOrder = true
 	}

@@ -28,7 +28,7 @@ func sub(job, vertex string, idx int32, busy, in float64) *tmwardenv1.SubtaskMet
 	return &tmwardenv1.SubtaskMetrics{JobId: job, JobName: job, VertexId: vertex, VertexName: vertex, SubtaskIndex: idx, BusyMsPerSecond: busy, RecordsInPerSecond: in}
 }
 
-func TestWindowIsBounded(t *testing.T) {
+func TestLatestDigest(t *testing.T) {
 	m := New(Config{Window: 3, Interval: 5 * time.Second}, topology.New(topology.Options{}))
 	for i := range 5 {
 		at := t0.Add(time.Duration(i) * 5 * time.Second)
@@ -36,9 +36,8 @@ func TestWindowIsBounded(t *testing.T) {
 	}
 	v := m.View()
 	defer v.Release()
-	w := v.Node("n1").Window()
-	if len(w) != 3 || w[0].Seq != 3 || w[2].Seq != 5 {
-		t.Fatalf("window should hold the last 3 reports oldest first, got %d starting at seq %d", len(w), w[0].Seq)
+	if r := v.Node("n1").Replayed(); len(r) != 0 {
+		t.Fatalf("reports that arrived on time are not replayed ones, got %d", len(r))
 	}
 	s, _ := v.Node("n1").Latest()
 	if s.Seq != 5 || s.Host.NumCPUs != 8 || !s.Host.Valid || s.Host.Signals[SignalSteal] != 0.1 {
@@ -187,8 +186,8 @@ func TestLateReportDoesNotBecomeLatest(t *testing.T) {
 	if !ok || s.Seq != 9 || !s.At.Equal(t1) {
 		t.Fatalf("latest should stay the newest collected report, got seq %d at %s", s.Seq, s.At)
 	}
-	if len(v.Node("n1").Window()) != 2 {
-		t.Fatal("the late report still belongs in the window")
+	if r := v.Node("n1").Replayed(); len(r) != 1 || !r[0].At.Equal(t0) {
+		t.Fatalf("the late report's host digest is kept as a replayed one, got %+v", r)
 	}
 }
 

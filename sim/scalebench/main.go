@@ -45,7 +45,7 @@ func main() {
 	duration := flag.Duration("duration", 90*time.Second, "how long to measure after every node is connected")
 	bin := flag.String("coordinator", "", "coordinator binary (default: build it)")
 	connectRate := flag.Int("connect-rate", 500, "nodes that connect per second while the fleet comes up")
-	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory, as it ships; 0: no cgroup")
+	memLimit := flag.Int64("memory-limit-mib", -1, "the coordinator runs in a memory cgroup with this limit; -1: the Helm chart's coordinator.resources.limits.memory as it ships, or for a fleet larger than that holds the limit the chart's sizing rule gives it (sizedMemoryLimit); 0: no cgroup")
 	profile := flag.String("profile", "", "directory to keep the coordinator's CPU profile (over the measured window, at most 30s) and heap profile (at its end) per fleet size, summarised with go tool pprof; empty: no profiles")
 	perConnFlag := flag.Int("nodes-per-conn", 0, "simulated nodes multiplexed over one gRPC connection, each with its own stream; 0: one connection per node, or as few nodes per connection as the open-file limit (RLIMIT_NOFILE, raised to its hard limit first) requires")
 	isolate := flag.Bool("cpu-isolation", true, "the coordinator and this process (the simulated fleet) in separate cpu cgroups, the coordinator weighted to get a core whenever it has a thread ready, as on cores of its own (needs root and a cpu controller; says why not and runs without); false: both share the machine's cores as plain processes")
@@ -59,12 +59,13 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
+	limitOf := func(int) int64 { return *memLimit << 20 }
 	if *memLimit < 0 {
-		b, err := chartMemoryLimit("packaging/helm/tmwarden/values.yaml")
+		chart, err := chartMemoryLimit("packaging/helm/tmwarden/values.yaml")
 		if err != nil {
 			log.Fatalf("-memory-limit-mib -1: %v", err)
 		}
-		*memLimit = b >> 20
+		limitOf = func(nodes int) int64 { return sizedMemoryLimit(chart, nodes) }
 	}
 	fileLimit := raiseFileLimit(slices.Max(sizes))
 	dir, err := os.MkdirTemp("", "tmwarden-scale-")
@@ -109,7 +110,7 @@ func main() {
 			results = append(results, result{nodes: n, perConn: perConn, skipped: true})
 			continue
 		}
-		r, err := run(n, perConn, *subtasks, *interval, *duration, *connectRate, *memLimit<<20, *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor, iso)
+		r, err := run(n, perConn, *subtasks, *interval, *duration, *connectRate, limitOf(n), *bin, filepath.Join(dir, strconv.Itoa(i)), *profile, *traceFor, iso)
 		if err != nil {
 			// The size keeps its row in the table, saying how it failed: a fleet size the
 			// coordinator cannot hold is a result, and the sizes after it still run.

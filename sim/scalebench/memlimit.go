@@ -109,3 +109,18 @@ func chartMemoryLimit(values string) (int64, error) {
 	}
 	return q.Value(), nil
 }
+
+// chartHolds is the fleet the chart's default memory limit is sized for: its values.yaml and
+// README say "2Gi holds 10,000 nodes ... 30,000 need 6Gi", the limit growing with the fleet.
+const chartHolds = 10_000
+
+// sizedMemoryLimit is the limit a fleet of nodes runs under: the chart's default for the
+// fleets it holds, and for a larger fleet that limit grown in proportion and rounded up to a
+// whole GiB, as an operator following the chart would set it (30,000 nodes: 6 GiB).
+func sizedMemoryLimit(chart int64, nodes int) int64 {
+	if nodes <= chartHolds {
+		return chart
+	}
+	need := chart * int64(nodes) / chartHolds
+	return (need + 1<<30 - 1) &^ (1<<30 - 1)
+}

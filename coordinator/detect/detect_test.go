@@ -1538,3 +1538,53 @@ func TestPeerRetrospectiveNamesTheNeighbour(t *testing.T) {
 		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }
+
+// A partition that leaves too few of the reference class reporting to scale a group by them
+// must not move the learned speeds of the nodes that stay. Nodes 0-9 are the most common class
+// (m4), 10-17 a class 1.5x faster (m6), 18-20 one 1.25x faster (m5); a partition cuts off nodes
+// 0-7 for 160 windows, leaving two m4 nodes reporting: the group is scaled by its median node,
+// an m6. Learned from, those windows moved every reporting node's speed toward that frame, and
+// when the partition healed nodes 0-7 were slower than the drifted median on every vertex and
+// judged slow. No node is slow here.
+func TestPeerLearnedSpeedsHeldWhileTheReferenceClassIsCutOff(t *testing.T) {
+	speed := func(n int) (string, float64) {
+		switch {
+		case n < 10:
+			return "m4.xlarge", 1
+		case n < 18:
+			return "m6.xlarge", 1.5
+		}
+		return "m5.xlarge", 1.25
+	}
+	const nodes = 21
+	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
+	for n := range nodes {
+		cls, _ := speed(n)
+		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
+	}
+	p := NewPeer(DefaultPeerConfig())
+	for tick := 1; tick <= 260; tick++ {
+		at := t0.Add(time.Duration(tick) * 5 * time.Second)
+		for n := range nodes {
+			if n < 8 && tick > 60 && tick <= 220 {
+				continue // cut off
+			}
+			_, s := speed(n)
+			rep := idleHostReport(tick, at)
+			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
+			for _, v := range []string{"V1", "V2", "V3"} {
+				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, n, tick, 1/s))
+			}
+			rep.TaskManagers = append(rep.TaskManagers, tm)
+			m.Observe(node(n), at, rep)
+		}
+		v := m.View()
+		r := p.Evaluate(v, at)
+		v.Release()
+		for _, vd := range r.Verdicts {
+			if vd.Status == StatusSlow {
+				t.Fatalf("window %d: %s judged slow with no fault (partition in windows 61-220): %+v", tick, vd.Node, vd)
+			}
+		}
+	}
+}

@@ -229,6 +229,9 @@ type nodeSpeed struct {
 	since time.Time
 	// joined is rel once its first LearnWindows were averaged: the node's speed when it joined.
 	joined float64
+	// frame is the frame rel was learned in: the reference class its group of linked nodes was
+	// scaled by, or "" for its own median node (see polish and frameOf).
+	frame string
 }
 
 type target struct{ node, tm string }
@@ -879,10 +882,19 @@ func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
 			// node is never held to a class it does not behave like.
 			sp.rel = (sp.rel*float64(sp.n) + e.rel) / float64(sp.n+1)
 			sp.n++
+			sp.frame = p.frameOf(e)
 			if sp.n == p.cfg.LearnWindows {
 				sp.joined = sp.rel
 			}
-		default:
+		case p.frameOf(e) == sp.frame:
+			// Only a window measured in the frame the speed was learned in moves it. A group
+			// scaled by its own median node while too few of the reference class report (a
+			// partition cut them off), or by another class once the reference changed, has its
+			// speed 1 wherever that median or class falls; learned from,
+			// the window moved the speeds of the nodes still reporting, a little each window,
+			// and when the partition healed the nodes that had been cut off were slower than the
+			// drifted median by a straggler's margin (generated gen-250004: 12 nodes, up to 10
+			// cut off, 8 false migrations).
 			sp.rel += p.cfg.SpeedAlpha * (e.rel - sp.rel)
 		}
 	}
@@ -900,6 +912,15 @@ func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
 			Detail: fmt.Sprintf("processes %.2fx slower than its peers since %s with no host signal: a slower machine, not a slow node",
 				yard/sp.rel, sp.since.Format(time.RFC3339)), Since: sp.since})
 	}
+}
+
+// frameOf names the frame the fit measured e's speed in this round: the reference class its
+// group was scaled by, or "" where the group was scaled by its own median node.
+func (p *Peer) frameOf(e *nodeEval) string {
+	if e.byRefClass {
+		return p.refClass
+	}
+	return ""
 }
 
 // hardwareYardstick sets the speed slower hardware is judged against (p.yardstick), in the

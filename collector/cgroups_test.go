@@ -14,6 +14,7 @@ import (
 	"time"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/collector/collectortest"
 	"github.com/tmwarden/tmwarden/ebpf"
 )
 
@@ -275,6 +276,7 @@ func realCgroup(t *testing.T, pid int) {
 // TestCgroupCollectorRealThrottling runs a busy stand-in TaskManager in a real cgroup limited
 // to 0.2 cores: the collector must see the limit, the throttling and usage near the limit.
 func TestCgroupCollectorRealThrottling(t *testing.T) {
+	collectortest.HoldTaskManagerDiscovery(t)
 	cmd := startFakeTaskManagerEnv(t, "127.0.0.1:0", []string{"TMWARDEN_TM_HELPER_SPIN=1"},
 		"org.apache.flink.runtime.taskexecutor.TaskManagerRunner")
 	realCgroup(t, cmd.Process.Pid)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tmwardenv1 "github.com/tmwarden/tmwarden/api/tmwarden/v1"
+	"github.com/tmwarden/tmwarden/collector/collectortest"
 )
 
 func tmFixture(t *testing.T, name string) []byte {
@@ -539,6 +540,7 @@ func freePortRange(t *testing.T, n int) int {
 }
 
 func TestTaskManagerDiscoveryRealProcess(t *testing.T) {
+	collectortest.HoldTaskManagerDiscovery(t)
 	base := freePortRange(t, 5)
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(base+2))
 	conf := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmwarden/tmwarden/collector/collectortest"
 	"github.com/tmwarden/tmwarden/packaging/releasebin"
 )
 
@@ -24,6 +25,8 @@ func TestLabShort(t *testing.T) {
 	if why := CheckRoot(); why != "" {
 		t.Skip(why)
 	}
+	// The lab's agent scans procfs: another package's TaskManager stand-ins must not be there.
+	collectortest.HoldTaskManagerDiscovery(t)
 	// The binaries as they ship (releasebin: `make release-bin`, built once per `make test`).
 	bin := releasebin.Dir(t)
 	o := DefaultOptions()

@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tmwarden/tmwarden/api/httpv1"
+	"github.com/tmwarden/tmwarden/collector/collectortest"
 )
 
 // chartAgentPrivileges reads the agent container's user and capabilities from the rendered
@@ -361,6 +362,7 @@ func collectorStates(a agentRun) (map[string]map[string]float64, error) {
 // agent's /debug/status and /metrics, a real coordinator's API record, `tmwardenctl node`, the
 // status page in headless Chromium).
 func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
+	collectortest.HoldTaskManagerDiscovery(t)
 	requireRoot(t, "setpriv", "ip")
 	docs := helmTemplate(t)
 	priv, cfg := chartAgentPrivileges(t, docs)
@@ -406,6 +408,7 @@ func TestAgentFindsPodTaskManagerUnderChartPrivileges(t *testing.T) {
 // either discovery capability removed, the collector is degraded with the reason, which reaches
 // a real coordinator's API and tmwardenctl unchanged.
 func TestAgentFindsHostTaskManagersUnderSystemdUnit(t *testing.T) {
+	collectortest.HoldTaskManagerDiscovery(t)
 	requireRoot(t, "setpriv")
 	priv := unitAgentPrivileges(t).grantable(t)
 	dir := workDir(t)

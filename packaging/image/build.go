@@ -62,9 +62,11 @@ func archImage(o Options, arch string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The layer is gzipped once: without WithCompressedCaching, go-containerregistry gzips the
+	// whole layer again for its digest and for each write.
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
 	if err != nil {
 		return nil, err
 	}

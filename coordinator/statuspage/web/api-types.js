@@ -165,6 +165,7 @@
  * @property {string} detail
  * @property {string} since
  * @property {string} [until]
+ * @property {Culprit} [culprit]
  */
 
 /**

@@ -12,6 +12,7 @@
 /** @typedef {import("./api-types.js").NodeDetail} APINodeDetail */
 /** @typedef {import("./api-types.js").HostSummary} APIHostSummary */
 /** @typedef {import("./api-types.js").Evidence} APIEvidence */
+/** @typedef {import("./api-types.js").Culprit} APICulprit */
 /** @typedef {import("./api-types.js").DecisionList} APIDecisionList */
 /** @typedef {import("./api-types.js").Decision} APIDecision */
 /** @typedef {import("./api-types.js").Breaker} APIBreaker */
@@ -65,14 +66,18 @@ const severity = (n) => { const i = SEVERITY.indexOf(healthOf(n)); return i < 0 
 
 function token() { return sessionStorage.getItem("tmwarden-token") || ""; }
 
+// culpritName is the neighbour as an operator finds it: the pod, else the systemd unit, else the cgroup.
+/** @param {APICulprit} c */
+const culpritName = (c) => (c.pod_name ? `${c.pod_namespace}/${c.pod_name}` : c.systemd_unit || c.cgroup);
+
 // causeLabel adds the culprit and detection's findings (slower hardware, host-only, retrospective) to the cause.
 /** @param {APINode} n */
 const causeLabel = (n) => {
   let s = n.cause || "–";
-  if (n.culprit) s += " · culprit " + (n.culprit.pod_name ? `${n.culprit.pod_namespace}/${n.culprit.pod_name}` : n.culprit.systemd_unit || n.culprit.cgroup);
+  if (n.culprit) s += " · culprit " + culpritName(n.culprit);
   for (const f of n.findings || []) {
     if (f.kind === "slower_hardware") s += ` · slower hardware (speed ${f.speed})`;
-    else if (f.kind === "retrospective") s += ` · was slow (${f.cause}) ${f.since} – ${f.until}, while cut off`;
+    else if (f.kind === "retrospective") s += ` · was slow (${f.cause}${f.culprit ? ", culprit " + culpritName(f.culprit) : ""}) ${f.since} – ${f.until}, while cut off`;
     else s += ` · ${f.kind}`;
   }
   return s;

@@ -223,6 +223,19 @@ func RunTaskManager(ctx context.Context, cfg TaskManagerConfig, log *slog.Logger
 	return runErr
 }
 
+// The stand-in switches one thread into the lab's network namespace (listenIn). Procfs shows a
+// process's sockets and addresses as its main thread sees them (/proc/PID/net), and that is where
+// the agent's discovery finds the metrics port: had the switched thread been the main one, the
+// agent found the port missing and scraped the namespace's address instead (seen once, in a cold
+// make test, as "the agent never reported the stand-in's subtasks"). Locked here, in init, the
+// main goroutine keeps the main thread for itself, so no other goroutine, listenIn's among them,
+// ever runs on it. Only the stand-in's process does this.
+func init() {
+	if len(os.Args) > 2 && os.Args[1] == "lab" && os.Args[2] == "taskmanager" {
+		runtime.LockOSThread()
+	}
+}
+
 // listenIn opens the processing subtasks' listener inside the network namespace, so that the
 // sources' traffic crosses the veth pair (and the faults put on it). A thread switched into
 // another namespace is never returned to the scheduler: it exits with its goroutine.

@@ -1452,46 +1452,7 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 // straggler's margin on every vertex, and judged slow. No node is slow here, before, during or
 // after the partition.
 func TestPeerReferenceClassHeldThroughAPartition(t *testing.T) {
-	speed := func(n int) (string, float64) {
-		switch {
-		case n < 10:
-			return "m4.xlarge", 1
-		case n < 18:
-			return "m6.xlarge", 1.5
-		}
-		return "m5.xlarge", 1.25
-	}
-	const nodes = 21
-	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
-	for n := range nodes {
-		cls, _ := speed(n)
-		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
-	}
-	p := NewPeer(DefaultPeerConfig())
-	for tick := 1; tick <= 200; tick++ {
-		at := t0.Add(time.Duration(tick) * 5 * time.Second)
-		for n := range nodes {
-			if n < 6 && tick > 60 && tick <= 160 {
-				continue // cut off
-			}
-			_, s := speed(n)
-			rep := idleHostReport(tick, at)
-			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
-			for _, v := range []string{"V1", "V2", "V3"} {
-				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, n, tick, 1/s))
-			}
-			rep.TaskManagers = append(rep.TaskManagers, tm)
-			m.Observe(node(n), at, rep)
-		}
-		v := m.View()
-		r := p.Evaluate(v, at)
-		v.Release()
-		for _, vd := range r.Verdicts {
-			if vd.Status == StatusSlow {
-				t.Fatalf("window %d: %s judged slow with no fault (partition in windows 61-160): %+v", tick, vd.Node, vd)
-			}
-		}
-	}
+	noSlowVerdictThroughAPartition(t, 6, 60, 160, 200)
 }
 
 // A neighbour that takes the CPU while its node's agent is cut off is named in retrospect, as a
@@ -1547,29 +1508,40 @@ func TestPeerRetrospectiveNamesTheNeighbour(t *testing.T) {
 // when the partition healed nodes 0-7 were slower than the drifted median on every vertex and
 // judged slow. No node is slow here.
 func TestPeerLearnedSpeedsHeldWhileTheReferenceClassIsCutOff(t *testing.T) {
-	speed := func(n int) (string, float64) {
-		switch {
-		case n < 10:
-			return "m4.xlarge", 1
-		case n < 18:
-			return "m6.xlarge", 1.5
-		}
-		return "m5.xlarge", 1.25
+	noSlowVerdictThroughAPartition(t, 8, 60, 220, 260)
+}
+
+// threeClasses is the fleet of the partition tests: nodes 0-9 are the most common class (m4),
+// 10-17 a class 1.5x faster (m6), 18-20 one 1.25x faster (m5).
+func threeClasses(n int) (class string, speed float64) {
+	switch {
+	case n < 10:
+		return "m4.xlarge", 1
+	case n < 18:
+		return "m6.xlarge", 1.5
 	}
+	return "m5.xlarge", 1.25
+}
+
+// noSlowVerdictThroughAPartition replays the threeClasses fleet, one job on all 21 nodes and no
+// fault, for windows 1..windows, with nodes 0..cut-1 cut off in windows from+1..to, and fails
+// at the first slow verdict.
+func noSlowVerdictThroughAPartition(t *testing.T, cut, from, to, windows int) {
+	t.Helper()
 	const nodes = 21
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	for n := range nodes {
-		cls, _ := speed(n)
+		cls, _ := threeClasses(n)
 		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
 	}
 	p := NewPeer(DefaultPeerConfig())
-	for tick := 1; tick <= 260; tick++ {
+	for tick := 1; tick <= windows; tick++ {
 		at := t0.Add(time.Duration(tick) * 5 * time.Second)
 		for n := range nodes {
-			if n < 8 && tick > 60 && tick <= 220 {
+			if n < cut && tick > from && tick <= to {
 				continue // cut off
 			}
-			_, s := speed(n)
+			_, s := threeClasses(n)
 			rep := idleHostReport(tick, at)
 			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
 			for _, v := range []string{"V1", "V2", "V3"} {
@@ -1583,7 +1555,7 @@ func TestPeerLearnedSpeedsHeldWhileTheReferenceClassIsCutOff(t *testing.T) {
 		v.Release()
 		for _, vd := range r.Verdicts {
 			if vd.Status == StatusSlow {
-				t.Fatalf("window %d: %s judged slow with no fault (partition in windows 61-220): %+v", tick, vd.Node, vd)
+				t.Fatalf("window %d: %s judged slow with no fault (partition in windows %d-%d): %+v", tick, vd.Node, from+1, to, vd)
 			}
 		}
 	}

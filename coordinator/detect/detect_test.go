@@ -1351,15 +1351,35 @@ func TestPeerRetrospectiveFindingAfterAPartition(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
 	c.warm(p)
+	r, faultFrom, faultTo := c.faultInsideAPartition(t, p, func() {
+		c.steal[node(3)], c.runq[node(3)] = 0.3, 4000
+	}, func() {
+		delete(c.steal, node(3))
+		delete(c.runq, node(3))
+	})
+	f, ok := finding(r, node(3), FindingRetrospective)
+	if !ok {
+		t.Fatalf("no retrospective finding for node-3's steal inside its partition; findings %+v", r.Findings)
+	}
+	if f.Cause != CauseSteal || f.Since.Before(faultFrom) || f.Until.After(faultTo) || f.Until.Sub(f.Since) < 10*5*time.Second {
+		t.Errorf("node-3's retrospective finding = %s from %s to %s, want steal within %s-%s", f.Cause, f.Since, f.Until, faultFrom, faultTo)
+	}
+}
+
+// faultInsideAPartition cuts nodes 3 and 5 off for 40 windows, with on called before window 6
+// and off before window 26 (the fault is in windows 6-25), and then lets them report again for
+// three windows, failing if either is judged slow for a fault that is over or node 5, cut off with
+// nothing wrong, gets a retrospective finding. It returns the last round and the times of the
+// fault's first and last windows.
+func (c *cluster) faultInsideAPartition(t *testing.T, p *Peer, on, off func()) (r Round, faultFrom, faultTo time.Time) {
+	t.Helper()
 	c.cut[node(3)], c.cut[node(5)] = true, true
-	var faultFrom, faultTo time.Time
 	for i := 1; i <= 40; i++ {
 		switch i {
 		case 6:
-			c.steal[node(3)], c.runq[node(3)] = 0.3, 4000
+			on()
 		case 26:
-			delete(c.steal, node(3))
-			delete(c.runq, node(3))
+			off()
 		}
 		r := c.eval(p)
 		if i == 6 {
@@ -1370,7 +1390,6 @@ func TestPeerRetrospectiveFindingAfterAPartition(t *testing.T) {
 		}
 	}
 	c.cut[node(3)], c.cut[node(5)] = false, false
-	var r Round
 	for range 3 {
 		r = c.eval(p)
 		for _, n := range []string{node(3), node(5)} {
@@ -1379,16 +1398,10 @@ func TestPeerRetrospectiveFindingAfterAPartition(t *testing.T) {
 			}
 		}
 	}
-	f, ok := finding(r, node(3), FindingRetrospective)
-	if !ok {
-		t.Fatalf("no retrospective finding for node-3's steal inside its partition; findings %+v", r.Findings)
-	}
-	if f.Cause != CauseSteal || f.Since.Before(faultFrom) || f.Until.After(faultTo) || f.Until.Sub(f.Since) < 10*5*time.Second {
-		t.Errorf("node-3's retrospective finding = %s from %s to %s, want steal within %s-%s", f.Cause, f.Since, f.Until, faultFrom, faultTo)
-	}
 	if f, ok := finding(r, node(5), FindingRetrospective); ok {
 		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
+	return r, faultFrom, faultTo
 }
 
 // A GC storm that begins and ends while its node's agent is cut off shows on no host signal:
@@ -1400,34 +1413,12 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 	c := newCluster()
 	p := NewPeer(DefaultPeerConfig())
 	c.warm(p)
-	c.cut[node(3)], c.cut[node(5)] = true, true
-	var faultFrom, faultTo time.Time
-	for i := 1; i <= 40; i++ {
-		switch i {
-		case 6:
-			c.gc[tmOf(3, 1)], c.slow[tmOf(3, 1)] = 400, 1.6
-		case 26:
-			delete(c.gc, tmOf(3, 1))
-			delete(c.slow, tmOf(3, 1))
-		}
-		r := c.eval(p)
-		if i == 6 {
-			faultFrom = r.At
-		}
-		if i == 25 {
-			faultTo = r.At
-		}
-	}
-	c.cut[node(3)], c.cut[node(5)] = false, false
-	var r Round
-	for range 3 {
-		r = c.eval(p)
-		for _, vd := range r.Verdicts {
-			if (vd.Node == node(3) || vd.Node == node(5)) && vd.Status == StatusSlow {
-				t.Fatalf("%s judged slow after its partition for a fault that is over: %+v", vd.Node, vd)
-			}
-		}
-	}
+	r, faultFrom, faultTo := c.faultInsideAPartition(t, p, func() {
+		c.gc[tmOf(3, 1)], c.slow[tmOf(3, 1)] = 400, 1.6
+	}, func() {
+		delete(c.gc, tmOf(3, 1))
+		delete(c.slow, tmOf(3, 1))
+	})
 	f, ok := finding(r, node(3), FindingRetrospective)
 	if !ok {
 		t.Fatalf("no retrospective finding for node-3's GC storm inside its partition; findings %+v", r.Findings)
@@ -1437,9 +1428,6 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 	}
 	if len(f.Evidence) == 0 || f.Evidence[0].TaskManager != tmOf(3, 1) {
 		t.Errorf("node-3's retrospective finding does not name its JVM %s: %+v", tmOf(3, 1), f.Evidence)
-	}
-	if f, ok := finding(r, node(5), FindingRetrospective); ok {
-		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }
 
@@ -1466,37 +1454,24 @@ func TestPeerRetrospectiveNamesTheNeighbour(t *testing.T) {
 	}
 	p := NewPeer(DefaultPeerConfig())
 	c.warm(p)
-	c.cut[node(3)], c.cut[node(5)] = true, true
-	for i := 1; i <= 40; i++ {
-		switch i {
-		case 6:
-			c.runq[node(3)] = 4000
-			c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
-			withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
-				r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/noisy", CpuUsageCores: 3})
-			})
-		case 26:
-			delete(c.runq, node(3))
-			delete(c.slow, tmOf(3, 0))
-			delete(c.slow, tmOf(3, 1))
-			withTMCgroup(c, 3, nil)
-		}
-		c.eval(p)
-	}
-	c.cut[node(3)], c.cut[node(5)] = false, false
-	var r Round
-	for range 3 {
-		r = c.eval(p)
-	}
+	r, _, _ := c.faultInsideAPartition(t, p, func() {
+		c.runq[node(3)] = 4000
+		c.slow[tmOf(3, 0)], c.slow[tmOf(3, 1)] = 2, 2
+		withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+			r.Cgroups = append(r.Cgroups, &tmwardenv1.CgroupStats{Path: "/noisy", CpuUsageCores: 3})
+		})
+	}, func() {
+		delete(c.runq, node(3))
+		delete(c.slow, tmOf(3, 0))
+		delete(c.slow, tmOf(3, 1))
+		withTMCgroup(c, 3, nil)
+	})
 	f, ok := finding(r, node(3), FindingRetrospective)
 	if !ok {
 		t.Fatalf("no retrospective finding for node-3's neighbour inside its partition; findings %+v", r.Findings)
 	}
 	if f.Cause != CauseCPU || f.Culprit == nil || f.Culprit.Cgroup != "/noisy" {
 		t.Errorf("node-3's retrospective finding = %s, culprit %+v; want cpu_contention naming /noisy", f.Cause, f.Culprit)
-	}
-	if f, ok := finding(r, node(5), FindingRetrospective); ok {
-		t.Errorf("node-5, cut off with nothing wrong, got a retrospective finding: %+v", f)
 	}
 }
 

@@ -1305,36 +1305,8 @@ func TestPeerOlderClassMostCommonInTheFleet(t *testing.T) {
 		}
 		return "m6.xlarge", 1.18
 	}
-	const nodes = 21
-	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
-	for n := range nodes {
-		cls, _ := speed(n)
-		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
-	}
-	p := NewPeer(DefaultPeerConfig())
-	var r Round
-	for tick := 1; tick <= 60; tick++ {
-		at := t0.Add(time.Duration(tick) * 5 * time.Second)
-		for n := range nodes {
-			_, s := speed(n)
-			rep := idleHostReport(tick, at)
-			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
-			for _, v := range []string{"V1", "V2", "V3"} {
-				tm.Subtasks = append(tm.Subtasks, steadySubtask("job", v, n, tick, 1/s))
-			}
-			rep.TaskManagers = append(rep.TaskManagers, tm)
-			m.Observe(node(n), at, rep)
-		}
-		v := m.View()
-		r = p.Evaluate(v, at)
-		v.Release()
-		for _, vd := range r.Verdicts {
-			if vd.Status == StatusSlow {
-				t.Fatalf("window %d: a machine judged slow for its class: %+v", tick, vd)
-			}
-		}
-	}
-	for n := range nodes {
+	r, p := replayFaultFreeClassFleet(t, speed, 60, nil)
+	for n := range 21 {
 		f, ok := finding(r, node(n), FindingSlowerHardware)
 		if want := n < 10; ok != want {
 			t.Errorf("%s: slower-hardware finding %v (%+v), want %v; learned %.3f", node(n), ok, f, want, p.speed[node(n)].rel)
@@ -1440,7 +1412,7 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 // straggler's margin on every vertex, and judged slow. No node is slow here, before, during or
 // after the partition.
 func TestPeerReferenceClassHeldThroughAPartition(t *testing.T) {
-	noSlowVerdictThroughAPartition(t, 6, 60, 160, 200)
+	replayFaultFreeClassFleet(t, threeClasses, 200, func(n, window int) bool { return n < 6 && window > 60 && window <= 160 })
 }
 
 // A neighbour that takes the CPU while its node's agent is cut off is named in retrospect, as a
@@ -1483,7 +1455,7 @@ func TestPeerRetrospectiveNamesTheNeighbour(t *testing.T) {
 // when the partition healed nodes 0-7 were slower than the drifted median on every vertex and
 // judged slow. No node is slow here.
 func TestPeerLearnedSpeedsHeldWhileTheReferenceClassIsCutOff(t *testing.T) {
-	noSlowVerdictThroughAPartition(t, 8, 60, 220, 260)
+	replayFaultFreeClassFleet(t, threeClasses, 260, func(n, window int) bool { return n < 8 && window > 60 && window <= 220 })
 }
 
 // threeClasses is the fleet of the partition tests: nodes 0-9 are the most common class (m4),
@@ -1498,25 +1470,27 @@ func threeClasses(n int) (class string, speed float64) {
 	return "m5.xlarge", 1.25
 }
 
-// noSlowVerdictThroughAPartition replays the threeClasses fleet, one job on all 21 nodes and no
-// fault, for windows 1..windows, with nodes 0..cut-1 cut off in windows from+1..to, and fails
-// at the first slow verdict.
-func noSlowVerdictThroughAPartition(t *testing.T, cut, from, to, windows int) {
+// replayFaultFreeClassFleet replays a fleet of 21 nodes with no fault, one job on all of them,
+// each node of the class and speed that speed gives, for windows 1..windows; a node for which
+// cut(n, window) is true does not report in that window. It fails at the first slow verdict and
+// returns the last round and the detector.
+func replayFaultFreeClassFleet(t *testing.T, speed func(n int) (string, float64), windows int, cut func(n, window int) bool) (Round, *Peer) {
 	t.Helper()
 	const nodes = 21
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	for n := range nodes {
-		cls, _ := threeClasses(n)
+		cls, _ := speed(n)
 		m.Describe(node(n), t0, model.NodeInfo{Labels: map[string]string{"instance_type": cls}, NumCPUs: 16})
 	}
 	p := NewPeer(DefaultPeerConfig())
+	var r Round
 	for tick := 1; tick <= windows; tick++ {
 		at := t0.Add(time.Duration(tick) * 5 * time.Second)
 		for n := range nodes {
-			if n < cut && tick > from && tick <= to {
-				continue // cut off
+			if cut != nil && cut(n, tick) {
+				continue
 			}
-			_, s := threeClasses(n)
+			_, s := speed(n)
 			rep := idleHostReport(tick, at)
 			tm := &tmwardenv1.TaskManager{ResourceId: tmOf(n, 0), Jvm: &tmwardenv1.JvmStats{GcTimeMsPerSecond: 8}}
 			for _, v := range []string{"V1", "V2", "V3"} {
@@ -1526,12 +1500,13 @@ func noSlowVerdictThroughAPartition(t *testing.T, cut, from, to, windows int) {
 			m.Observe(node(n), at, rep)
 		}
 		v := m.View()
-		r := p.Evaluate(v, at)
+		r = p.Evaluate(v, at)
 		v.Release()
 		for _, vd := range r.Verdicts {
 			if vd.Status == StatusSlow {
-				t.Fatalf("window %d: %s judged slow with no fault (partition in windows %d-%d): %+v", tick, vd.Node, from+1, to, vd)
+				t.Fatalf("window %d: %s judged slow with no fault: %+v", tick, vd.Node, vd)
 			}
 		}
 	}
+	return r, p
 }

@@ -254,7 +254,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// line: the agent's discovery only looks at JVMs.
 	tmArgs := []string{"--config", tmConfPath, MainClass,
 		"-Dtaskmanager.resource-id=" + tmInfo.ID, "-Dmetrics.reporter.prom.port=" + port}
-	if err := procs.start(work, "taskmanager", o.Self, append([]string{"lab", "taskmanager"}, tmArgs...)...); err != nil {
+	if err := procs.start(work, "taskmanager", o.Self, append(slices.Clone(standInCommand), tmArgs...)...); err != nil {
 		return nil, err
 	}
 	procs.last().Args[0] = "tmwarden-lab-java"

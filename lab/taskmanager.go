@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,10 +232,14 @@ func RunTaskManager(ctx context.Context, cfg TaskManagerConfig, log *slog.Logger
 // main goroutine keeps the main thread for itself, so no other goroutine, listenIn's among them,
 // ever runs on it. Only the stand-in's process does this.
 func init() {
-	if len(os.Args) > 2 && os.Args[1] == "lab" && os.Args[2] == "taskmanager" {
+	if len(os.Args) > len(standInCommand) && slices.Equal(os.Args[1:1+len(standInCommand)], standInCommand) {
 		runtime.LockOSThread()
 	}
 }
+
+// standInCommand is the tmwardenctl command line the lab starts the stand-in with (os.Args[1:]
+// before its flags): the lab builds it, and init recognises the stand-in's process by it.
+var standInCommand = []string{"lab", "taskmanager"}
 
 // listenIn opens the processing subtasks' listener inside the network namespace, so that the
 // sources' traffic crosses the veth pair (and the faults put on it). A thread switched into

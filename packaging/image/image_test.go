@@ -43,8 +43,8 @@ func TestMakeImage(t *testing.T) {
 	out := filepath.Join(dist, "image", "oci")
 	cmd := exec.Command("make", "--no-print-directory", "image", "VERSION="+version, "DIST="+dist)
 	cmd.Dir = "../.."
-	// As a user runs it from a shell: not as a sub-make of make test's -j2 (whose jobserver
-	// this process does not hold) with its output synchronisation.
+	// As a user runs it from a shell, not as a sub-make of make test's -j2, whose jobserver
+	// this process does not hold.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
 	})

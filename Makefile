@@ -37,31 +37,35 @@ TEST_RELEASE_BIN = $(BIN)/release-test
 NORACE_PKGS = ./sim/runner ./packaging/image
 NORACE_LOCALSTATE = ^TestMultipartOver100MiB$$
 #
-# The two passes run side by side (make -j2). Many raced tests wait on wall time (the lab's
-# timed faults, the demo, the live dashboards and page, the control plane) and leave the CPU
-# idle while they hold one of go test's -p slots; the non-race pass and the packaging checks
-# are CPU work that waits on nothing, so they run at nice 10 and take only the CPU the raced
-# tests leave. TEST_RACE_P slots (default 4, not go's default of one per core) let the raced
+# The two passes and the packaging checks run side by side (make -j3). Many raced tests wait
+# on wall time (the lab's timed faults, the demo, the live dashboards and page, the control
+# plane) and leave the CPU idle while they hold one of go test's -p slots; the non-race pass and
+# the packaging checks are CPU work that waits on nothing, so they run at nice 10 and take only
+# the CPU the raced tests leave. TEST_RACE_P slots (default 4, not go's default of one per core) let the raced
 # pass link its next test binaries while the waiting tests wait. Test binaries are linked
 # without DWARF (-ldflags=-w): nothing reads it (stack traces and race reports read the
 # runtime's own tables), and writing it is about 40 % of each raced link's CPU.
-# The two passes' output interleaves as it comes (no --output-sync, which would hold each pass's
+# Their output interleaves as it comes (no --output-sync, which would hold each pass's
 # output until it ends); go test prints each package's result and failures in one piece.
 TEST_RACE_P ?= 4
 TEST_LDFLAGS = -w
 test: test-deps fmt-check vet ## gofmt, go vet, every test with the race detector, detection goals, packaging checks
-	@$(MAKE) --no-print-directory -j2 test-race test-batch
+	@$(MAKE) --no-print-directory -j3 test-race test-batch test-packaging
 
-.PHONY: test-release-bin test-race test-batch
+.PHONY: test-release-bin test-race test-batch test-packaging
 test-release-bin:
 	@$(MAKE) --no-print-directory release-bin RELEASE_BIN=$(TEST_RELEASE_BIN) VERSION=v0.0.0-test
 
 test-race: test-release-bin ## every test with the race detector (part of make test)
 	TMWARDEN_RELEASE_BIN=$(TEST_RELEASE_BIN) $(GO) test -race -p $(TEST_RACE_P) -ldflags=$(TEST_LDFLAGS) -count=1 -timeout 25m ./...
 
-test-batch: ## the tests built without the race detector, then the packaging checks, at nice 10 (part of make test)
+test-batch: ## the tests built without the race detector, at nice 10 (part of make test)
 	CGO_ENABLED=0 nice -n 10 $(GO) test -trimpath -ldflags=$(TEST_LDFLAGS) -count=1 -timeout 25m $(NORACE_PKGS)
 	CGO_ENABLED=0 nice -n 10 $(GO) test -trimpath -ldflags=$(TEST_LDFLAGS) -count=1 -timeout 25m -run '$(NORACE_LOCALSTATE)' ./localstate
+
+# The packaging checks are mostly one thread at a time (nfpm's xz, lintian): beside the tests,
+# at nice 10, they take what the waiting tests leave instead of adding a minute at the end.
+test-packaging: ## the packaging checks at nice 10 (part of make test)
 	nice -n 10 $(MAKE) --no-print-directory lint-packaging
 
 test-deps: ## install what the tests need (idempotent)

@@ -355,6 +355,12 @@ func loadMode(name, mode string, spec *ebpf.CollectionSpec, hooks []hook, kspec 
 			delete(cs.Maps, m)
 		}
 	}
+	// So are the variables that live in them (a .bss only the other mode reads).
+	for name, v := range cs.Variables {
+		if _, ok := cs.Maps[v.SectionName]; !ok {
+			delete(cs.Variables, name)
+		}
+	}
 	if opts.configure != nil {
 		if err := opts.configure(cs); err != nil {
 			return nil, nil, fmt.Errorf("configure %s: %w", name, err)

@@ -20,33 +20,46 @@ char LICENSE[] SEC("license") = "GPL";
 // hierarchy is where the container runtime places pods. Set by the loader before load.
 const volatile bool cgroup_v1_cpu = false;
 
-// runq_task holds, in each thread itself (task-local storage: no hash lookup, no bound on
-// threads, gone with the thread), the kernel's own run-queue figures for it as of its last
-// switch-out. Used by the tp_btf program, which gets typed task pointers.
+// The tp_btf program keeps no state per thread. The kernel already times every wait on a run
+// queue (CONFIG_SCHED_INFO): a thread that becomes runnable gets sched_info.last_queued from its
+// run queue's clock, and when it gets a CPU the kernel adds clock - last_queued to its
+// run_delay, right after the sched_switch tracepoint. So at sched_switch the wait of the thread
+// switching in is the run queue's clock less its last_queued: the kernel's own figure, read
+// with a few loads, with no wakeup programs, no clock read and no per-thread storage lookup.
 //
-// The kernel already times every wait on a run queue (CONFIG_SCHED_INFO: sched_info.run_delay
-// grows by each wait when the thread gets a CPU, pcount counts those arrivals). Reading the
-// growth of run_delay when a thread is switched out gives the wait before the slice it just
-// ran, so the probe needs no wakeup programs and no clock reads of its own: one program per
-// context switch, one task-storage lookup, one histogram update.
-struct runq_ts {
-	u64 run_delay;
-	u64 pcount;
-	// The thread's cgroup id, cached with the css_set it was read from: following the cgroup
-	// pointers on every switch costs more than the rest of the program, and a thread's css_set
-	// only changes when it moves between cgroups.
+// The run queue is reached from the thread itself: with CONFIG_FAIR_GROUP_SCHED (which the
+// cgroup cpu controller needs) every thread's sched_entity points at its group's cfs_rq on the
+// CPU it was placed on, whatever its scheduling class, and that cfs_rq at the CPU's rq. The
+// thread switching in was placed on this CPU. The loader checks these fields exist, and falls
+// back to raw_tp where they do not.
+
+// CSET_CACHE entries per CPU map a process's css_set to its cgroup's histogram slot: following
+// the cgroup pointers (three or four dependent loads, often cache misses) and hashing the cgroup
+// id cost more than the rest of the program, and one CPU switches among a few processes at a
+// time. An entry is indexed by the process id (the verifier allows no arithmetic on the css_set
+// pointer) and holds while the thread's css_set is the one it was filled from: the threads of a
+// process share their cgroups.
+#define CSET_CACHE 64
+
+struct cset_slot {
 	u64 cset;
 	u64 cgid;
-	// The slot of runq_hists holding the cgroup's histogram, found when the css_set changed.
 	u32 slot;
+	// epoch is cset_epoch when the entry was filled: a css_set freed and reused for another
+	// cgroup must not keep the old one's slot, so user space bumps the epoch on every read and
+	// entries older than that are looked up again.
+	u32 epoch;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct runq_ts);
-} runq_task SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CSET_CACHE);
+	__type(key, u32);
+	__type(value, struct cset_slot);
+} runq_cset_cache SEC(".maps");
+
+// cset_epoch is bumped by user space each time it reads the histograms (see cset_slot.epoch).
+volatile u32 cset_epoch;
 
 // runq_start holds the enqueue time by thread id for the raw_tp fallback, whose untyped
 // arguments cannot index task storage.
@@ -167,46 +180,37 @@ static __always_inline u64 btf_cgroup_id(struct css_set *cset)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	struct runq_ts *s;
+	struct cset_slot *c;
 	struct css_set *cset;
 	struct runq_hist *h;
-	u64 delay, pcount, seen;
-	u32 slot;
+	u64 queued, delay;
+	u32 key, slot, epoch;
 
-	if (!prev->pid)
+	// Not queued: the idle task, or a thread the kernel does not time (it skips the same).
+	queued = next->sched_info.last_queued;
+	if (!queued)
 		return 0;
-	s = bpf_task_storage_get(&runq_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!s)
-		return 0;
-	pcount = prev->sched_info.pcount;
-	seen = s->pcount;
-	// Nothing new since the last switch-out: the thread did not wait for this slice (it never
-	// left the CPU's queue accounting, e.g. a yield with nothing else runnable).
-	if (pcount == seen)
-		return 0;
-	delay = prev->sched_info.run_delay;
-	s->pcount = pcount;
-	if (!seen) {
-		// First sight of the thread: its run_delay holds every wait since it started.
-		s->run_delay = delay;
-		return 0;
-	}
-	delay -= s->run_delay;
-	s->run_delay += delay;
+	delay = next->se.cfs_rq->rq->clock - queued;
 	if ((s64)delay < 0)
 		return 0;
-	cset = prev->cgroups;
-	if ((u64)cset != s->cset) {
-		s->cgid = btf_cgroup_id(cset);
-		s->cset = (u64)cset;
-		s->slot = MAX_CGROUPS;
+	cset = next->cgroups;
+	key = (u32)next->tgid & (CSET_CACHE - 1);
+	c = bpf_map_lookup_elem(&runq_cset_cache, &key);
+	if (!c)
+		return 0;
+	epoch = cset_epoch;
+	if (c->cset != (u64)cset || c->epoch != epoch) {
+		c->cgid = btf_cgroup_id(cset);
+		c->cset = (u64)cset;
+		c->epoch = epoch;
+		c->slot = MAX_CGROUPS;
 	}
-	h = bpf_map_lookup_elem(&runq_hists, &s->slot);
-	if (!h || h->owner != s->cgid + 1) {
-		h = cgroup_slot(s->cgid, &slot);
+	h = bpf_map_lookup_elem(&runq_hists, &c->slot);
+	if (!h || h->owner != c->cgid + 1) {
+		h = cgroup_slot(c->cgid, &slot);
 		if (!h)
 			return 0;
-		s->slot = slot;
+		c->slot = slot;
 	}
 	hist_add(&h->h, delay);
 	return 0;

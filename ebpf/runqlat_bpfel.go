@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type runqlatCsetSlot struct {
+	_     structs.HostLayout
+	Cset  uint64
+	Cgid  uint64
+	Slot  uint32
+	Epoch uint32
+}
+
 type runqlatRunqHist struct {
 	_     structs.HostLayout
 	Owner uint64
@@ -23,30 +31,21 @@ type runqlatRunqHist struct {
 	}
 }
 
-type runqlatRunqTs struct {
-	_        structs.HostLayout
-	RunDelay uint64
-	Pcount   uint64
-	Cset     uint64
-	Cgid     uint64
-	Slot     uint32
-	_        [4]byte
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	runqlatMapRunqCsetCache      = "runq_cset_cache"
 	runqlatMapRunqFree           = "runq_free"
 	runqlatMapRunqHists          = "runq_hists"
 	runqlatMapRunqSlots          = "runq_slots"
 	runqlatMapRunqStart          = "runq_start"
-	runqlatMapRunqTask           = "runq_task"
 	runqlatProgRawSchedSwitch    = "raw_sched_switch"
 	runqlatProgRawSchedWakeup    = "raw_sched_wakeup"
 	runqlatProgRawSchedWakeupNew = "raw_sched_wakeup_new"
 	runqlatProgTpSchedSwitch     = "tp_sched_switch"
 	runqlatVarCgroupV1Cpu        = "cgroup_v1_cpu"
+	runqlatVarCsetEpoch          = "cset_epoch"
 )
 
 // loadRunqlat returns the embedded CollectionSpec for runqlat.
@@ -101,11 +100,11 @@ type runqlatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqlatMapSpecs struct {
-	RunqFree  *ebpf.MapSpec `ebpf:"runq_free"`
-	RunqHists *ebpf.MapSpec `ebpf:"runq_hists"`
-	RunqSlots *ebpf.MapSpec `ebpf:"runq_slots"`
-	RunqStart *ebpf.MapSpec `ebpf:"runq_start"`
-	RunqTask  *ebpf.MapSpec `ebpf:"runq_task"`
+	RunqCsetCache *ebpf.MapSpec `ebpf:"runq_cset_cache"`
+	RunqFree      *ebpf.MapSpec `ebpf:"runq_free"`
+	RunqHists     *ebpf.MapSpec `ebpf:"runq_hists"`
+	RunqSlots     *ebpf.MapSpec `ebpf:"runq_slots"`
+	RunqStart     *ebpf.MapSpec `ebpf:"runq_start"`
 }
 
 // runqlatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -113,6 +112,7 @@ type runqlatMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqlatVariableSpecs struct {
 	CgroupV1Cpu *ebpf.VariableSpec `ebpf:"cgroup_v1_cpu"`
+	CsetEpoch   *ebpf.VariableSpec `ebpf:"cset_epoch"`
 }
 
 // runqlatObjects contains all objects after they have been loaded into the kernel.
@@ -135,20 +135,20 @@ func (o *runqlatObjects) Close() error {
 //
 // It can be passed to loadRunqlatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqlatMaps struct {
-	RunqFree  *ebpf.Map `ebpf:"runq_free"`
-	RunqHists *ebpf.Map `ebpf:"runq_hists"`
-	RunqSlots *ebpf.Map `ebpf:"runq_slots"`
-	RunqStart *ebpf.Map `ebpf:"runq_start"`
-	RunqTask  *ebpf.Map `ebpf:"runq_task"`
+	RunqCsetCache *ebpf.Map `ebpf:"runq_cset_cache"`
+	RunqFree      *ebpf.Map `ebpf:"runq_free"`
+	RunqHists     *ebpf.Map `ebpf:"runq_hists"`
+	RunqSlots     *ebpf.Map `ebpf:"runq_slots"`
+	RunqStart     *ebpf.Map `ebpf:"runq_start"`
 }
 
 func (m *runqlatMaps) Close() error {
 	return _RunqlatClose(
+		m.RunqCsetCache,
 		m.RunqFree,
 		m.RunqHists,
 		m.RunqSlots,
 		m.RunqStart,
-		m.RunqTask,
 	)
 }
 
@@ -157,6 +157,7 @@ func (m *runqlatMaps) Close() error {
 // It can be passed to loadRunqlatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqlatVariables struct {
 	CgroupV1Cpu *ebpf.Variable `ebpf:"cgroup_v1_cpu"`
+	CsetEpoch   *ebpf.Variable `ebpf:"cset_epoch"`
 }
 
 // runqlatPrograms contains all programs after they have been loaded into the kernel.

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/btf"
 )
 
 // RunQueueProbe is the name the run-queue probe reports its status under.
@@ -29,6 +29,10 @@ type RunQueue struct {
 	// hists holds the histograms in slots; slots maps a cgroup id to its slot; free holds the
 	// slots no cgroup holds (see runqlat.c).
 	hists, slots, free *ebpf.Map
+	// epoch is the tp_btf program's cset_epoch (nil in raw_tp mode, which caches nothing), and
+	// epochs what Read last set it to.
+	epoch  *ebpf.Variable
+	epochs uint32
 }
 
 // runQueueSlots is the number of cgroups the probe counts at once (MAX_CGROUPS in runqlat.c).
@@ -41,8 +45,8 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 	if err != nil {
 		return nil, &LoadError{Probe: RunQueueProbe, Reason: err.Error(), Err: err}
 	}
-	// The tp_btf program reads the waits the kernel already timed (sched_info) when a thread
-	// is switched out, so it needs no wakeup programs; the raw_tp fallback times waits itself,
+	// The tp_btf program reads the wait the kernel already timed (sched_info) of the thread
+	// switching in, so it needs no wakeup programs; the raw_tp fallback times waits itself,
 	// from wakeup (or preemption) to switch-in.
 	hooks := []hook{
 		{tracepoint: "sched_switch", tpBTF: runqlatProgTpSchedSwitch, raw: runqlatProgRawSchedSwitch, required: true},
@@ -54,13 +58,13 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 		configure: func(cs *ebpf.CollectionSpec) error {
 			return cs.Variables[runqlatVarCgroupV1Cpu].Set(opts.CgroupV1CPU)
 		},
-		// The tp_btf program keeps each thread's figures in task-local storage (Linux 5.11+)
-		// and reads the kernel's run-queue accounting, which must be on.
+		// The tp_btf program reads the kernel's run-queue accounting, which must be on, and
+		// reaches the run queue's clock through the thread's group scheduling entity.
 		tpBTFNeeds: func() error {
-			if err := features.HaveMapType(ebpf.TaskStorage); err != nil {
+			if err := haveSchedInfo("/proc/thread-self/schedstat"); err != nil {
 				return err
 			}
-			return haveSchedInfo("/proc/thread-self/schedstat")
+			return haveGroupRunQueue()
 		},
 		// Every slot starts free: the programs take one for each cgroup they see.
 		loaded: func(coll *ebpf.Collection) error {
@@ -80,7 +84,8 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 		return nil, err
 	}
 	m := p.coll.Maps
-	return &RunQueue{p: p, hists: m[runqlatMapRunqHists], slots: m[runqlatMapRunqSlots], free: m[runqlatMapRunqFree]}, nil
+	return &RunQueue{p: p, hists: m[runqlatMapRunqHists], slots: m[runqlatMapRunqSlots], free: m[runqlatMapRunqFree],
+		epoch: p.coll.Variables[runqlatVarCsetEpoch]}, nil
 }
 
 // Status says how the probe is attached.
@@ -109,6 +114,14 @@ func (r *RunQueue) Read() (map[uint64]Histogram, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read run-queue histograms: %w", err)
 	}
+	// A css_set freed since the last read may be reused for another cgroup: the per-CPU
+	// caches then look every css_set up again (see cset_slot in runqlat.c).
+	if r.epoch != nil {
+		r.epochs++
+		if err := r.epoch.Set(r.epochs); err != nil {
+			return nil, fmt.Errorf("renew run-queue cgroup caches: %w", err)
+		}
+	}
 	return out, nil
 }
 
@@ -130,7 +143,7 @@ func (r *RunQueue) Forget(ids ...uint64) error {
 			errs = append(errs, fmt.Errorf("forget cgroup %d: %w", id, err))
 			continue
 		}
-		// Zeroing the owner makes the threads that cached the slot look their cgroup up again.
+		// Zeroing the owner makes the CPUs that cached the slot look their cgroup up again.
 		if err := r.hists.Update(slot, runqlatRunqHist{}, ebpf.UpdateExist); err != nil {
 			errs = append(errs, fmt.Errorf("forget cgroup %d: clear slot %d: %w", id, slot, err))
 			continue
@@ -144,6 +157,26 @@ func (r *RunQueue) Forget(ids ...uint64) error {
 
 // Close detaches the probe and frees its maps.
 func (r *RunQueue) Close() error { return r.p.close() }
+
+// haveGroupRunQueue says whether a thread's scheduling entity leads to its CPU's run queue
+// (sched_entity.cfs_rq, cfs_rq.rq: CONFIG_FAIR_GROUP_SCHED), the tp_btf program's way to the run
+// queue's clock.
+func haveGroupRunQueue() error {
+	kspec, err := btfCache().Kernel()
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ typ, member string }{{"sched_entity", "cfs_rq"}, {"cfs_rq", "rq"}} {
+		var s *btf.Struct
+		if err := kspec.TypeByName(f.typ, &s); err != nil {
+			return fmt.Errorf("no struct %s in the kernel's BTF: %w", f.typ, err)
+		}
+		if !slices.ContainsFunc(s.Members, func(m btf.Member) bool { return m.Name == f.member }) {
+			return fmt.Errorf("the kernel's struct %s has no %s (CONFIG_FAIR_GROUP_SCHED off)", f.typ, f.member)
+		}
+	}
+	return nil
+}
 
 // haveSchedInfo says whether the kernel times run-queue waits per thread (CONFIG_SCHED_INFO):
 // then the calling thread's schedstat (run time, run-queue wait, slices run) counts at least the

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -454,7 +455,7 @@ func TestRunQueueForgetFreesSlots(t *testing.T) {
 		rq, err := LoadRunQueue(RunQueueOptions{CgroupV1CPU: hier.V1CPU})
 		skipIfForbidden(t, err)
 		defer rq.Close()
-		for i := range runQueueSlots + 100 {
+		for i := range rq.capacity + 100 {
 			if err := rq.Forget(id); err != nil {
 				t.Fatalf("forget %d: %v", i, err)
 			}
@@ -467,7 +468,27 @@ func TestRunQueueForgetFreesSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 		if h[id].Count == 0 {
-			t.Errorf("after %d forgets the cgroup is no longer counted (%d cgroups are)", runQueueSlots+100, len(h))
+			t.Errorf("after %d forgets the cgroup is no longer counted (%d cgroups are)", rq.capacity+100, len(h))
 		}
 	})
+}
+
+// TestRunQueueSlotsFitTheBudget: every CPU keeps its own copy of each histogram slot, so the
+// number of slots shrinks with the CPUs to keep the kernel memory within the budget, down to the
+// floor that still holds a full node's cgroups.
+func TestRunQueueSlotsFitTheBudget(t *testing.T) {
+	size := int(unsafe.Sizeof(runqlatRunqHist{}))
+	for _, cpus := range []int{1, 2, 16, 64, 128, 256, 1024} {
+		n := runQueueSlots(cpus)
+		t.Logf("%d CPUs: %d slots, %.1f MiB", cpus, n, float64(n*cpus*size)/(1<<20))
+		if n > maxRunQueueSlots || n < minRunQueueSlots {
+			t.Errorf("%d CPUs: %d slots, want between %d and %d", cpus, n, minRunQueueSlots, maxRunQueueSlots)
+		}
+		if n > minRunQueueSlots && n*cpus*size > runQueueBudget {
+			t.Errorf("%d CPUs: %d slots take %d bytes, over the budget of %d", cpus, n, n*cpus*size, runQueueBudget)
+		}
+		if n < maxRunQueueSlots && n > minRunQueueSlots && (n+1)*cpus*size <= runQueueBudget {
+			t.Errorf("%d CPUs: %d slots leave room for more within the budget", cpus, n)
+		}
+	}
 }

@@ -73,17 +73,21 @@ struct {
 // runq_hist is one cgroup's cumulative histogram; user space reads deltas.
 struct runq_hist {
 	// owner is the cgroup id + 1, so that 0 marks a free slot while id 0 (no cgroup found) is a
-	// key like any other. A thread's cached slot is good while the slot's owner is its cgroup:
-	// user space zeroes the slot when it forgets the cgroup, and the slot may go to another.
+	// key like any other. A CPU's cached slot is good while its copy's owner is the cgroup:
+	// user space zeroes every copy of the slot when it forgets the cgroup, and the slot may go
+	// to another.
 	u64 owner;
 	struct hist h;
 };
 
 // runq_hists holds the histograms in slots, so that a context switch indexes an array (the
-// verifier inlines the lookup) with the slot cached in the thread's storage instead of hashing
-// the cgroup id: the hash lookup was the costliest step of the switch path.
+// verifier inlines the lookup) with the slot cached per CPU instead of hashing the cgroup id:
+// the hash lookup was the costliest step of the switch path. Each CPU counts in its own copy of
+// a slot, with plain adds: a TaskManager's cgroup runs on every core, and one shared histogram
+// would bounce its cache lines between all of them on every switch. The loader sizes the map so
+// that the copies of every CPU fit a memory budget (see runQueueSlots).
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_CGROUPS);
 	__type(key, u32);
 	__type(value, struct runq_hist);
@@ -110,8 +114,9 @@ struct task_struct___o {
 	volatile long state;
 } __attribute__((preserve_access_index));
 
-// cgroup_slot returns the histogram of a cgroup, giving it a free slot on first sight. NULL
-// when every slot is taken: that event is dropped rather than counted under another cgroup.
+// cgroup_slot returns this CPU's copy of a cgroup's histogram, giving the cgroup a free slot on
+// first sight. NULL when every slot is taken: that event is dropped rather than counted under
+// another cgroup.
 static __always_inline struct runq_hist *cgroup_slot(u64 cgid, u32 *slotp)
 {
 	struct runq_hist *h;
@@ -130,21 +135,17 @@ static __always_inline struct runq_hist *cgroup_slot(u64 cgid, u32 *slotp)
 			if (!sp)
 				return NULL;
 			slot = *sp;
-		} else {
-			h = bpf_map_lookup_elem(&runq_hists, &slot);
-			if (!h)
-				return NULL;
-			// Forget zeroed the slot; this drops what a forgotten cgroup's last threads may
-			// have added to it since.
-			__builtin_memset(&h->h, 0, sizeof(h->h));
 		}
 	}
 	h = bpf_map_lookup_elem(&runq_hists, &slot);
 	if (!h)
 		return NULL;
-	// Also done by whoever finds the slot in runq_slots before its claimer marked it.
-	if (h->owner != cgid + 1)
+	// This CPU's copy passes to the cgroup. Forget zeroed it, but this CPU may have counted
+	// the forgotten cgroup's last waits in it since: they are dropped.
+	if (h->owner != cgid + 1) {
+		__builtin_memset(&h->h, 0, sizeof(h->h));
 		h->owner = cgid + 1;
+	}
 	*slotp = slot;
 	return h;
 }
@@ -158,7 +159,7 @@ static __always_inline void record(u64 cgid, u64 delta)
 		return;
 	h = cgroup_slot(cgid, &slot);
 	if (h)
-		hist_add(&h->h, delta);
+		hist_add_cpu(&h->h, delta);
 }
 
 // tp_btf: the arguments are typed kernel pointers, read with plain loads.
@@ -212,7 +213,7 @@ int BPF_PROG(tp_sched_switch, bool preempt, struct task_struct *prev, struct tas
 			return 0;
 		c->slot = slot;
 	}
-	hist_add(&h->h, delay);
+	hist_add_cpu(&h->h, delay);
 	return 0;
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -29,14 +31,33 @@ type RunQueue struct {
 	// hists holds the histograms in slots; slots maps a cgroup id to its slot; free holds the
 	// slots no cgroup holds (see runqlat.c).
 	hists, slots, free *ebpf.Map
+	// cpus is the number of possible CPUs, each with its copy of every histogram; capacity is
+	// the number of slots.
+	cpus, capacity int
 	// epoch is the tp_btf program's cset_epoch (nil in raw_tp mode, which caches nothing), and
 	// epochs what Read last set it to.
 	epoch  *ebpf.Variable
-	epochs uint32
+	epochs atomic.Uint32
 }
 
-// runQueueSlots is the number of cgroups the probe counts at once (MAX_CGROUPS in runqlat.c).
-const runQueueSlots = 4096
+// maxRunQueueSlots is the most cgroups the probe counts at once (MAX_CGROUPS in runqlat.c).
+const maxRunQueueSlots = 4096
+
+// runQueueBudget is the kernel memory the per-CPU histograms may take: 16 MiB holds all 4096
+// slots up to 17 CPUs, 1129 at 64 and 564 at 128, each more than a node's containers and units.
+// Past 144 CPUs the floor (minRunQueueSlots) takes more: 29 MiB at 256.
+const runQueueBudget = 16 << 20
+
+// minRunQueueSlots is the fewest cgroups the probe counts at once on any machine: a node at
+// Kubernetes' default of 110 pods, a few containers each, and its systemd units.
+const minRunQueueSlots = 512
+
+// runQueueSlots is how many cgroups the probe counts at once on a machine with cpus possible
+// CPUs: every CPU keeps its own copy of each slot's histogram.
+func runQueueSlots(cpus int) int {
+	n := runQueueBudget / (cpus * int(unsafe.Sizeof(runqlatRunqHist{})))
+	return min(maxRunQueueSlots, max(minRunQueueSlots, n))
+}
 
 // LoadRunQueue loads and attaches the run-queue probe. The error is a *LoadError saying why
 // the probe is unavailable.
@@ -54,8 +75,18 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 		// Without it, the first wait of a new thread goes uncounted: a small loss.
 		{tracepoint: "sched_wakeup_new", raw: runqlatProgRawSchedWakeupNew},
 	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, &LoadError{Probe: RunQueueProbe, Reason: fmt.Sprintf("count the possible CPUs: %v", err), Err: err}
+	}
+	slots := runQueueSlots(cpus)
 	p, err := loadProbe(RunQueueProbe, spec, hooks, loadOptions{
 		configure: func(cs *ebpf.CollectionSpec) error {
+			for _, m := range []string{runqlatMapRunqHists, runqlatMapRunqSlots, runqlatMapRunqFree} {
+				if ms := cs.Maps[m]; ms != nil {
+					ms.MaxEntries = uint32(slots)
+				}
+			}
 			return cs.Variables[runqlatVarCgroupV1Cpu].Set(opts.CgroupV1CPU)
 		},
 		// The tp_btf program reads the kernel's run-queue accounting, which must be on, and
@@ -69,10 +100,10 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 		// Every slot starts free: the programs take one for each cgroup they see.
 		loaded: func(coll *ebpf.Collection) error {
 			free := coll.Maps[runqlatMapRunqFree]
-			if n := free.MaxEntries(); n != runQueueSlots {
-				return fmt.Errorf("free-slot queue holds %d, want %d", n, runQueueSlots)
+			if n := free.MaxEntries(); n != uint32(slots) {
+				return fmt.Errorf("free-slot queue holds %d, want %d", n, slots)
 			}
-			for slot := range uint32(runQueueSlots) {
+			for slot := range uint32(slots) {
 				if err := free.Update(nil, slot, ebpf.UpdateAny); err != nil {
 					return fmt.Errorf("free slot %d: %w", slot, err)
 				}
@@ -85,7 +116,7 @@ func LoadRunQueue(opts RunQueueOptions) (*RunQueue, error) {
 	}
 	m := p.coll.Maps
 	return &RunQueue{p: p, hists: m[runqlatMapRunqHists], slots: m[runqlatMapRunqSlots], free: m[runqlatMapRunqFree],
-		epoch: p.coll.Variables[runqlatVarCsetEpoch]}, nil
+		epoch: p.coll.Variables[runqlatVarCsetEpoch], cpus: cpus, capacity: slots}, nil
 }
 
 // Status says how the probe is attached.
@@ -99,17 +130,30 @@ func (r *RunQueue) Read() (map[uint64]Histogram, error) {
 	out := map[uint64]Histogram{}
 	var id uint64
 	var slot uint32
-	var v runqlatRunqHist
+	copies := make([]runqlatRunqHist, r.cpus)
 	it := r.slots.Iterate()
 	for it.Next(&id, &slot) {
-		if err := r.hists.Lookup(slot, &v); err != nil {
+		if err := r.hists.Lookup(slot, &copies); err != nil {
 			return nil, fmt.Errorf("read run-queue histogram of cgroup %d: %w", id, err)
 		}
-		// A slot the programs are still claiming for this cgroup has counted nothing yet.
-		if v.Owner != id+1 {
-			continue
+		var sum [Slots]uint64
+		var sumNs uint64
+		owned := false
+		for _, v := range copies {
+			// A CPU that has not counted for this cgroup since it got the slot holds
+			// nothing of it (zeroes, or what it counted for the slot's last owner).
+			if v.Owner != id+1 {
+				continue
+			}
+			owned = true
+			for i, n := range v.H.Slots {
+				sum[i] += n
+			}
+			sumNs += v.H.SumNs
 		}
-		out[id] = kernelHistogram(v.H.Slots, v.H.SumNs)
+		if owned {
+			out[id] = kernelHistogram(sum, sumNs)
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read run-queue histograms: %w", err)
@@ -117,8 +161,7 @@ func (r *RunQueue) Read() (map[uint64]Histogram, error) {
 	// A css_set freed since the last read may be reused for another cgroup: the per-CPU
 	// caches then look every css_set up again (see cset_slot in runqlat.c).
 	if r.epoch != nil {
-		r.epochs++
-		if err := r.epoch.Set(r.epochs); err != nil {
+		if err := r.epoch.Set(r.epochs.Add(1)); err != nil {
 			return nil, fmt.Errorf("renew run-queue cgroup caches: %w", err)
 		}
 	}
@@ -144,7 +187,7 @@ func (r *RunQueue) Forget(ids ...uint64) error {
 			continue
 		}
 		// Zeroing the owner makes the CPUs that cached the slot look their cgroup up again.
-		if err := r.hists.Update(slot, runqlatRunqHist{}, ebpf.UpdateExist); err != nil {
+		if err := r.hists.Update(slot, make([]runqlatRunqHist, r.cpus), ebpf.UpdateExist); err != nil {
 			errs = append(errs, fmt.Errorf("forget cgroup %d: clear slot %d: %w", id, slot, err))
 			continue
 		}

@@ -64,6 +64,15 @@ static __always_inline void hist_add(struct hist *h, __u64 delta_ns)
 	__sync_fetch_and_add(&h->sum_ns, delta_ns);
 }
 
+/* hist_add_cpu counts one latency in a histogram only this CPU writes (a per-CPU map value), with
+ * plain adds: no other CPU shares its cache lines, and the scheduler's tracepoints run with
+ * interrupts off, so no other run of the program on this CPU comes in the middle of an add. */
+static __always_inline void hist_add_cpu(struct hist *h, __u64 delta_ns)
+{
+	h->slots[hist_slot(delta_ns)]++;
+	h->sum_ns += delta_ns;
+}
+
 /* hist_lookup_or_init returns the histogram for key, creating a zeroed one on first use. It
  * returns NULL when the map is full: that event is dropped rather than evicting another key. */
 static __always_inline struct hist *hist_lookup_or_init(void *map, const void *key)

@@ -15,7 +15,7 @@ var table = []Registration{
 	{Name: "flink", DefaultEnabled: true, Help: "per-subtask and JVM metrics scraped from each TaskManager's PrometheusReporter", New: newFlinkCollector},
 	{Name: "cgroups", DefaultEnabled: true, Help: "CPU, throttling, memory and PSI of the TaskManagers' cgroups (v1 and v2)", New: newCgroupCollector},
 	{Name: "neighbours", DefaultEnabled: true, Help: "CPU used by the node's other cgroups (pods, systemd units, leaf cgroups), to name a neighbour taking the CPU", New: newNeighbourCollector},
-	{Name: "ebpf_runqueue", DefaultEnabled: true, Help: "eBPF run-queue latency histogram per cgroup (sched_wakeup/sched_switch)", New: newEBPFRunQueueCollector},
+	{Name: "ebpf_runqueue", DefaultEnabled: true, Help: "eBPF run-queue latency histogram per cgroup (sched_switch; sched_wakeup too in the raw_tp fallback)", New: newEBPFRunQueueCollector},
 	{Name: "ebpf_blockio", DefaultEnabled: true, Help: "eBPF block-IO latency histogram per disk (block_rq_issue/block_rq_complete)", New: newEBPFBlockIOCollector},
 	{Name: "ebpf_tcpretrans", DefaultEnabled: true, Help: "eBPF TCP retransmits per remote address (tcp_retransmit_skb)", New: newEBPFTCPRetransCollector},
 }

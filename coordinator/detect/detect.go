@@ -115,7 +115,10 @@ const (
 // Finding is an observation about a node that is deliberately not a slow verdict.
 type Finding struct {
 	Node string `json:"node"`
-	Kind string `json:"kind"`
+	// TaskManager is the JVM a retrospective finding blames, when its cause is one JVM's own
+	// (taskmanager_gc); empty when the finding is about the node.
+	TaskManager string `json:"task_manager,omitempty"`
+	Kind        string `json:"kind"`
 	// Class is the node's hardware class (labels and what the agent read of the machine).
 	Class string `json:"class,omitempty"`
 	// Speed is the node's processing speed relative to its peers (1 = the median node).

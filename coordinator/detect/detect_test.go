@@ -34,6 +34,8 @@ type cluster struct {
 	// delivered, oldest first, before its first report once it is no longer cut.
 	cut  map[string]bool
 	held map[string][]*tmwardenv1.Report
+	// watch, when set, sees every round eval returns.
+	watch func(Round)
 }
 
 func newCluster() *cluster {
@@ -108,7 +110,11 @@ func (c *cluster) eval(d Detector) Round {
 	at := c.step()
 	v := c.m.View()
 	defer v.Release()
-	return d.Evaluate(v, at)
+	r := d.Evaluate(v, at)
+	if c.watch != nil {
+		c.watch(r)
+	}
+	return r
 }
 
 // warm runs the clean windows in which the detector learns every node's speed.
@@ -1400,6 +1406,123 @@ func TestPeerRetrospectiveGCStormInsideAPartition(t *testing.T) {
 	}
 	if len(f.Evidence) == 0 || f.Evidence[0].TaskManager != tmOf(3, 1) {
 		t.Errorf("node-3's retrospective finding does not name its JVM %s: %+v", tmOf(3, 1), f.Evidence)
+	}
+}
+
+// Packets lost on their way into a node while its agent is cut off show only at its senders,
+// which still report live: their reports are the only account of it. Nodes 0-2 retransmit to
+// node 3's address in windows 6-25 of node 3's 40-window partition; when its held-back reports
+// arrive, node 3 gets a retrospective finding with cause network. Nodes 0-2 are never judged
+// slow: what they retransmit goes to a peer. Before, node 3's reports showed nothing, no
+// finding was made, and the fault was missed (generated gen-250018).
+func TestPeerRetrospectiveLossOnTheWayIn(t *testing.T) {
+	c := newCluster()
+	addressed := func(n int, more func(*tmwardenv1.Report)) func(*tmwardenv1.Report) {
+		return func(r *tmwardenv1.Report) {
+			for _, tm := range r.TaskManagers {
+				tm.Host = fmt.Sprintf("10.0.0.%d", n)
+			}
+			if more != nil {
+				more(r)
+			}
+		}
+	}
+	for n := range 8 {
+		withTMCgroup(c, n, addressed(n, nil))
+	}
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	c.watch = func(r Round) {
+		for n := range 3 {
+			if v, ok := verdict(r, node(n), ""); ok && v.Status == StatusSlow {
+				t.Errorf("%s, a sender to the cut-off receiver, judged slow at %s: %+v", node(n), r.At, v)
+			}
+		}
+	}
+	r, faultFrom, faultTo := c.faultInsideAPartition(t, p, func() {
+		for n := range 3 {
+			withTMCgroup(c, n, addressed(n, func(r *tmwardenv1.Report) {
+				r.Host.Tcp.RetransmitsPerSecond = 61
+				r.Retransmits = append(r.Retransmits, &tmwardenv1.TcpRetransmits{RemoteAddress: "10.0.0.3:6121", Retransmits: 300})
+			}))
+		}
+	}, func() {
+		for n := range 3 {
+			withTMCgroup(c, n, addressed(n, nil))
+		}
+	})
+	f, ok := finding(r, node(3), FindingRetrospective)
+	if !ok {
+		t.Fatalf("no retrospective finding for node-3's inbound loss inside its partition; findings %+v", r.Findings)
+	}
+	if f.Cause != CauseNetwork || f.Since.Before(faultFrom) || f.Until.After(faultTo) || f.Until.Sub(f.Since) < 10*5*time.Second {
+		t.Errorf("node-3's retrospective finding = %s from %s to %s, want network within %s-%s", f.Cause, f.Since, f.Until, faultFrom, faultTo)
+	}
+}
+
+// A node's own severe loss is evidence on its own, live and in retrospect alike: held
+// StrongWindows, not HostOnlyWindows. Node 3, cut off, retransmits 61/s against its peers' 1 (3
+// floors) for four windows of its partition: a retrospective finding, cause network.
+func TestPeerRetrospectiveOwnLossHeldTwoWindows(t *testing.T) {
+	c := newCluster()
+	for n := range 8 {
+		withTMCgroup(c, n, nil)
+	}
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	r, _, _ := c.faultInsideAPartition(t, p, func() {
+		windows := 0
+		withTMCgroup(c, 3, func(r *tmwardenv1.Report) {
+			if windows++; windows <= 4 {
+				r.Host.Tcp.RetransmitsPerSecond, r.Host.Tcp.OutSegmentsPerSecond = 61, 100000
+			}
+		})
+	}, func() { withTMCgroup(c, 3, nil) })
+	if f, ok := finding(r, node(3), FindingRetrospective); !ok || f.Cause != CauseNetwork {
+		t.Fatalf("node-3's own loss for four windows inside its partition: finding %v %+v, want one with cause network", ok, f)
+	}
+}
+
+// Retransmits to a peer that loses packets on their way in are that peer's loss, in retrospect
+// as live: node 3, cut off, retransmits 300/s to node 4, whose inbound loss nodes 0-2 witness
+// live. Node 3 gets no retrospective finding (generated gen-700011: a finding, cause network,
+// on a sender cut off beside a lossy receiver).
+func TestPeerRetrospectiveSenderToALossyReceiver(t *testing.T) {
+	c := newCluster()
+	addressed := func(n int, more func(*tmwardenv1.Report)) func(*tmwardenv1.Report) {
+		return func(r *tmwardenv1.Report) {
+			for _, tm := range r.TaskManagers {
+				tm.Host = fmt.Sprintf("10.0.0.%d", n)
+			}
+			if more != nil {
+				more(r)
+			}
+		}
+	}
+	for n := range 8 {
+		withTMCgroup(c, n, addressed(n, nil))
+	}
+	p := NewPeer(DefaultPeerConfig())
+	c.warm(p)
+	// The witnesses send little else; node 3 sends the fleet's most.
+	witness := func(r *tmwardenv1.Report) {
+		r.Retransmits = append(r.Retransmits, &tmwardenv1.TcpRetransmits{RemoteAddress: "10.0.0.4:6121", Retransmits: 300})
+	}
+	r, _, _ := c.faultInsideAPartition(t, p, func() {
+		for _, n := range []int{0, 1, 2} {
+			withTMCgroup(c, n, addressed(n, witness))
+		}
+		withTMCgroup(c, 3, addressed(3, func(r *tmwardenv1.Report) {
+			witness(r)
+			r.Host.Tcp.RetransmitsPerSecond = 61
+		}))
+	}, func() {
+		for _, n := range []int{0, 1, 2, 3} {
+			withTMCgroup(c, n, addressed(n, nil))
+		}
+	})
+	if f, ok := finding(r, node(3), FindingRetrospective); ok {
+		t.Errorf("node-3, a sender to node-4's lossy receiver, got a retrospective finding: %+v", f)
 	}
 }
 

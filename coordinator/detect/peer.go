@@ -210,6 +210,9 @@ type Peer struct {
 	history     []fleetHost
 	retroJudged map[string]time.Time
 	retro       map[string]Finding
+	// silent is the round's list of silent nodes (see inboundRetransmits), kept to reuse its
+	// memory.
+	silent []silentNode
 }
 
 // rateObs is one subtask's true processing rate this window, on node e.
@@ -330,10 +333,12 @@ type nodeEval struct {
 	byRefClass bool
 }
 
-// retransmitsTo is what a node retransmitted per second to another node's addresses.
+// retransmitsTo is what a node retransmitted per second to another node's addresses: one
+// evaluated this round (to), or a silent one (by name, see inboundRetransmits).
 type retransmitsTo struct {
-	to   *nodeEval
-	rate float64
+	to     *nodeEval
+	silent string
+	rate   float64
 }
 
 func (e *nodeEval) tm(id string) *tmEval {
@@ -386,10 +391,16 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	clear(evals)
 	order := p.order[:0]
 	vanished, reporting, regressed, late := 0, 0, 0, 0
+	silent := p.silent[:0]
 	for _, name := range v.NodeNames() {
 		n := v.Node(name)
 		s, ok := n.Latest()
 		since := now.Sub(n.LastSeen)
+		if ok && since <= p.cfg.ForgetAfter && now.Sub(s.At) > 2*interval && len(s.Addresses) > 0 {
+			// Cut off from the coordinator, not from its peers: what they retransmit to it is
+			// its inbound loss while it cannot say so itself (see silentInbound).
+			silent = append(silent, silentNode{name: name, addresses: s.Addresses})
+		}
 		if !ok || since > time.Duration(v.Config().StaleAfter)*interval {
 			if since <= p.cfg.ForgetAfter {
 				vanished++
@@ -452,8 +463,8 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 		}
 	}
 	p.order = order
-	inboundRetransmits(order)
-	fh := p.hostAnomalies(order, now)
+	p.silent = silent
+	fh := p.hostAnomalies(order, inboundRetransmits(order, silent), now)
 	fh.gcMedian, fh.gcCounted = p.gcOutliers(order)
 	p.remember(fh)
 	p.stragglers(v, now, evals)
@@ -511,14 +522,30 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 }
 
 // inboundRetransmits adds up, for every node, what the others retransmitted to its addresses:
-// packets lost on their way in show only at the senders, each a little.
-func inboundRetransmits(order []*nodeEval) {
+// packets lost on their way in show only at the senders, each a little. What they retransmitted
+// to the addresses of silent nodes (known, but with no current report: cut off from the
+// coordinator) is their peers' too, not their own loss, and is returned per silent node: the
+// only account of its inbound loss while it is cut off, to be judged with its held-back reports
+// when they arrive (see judgeReplayed). Nil when nothing was retransmitted to a silent node.
+func inboundRetransmits(order []*nodeEval, silent []silentNode) map[string]silentInbound {
 	byAddr := map[string]*nodeEval{}
 	for _, e := range order {
 		for _, a := range e.addresses {
 			byAddr[a] = e
 		}
 	}
+	var silentAddr map[string]string
+	for _, sn := range silent {
+		for _, a := range sn.addresses {
+			if _, live := byAddr[a]; !live {
+				if silentAddr == nil {
+					silentAddr = map[string]string{}
+				}
+				silentAddr[a] = sn.name
+			}
+		}
+	}
+	var inbound map[string]silentInbound
 	for _, e := range order {
 		for addr, rate := range e.retransTo {
 			if to := byAddr[addr]; to != nil && to != e {
@@ -526,9 +553,33 @@ func inboundRetransmits(order []*nodeEval) {
 				to.inboundWitnesses++
 				e.retransToPeers += rate
 				e.retransOut = append(e.retransOut, retransmitsTo{to: to, rate: rate})
+			} else if name, ok := silentAddr[addr]; ok && to == nil {
+				e.retransToPeers += rate
+				e.retransOut = append(e.retransOut, retransmitsTo{silent: name, rate: rate})
+				if inbound == nil {
+					inbound = map[string]silentInbound{}
+				}
+				in := inbound[name]
+				in.rate += rate
+				in.witnesses++
+				inbound[name] = in
 			}
 		}
 	}
+	return inbound
+}
+
+// silentNode is a node known to the model with no current report, and its addresses.
+type silentNode struct {
+	name      string
+	addresses []string
+}
+
+// silentInbound is what a round's reporting nodes retransmitted to one silent node: the rate, and
+// how many of them did.
+type silentInbound struct {
+	rate      float64
+	witnesses int
 }
 
 // forget drops a node's targets (it no longer runs Flink work).
@@ -1004,16 +1055,32 @@ func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }
 // digest: a node is anomalous on a signal when it is above the median by the row's floor and
 // ratio. It then names each anomalous node's host cause, and returns what the fleet's hosts
 // looked like this round.
-func (p *Peer) hostAnomalies(order []*nodeEval, now time.Time) fleetHost {
+func (p *Peer) hostAnomalies(order []*nodeEval, silentIn map[string]silentInbound, now time.Time) fleetHost {
 	vals := make([]float64, 0, len(order))
 	fh := p.fleetHost(order, vals)
 	fh.at = now
+	fh.silentInbound = silentIn
 	for _, e := range order {
 		e.runqMedian = fh.medians[model.SignalRunqMean]
 		p.raiseHost(e, &fh)
+		fh.lossyReceivers = fh.lossyReceivers || e.raised.Has(model.SignalInboundRetrans)
+	}
+	// A silent node's inbound loss is raised as a reporting node's would be.
+	var silentLossy map[string]bool
+	for name, in := range silentIn {
+		w := nodeEval{hostValid: true}
+		w.hd.Signals[model.SignalInboundRetrans] = in.rate
+		p.raiseHost(&w, &fh)
+		if w.raised.Has(model.SignalInboundRetrans) {
+			if silentLossy == nil {
+				silentLossy = map[string]bool{}
+			}
+			silentLossy[name] = true
+			fh.lossyReceivers = true
+		}
 	}
 	for _, e := range order {
-		if e.raised&ownLossSignals != 0 && lossAtReceivers(e) {
+		if e.raised&ownLossSignals != 0 && lossAtReceivers(e, silentLossy) {
 			// Most of what this node retransmits goes to peers that lose packets on their way
 			// in, as several senders witness: that loss is the receivers', scored there. Counted
 			// here too, every node that sends to a lossy receiver looked like it lost packets
@@ -1039,6 +1106,12 @@ type fleetHost struct {
 	standOut  [model.NumSignals]float64
 	gcMedian  float64
 	gcCounted bool
+	// silentInbound is what the round's reporting nodes retransmitted to each silent node
+	// (see inboundRetransmits); nil when nothing. lossyReceivers: some node, reporting or
+	// silent, lost packets on their way in (its inbound retransmits raised), so its senders'
+	// retransmits were partly its loss.
+	silentInbound  map[string]silentInbound
+	lossyReceivers bool
 }
 
 // fleetHost takes the round's fleetHost from the nodes in order (vals is scratch); at is left
@@ -1148,11 +1221,12 @@ func scoreHost(e *nodeEval, fh *fleetHost, scores map[Cause]float64) {
 }
 
 // lossAtReceivers says whether at least half of what e retransmits goes to peers whose inbound
-// retransmits are raised: their loss on the way in, not e's own.
-func lossAtReceivers(e *nodeEval) bool {
+// retransmits are raised (silentLossy: silent ones whose are): their loss on the way in, not
+// e's own.
+func lossAtReceivers(e *nodeEval, silentLossy map[string]bool) bool {
 	lost := 0.0
 	for _, r := range e.retransOut {
-		if r.to.raised.Has(model.SignalInboundRetrans) {
+		if r.to != nil && r.to.raised.Has(model.SignalInboundRetrans) || r.silent != "" && silentLossy[r.silent] {
 			lost += r.rate
 		}
 	}

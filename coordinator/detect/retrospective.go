@@ -14,8 +14,11 @@ import (
 // The detector then judges them in retrospect, against what the fleet's hosts looked like when
 // they were collected (fleetHost, one per round, the last forget_after of rounds kept), by the
 // host rules a live node is held to without subtask evidence: a host anomaly SevereHostScore
-// floors above the fleet held HostOnlyWindows, or DecisiveHostScore held StrongWindows; and by
-// the rule for a JVM far out on GC time held StrongWindows. What it
+// floors above the fleet held HostOnlyWindows, or DecisiveHostScore held StrongWindows; by the
+// rule for loss on the way in, witnessed by MinPeers senders that reported live while the node
+// was cut off (fleetHost.silentInbound) and held StrongWindows; by the rule for the node's own
+// severe loss held StrongWindows; and by the rule for a JVM far out on GC time held
+// StrongWindows. What it
 // finds is a retrospective finding with its cause and time range: for the record, never a
 // verdict, never acted on. The subtasks' figures of those windows are not judged: their peers'
 // figures of the same windows are gone (the model keeps the newest only), and a per-window
@@ -77,6 +80,7 @@ func (p *Peer) retrospective(e *nodeEval, n *model.Node, now time.Time) (Finding
 func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding, bool) {
 	var (
 		severe, high, jvm    int
+		inbound, loss        int
 		runFrom, since, last time.Time
 		best                 float64
 		evidence             []Evidence
@@ -90,7 +94,7 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 	for _, d := range reps {
 		fh := p.fleetAt(d.At)
 		if fh == nil || !d.Valid {
-			severe, high, jvm = 0, 0, 0
+			severe, high, jvm, inbound, loss = 0, 0, 0, 0, 0
 			continue
 		}
 		w := &nodeEval{name: e.name, at: d.At, hostValid: true, runqMedian: fh.medians[model.SignalRunqMean]}
@@ -101,10 +105,39 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 		for i, v := range d.Signals {
 			w.hd.Signals[i] = float64(v)
 		}
+		// What the peers that reported live retransmitted to the node while it was cut off:
+		// its loss on the way in, which its own reports cannot show.
+		in := fh.silentInbound[e.name]
+		w.hd.Signals[model.SignalInboundRetrans] += in.rate
+		w.inboundWitnesses = in.witnesses
 		p.raiseHost(w, fh)
+		if fh.lossyReceivers {
+			// Live, a node's retransmits mostly to peers that lose packets on their way in
+			// are those peers' loss, not its own (lossAtReceivers). Where a replayed report's
+			// retransmits went is not kept, so in a window in which some node in the fleet lost
+			// packets on the way in they are no evidence against this one. A sender cut off
+			// beside a lossy receiver was found slow (network) for the receiver's loss
+			// (generated gen-700011).
+			w.raised &^= ownLossSignals
+		}
 		scoreHost(w, fh, scores)
-		if severe == 0 && high == 0 && jvm == 0 {
+		if severe == 0 && high == 0 && jvm == 0 && inbound == 0 && loss == 0 {
 			runFrom = d.At
+		}
+		// The live rule for loss on the way in: several senders witnessing it are as many
+		// independent witnesses, held StrongWindows.
+		if w.inboundWitnesses >= p.cfg.MinPeers && w.raised.Has(model.SignalInboundRetrans) {
+			inbound++
+		} else {
+			inbound = 0
+		}
+		// The live rule for a node's own severe loss (ownLoss), held StrongWindows: severe loss
+		// is evidence on its own, since the subtasks' true processing rate is blind to the
+		// network (its loss signals count only in windows without lossy receivers, above).
+		if w.hostCause == CauseNetwork && w.lossScore > 0 && w.lossScore >= p.cfg.SevereHostScore {
+			loss++
+		} else {
+			loss = 0
 		}
 		gc := float64(d.GCMsPerSec)
 		// The JVM's GC time is its own fault only where the host shows nothing but the waits
@@ -124,7 +157,7 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 		} else {
 			high = 0
 		}
-		hostSlow := severe >= p.cfg.HostOnlyWindows || high >= p.cfg.StrongWindows
+		hostSlow := severe >= p.cfg.HostOnlyWindows || high >= p.cfg.StrongWindows || inbound >= p.cfg.StrongWindows || loss >= p.cfg.StrongWindows
 		if !hostSlow && jvm < p.cfg.StrongWindows {
 			continue
 		}
@@ -163,14 +196,14 @@ func (p *Peer) judgeReplayed(e *nodeEval, reps []model.ReplayedDigest) (Finding,
 			cause = c
 		}
 	}
-	what := string(cause)
+	what, tm := string(cause), ""
 	if cause == CauseGC {
-		what = fmt.Sprintf("%s of TaskManager %s", cause, jvmSlow)
+		what, tm = fmt.Sprintf("%s of TaskManager %s", cause, jvmSlow), jvmSlow
 	}
 	if cause != CauseCPU {
 		named = nil
 	}
-	return Finding{Node: e.name, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence, Culprit: named,
+	return Finding{Node: e.name, TaskManager: tm, Kind: FindingRetrospective, Class: e.class, Cause: cause, Since: since, Until: last, Evidence: evidence, Culprit: named,
 		Detail: fmt.Sprintf("slow (%s) from %s to %s, judged from reports held back by its agent while it could not reach the coordinator; over before they arrived, so nothing is done",
 			what, since.Format(time.RFC3339), last.Format(time.RFC3339))}, true
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -44,14 +43,16 @@ type DetectorScore struct {
 	TTDObservableMedianS float64 `json:"ttd_observable_median_s"`
 	TTDObservableP95S    float64 `json:"ttd_observable_p95_s"`
 	FalseMigrations      int     `json:"false_migrations"`
-	// CauseAccuracy is the share of detected faults whose first slow verdict named the true
-	// cause (cpu, steal, disk, network, memory, jvm); Confusion counts true cause -> named.
-	CauseAccuracy float64                   `json:"cause_accuracy"`
+	// CauseAccuracy is the share of detected faults whose first slow verdict (or, for a fault
+	// no report of reached the coordinator while it lasted, first retrospective finding) named
+	// the true cause (cpu, steal, disk, network, memory, jvm); Confusion counts true cause ->
+	// named. Not applicable (null, "n/a" in the table) when nothing was detected.
+	CauseAccuracy *float64                  `json:"cause_accuracy"`
 	Confusion     map[string]map[string]int `json:"cause_confusion,omitempty"`
-	// CulpritAccuracy is the share of detected neighbour faults (CPU taken by a cgroup on
-	// the node) whose verdict named that cgroup; 1 when there were none.
-	CulpritAccuracy float64 `json:"culprit_accuracy"`
-	NeighbourFaults int     `json:"neighbour_faults"`
+	// CulpritAccuracy is the share of neighbour faults (CPU taken by a cgroup on the node)
+	// whose verdict named that cgroup; not applicable (null) when there were none.
+	CulpritAccuracy *float64 `json:"culprit_accuracy"`
+	NeighbourFaults int      `json:"neighbour_faults"`
 	// ClassFindings is how many nodes were reported as slower hardware; SlowerClassNodes how
 	// many nodes the scenario puts in a class slower than the cluster's machines, and
 	// ClassFound how many of them were reported.
@@ -60,18 +61,20 @@ type DetectorScore struct {
 	ClassFound       int `json:"class_found"`
 	// RetroFaults are the faults that began and ended while their node's reports could not
 	// reach the coordinator (inside one gap in its live reports, see liveReports): no live
-	// verdict can catch them. RetroFound is how many of them a retrospective finding (judged
-	// from the reports replayed after the gap) covered on their node, RetroFindings how many
-	// retrospective findings there were, and RetroFalse how many of those covered no fault of
-	// their node. None of it counts in recall or precision: a retrospective finding is never
-	// acted on.
+	// verdict can catch them, and only a retrospective finding (judged from the reports
+	// replayed after the gap) can detect them. RetroFound is how many of them a retrospective
+	// finding covered (on their target, see retroCovers), RetroFindings how many retrospective
+	// findings there were, and RetroFalse how many of those covered no fault of their target.
+	// They count in recall, precision and the time to detect as score describes; never as a
+	// migration, since a retrospective finding is never acted on.
 	RetroFaults   int `json:"retrospective_faults"`
 	RetroFound    int `json:"retrospective_found"`
 	RetroFindings int `json:"retrospective_findings"`
 	RetroFalse    int `json:"retrospective_false"`
 	// RetroCauseAccuracy is the share of the found retrospective faults whose covering finding
-	// named their cause (as CauseAccuracy does for live verdicts); 1 when none were found.
-	RetroCauseAccuracy float64 `json:"retrospective_cause_accuracy"`
+	// named their cause (as CauseAccuracy does for live verdicts); not applicable (null) when
+	// none were found.
+	RetroCauseAccuracy *float64 `json:"retrospective_cause_accuracy"`
 
 	// Counts behind the ratios, kept so totals pool episodes rather than average ratios.
 	TruePositives   int       `json:"-"`
@@ -127,10 +130,31 @@ type episode struct {
 	// migrated: the decision policy's circuit breaker was closed (and held nothing) at some
 	// point while the verdict was held, so a decision engine would have acted on it.
 	migrated bool
-	// cause is what the verdict said when it first became slow; culprits every cgroup a
-	// verdict of the episode named.
+	// cause is what the verdict said when it first became slow, and later the causes it named
+	// from then on, in order (see causeAt); culprits every cgroup a verdict of the episode named.
 	cause    detect.Cause
+	later    []namedCause
 	culprits map[string]bool
+}
+
+// namedCause is a cause a verdict named from at on.
+type namedCause struct {
+	at    time.Time
+	cause detect.Cause
+}
+
+// causeAt is the cause the episode's verdict named at t: its first, or the last it changed to
+// by t. A fault that begins while its target is already slow for another is answered by what
+// the verdict said once it had judged a report of it, not by what it said of the other fault.
+func (e *episode) causeAt(t time.Time) detect.Cause {
+	c := e.cause
+	for _, l := range e.later {
+		if l.at.After(t) {
+			break
+		}
+		c = l.cause
+	}
+	return c
 }
 
 type tracker struct {
@@ -142,13 +166,32 @@ type tracker struct {
 	episodes []*episode
 	// classNodes are the nodes reported as slower hardware at any time.
 	classNodes map[string]bool
-	// retro are the distinct retrospective findings (by node and start).
-	retro map[retroKey]detect.Finding
+	// retro are the distinct retrospective findings (by node, TaskManager and start).
+	retro map[retroKey]*retroFinding
 }
 
 type retroKey struct {
-	node  string
-	since time.Time
+	node, tm string
+	since    time.Time
+}
+
+// retroFinding is one retrospective finding and the round that first reported it: its time
+// to detect is taken there.
+type retroFinding struct {
+	f    detect.Finding
+	seen time.Time
+}
+
+// retroFindings lists the tracker's retrospective findings in a stable order.
+func (t *tracker) retroFindings() []retroFinding {
+	out := make([]retroFinding, 0, len(t.retro))
+	for _, rf := range t.retro {
+		out = append(out, *rf)
+	}
+	slices.SortFunc(out, func(a, b retroFinding) int {
+		return cmp.Or(cmp.Compare(a.f.Node, b.f.Node), cmp.Compare(a.f.TaskManager, b.f.TaskManager), a.f.Since.Compare(b.f.Since))
+	})
+	return out
 }
 
 // Run replays one scenario and scores the detectors.
@@ -169,7 +212,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		if d == nil {
 			return ScenarioResult{}, fmt.Errorf("unknown detector %q", n)
 		}
-		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}, classNodes: map[string]bool{}, retro: map[retroKey]detect.Finding{}})
+		trackers = append(trackers, &tracker{d: d, breaker: decide.New(decide.DefaultConfig()), open: map[targetKey]*episode{}, classNodes: map[string]bool{}, retro: map[retroKey]*retroFinding{}})
 	}
 	cfg := model.DefaultConfig()
 	cfg.Interval = sc.Interval.D()
@@ -226,9 +269,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		for _, e := range t.open {
 			e.end = end
 		}
-		ds := score(t.d.Name(), t.episodes, sc, live)
+		ds := score(t.d.Name(), t.episodes, t.retroFindings(), sc, live)
 		ds.ClassFindings = len(t.classNodes)
-		scoreRetrospective(&ds, t.episodes, t.retro, sc, live)
 		for _, cl := range sc.Cluster.Classes {
 			if cl.Speed*SlowerHardware < 1 {
 				for _, n := range cl.Nodes {
@@ -271,7 +313,12 @@ func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
 		case detect.FindingSlowerHardware:
 			t.classNodes[f.Node] = true
 		case detect.FindingRetrospective:
-			t.retro[retroKey{f.Node, f.Since}] = f
+			k := retroKey{f.Node, f.TaskManager, f.Since}
+			if rf := t.retro[k]; rf != nil {
+				rf.f = f
+			} else {
+				t.retro[k] = &retroFinding{f: f, seen: now}
+			}
 		}
 	}
 	for _, v := range r.Verdicts {
@@ -285,6 +332,8 @@ func (t *tracker) record(r detect.Round, v model.View, now time.Time) {
 			e = &episode{target: k, start: now, cause: v.Cause, culprits: map[string]bool{}}
 			t.open[k] = e
 			t.episodes = append(t.episodes, e)
+		} else if e.causeAt(now) != v.Cause {
+			e.later = append(e.later, namedCause{now, v.Cause})
 		}
 		if v.Culprit != nil {
 			e.culprits[v.Culprit.Cgroup] = true
@@ -360,11 +409,27 @@ func (l *liveReports) unobserved(node string, from, to time.Time) bool {
 	return false
 }
 
-func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports) DetectorScore {
+// score scores a detector's episodes (live slow verdicts) and retrospective findings against
+// the scenario's truth.
+//
+// A fault some report of which reached the coordinator while it lasted (observable live) is
+// detected only by a live verdict: a finding made after the fact does not stop a job from
+// lagging, so it does not make up for a verdict that a live detector could have given. A fault
+// that began and ended inside one gap of its node's live reports (a partition: the agent held
+// its reports back and resent them when it healed) could not be seen by any live detector. It
+// is detected when a retrospective finding judged from the resent reports covers it on its
+// target (see retroCovers), and it stays a miss when none does: it counts in recall either way.
+// Its time to detect runs to the round that first reported the finding: from the fault's start
+// in the raw figure, and from when the resent reports arrived (the live report that ended the
+// gap) in the observable one; its cause is the finding's. Retrospective findings count in
+// precision as claims do: one covering a fault of its target is true, any other false. None
+// is ever a migration, since none is acted on. An agent that was down loses its buffer, so a
+// fault wholly inside its outage is unobservable and stays a miss.
+func score(name string, eps []*episode, found []retroFinding, sc *scenario.Scenario, live *liveReports) DetectorScore {
 	grace := time.Duration(GraceIntervals) * sc.Interval.D()
 	ds := DetectorScore{Name: name, Truths: len(sc.Truth)}
 	first := make([]time.Time, len(sc.Truth))
-	firstEp := make([]*episode, len(sc.Truth))
+	firstCause := make([]detect.Cause, len(sc.Truth))
 	for _, e := range eps {
 		matched := false
 		for i, tr := range sc.Truth {
@@ -387,13 +452,16 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 				// fault's answer.
 				continue
 			}
-			at := e.start
+			at, answer := e.start, e.start
 			if at.Before(from) {
-				at = from
+				// Slow before the fault made its target slow (early on its ramp, or slow for
+				// another fault): detected at from, and answered by the first round that
+				// judged a report of it.
+				at, answer = from, from.Add(sc.Interval.D())
 			}
 			if first[i].IsZero() || at.Before(first[i]) {
 				first[i] = at
-				firstEp[i] = e
+				firstCause[i] = e.causeAt(answer)
 			}
 		}
 		if matched {
@@ -405,23 +473,78 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 			}
 		}
 	}
+	unobserved := make([]bool, len(sc.Truth))
 	for i, tr := range sc.Truth {
+		unobserved[i] = live.unobserved(tr.Node, sim.Epoch.Add(tr.From.D()), sim.Epoch.Add(tr.To.D()))
+	}
+	ds.RetroFindings = len(found)
+	for _, rf := range found {
+		matched := false
+		for i, tr := range sc.Truth {
+			if !retroCovers(rf.f, tr, grace) {
+				continue
+			}
+			matched = true
+			if !unobserved[i] {
+				continue
+			}
+			at := rf.seen
+			if from := sim.Epoch.Add(tr.From.D()); at.Before(from) {
+				at = from
+			}
+			if first[i].IsZero() || at.Before(first[i]) {
+				first[i] = at
+				firstCause[i] = rf.f.Cause
+			}
+		}
+		if matched {
+			ds.TruePositives++
+		} else {
+			ds.FalsePositives++
+			ds.RetroFalse++
+		}
+	}
+	for i, tr := range sc.Truth {
+		if unobserved[i] {
+			ds.RetroFaults++
+			hit, right := false, false
+			for _, rf := range found {
+				if retroCovers(rf.f, tr, grace) {
+					hit = true
+					right = right || causeRight(sc, tr, rf.f.Cause, func(o scenario.TruthEntry) bool { return retroCovers(rf.f, o, grace) })
+				}
+			}
+			if hit {
+				ds.RetroFound++
+			}
+			if right {
+				ds.RetroCauseRight++
+			}
+		}
+		if tr.Culprit != "" {
+			ds.NeighbourFaults++
+		}
 		if first[i].IsZero() {
 			continue
 		}
 		ds.Detected++
+		if tr.Culprit != "" {
+			ds.NeighbourFound++
+			// A neighbour fault no report of which arrived while it lasted can have its culprit
+			// named only by the retrospective finding that covers it: naming the culprit is for
+			// the record, like the finding, and that is the only record of it there can be.
+			if culpritNamed(eps, tr) || unobserved[i] && slices.ContainsFunc(found, func(rf retroFinding) bool {
+				return rf.f.Culprit != nil && rf.f.Culprit.Cgroup == tr.Culprit && retroCovers(rf.f, tr, grace)
+			}) {
+				ds.CulpritRight++
+			}
+		}
 		from := sim.Epoch.Add(tr.From.D())
 		ds.TTDs = append(ds.TTDs, first[i].Sub(from).Seconds())
 		ds.TTDsObservable = append(ds.TTDsObservable, max(0, first[i].Sub(live.observableAt(tr.Node, from)).Seconds()))
-		named := TruthCause(firstEp[i].cause)
+		named := TruthCause(firstCause[i])
 		// Two faults on one target at once: naming either is right.
-		right := false
-		for _, o := range sc.Truth {
-			if o.Node == tr.Node && o.TaskManager == tr.TaskManager && o.Onset < tr.To && tr.Onset < o.To && o.Cause == named {
-				right = true
-			}
-		}
-		if right {
+		if causeRight(sc, tr, firstCause[i], func(o scenario.TruthEntry) bool { return o.Onset < tr.To && tr.Onset < o.To }) {
 			ds.CauseRight++
 		}
 		if ds.Confusion == nil {
@@ -431,99 +554,50 @@ func score(name string, eps []*episode, sc *scenario.Scenario, live *liveReports
 			ds.Confusion[tr.Cause] = map[string]int{}
 		}
 		ds.Confusion[tr.Cause][named]++
-		if tr.Culprit != "" {
-			ds.NeighbourFound++
-			if culpritNamed(eps, tr) {
-				ds.CulpritRight++
-			}
-		}
-	}
-	for _, tr := range sc.Truth {
-		if tr.Culprit != "" {
-			ds.NeighbourFaults++
-		}
 	}
 	ds.finish()
 	return ds
 }
 
-// scoreRetrospective scores the retrospective findings against the faults that began and ended
-// unobserved: inside one gap of their node's live reports. A finding covers a fault when it is on
-// the fault's node and overlaps its window (extended by the grace, as verdicts are). An
-// unobserved neighbour fault whose culprit no verdict named (none could: no report of it arrived
-// while it lasted) counts as named in the culprit accuracy when a finding covering it names the
-// neighbour's cgroup: naming the culprit is for the record, like the finding, and that is the
-// only record of it there can be.
-func scoreRetrospective(ds *DetectorScore, eps []*episode, found map[retroKey]detect.Finding, sc *scenario.Scenario, live *liveReports) {
-	grace := time.Duration(GraceIntervals) * sc.Interval.D()
-	covers := func(f detect.Finding, tr scenario.TruthEntry) bool {
-		from, to := sim.Epoch.Add(tr.Onset.D()), sim.Epoch.Add(tr.To.D()).Add(grace)
-		if tr.Onset <= 0 || tr.Onset > tr.From {
-			from = sim.Epoch.Add(tr.From.D())
-		}
-		return f.Node == tr.Node && !f.Since.After(to) && !f.Until.Before(from)
-	}
-	ds.RetroFindings = len(found)
-	for _, f := range found {
-		if !slices.ContainsFunc(sc.Truth, func(tr scenario.TruthEntry) bool { return covers(f, tr) }) {
-			ds.RetroFalse++
-		}
-	}
-	// A fault's cause is named when any finding covering it names the cause of a fault of its
-	// node that the finding also covers (two faults at once: either is right), as for verdicts.
-	named := func(f detect.Finding, tr scenario.TruthEntry) bool {
-		c := TruthCause(f.Cause)
-		return slices.ContainsFunc(sc.Truth, func(o scenario.TruthEntry) bool { return o.Node == tr.Node && o.Cause == c && covers(f, o) })
-	}
-	for _, tr := range sc.Truth {
-		if !live.unobserved(tr.Node, sim.Epoch.Add(tr.From.D()), sim.Epoch.Add(tr.To.D())) {
-			continue
-		}
-		ds.RetroFaults++
-		hit, right := false, false
-		for _, f := range found {
-			if covers(f, tr) {
-				hit = true
-				right = right || named(f, tr)
-			}
-		}
-		if hit {
-			ds.RetroFound++
-		}
-		if right {
-			ds.RetroCauseRight++
-		}
-		if tr.Culprit != "" && !culpritNamed(eps, tr) && slices.ContainsFunc(slices.Collect(maps.Values(found)), func(f detect.Finding) bool {
-			return f.Culprit != nil && f.Culprit.Cgroup == tr.Culprit && covers(f, tr)
-		}) {
-			ds.CulpritRight++
-		}
-	}
-	if ds.NeighbourFaults > 0 {
-		ds.CulpritAccuracy = round4(float64(ds.CulpritRight) / float64(ds.NeighbourFaults))
-	}
-	ds.finishRetro()
+// causeRight says whether c names the cause of tr, or of another fault of tr's target that
+// also holds (two faults on one target at once: naming either is right).
+func causeRight(sc *scenario.Scenario, tr scenario.TruthEntry, c detect.Cause, also func(scenario.TruthEntry) bool) bool {
+	named := TruthCause(c)
+	return slices.ContainsFunc(sc.Truth, func(o scenario.TruthEntry) bool {
+		return o.Node == tr.Node && o.TaskManager == tr.TaskManager && o.Cause == named && also(o)
+	})
 }
 
-// finishRetro computes the retrospective cause accuracy from its counts.
-func (ds *DetectorScore) finishRetro() {
-	ds.RetroCauseAccuracy = 1
-	if ds.RetroFound > 0 {
-		ds.RetroCauseAccuracy = round4(float64(ds.RetroCauseRight) / float64(ds.RetroFound))
+// retroCovers says whether retrospective finding f covers fault tr: it is on tr's target (its
+// node, and for a JVM's fault that JVM: a finding that blames the node for one JVM's GC storm,
+// or one JVM for the node's fault, is wrong, as a verdict would be) and overlaps tr's window,
+// extended by the grace as verdicts' are.
+func retroCovers(f detect.Finding, tr scenario.TruthEntry, grace time.Duration) bool {
+	from, to := sim.Epoch.Add(tr.Onset.D()), sim.Epoch.Add(tr.To.D()).Add(grace)
+	if tr.Onset <= 0 || tr.Onset > tr.From {
+		from = sim.Epoch.Add(tr.From.D())
 	}
+	return f.Node == tr.Node && f.TaskManager == tr.TaskManager && !f.Since.After(to) && !f.Until.Before(from)
+}
+
+// ratio is num/den rounded, or nil (not applicable) when den is 0.
+func ratio(num, den int) *float64 {
+	if den == 0 {
+		return nil
+	}
+	r := round4(float64(num) / float64(den))
+	return &r
 }
 
 // finish computes the ratios from the counts. With nothing flagged precision is 1; with nothing
-// to find recall is 1; with nothing found the detection times are 0.
+// to find recall is 1; with nothing found the detection times are 0. The accuracies are not
+// applicable (nil) when nothing was there to be right about: a 1 there said that a detector
+// that found nothing named every cause.
 func (ds *DetectorScore) finish() {
 	ds.Precision, ds.Recall = 1, 1
-	ds.CauseAccuracy, ds.CulpritAccuracy = 1, 1
-	if ds.Detected > 0 {
-		ds.CauseAccuracy = round4(float64(ds.CauseRight) / float64(ds.Detected))
-	}
-	if ds.NeighbourFaults > 0 {
-		ds.CulpritAccuracy = round4(float64(ds.CulpritRight) / float64(ds.NeighbourFaults))
-	}
+	ds.CauseAccuracy = ratio(ds.CauseRight, ds.Detected)
+	ds.CulpritAccuracy = ratio(ds.CulpritRight, ds.NeighbourFaults)
+	ds.RetroCauseAccuracy = ratio(ds.RetroCauseRight, ds.RetroFound)
 	if n := ds.TruePositives + ds.FalsePositives; n > 0 {
 		ds.Precision = round4(float64(ds.TruePositives) / float64(n))
 	}
@@ -532,7 +606,6 @@ func (ds *DetectorScore) finish() {
 	}
 	ds.TTDMedianS, ds.TTDP95S = medianAndP95(ds.TTDs)
 	ds.TTDObservableMedianS, ds.TTDObservableP95S = medianAndP95(ds.TTDsObservable)
-	ds.finishRetro()
 }
 
 // medianAndP95 of xs, both 0 when there are none.
@@ -702,8 +775,8 @@ func (r Result) WriteTable(w io.Writer) error {
 		if d.RetroFalse > 0 {
 			retro += fmt.Sprintf(" (%d false)", d.RetroFalse)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.3f\t%s\t%s\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, o50, o95, d.FalseMigrations,
-			d.CauseAccuracy, d.CulpritAccuracy, cls, retro)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", name, nodes, dur, d.Name, d.Precision, d.Recall, p50, p95, o50, o95, d.FalseMigrations,
+			fmtRatio(d.CauseAccuracy), fmtRatio(d.CulpritAccuracy), cls, retro)
 	}
 	for _, s := range r.Scenarios {
 		for i, d := range s.Detectors {
@@ -725,6 +798,14 @@ func (r Result) WriteTable(w io.Writer) error {
 		return err
 	}
 	return r.writeConfusion(w)
+}
+
+// fmtRatio prints a ratio to three places, or n/a when it is not applicable.
+func fmtRatio(r *float64) string {
+	if r == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", *r)
 }
 
 // writeConfusion prints each detector's pooled cause confusion table: true cause by row,

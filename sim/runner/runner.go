@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -54,11 +55,13 @@ type DetectorScore struct {
 	CulpritAccuracy *float64 `json:"culprit_accuracy"`
 	NeighbourFaults int      `json:"neighbour_faults"`
 	// ClassFindings is how many nodes were reported as slower hardware; SlowerClassNodes how
-	// many nodes the scenario puts in a class slower than the cluster's machines, and
-	// ClassFound how many of them were reported.
+	// many nodes the scenario puts in a class slower than the fleet's median machine (see
+	// slowerHardware), ClassFound how many of them were reported, and ClassFalse how many
+	// reported nodes are not slower hardware.
 	ClassFindings    int `json:"class_findings"`
 	SlowerClassNodes int `json:"slower_class_nodes"`
 	ClassFound       int `json:"class_found"`
+	ClassFalse       int `json:"class_false"`
 	// RetroFaults are the faults that began and ended while their node's reports could not
 	// reach the coordinator (inside one gap in its live reports, see liveReports): no live
 	// verdict can catch them, and only a retrospective finding (judged from the reports
@@ -270,17 +273,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 			e.end = end
 		}
 		ds := score(t.d.Name(), t.episodes, t.retroFindings(), sc, live)
-		ds.ClassFindings = len(t.classNodes)
-		for _, cl := range sc.Cluster.Classes {
-			if cl.Speed*SlowerHardware < 1 {
-				for _, n := range cl.Nodes {
-					ds.SlowerClassNodes++
-					if t.classNodes[n] {
-						ds.ClassFound++
-					}
-				}
-			}
-		}
+		scoreClasses(&ds, t.classNodes, slowerHardware(sc, s.Nodes()))
 		if cr != nil && t.d.Name() == coordinatorDetector {
 			ds.FalseMigrations = cr.falseMigrations
 		}
@@ -292,6 +285,50 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		}
 	}
 	return res, nil
+}
+
+// slowerHardware lists the nodes of a scenario whose machines are slower hardware: their class's
+// speed SlowerHardware or more below the fleet's median machine (the lower middle of every node's
+// machine speed, the cluster's own machines at 1, so that a fleet split evenly between two
+// speeds has no slower half). Slower than the median machine is what makes a machine slower
+// than the fleet's: against the cluster's own machines, a fleet mostly of an older generation had
+// most of its machines counted as slower hardware, and one mostly of a newer generation none.
+func slowerHardware(sc *scenario.Scenario, nodes []string) map[string]bool {
+	speed := make(map[string]float64, len(nodes))
+	for _, n := range nodes {
+		speed[n] = 1
+	}
+	for _, cl := range sc.Cluster.Classes {
+		for _, n := range cl.Nodes {
+			speed[n] = cl.Speed
+		}
+	}
+	if len(speed) == 0 {
+		return nil
+	}
+	speeds := slices.Sorted(maps.Values(speed))
+	median := speeds[(len(speeds)-1)/2]
+	slower := map[string]bool{}
+	for n, v := range speed {
+		if v*SlowerHardware < median {
+			slower[n] = true
+		}
+	}
+	return slower
+}
+
+// scoreClasses scores the nodes a detector reported as slower hardware (found) against the
+// scenario's slower hardware: how many of those it found, and how many it reported that are not.
+func scoreClasses(ds *DetectorScore, found, slower map[string]bool) {
+	ds.ClassFindings = len(found)
+	ds.SlowerClassNodes = len(slower)
+	for n := range found {
+		if slower[n] {
+			ds.ClassFound++
+		} else {
+			ds.ClassFalse++
+		}
+	}
 }
 
 // coordinatorDetector is the detector the coordinator runs by default.
@@ -727,6 +764,7 @@ func totals(rs []ScenarioResult) Totals {
 			a.ClassFindings += d.ClassFindings
 			a.SlowerClassNodes += d.SlowerClassNodes
 			a.ClassFound += d.ClassFound
+			a.ClassFalse += d.ClassFalse
 			a.RetroFaults += d.RetroFaults
 			a.RetroFound += d.RetroFound
 			a.RetroFindings += d.RetroFindings
@@ -765,6 +803,9 @@ func (r Result) WriteTable(w io.Writer) error {
 		cls := fmt.Sprint(d.ClassFindings)
 		if d.SlowerClassNodes > 0 {
 			cls = fmt.Sprintf("%d (%d/%d)", d.ClassFindings, d.ClassFound, d.SlowerClassNodes)
+		}
+		if d.ClassFalse > 0 {
+			cls += fmt.Sprintf(" %d false", d.ClassFalse)
 		}
 		// Found of the faults that began and ended unobserved, and the findings that covered none.
 		retro := fmt.Sprintf("%d/%d", d.RetroFound, d.RetroFaults)

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -261,7 +262,7 @@ func TestJSONShape(t *testing.T) {
 	if got := keys(s0); !reflect.DeepEqual(got, []string{"detectors", "duration_s", "name", "nodes"}) {
 		t.Fatalf("scenario keys %v", got)
 	}
-	d := []string{"cause_accuracy", "class_findings", "class_found", "culprit_accuracy", "false_migrations", "name", "neighbour_faults",
+	d := []string{"cause_accuracy", "class_false", "class_findings", "class_found", "culprit_accuracy", "false_migrations", "name", "neighbour_faults",
 		"precision", "recall", "retrospective_cause_accuracy", "retrospective_false", "retrospective_faults", "retrospective_findings", "retrospective_found", "slower_class_nodes", "ttd_median_s", "ttd_observable_median_s", "ttd_observable_p95_s", "ttd_p95_s"}
 	// The confusion table is there only when something was detected.
 	noConfusion := func(k []string) []string {
@@ -418,5 +419,40 @@ func TestScoreNotApplicable(t *testing.T) {
 	}
 	if strings.Count(out.String(), "n/a") != 2 {
 		t.Errorf("table does not print the accuracies as n/a:\n%s", out.String())
+	}
+}
+
+// TestSlowerHardwareIsAgainstTheMedianMachine: slower hardware is slower than the fleet's median
+// machine, not than the cluster's own machines: a fleet mostly of an older generation has no
+// slower hardware, one mostly of a newer generation has its older machines (the cluster's own)
+// as slower hardware, and a fleet split evenly has no slower half. A class finding on a node
+// that is not slower hardware is false.
+func TestSlowerHardwareIsAgainstTheMedianMachine(t *testing.T) {
+	nodes := make([]string, 20)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("n%02d", i)
+	}
+	fleet := func(speed float64, count int) *scenario.Scenario {
+		return &scenario.Scenario{Cluster: scenario.Cluster{Classes: []scenario.Class{{Name: "c", Speed: speed, Nodes: nodes[20-count:]}}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		sc     *scenario.Scenario
+		slower int
+	}{
+		{"mostly older", fleet(0.8, 15), 0},
+		{"mostly newer", fleet(1.3, 15), 5},
+		{"a few older", fleet(0.7, 5), 5},
+		{"split evenly", fleet(0.7, 10), 0},
+	} {
+		got := slowerHardware(tc.sc, nodes)
+		if len(got) != tc.slower {
+			t.Errorf("%s: %d nodes of slower hardware %v, want %d", tc.name, len(got), got, tc.slower)
+		}
+	}
+	var ds DetectorScore
+	scoreClasses(&ds, map[string]bool{"n00": true, "n19": true}, slowerHardware(fleet(1.3, 15), nodes))
+	if ds.ClassFindings != 2 || ds.ClassFound != 1 || ds.ClassFalse != 1 || ds.SlowerClassNodes != 5 {
+		t.Errorf("class findings %d, found %d of %d, false %d; want 2, 1 of 5, 1", ds.ClassFindings, ds.ClassFound, ds.SlowerClassNodes, ds.ClassFalse)
 	}
 }

@@ -1320,6 +1320,30 @@ func TestPeerOlderClassMostCommonInTheFleet(t *testing.T) {
 	}
 }
 
+// Older machines that are together most of the fleet are its usual machines, even where a newer
+// class is the largest single one. Nodes 0-5 are an old class (0.64x as fast as the newest),
+// 6-11 another (0.68x), 12-20 the newest machines, the most common class; one job runs on all.
+// The fleet's median machine is of the 0.68x class, and the 0.64x class is within 1.15x of it:
+// no node is slower hardware. Judged against the most common class alone, the twelve older
+// machines, most of the fleet, were reported as slower hardware (generated gen-82007, gen-82038).
+func TestPeerOlderMachinesMostOfTheFleet(t *testing.T) {
+	speed := func(n int) (string, float64) {
+		switch {
+		case n < 6:
+			return "m3.xlarge", 0.64
+		case n < 12:
+			return "m4.xlarge", 0.68
+		}
+		return "m6.xlarge", 1
+	}
+	r, p := replayFaultFreeClassFleet(t, speed, 60, nil)
+	for n := range 21 {
+		if f, ok := finding(r, node(n), FindingSlowerHardware); ok {
+			t.Errorf("%s: slower-hardware finding %+v in a fleet mostly of its generation; learned %.3f", node(n), f, p.speed[node(n)].rel)
+		}
+	}
+}
+
 // A fault that begins and ends while its node's agent cannot reach the coordinator is seen only
 // when the held-back reports arrive. Nodes 3 and 5 are cut off for 40 windows; node 3's
 // hypervisor takes 30 % of its CPU in windows 6-25 of them. When the reports arrive, node 3

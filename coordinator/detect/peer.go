@@ -977,17 +977,20 @@ func (p *Peer) frameOf(e *nodeEval) string {
 // hardwareYardstick sets the speed slower hardware is judged against (p.yardstick), in the
 // frame of the fleet's most common class (refClass, speed 1 in every group of linked nodes
 // scaled by it): that class (1), unless the class of the fleet's median machine is SlowerHardware
-// faster than it, each class at the median of its members' learned speeds, among classes with
-// MinClassPeers learned members in such groups; the most common class is then slower hardware
-// itself, and the median machine's class is the yardstick.
+// faster or slower than it, each class at the median of its members' learned speeds, among
+// classes with MinClassPeers learned members in such groups; the median machine's class is then
+// the yardstick. A slower machine is slower than the fleet's median machine (as the benchmark
+// scores it: sim/runner's slowerHardware).
 //
 // The most common class alone mistook an older class for the fleet's usual machine wherever
 // that class was the largest single one: in generated gen-740023 (seed 740000, three classes)
 // 33 nodes 1.56x slower outnumber the 29 of the cluster's own machines, and none of the 46
-// slower-class nodes was reported. The median machine alone mistakes older classes that are
-// together most of the fleet, each smaller than the usual machines' class, for the usual
-// machine. A class slower than either is slower than most of the fleet's machines or than the
-// most machines of one kind; both are what a slower machine is slower than. Classes within
+// slower-class nodes was reported. The yardstick moved only up, so older classes that are
+// together most of the fleet, each smaller than the largest class of newer machines, were all
+// reported as slower hardware, and where the largest class was a newer one, so were the
+// machines at the fleet's median (generated gen-82038: 17 of the cluster's own machines, its
+// median, reported 1.29x slower than the 18 newer ones). Where most of a fleet's machines are of
+// an older generation, those are its usual machines. Classes within
 // SlowerHardware of each other are alike for this question: where the median machine is of a
 // class less than that faster than the most common one, the yardstick stays 1, as before. Moving
 // it by less flagged the edge of a class just above the cut whenever partitioned nodes made
@@ -1041,7 +1044,7 @@ func (p *Peer) hardwareYardstick(order []*nodeEval) {
 	for _, c := range classes {
 		seen += c.n
 		if 2*seen >= members {
-			if c.speed >= p.cfg.SlowerHardware*ref {
+			if c.speed >= p.cfg.SlowerHardware*ref || c.speed*p.cfg.SlowerHardware <= ref {
 				p.yardstick = c.speed
 			}
 			return

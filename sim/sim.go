@@ -407,6 +407,10 @@ func (s *Sim) Now() time.Time { return Epoch.Add(time.Duration(s.tick) * s.inter
 
 // NodeInfo is what node i's agent says of its machine in Hello: labels (instance type, pool,
 // zone) and the machine it reads itself.
+// MachineSpeed is node i's machine's processing speed, fixed for the run: its class's speed
+// times its own spread (speed_jitter) around it, the cluster's own machines at 1.
+func (s *Sim) MachineSpeed(i int) float64 { return s.nodes[i].baseSpeed }
+
 func (s *Sim) NodeInfo(i int) (labels map[string]string, cpuModel string, cpus uint32, memBytes uint64) {
 	n := s.nodes[i]
 	labels = map[string]string{"instance_type": "sim-standard", "pool": "flink"}

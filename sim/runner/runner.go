@@ -267,13 +267,18 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 		view.Release()
 	}
 	end := s.Now()
+	machines := map[string]float64{}
+	for i, n := range s.Nodes() {
+		machines[n] = s.MachineSpeed(i)
+	}
+	slower := slowerHardware(machines)
 	res := ScenarioResult{Name: sc.Name, Nodes: sc.Cluster.Nodes, DurationS: sc.Duration.D().Seconds(), Negative: sc.Negative}
 	for _, t := range trackers {
 		for _, e := range t.open {
 			e.end = end
 		}
 		ds := score(t.d.Name(), t.episodes, t.retroFindings(), sc, live)
-		scoreClasses(&ds, t.classNodes, slowerHardware(sc, s.Nodes()))
+		scoreClasses(&ds, t.classNodes, slower)
 		if cr != nil && t.d.Name() == coordinatorDetector {
 			ds.FalseMigrations = cr.falseMigrations
 		}
@@ -287,29 +292,22 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (ScenarioResu
 	return res, nil
 }
 
-// slowerHardware lists the nodes of a scenario whose machines are slower hardware: their class's
-// speed SlowerHardware or more below the fleet's median machine (the lower middle of every node's
-// machine speed, the cluster's own machines at 1, so that a fleet split evenly between two
-// speeds has no slower half). Slower than the median machine is what makes a machine slower
-// than the fleet's: against the cluster's own machines, a fleet mostly of an older generation had
-// most of its machines counted as slower hardware, and one mostly of a newer generation none.
-func slowerHardware(sc *scenario.Scenario, nodes []string) map[string]bool {
-	speed := make(map[string]float64, len(nodes))
-	for _, n := range nodes {
-		speed[n] = 1
-	}
-	for _, cl := range sc.Cluster.Classes {
-		for _, n := range cl.Nodes {
-			speed[n] = cl.Speed
-		}
-	}
-	if len(speed) == 0 {
+// slowerHardware lists the nodes whose machines are slower hardware: SlowerHardware or more
+// slower than the fleet's median machine (the lower middle of every node's machine speed, so
+// that a fleet split evenly between two speeds has no slower half). Each node's machine speed is
+// its own (its class's speed times its spread, speed_jitter), as a detector learns it. Slower
+// than the median machine is what makes a machine slower than the fleet's: against the
+// cluster's own machines, a fleet mostly of an older generation had most of its machines counted
+// as slower hardware, one mostly of a newer generation none, and a machine at the low end of a
+// wide spread (noisy-hetero-300: 0.85 to 1.15) was not counted at all.
+func slowerHardware(machines map[string]float64) map[string]bool {
+	if len(machines) == 0 {
 		return nil
 	}
-	speeds := slices.Sorted(maps.Values(speed))
+	speeds := slices.Sorted(maps.Values(machines))
 	median := speeds[(len(speeds)-1)/2]
 	slower := map[string]bool{}
-	for n, v := range speed {
+	for n, v := range machines {
 		if v*SlowerHardware < median {
 			slower[n] = true
 		}

@@ -425,33 +425,45 @@ func TestScoreNotApplicable(t *testing.T) {
 // TestSlowerHardwareIsAgainstTheMedianMachine: slower hardware is slower than the fleet's median
 // machine, not than the cluster's own machines: a fleet mostly of an older generation has no
 // slower hardware, one mostly of a newer generation has its older machines (the cluster's own)
-// as slower hardware, and a fleet split evenly has no slower half. A class finding on a node
-// that is not slower hardware is false.
+// as slower hardware, a fleet split evenly has no slower half, and a machine at the low end of a
+// wide spread is slower hardware whatever its class. A class finding on a node that is not slower
+// hardware is false.
 func TestSlowerHardwareIsAgainstTheMedianMachine(t *testing.T) {
 	nodes := make([]string, 20)
 	for i := range nodes {
 		nodes[i] = fmt.Sprintf("n%02d", i)
 	}
-	fleet := func(speed float64, count int) *scenario.Scenario {
-		return &scenario.Scenario{Cluster: scenario.Cluster{Classes: []scenario.Class{{Name: "c", Speed: speed, Nodes: nodes[20-count:]}}}}
+	fleet := func(speed float64, count int) map[string]float64 {
+		m := map[string]float64{}
+		for i, n := range nodes {
+			m[n] = 1
+			if i >= 20-count {
+				m[n] = speed
+			}
+		}
+		return m
 	}
+	spread := fleet(1, 0)
+	spread["n00"], spread["n01"] = 0.85, 0.9
 	for _, tc := range []struct {
 		name   string
-		sc     *scenario.Scenario
+		sc     map[string]float64
 		slower int
 	}{
 		{"mostly older", fleet(0.8, 15), 0},
 		{"mostly newer", fleet(1.3, 15), 5},
 		{"a few older", fleet(0.7, 5), 5},
 		{"split evenly", fleet(0.7, 10), 0},
+		// one machine of no class 1.18x slower than the others: slower hardware
+		{"spread", spread, 1},
 	} {
-		got := slowerHardware(tc.sc, nodes)
+		got := slowerHardware(tc.sc)
 		if len(got) != tc.slower {
 			t.Errorf("%s: %d nodes of slower hardware %v, want %d", tc.name, len(got), got, tc.slower)
 		}
 	}
 	var ds DetectorScore
-	scoreClasses(&ds, map[string]bool{"n00": true, "n19": true}, slowerHardware(fleet(1.3, 15), nodes))
+	scoreClasses(&ds, map[string]bool{"n00": true, "n19": true}, slowerHardware(fleet(1.3, 15)))
 	if ds.ClassFindings != 2 || ds.ClassFound != 1 || ds.ClassFalse != 1 || ds.SlowerClassNodes != 5 {
 		t.Errorf("class findings %d, found %d of %d, false %d; want 2, 1 of 5, 1", ds.ClassFindings, ds.ClassFound, ds.SlowerClassNodes, ds.ClassFalse)
 	}

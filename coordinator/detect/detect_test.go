@@ -1344,6 +1344,40 @@ func TestPeerOlderMachinesMostOfTheFleet(t *testing.T) {
 	}
 }
 
+// The machines at the fleet's median are never slower hardware, not even in the round in which
+// the fleet's speeds are first learned. Nodes 0-3 are an old class (0.5x as fast as the newest),
+// 4-7 another (0.53x), 8-12 the cluster's own machines (0.77x), 13-20 the newest, the most
+// common class. The median machine is one of the cluster's own; only nodes 0-7 are slower
+// hardware, in every round. Before, the round that first learned the speeds judged them against
+// the most common class, as though no other class were learned, and reported nodes 8-12 in it
+// (generated gen-82038).
+func TestPeerMedianMachinesNeverSlowerHardware(t *testing.T) {
+	speed := func(n int) (string, float64) {
+		switch {
+		case n < 4:
+			return "m3.xlarge", 0.5
+		case n < 8:
+			return "m4.xlarge", 0.53
+		case n < 13:
+			return "m5.xlarge", 0.77
+		}
+		return "m6.xlarge", 1
+	}
+	reported := map[string]bool{}
+	replayFaultFreeClassFleetWatched(t, speed, 40, nil, func(r Round) {
+		for _, f := range r.Findings {
+			if f.Kind == FindingSlowerHardware {
+				reported[f.Node] = true
+			}
+		}
+	})
+	for n := range 21 {
+		if want := n < 8; reported[node(n)] != want {
+			t.Errorf("%s: reported as slower hardware %v, want %v", node(n), reported[node(n)], want)
+		}
+	}
+}
+
 // A fault that begins and ends while its node's agent cannot reach the coordinator is seen only
 // when the held-back reports arrive. Nodes 3 and 5 are cut off for 40 windows; node 3's
 // hypervisor takes 30 % of its CPU in windows 6-25 of them. When the reports arrive, node 3
@@ -1623,6 +1657,13 @@ func threeClasses(n int) (class string, speed float64) {
 // returns the last round and the detector.
 func replayFaultFreeClassFleet(t *testing.T, speed func(n int) (string, float64), windows int, cut func(n, window int) bool) (Round, *Peer) {
 	t.Helper()
+	return replayFaultFreeClassFleetWatched(t, speed, windows, cut, nil)
+}
+
+// replayFaultFreeClassFleetWatched is replayFaultFreeClassFleet with watch, when set, seeing
+// every round.
+func replayFaultFreeClassFleetWatched(t *testing.T, speed func(n int) (string, float64), windows int, cut func(n, window int) bool, watch func(Round)) (Round, *Peer) {
+	t.Helper()
 	const nodes = 21
 	m := model.New(model.DefaultConfig(), topology.New(topology.Options{}))
 	for n := range nodes {
@@ -1649,6 +1690,9 @@ func replayFaultFreeClassFleet(t *testing.T, speed func(n int) (string, float64)
 		v := m.View()
 		r = p.Evaluate(v, at)
 		v.Release()
+		if watch != nil {
+			watch(r)
+		}
 		for _, vd := range r.Verdicts {
 			if vd.Status == StatusSlow {
 				t.Fatalf("window %d: %s judged slow with no fault: %+v", tick, vd.Node, vd)

@@ -468,7 +468,6 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 	fh.gcMedian, fh.gcCounted = p.gcOutliers(order)
 	p.remember(fh)
 	p.stragglers(v, now, evals)
-	p.hardwareYardstick(order)
 
 	r := Round{At: now}
 	bad := 0
@@ -493,9 +492,20 @@ func (p *Peer) Evaluate(v model.View, now time.Time) Round {
 			appSlow = false
 		}
 		p.judge(e, appSlow, impact, &r)
-		p.learnSpeed(e, &r)
+		p.learnSpeed(e)
 		if f, ok := p.retrospective(e, v.Node(e.name), now); ok {
 			r.Findings = append(r.Findings, f)
+		}
+	}
+	// Slower hardware is judged once every node's speed is learned for the round: with the
+	// yardstick taken before, the round in which the fleet's speeds were first learned judged
+	// every node against the most common class, as though no other class had been learned, and
+	// the machines at the fleet's median were reported as slower hardware in it (generated
+	// gen-82038: 17 of the cluster's own machines, for that one round).
+	p.hardwareYardstick(order)
+	for _, e := range order {
+		if e.work {
+			p.slowerHardware(e, &r)
 		}
 	}
 	// Targets not evaluated this round (no fresh report) keep their state but are listed as
@@ -906,9 +916,8 @@ func bandMeanWithin(xs []float64, band float64) float64 {
 	return sum / float64(n)
 }
 
-// learnSpeed folds a clean window into the node's learned speed and reports a node that is
-// reliably slower than its peers, with nothing wrong on its host, as slower hardware.
-func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
+// learnSpeed folds a clean window into the node's learned speed.
+func (p *Peer) learnSpeed(e *nodeEval) {
 	sp := p.speed[e.name]
 	if sp == nil {
 		sp = &nodeSpeed{since: e.at}
@@ -948,6 +957,15 @@ func (p *Peer) learnSpeed(e *nodeEval, r *Round) {
 			// cut off, 8 false migrations).
 			sp.rel += p.cfg.SpeedAlpha * (e.rel - sp.rel)
 		}
+	}
+}
+
+// slowerHardware reports a node that is reliably slower than the fleet's usual machine (the
+// yardstick), with nothing wrong on its host, as slower hardware.
+func (p *Peer) slowerHardware(e *nodeEval, r *Round) {
+	sp := p.speed[e.name]
+	if sp == nil {
+		return
 	}
 	// Slower hardware is slower since the node joined: a node learned at its peers' speed that
 	// drifts below the cut later has not changed machines — the work placed on it has (subtasks

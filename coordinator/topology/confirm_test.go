@@ -267,7 +267,7 @@ func checkOnNode(t *testing.T, top *Topology) {
 	indexed := map[Key]bool{}
 	for node, keys := range top.onNode {
 		for _, k := range keys {
-			if p := top.current[k]; p == nil || p.Node != node || indexed[k] {
+			if p := top.current[k]; p == nil || p.node != node || indexed[k] {
 				t.Fatalf("onNode lists %v under %q (listed before: %v), placed %+v", k, node, indexed[k], p)
 			}
 			indexed[k] = true

@@ -41,6 +41,11 @@ type Config struct {
 	ReportBurst int `yaml:"report_burst"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+	// GCPercent is the garbage collector's target, as Go's GOGC: a collection starts when the
+	// heap has grown by this percentage of what the last one left (and of the goroutine stacks).
+	// Lower trades CPU for memory. The GOGC environment variable, when set, wins. Default 50
+	// (DefaultGCPercent, where the measurement behind it is).
+	GCPercent int `yaml:"gc_percent"`
 	// TLS secures the agents' streams; with ca_file, agents must present a certificate signed
 	// by it (mTLS). Certificates are reloaded when their files change. Default off.
 	TLS mtls.Config `yaml:"tls"`
@@ -86,6 +91,7 @@ func DefaultConfig() Config {
 		MaxReportsPerSecond: 20,
 		ReportBurst:         1000,
 		LogLevel:            "info",
+		GCPercent:           DefaultGCPercent,
 		AgentIdentity:       AgentIdentityNodeName,
 		Leader:              leader.DefaultConfig(),
 		Store:               store.DefaultConfig(),
@@ -113,6 +119,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest gRPC message accepted from an agent")
 	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile, "file holding the bearer token required for mutating API requests")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.IntVar(&cfg.GCPercent, "gc-percent", cfg.GCPercent, "garbage collector target, as GOGC (which wins when set): lower trades CPU for memory")
 }
 
 // Validate checks the configuration and names every problem it finds.
@@ -129,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultInterval <= 0 {
 		errs = append(errs, fmt.Errorf("default_interval %v: must be positive", c.DefaultInterval))
+	}
+	if c.GCPercent < 1 {
+		errs = append(errs, fmt.Errorf("gc_percent %d: must be at least 1 (GOGC=off is for the environment, not the configuration)", c.GCPercent))
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: must be at least 1024", c.MaxMessageBytes))

@@ -38,6 +38,7 @@ func TestExplicitZero(t *testing.T) {
 	const refused, zero = "refused", "zero"
 	want := map[string]string{
 		"missed_intervals":       refused,
+		"gc_percent":             refused,
 		"default_interval":       refused,
 		"max_message_bytes":      refused,
 		"max_reports_per_second": refused,

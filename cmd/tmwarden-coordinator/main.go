@@ -21,6 +21,7 @@ func main() {
 		LogLevel:  func(c coordinator.Config) string { return c.LogLevel },
 		Telemetry: func(c coordinator.Config) telemetry.Config { return c.Telemetry },
 		Run: func(ctx context.Context, cfg coordinator.Config, log *slog.Logger, tel *telemetry.Provider) error {
+			coordinator.ApplyGCPercent(cfg, log)
 			c, err := coordinator.New(cfg, coordinator.WithLogger(log), coordinator.WithTelemetry(tel))
 			if err != nil {
 				return err
